@@ -1,0 +1,74 @@
+// The command line: picks a command, runs it, maps errors to exit codes. Nothing here measures
+// or analyses; commands live in their own modules and are loaded only when asked for.
+import { VsysError } from '../errors.js';
+import { EXIT, type Io } from './io.js';
+
+export interface Command {
+  summary: string;
+  run(args: string[], io: Io): Promise<number>;
+}
+
+const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }> = {
+  doctor: { summary: 'one screen about this host (the default)', load: async () => (await import('./doctor.js')).doctorCommand },
+  probe: { summary: 'host facts: vsyscall mode with evidence, vDSO, clocksource, KPTI, perf', load: async () => (await import('./probe.js')).probeCommand },
+};
+
+export function formatTopHelp(): string {
+  const lines = [
+    'vsys — find, measure and fix programs that depend on the legacy vsyscall page',
+    '',
+    'usage: vsys [COMMAND] [OPTIONS]',
+    '',
+    'commands:',
+    ...Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(10)} ${c.summary}`),
+    '',
+    'With no command, vsys runs the doctor. Every command takes --help and --json.',
+    '',
+    'examples:',
+    '  vsys                 # what this host does with old programs',
+    '  vsys probe --json    # the host facts as one JSON document',
+    '',
+  ];
+  return lines.join('\n');
+}
+
+export async function main(argv: string[], io: Io): Promise<number> {
+  const [first, ...rest] = argv;
+  if (first === '--help' || first === '-h' || first === 'help') {
+    io.stdout.write(formatTopHelp());
+    return EXIT.ok;
+  }
+  if (first === '--version') {
+    io.stdout.write('vsys 0.1.0\n');
+    return EXIT.ok;
+  }
+  const name = first === undefined || first.startsWith('-') ? 'doctor' : first;
+  const args = first === undefined || first.startsWith('-') ? argv : rest;
+  const entry = COMMANDS[name];
+  if (!entry) {
+    io.stderr.write(`vsys: unknown command '${name}'\n\n${formatTopHelp()}`);
+    return EXIT.usage;
+  }
+  try {
+    const cmd = await entry.load();
+    return await cmd.run(args, io);
+  } catch (e) {
+    return reportError(e, io);
+  }
+}
+
+export function reportError(e: unknown, io: Io): number {
+  if (e instanceof VsysError) {
+    io.stderr.write(`vsys: ${e.message}${e.code === 'USAGE' ? '\n(try --help)' : ''}\n`);
+    if (e.code === 'USAGE') return EXIT.usage;
+    if (e.code === 'UNSUPPORTED_HOST') return EXIT.unsupported;
+    return EXIT.runtime;
+  }
+  // Argument errors from util.parseArgs carry this code.
+  if (e instanceof Error && (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+    io.stderr.write(`vsys: ${e.message}\n(try --help)\n`);
+    return EXIT.usage;
+  }
+  io.stderr.write(`vsys: internal error: ${e instanceof Error ? e.stack ?? e.message : String(e)}\n`);
+  return EXIT.runtime;
+}

@@ -1,0 +1,60 @@
+// A bounds-checked little-endian reader over a byte buffer. Every file-supplied offset and count
+// passes through here; 64-bit fields come back as bigint and become numbers only via toSafeNumber.
+import { VsysError, type ErrorCode } from '../errors.js';
+
+export function toSafeNumber(v: bigint, what: string): number {
+  if (v < 0n || v > BigInt(Number.MAX_SAFE_INTEGER)) {
+    throw new VsysError('NUMBER_UNSAFE', `${what} = 0x${BigInt.asUintN(64, v).toString(16)} is too large to use as an offset`);
+  }
+  return Number(v);
+}
+
+export class ByteReader {
+  readonly bytes: Uint8Array;
+  private readonly view: DataView;
+  /** Name used in error messages (a path, or "vDSO"). */
+  readonly source: string;
+
+  constructor(bytes: Uint8Array, source = 'buffer') {
+    this.bytes = bytes;
+    this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    this.source = source;
+  }
+
+  get length(): number {
+    return this.bytes.length;
+  }
+
+  /** Throws ELF_TRUNCATED (or `code`) unless [off, off+len) lies inside the buffer. */
+  need(off: number, len: number, what: string, code: ErrorCode = 'ELF_TRUNCATED'): void {
+    if (!Number.isSafeInteger(off) || !Number.isSafeInteger(len) || off < 0 || len < 0 || off + len > this.bytes.length) {
+      throw new VsysError(code, `${this.source}: ${what} at offset ${off} (+${len} bytes) lies outside the ${this.bytes.length}-byte file`, { path: this.source });
+    }
+  }
+
+  has(off: number, len: number): boolean {
+    return Number.isSafeInteger(off) && Number.isSafeInteger(len) && off >= 0 && len >= 0 && off + len <= this.bytes.length;
+  }
+
+  u8(off: number): number { this.need(off, 1, 'u8'); return this.view.getUint8(off); }
+  u16(off: number): number { this.need(off, 2, 'u16'); return this.view.getUint16(off, true); }
+  u32(off: number): number { this.need(off, 4, 'u32'); return this.view.getUint32(off, true); }
+  i32(off: number): number { this.need(off, 4, 'i32'); return this.view.getInt32(off, true); }
+  u64(off: number): bigint { this.need(off, 8, 'u64'); return this.view.getBigUint64(off, true); }
+  i64(off: number): bigint { this.need(off, 8, 'i64'); return this.view.getBigInt64(off, true); }
+
+  /** A sub-range, checked. */
+  slice(off: number, len: number, what = 'range'): Uint8Array {
+    this.need(off, len, what);
+    return this.bytes.subarray(off, off + len);
+  }
+
+  /** A NUL-terminated string starting at `off`, at most `max` bytes; stops at the buffer's end. */
+  cstring(off: number, max = 4096): string {
+    this.need(off, 0, 'string');
+    const end = Math.min(this.bytes.length, off + max);
+    let i = off;
+    while (i < end && this.bytes[i] !== 0) i++;
+    return Buffer.from(this.bytes.buffer, this.bytes.byteOffset + off, i - off).toString('latin1');
+  }
+}

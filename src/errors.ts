@@ -1,0 +1,66 @@
+// The one error type of vsys: a stable `code` for programs, a message for people.
+// OS failures also carry the syscall, errno and path they concern (as Node's own errors do).
+
+export type ErrorCode =
+  | 'USAGE'
+  | 'UNSUPPORTED_HOST'
+  | 'NATIVE_UNAVAILABLE'
+  | 'NATIVE_CALL_FAILED'
+  | 'VDSO_NOT_FOUND'
+  | 'VDSO_MALFORMED'
+  | 'PROC_READ_FAILED'
+  | 'CHILD_FAILED'
+  | 'PERF_NO_PERMISSION'
+  | 'PERF_UNAVAILABLE'
+  | 'ELF_BAD_MAGIC'
+  | 'ELF_UNSUPPORTED'
+  | 'ELF_TRUNCATED'
+  | 'ELF_BAD_OFFSET'
+  | 'ELF_BAD_COUNT'
+  | 'ELF_MALFORMED'
+  | 'NUMBER_UNSAFE'
+  | 'IO_FAILED'
+  | 'X86_ENCODE_FAILED'
+  | 'BENCH_FAILED';
+
+export interface VsysErrorDetails {
+  syscall?: string;
+  errno?: number;
+  path?: string;
+  cause?: unknown;
+}
+
+export class VsysError extends Error {
+  readonly code: ErrorCode;
+  readonly syscall?: string;
+  readonly errno?: number;
+  readonly path?: string;
+
+  constructor(code: ErrorCode, message: string, details: VsysErrorDetails = {}) {
+    super(message, details.cause === undefined ? undefined : { cause: details.cause });
+    this.name = 'VsysError';
+    this.code = code;
+    if (details.syscall !== undefined) this.syscall = details.syscall;
+    if (details.errno !== undefined) this.errno = details.errno;
+    if (details.path !== undefined) this.path = details.path;
+  }
+
+  toJSON(): Record<string, unknown> {
+    const out: Record<string, unknown> = { code: this.code, message: this.message };
+    if (this.syscall !== undefined) out.syscall = this.syscall;
+    if (this.errno !== undefined) out.errno = this.errno;
+    if (this.path !== undefined) out.path = this.path;
+    return out;
+  }
+}
+
+export function isVsysError(e: unknown): e is VsysError {
+  return e instanceof VsysError;
+}
+
+/** A one-line description of any thrown value, for "unavailable: reason" lines. */
+export function describeError(e: unknown): string {
+  if (e instanceof VsysError) return `${e.code}: ${e.message}`;
+  if (e instanceof Error) return e.message;
+  return String(e);
+}

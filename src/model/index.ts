@@ -1,0 +1,6 @@
+// The facts vsys stands on, as typed data: the single source every command uses.
+export * from './vsyscall-page.js';
+export * from './modes.js';
+export * from './syscalls.js';
+export * from './page-fault.js';
+export * from './figures.js';

@@ -1,0 +1,119 @@
+// libc bindings through koffi: the few calls vsys needs, declared once, typed for TypeScript.
+// errno is read through __errno_location, as glibc exposes it.
+import { VsysError } from '../errors.js';
+import { loadKoffi, loadLibc } from './koffi.js';
+
+/** An opaque native pointer (a koffi external). */
+export type NativePtr = { readonly __nativePtr: unique symbol };
+
+export const PROT_NONE = 0;
+export const PROT_READ = 1;
+export const PROT_WRITE = 2;
+export const PROT_EXEC = 4;
+export const MAP_PRIVATE = 0x02;
+export const MAP_ANONYMOUS = 0x20;
+export const MAP_32BIT = 0x40;
+
+interface Bindings {
+  getauxval(type: number): number | bigint;
+  getauxvalPtr(type: number): NativePtr | null;
+  mmap(addr: NativePtr | null, len: number, prot: number, flags: number, fd: number, off: number): NativePtr;
+  mprotect(addr: NativePtr, len: number, prot: number): number;
+  munmap(addr: NativePtr, len: number): number;
+  syscall6(nr: number, a: bigint, b: bigint, c: bigint, d: bigint, e: bigint, f: bigint): number | bigint;
+  sched_setaffinity(pid: number, size: number, mask: Buffer): number;
+  sched_getaffinity(pid: number, size: number, mask: Buffer): number;
+  sched_getcpu(): number;
+  dlsym(handle: NativePtr | null, name: string): NativePtr | null;
+  errnoLocation(): NativePtr;
+  strerror(errno: number): string;
+  ioctl(fd: number, req: number, arg: number): number;
+  read(fd: number, buf: Buffer, n: number): number;
+  close(fd: number): number;
+  getpid(): number;
+}
+
+let b: Bindings | undefined;
+
+export function libcBindings(): Bindings {
+  if (b) return b;
+  const lib = loadLibc();
+  b = {
+    getauxval: lib.func('unsigned long getauxval(unsigned long type)'),
+    getauxvalPtr: lib.func('void *getauxval(unsigned long type)'),
+    mmap: lib.func('void *mmap(void *addr, size_t len, int prot, int flags, int fd, long off)'),
+    mprotect: lib.func('int mprotect(void *addr, size_t len, int prot)'),
+    munmap: lib.func('int munmap(void *addr, size_t len)'),
+    // syscall(2) is variadic; a fixed six-argument declaration passes every argument in the right register.
+    syscall6: lib.func('long syscall(long nr, int64_t a, int64_t b, int64_t c, int64_t d, int64_t e, int64_t f)'),
+    sched_setaffinity: lib.func('int sched_setaffinity(int pid, size_t size, void *mask)'),
+    sched_getaffinity: lib.func('int sched_getaffinity(int pid, size_t size, _Out_ void *mask)'),
+    sched_getcpu: lib.func('int sched_getcpu(void)'),
+    dlsym: lib.func('void *dlsym(void *handle, const char *name)'),
+    errnoLocation: lib.func('void *__errno_location(void)'),
+    strerror: lib.func('const char *strerror(int errnum)'),
+    ioctl: lib.func('int ioctl(int fd, unsigned long req, unsigned long arg)'),
+    read: lib.func('long read(int fd, _Out_ void *buf, size_t n)'),
+    close: lib.func('int close(int fd)'),
+    getpid: lib.func('int getpid(void)'),
+  } as unknown as Bindings;
+  return b;
+}
+
+export function errno(): number {
+  const k = loadKoffi();
+  return k.decode(libcBindings().errnoLocation(), 'int') as number;
+}
+
+/** Throws a VsysError carrying errno when a libc call returned -1. */
+export function check(ret: number | bigint, syscall: string, code: 'NATIVE_CALL_FAILED' | 'PERF_NO_PERMISSION' | 'PERF_UNAVAILABLE' = 'NATIVE_CALL_FAILED'): number {
+  const v = Number(ret);
+  if (v === -1) {
+    const e = errno();
+    throw new VsysError(code, `${syscall}: ${libcBindings().strerror(e)}`, { syscall, errno: e });
+  }
+  return v;
+}
+
+export function getauxval(type: number): bigint {
+  return BigInt(libcBindings().getauxval(type));
+}
+
+/** syscall(2) with up to six integer arguments; returns the raw result (-1 and errno on failure). */
+export function rawSyscall(nr: number, ...args: (number | bigint)[]): bigint {
+  const a = [0, 1, 2, 3, 4, 5].map((i) => BigInt(args[i] ?? 0));
+  return BigInt(libcBindings().syscall6(nr, a[0]!, a[1]!, a[2]!, a[3]!, a[4]!, a[5]!));
+}
+
+/** Pins the calling thread to one CPU; returns the previous mask so it can be restored. */
+export function pinToCpu(cpu: number): Buffer {
+  const lc = libcBindings();
+  const old = Buffer.alloc(128);
+  check(lc.sched_getaffinity(0, old.length, old), 'sched_getaffinity');
+  const mask = Buffer.alloc(128);
+  mask[cpu >> 3] = 1 << (cpu & 7);
+  check(lc.sched_setaffinity(0, mask.length, mask), 'sched_setaffinity');
+  return old;
+}
+
+export function restoreAffinity(mask: Buffer): void {
+  check(libcBindings().sched_setaffinity(0, mask.length, mask), 'sched_setaffinity');
+}
+
+export function currentCpu(): number {
+  return check(libcBindings().sched_getcpu(), 'sched_getcpu');
+}
+
+/** CPUs this process may run on. */
+export function allowedCpus(): number[] {
+  const mask = Buffer.alloc(128);
+  check(libcBindings().sched_getaffinity(0, mask.length, mask), 'sched_getaffinity');
+  const out: number[] = [];
+  for (let i = 0; i < mask.length * 8; i++) if ((mask[i >> 3]! >> (i & 7)) & 1) out.push(i);
+  return out;
+}
+
+/** Address of a symbol as this process's dynamic linker resolves it (RTLD_DEFAULT). */
+export function lookupSymbol(name: string): NativePtr | null {
+  return libcBindings().dlsym(null, name);
+}

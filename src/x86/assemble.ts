@@ -1,0 +1,196 @@
+// A small assembler for the code vsys generates at run time (benchmark loops, probe stubs,
+// the tiny i386 program). Instructions are built with iced-x86 and laid out by its BlockEncoder,
+// which also resolves the labels. Only the forms vsys needs are offered.
+import { VsysError } from '../errors.js';
+import { loadIced } from './iced.js';
+
+export type Reg64 = 'rax' | 'rbx' | 'rcx' | 'rdx' | 'rsi' | 'rdi' | 'rbp' | 'rsp' | 'r8' | 'r9' | 'r10' | 'r11' | 'r12' | 'r13' | 'r14' | 'r15';
+export type Reg32 = 'eax' | 'ebx' | 'ecx' | 'edx' | 'esi' | 'edi' | 'ebp' | 'esp';
+export type Bitness = 32 | 64;
+
+/** A memory operand `[base + disp]`. */
+export interface Mem {
+  base: Reg64 | Reg32;
+  disp?: number;
+}
+
+type Op =
+  | { k: 'push' | 'pop' | 'callr' | 'jmpr' | 'dec' | 'inc'; r: Reg64 | Reg32 }
+  | { k: 'movrr' | 'addrr' | 'subrr' | 'xorrr' | 'orrr' | 'testrr'; d: Reg64 | Reg32; s: Reg64 | Reg32 }
+  | { k: 'movri'; d: Reg64 | Reg32; v: bigint }
+  | { k: 'shli' | 'addri' | 'subri' | 'cmpri'; d: Reg64 | Reg32; v: number }
+  | { k: 'load'; d: Reg64 | Reg32; m: Mem }
+  | { k: 'store'; m: Mem; s: Reg64 | Reg32 }
+  | { k: 'storei'; m: Mem; v: number }
+  | { k: 'lea'; d: Reg64 | Reg32; m: Mem }
+  | { k: 'callm'; m: Mem }
+  | { k: 'jcc'; cc: 'ne' | 'e' | 'b' | 'ae'; label: string }
+  | { k: 'jmp' | 'call'; label: string }
+  | { k: 'label'; name: string }
+  | { k: 'int'; v: number }
+  | { k: 'plain'; what: 'ret' | 'syscall' | 'sysenter' | 'rdtsc' | 'rdtscp' | 'lfence' | 'mfence' | 'cpuid' | 'int3' | 'hlt' | 'nop' };
+
+/** Collects instructions; `assemble()` encodes them for a given load address. */
+export class Asm {
+  readonly bitness: Bitness;
+  private readonly ops: Op[] = [];
+
+  constructor(bitness: Bitness = 64) {
+    this.bitness = bitness;
+  }
+
+  private add(op: Op): this {
+    this.ops.push(op);
+    return this;
+  }
+
+  push(r: Reg64 | Reg32) { return this.add({ k: 'push', r }); }
+  pop(r: Reg64 | Reg32) { return this.add({ k: 'pop', r }); }
+  /** `call *%r` */
+  callReg(r: Reg64 | Reg32) { return this.add({ k: 'callr', r }); }
+  /** `jmp *%r` */
+  jmpReg(r: Reg64 | Reg32) { return this.add({ k: 'jmpr', r }); }
+  /** `call *disp(%base)` */
+  callMem(m: Mem) { return this.add({ k: 'callm', m }); }
+  dec(r: Reg64 | Reg32) { return this.add({ k: 'dec', r }); }
+  inc(r: Reg64 | Reg32) { return this.add({ k: 'inc', r }); }
+  mov(d: Reg64 | Reg32, s: Reg64 | Reg32) { return this.add({ k: 'movrr', d, s }); }
+  movImm(d: Reg64 | Reg32, v: bigint | number) { return this.add({ k: 'movri', d, v: BigInt(v) }); }
+  add_(d: Reg64 | Reg32, s: Reg64 | Reg32) { return this.add({ k: 'addrr', d, s }); }
+  sub(d: Reg64 | Reg32, s: Reg64 | Reg32) { return this.add({ k: 'subrr', d, s }); }
+  xor(d: Reg64 | Reg32, s: Reg64 | Reg32) { return this.add({ k: 'xorrr', d, s }); }
+  or(d: Reg64 | Reg32, s: Reg64 | Reg32) { return this.add({ k: 'orrr', d, s }); }
+  test(d: Reg64 | Reg32, s: Reg64 | Reg32) { return this.add({ k: 'testrr', d, s }); }
+  shlImm(d: Reg64 | Reg32, v: number) { return this.add({ k: 'shli', d, v }); }
+  addImm(d: Reg64 | Reg32, v: number) { return this.add({ k: 'addri', d, v }); }
+  subImm(d: Reg64 | Reg32, v: number) { return this.add({ k: 'subri', d, v }); }
+  cmpImm(d: Reg64 | Reg32, v: number) { return this.add({ k: 'cmpri', d, v }); }
+  load(d: Reg64 | Reg32, m: Mem) { return this.add({ k: 'load', d, m }); }
+  store(m: Mem, s: Reg64 | Reg32) { return this.add({ k: 'store', m, s }); }
+  /** `movl $imm, disp(%base)` (32-bit store) */
+  storeImm32(m: Mem, v: number) { return this.add({ k: 'storei', m, v }); }
+  lea(d: Reg64 | Reg32, m: Mem) { return this.add({ k: 'lea', d, m }); }
+  jcc(cc: 'ne' | 'e' | 'b' | 'ae', label: string) { return this.add({ k: 'jcc', cc, label }); }
+  jnz(label: string) { return this.jcc('ne', label); }
+  jmp(label: string) { return this.add({ k: 'jmp', label }); }
+  call(label: string) { return this.add({ k: 'call', label }); }
+  label(name: string) { return this.add({ k: 'label', name }); }
+  int(v: number) { return this.add({ k: 'int', v }); }
+  ret() { return this.add({ k: 'plain', what: 'ret' }); }
+  syscall() { return this.add({ k: 'plain', what: 'syscall' }); }
+  sysenter() { return this.add({ k: 'plain', what: 'sysenter' }); }
+  rdtsc() { return this.add({ k: 'plain', what: 'rdtsc' }); }
+  rdtscp() { return this.add({ k: 'plain', what: 'rdtscp' }); }
+  lfence() { return this.add({ k: 'plain', what: 'lfence' }); }
+  mfence() { return this.add({ k: 'plain', what: 'mfence' }); }
+  cpuid() { return this.add({ k: 'plain', what: 'cpuid' }); }
+  int3() { return this.add({ k: 'plain', what: 'int3' }); }
+  hlt() { return this.add({ k: 'plain', what: 'hlt' }); }
+  nop() { return this.add({ k: 'plain', what: 'nop' }); }
+
+  /** Encodes the instructions as if loaded at `ip`. Throws X86_ENCODE_FAILED on an impossible form. */
+  assemble(ip: bigint = 0n): Uint8Array {
+    return encodeOps(this.bitness, this.ops, ip);
+  }
+}
+
+function encodeOps(bitness: Bitness, ops: readonly Op[], ip: bigint): Uint8Array {
+  const x = loadIced();
+  const { Code, Register, Instruction, BlockEncoder, MemoryOperand } = x;
+  const is64 = bitness === 64;
+  const reg = (r: string): number => {
+    const name = r.toUpperCase() as keyof typeof Register;
+    const v = Register[name];
+    if (typeof v !== 'number') throw new VsysError('X86_ENCODE_FAILED', `unknown register ${r}`);
+    if (!is64 && r.startsWith('r')) throw new VsysError('X86_ENCODE_FAILED', `register ${r} does not exist in 32-bit code`);
+    return v;
+  };
+  const mem = (m: Mem) => new MemoryOperand(reg(m.base), Register.None, 1, BigInt(m.disp ?? 0), m.disp ? 4 : 0, false, Register.None);
+  // Stack and branch forms follow the code's bitness; data forms follow the register's width.
+  const pick = (c64: number, c32: number) => (is64 ? c64 : c32);
+  const byReg = (r: string, c64: number, c32: number) => (r.startsWith('r') ? c64 : c32);
+
+  // Each instruction gets a unique fake IP; a label names the IP of the instruction after it.
+  const labels = new Map<string, bigint>();
+  let n = 0n;
+  for (const op of ops) {
+    if (op.k === 'label') {
+      if (labels.has(op.name)) throw new VsysError('X86_ENCODE_FAILED', `label ${op.name} defined twice`);
+      labels.set(op.name, (n + 1n) * 16n);
+    } else n++;
+  }
+  const target = (l: string): bigint => {
+    const t = labels.get(l);
+    if (t === undefined) throw new VsysError('X86_ENCODE_FAILED', `undefined label ${l}`);
+    return t;
+  };
+  // A label at the very end needs an instruction to land on.
+  const endLabel = [...labels.values()].some((v) => v === (n + 1n) * 16n);
+
+  const enc = new BlockEncoder(bitness, 0);
+  const made: InstanceType<typeof Instruction>[] = [];
+  try {
+    let i = 0n;
+    const emit = (ins: InstanceType<typeof Instruction>) => {
+      i++;
+      ins.ip = i * 16n;
+      made.push(ins);
+      enc.add(ins);
+    };
+    for (const op of ops) {
+      switch (op.k) {
+        case 'label': break;
+        case 'push': emit(Instruction.createReg(pick(Code.Push_r64, Code.Push_r32), reg(op.r))); break;
+        case 'pop': emit(Instruction.createReg(pick(Code.Pop_r64, Code.Pop_r32), reg(op.r))); break;
+        case 'callr': emit(Instruction.createReg(pick(Code.Call_rm64, Code.Call_rm32), reg(op.r))); break;
+        case 'jmpr': emit(Instruction.createReg(pick(Code.Jmp_rm64, Code.Jmp_rm32), reg(op.r))); break;
+        case 'callm': emit(Instruction.createMem(pick(Code.Call_rm64, Code.Call_rm32), mem(op.m))); break;
+        case 'dec': emit(Instruction.createReg(byReg(op.r, Code.Dec_rm64, Code.Dec_rm32), reg(op.r))); break;
+        case 'inc': emit(Instruction.createReg(byReg(op.r, Code.Inc_rm64, Code.Inc_rm32), reg(op.r))); break;
+        case 'movrr': emit(Instruction.createRegReg(byReg(op.d, Code.Mov_r64_rm64, Code.Mov_r32_rm32), reg(op.d), reg(op.s))); break;
+        case 'addrr': emit(Instruction.createRegReg(byReg(op.d, Code.Add_r64_rm64, Code.Add_r32_rm32), reg(op.d), reg(op.s))); break;
+        case 'subrr': emit(Instruction.createRegReg(byReg(op.d, Code.Sub_r64_rm64, Code.Sub_r32_rm32), reg(op.d), reg(op.s))); break;
+        case 'xorrr': emit(Instruction.createRegReg(byReg(op.d, Code.Xor_r64_rm64, Code.Xor_r32_rm32), reg(op.d), reg(op.s))); break;
+        case 'orrr': emit(Instruction.createRegReg(byReg(op.d, Code.Or_r64_rm64, Code.Or_r32_rm32), reg(op.d), reg(op.s))); break;
+        case 'testrr': emit(Instruction.createRegReg(byReg(op.d, Code.Test_rm64_r64, Code.Test_rm32_r32), reg(op.d), reg(op.s))); break;
+        case 'movri':
+          if (op.d.startsWith('r')) emit(Instruction.createRegU64(Code.Mov_r64_imm64, reg(op.d), BigInt.asUintN(64, op.v)));
+          else emit(Instruction.createRegU32(Code.Mov_r32_imm32, reg(op.d), Number(BigInt.asUintN(32, op.v))));
+          break;
+        case 'shli': emit(Instruction.createRegI32(byReg(op.d, Code.Shl_rm64_imm8, Code.Shl_rm32_imm8), reg(op.d), op.v)); break;
+        case 'addri': emit(Instruction.createRegI32(byReg(op.d, Code.Add_rm64_imm32, Code.Add_rm32_imm32), reg(op.d), op.v)); break;
+        case 'subri': emit(Instruction.createRegI32(byReg(op.d, Code.Sub_rm64_imm32, Code.Sub_rm32_imm32), reg(op.d), op.v)); break;
+        case 'cmpri': emit(Instruction.createRegI32(byReg(op.d, Code.Cmp_rm64_imm32, Code.Cmp_rm32_imm32), reg(op.d), op.v)); break;
+        case 'load': emit(Instruction.createRegMem(byReg(op.d, Code.Mov_r64_rm64, Code.Mov_r32_rm32), reg(op.d), mem(op.m))); break;
+        case 'store': emit(Instruction.createMemReg(byReg(op.s, Code.Mov_rm64_r64, Code.Mov_rm32_r32), mem(op.m), reg(op.s))); break;
+        case 'storei': emit(Instruction.createMemU32(Code.Mov_rm32_imm32, mem(op.m), op.v >>> 0)); break;
+        case 'lea': emit(Instruction.createRegMem(byReg(op.d, Code.Lea_r64_m, Code.Lea_r32_m), reg(op.d), mem(op.m))); break;
+        case 'jcc': {
+          const c = { ne: [Code.Jne_rel32_64, Code.Jne_rel32_32], e: [Code.Je_rel32_64, Code.Je_rel32_32], b: [Code.Jb_rel32_64, Code.Jb_rel32_32], ae: [Code.Jae_rel32_64, Code.Jae_rel32_32] }[op.cc];
+          emit(Instruction.createBranch(pick(c[0]!, c[1]!), target(op.label)));
+          break;
+        }
+        case 'jmp': emit(Instruction.createBranch(pick(Code.Jmp_rel32_64, Code.Jmp_rel32_32), target(op.label))); break;
+        case 'call': emit(Instruction.createBranch(pick(Code.Call_rel32_64, Code.Call_rel32_32), target(op.label))); break;
+        case 'int': emit(Instruction.createI32(Code.Int_imm8, op.v)); break;
+        case 'plain': {
+          const code = {
+            ret: pick(Code.Retnq, Code.Retnd), syscall: Code.Syscall, sysenter: Code.Sysenter, rdtsc: Code.Rdtsc,
+            rdtscp: Code.Rdtscp, lfence: Code.Lfence, mfence: Code.Mfence, cpuid: Code.Cpuid, int3: Code.Int3,
+            hlt: Code.Hlt, nop: Code.Nopd,
+          }[op.what];
+          emit(Instruction.create(code));
+          break;
+        }
+      }
+    }
+    if (endLabel) emit(Instruction.create(Code.Int3));
+    return enc.encode(ip);
+  } catch (e) {
+    if (e instanceof VsysError) throw e;
+    throw new VsysError('X86_ENCODE_FAILED', `cannot encode ${bitness}-bit code: ${String(e)}`, { cause: e });
+  } finally {
+    for (const ins of made) ins.free();
+    enc.free();
+  }
+}
