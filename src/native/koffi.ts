@@ -19,14 +19,17 @@ export function loadKoffi(): Koffi {
   } catch (e) {
     throw new VsysError('NATIVE_UNAVAILABLE', `cannot load koffi (the FFI module): ${(e as Error).message}; reinstall with npm ci`, { cause: e });
   }
+  // koffi sets up its call machinery on the first load(); koffi.call() of a raw pointer before any
+  // load() crashes the process. Loading libc here makes every entry point safe.
+  loadLibc();
   return koffi;
 }
 
 export function loadLibc(): KoffiLib {
   if (libc) return libc;
-  const k = loadKoffi();
+  if (!koffi) loadKoffi();
   try {
-    libc = k.load('libc.so.6');
+    libc = koffi!.load('libc.so.6');
   } catch (e) {
     throw new VsysError('NATIVE_UNAVAILABLE', `cannot load libc.so.6: ${(e as Error).message} (vsys needs a glibc host for native work)`, { cause: e });
   }

@@ -1,0 +1,55 @@
+// Runs a compiled vsys module in a child Node process and describes how it ended,
+// so that anything that can crash (vsyscall calls, generated code) never takes vsys down.
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { constants } from 'node:os';
+
+export interface ChildOutcome {
+  /** 'works' when the child exited 0 and printed a result. */
+  outcome: 'works' | 'signal' | 'exit' | 'timeout' | 'spawn-failed';
+  signal?: string;
+  exitCode?: number;
+  stdout: string;
+  stderr: string;
+  result?: unknown;
+  ms: number;
+}
+
+export function signalNumber(name: string): number | undefined {
+  return (constants.signals as Record<string, number>)[name];
+}
+
+/** Runs `node <module relative to this file> ...args` with a timeout. */
+export function runNodeChild(moduleUrl: URL, args: string[], timeoutMs = 10_000): Promise<ChildOutcome> {
+  const t0 = performance.now();
+  return new Promise((resolve) => {
+    let stdout = '';
+    let stderr = '';
+    let timedOut = false;
+    const child = spawn(process.execPath, [fileURLToPath(moduleUrl), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, timeoutMs);
+    child.stdout.on('data', (d: Buffer) => { if (stdout.length < 1 << 20) stdout += d.toString(); });
+    child.stderr.on('data', (d: Buffer) => { if (stderr.length < 1 << 20) stderr += d.toString(); });
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      resolve({ outcome: 'spawn-failed', stdout, stderr: stderr + e.message, ms: performance.now() - t0 });
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      const ms = performance.now() - t0;
+      if (timedOut) return resolve({ outcome: 'timeout', stdout, stderr, ms });
+      if (signal) return resolve({ outcome: 'signal', signal, stdout, stderr, ms });
+      let result: unknown;
+      try {
+        result = JSON.parse(stdout.trim().split('\n').pop() ?? '');
+      } catch {
+        result = undefined;
+      }
+      if (code === 0 && result !== undefined) return resolve({ outcome: 'works', exitCode: 0, stdout, stderr, result, ms });
+      resolve({ outcome: 'exit', exitCode: code ?? -1, stdout, stderr, ms });
+    });
+  });
+}
