@@ -1,0 +1,121 @@
+// `vsys` with no arguments: one screen about what this host does to old programs, in a few seconds,
+// without root. Built from the probe; every part that cannot run says why.
+import { parseArgs } from 'node:util';
+import { describeError } from '../errors.js';
+import { seedSlowdown } from '../model/figures.js';
+import { probeHost, type HostReport } from '../host/probe.js';
+import { formatHostHeader, formatVsyscallBlock } from './format-host.js';
+import { EXIT, toJson } from './io.js';
+import type { Command } from './main.js';
+
+const HELP = `usage: vsys [doctor] [--json]
+
+One screen: this host's vsyscall mode and what it means for old programs
+(glibc <= 2.13, old static and Go binaries), the vDSO's health, what a
+vsyscall costs here, and what was skipped and why. Needs no root.
+
+examples:
+  vsys
+  vsys doctor --json
+`;
+
+export interface Slowdown {
+  ratio: number;
+  /** ns of an emulated vsyscall time() here, when measured. */
+  vsyscallNs: number | null;
+  vdsoNs: number | null;
+  source: string;
+}
+
+export interface DoctorReport {
+  host: HostReport;
+  verdict: { mode: string; severity: 'crash' | 'slow' | 'ok' | 'unknown'; headline: string; detail: string[] };
+  slowdown: Slowdown;
+  skipped: { what: string; why: string }[];
+}
+
+export function verdictFor(mode: string, s: Slowdown): DoctorReport['verdict'] {
+  const who = 'Programs built against glibc ≤ 2.13 (CentOS 5/6, Debian wheezy images), old static binaries and old Go runtimes';
+  const cost = `~${Math.round(s.ratio)}× the cost of a vDSO call (${s.source})`;
+  switch (mode) {
+    case 'none':
+      return {
+        mode, severity: 'crash',
+        headline: `${who} will CRASH here: SIGSEGV, exit status 139, no message, the first time they call time() or gettimeofday().`,
+        detail: ['Find them before they run: vsys scan DIR (or an image).', 'Fix: boot with vsyscall=xonly, or rebuild/upgrade the image to glibc ≥ 2.14.'],
+      };
+    case 'xonly':
+      return {
+        mode, severity: 'slow',
+        headline: `${who} will run here, but every vsyscall traps into the kernel and is emulated: ${cost}.`,
+        detail: ['Programs that read the page as data (rare) get SIGSEGV in this mode.', 'On a vsyscall=none host the same programs crash; check with: vsys scan DIR.'],
+      };
+    case 'emulate':
+      return {
+        mode, severity: 'slow',
+        headline: `${who} will run here, but every vsyscall traps into the kernel and is emulated: ${cost}.`,
+        detail: ['The page is also readable, which leaks its fixed address to exploits (xonly closes that).', 'On a vsyscall=none host the same programs crash; check with: vsys scan DIR.'],
+      };
+    case 'native':
+      return {
+        mode, severity: 'ok',
+        headline: `${who} run at syscall speed here (native vsyscall page, kernels before 4.15).`,
+        detail: ['The native page is executable code at a fixed address: a gift to exploits. Newer kernels emulate it or remove it.'],
+      };
+    default:
+      return { mode, severity: 'unknown', headline: 'The vsyscall mode of this host could not be determined.', detail: ['Run vsys probe for the evidence.'] };
+  }
+}
+
+export async function runDoctor(): Promise<DoctorReport> {
+  const host = await probeHost({});
+  const skipped = [...host.skipped];
+  const seed = seedSlowdown('time');
+  const slowdown: Slowdown = { ratio: seed.ratio, vsyscallNs: null, vdsoNs: null, source: seed.source };
+  return { host, verdict: verdictFor(host.vsyscall.mode, slowdown), slowdown, skipped };
+}
+
+export function formatDoctor(d: DoctorReport): string {
+  const r = d.host;
+  const out: string[] = [`vsys doctor — ${formatHostHeader(r)}`, ''];
+  const mark = { crash: '✗', slow: '!', ok: '✓', unknown: '?' }[d.verdict.severity];
+  out.push(`${mark} ${d.verdict.headline}`);
+  for (const l of d.verdict.detail) out.push(`  ${l}`);
+  out.push('');
+  out.push(...formatVsyscallBlock(r));
+  out.push('');
+  if (!r.vdso.present) out.push(`✗ No vDSO: every clock read is a system call (${r.vdso.error ?? ''}).`);
+  else if (r.vdso.health?.userSpace === false) out.push(`✗ vDSO: ${r.vdso.health.summary}. Switch the clocksource to tsc if the host allows it.`);
+  else if (r.vdso.health) out.push(`✓ vDSO: ${r.vdso.health.summary}.`);
+  else out.push(`? vDSO present at 0x${r.vdso.base?.toString(16)}; its speed was not measured.`);
+  if (d.slowdown.vsyscallNs !== null && d.slowdown.vdsoNs !== null) {
+    out.push(`  Here a vsyscall costs ${d.slowdown.vsyscallNs.toFixed(0)} ns, ${Math.round(d.slowdown.ratio)}× a vDSO call (${d.slowdown.vdsoNs.toFixed(1)} ns).`);
+  }
+  out.push(`  KPTI ${r.kpti.enabled === null ? 'unknown' : r.kpti.enabled ? 'on: every kernel entry pays a page-table switch' : 'off'}; clocksource ${r.clocksource.current ?? 'unknown'}; 32-bit paths ${r.ia32.available ? 'available' : r.ia32.available === false ? 'unavailable' : 'unknown'}.`);
+  if (r.container.inContainer) out.push(`  Running in a container (${r.container.kind ?? 'unknown'}): the vsyscall mode is the host kernel's.`);
+  if (d.skipped.length) {
+    out.push('', 'skipped:');
+    for (const s of d.skipped) out.push(`  ${s.what}: ${s.why}`);
+  }
+  out.push('', 'more: vsys probe (all evidence) · vsys --help');
+  return out.join('\n') + '\n';
+}
+
+export const doctorCommand: Command = {
+  summary: 'one screen about this host (the default)',
+  async run(args, io) {
+    const { values } = parseArgs({ args, options: { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, strict: true });
+    if (values.help) {
+      io.stdout.write(HELP);
+      return EXIT.ok;
+    }
+    let d: DoctorReport;
+    try {
+      d = await runDoctor();
+    } catch (e) {
+      throw e instanceof Error ? e : new Error(describeError(e));
+    }
+    io.stdout.write(values.json ? toJson(d) + '\n' : formatDoctor(d));
+    return EXIT.ok;
+  },
+};

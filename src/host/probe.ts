@@ -1,0 +1,116 @@
+// The host report: every fact vsys knows about this machine's syscall paths, each with its evidence.
+// Pieces that fail are reported as skipped with the reason; the probe itself never throws on them.
+import { existsSync } from 'node:fs';
+import { describeError, VsysError } from '../errors.js';
+import { parseCmdline, type CmdlineFacts } from './cmdline.js';
+import { readKconfig, type KconfigFacts } from './kconfig.js';
+import {
+  containerFacts, ia32Facts, kptiState, parseCpuinfo, perfFacts, readClocksource, readKernel, readText, readVulnerabilities, seccompFacts,
+  type ClocksourceFacts, type ContainerFacts, type CpuFacts, type Ia32Facts, type KernelFacts, type KptiFacts, type PerfFacts, type SeccompFacts, type Vulnerability,
+} from './facts.js';
+import { checkVdsoHealth, type VdsoHealth } from './vdso-health.js';
+import { dumpVdso, readVdso, type VdsoImage } from './vdso.js';
+import { detectVsyscallMode, type ActiveTest, type VsyscallModeReport } from './vsyscall-mode.js';
+import type { VdsoSymbol } from './vdso-parse.js';
+
+export interface VdsoReport {
+  present: boolean;
+  base: bigint | null;
+  size: number | null;
+  soname: string | null;
+  hash: 'gnu' | 'sysv' | null;
+  symbols: Pick<VdsoSymbol, 'name' | 'version' | 'address' | 'offset' | 'size' | 'type' | 'binding'>[];
+  health: VdsoHealth | null;
+  error?: string;
+}
+
+export interface HostReport {
+  kernel: KernelFacts;
+  cpu: CpuFacts | null;
+  vsyscall: VsyscallModeReport & { active: ActiveTest | null };
+  vdso: VdsoReport;
+  clocksource: ClocksourceFacts;
+  kpti: KptiFacts;
+  vulnerabilities: Vulnerability[];
+  ia32: Ia32Facts;
+  perf: PerfFacts;
+  container: ContainerFacts;
+  seccomp: SeccompFacts;
+  cmdline: CmdlineFacts | null;
+  kconfig: KconfigFacts | null;
+  skipped: { what: string; why: string }[];
+}
+
+export interface ProbeOptions {
+  /** Run the child-process vsyscall test (default true). */
+  active?: boolean;
+  /** Measure whether the vDSO clock stays in user space (default true). */
+  vdsoHealth?: boolean;
+  /** Write the vDSO image here. */
+  dumpVdsoTo?: string;
+}
+
+export function assertSupportedHost(): void {
+  if (process.platform !== 'linux' || process.arch !== 'x64') {
+    throw new VsysError('UNSUPPORTED_HOST', `vsys examines Linux on x86-64; this is ${process.platform} on ${process.arch}. The vsyscall page exists only on x86-64 Linux.`);
+  }
+}
+
+export async function probeHost(opts: ProbeOptions = {}): Promise<HostReport> {
+  assertSupportedHost();
+  const skipped: HostReport['skipped'] = [];
+  const kernel = readKernel();
+  const cpuText = readText('/proc/cpuinfo');
+  const cpu = cpuText ? parseCpuinfo(cpuText) : null;
+  const cmdlineText = readText('/proc/cmdline');
+  const cmdline = cmdlineText === null ? null : parseCmdline(cmdlineText);
+  if (cmdline === null) skipped.push({ what: 'kernel command line', why: '/proc/cmdline is not readable' });
+  const kconfig = readKconfig(kernel.release);
+  if (!kconfig) skipped.push({ what: 'kernel config', why: `neither /proc/config.gz nor /boot/config-${kernel.release} exists` });
+  const status = readText('/proc/self/status');
+  const clocksource = readClocksource();
+  const vulnerabilities = readVulnerabilities();
+  const perf = perfFacts(status, readText('/proc/sys/kernel/perf_event_paranoid'));
+
+  const vsyscallP = detectVsyscallMode({ active: opts.active !== false, kconfig, kernelRelease: kernel.release, ...(cmdlineText !== null ? { cmdlineText } : {}) });
+  if (opts.active === false) skipped.push({ what: 'active vsyscall test', why: 'disabled by option' });
+
+  let vdso: VdsoReport;
+  let image: VdsoImage | undefined;
+  try {
+    image = readVdso();
+    vdso = {
+      present: true, base: image.base, size: image.size, soname: image.soname, hash: image.hash,
+      symbols: image.symbols.map(({ name, version, address, offset, size, type, binding }) => ({ name, version, address, offset, size, type, binding })),
+      health: null,
+    };
+  } catch (e) {
+    vdso = { present: false, base: null, size: null, soname: null, hash: null, symbols: [], health: null, error: describeError(e) };
+  }
+  if (image && opts.dumpVdsoTo) dumpVdso(image, opts.dumpVdsoTo);
+  if (image && opts.vdsoHealth !== false) {
+    try {
+      vdso.health = checkVdsoHealth(image, { tracefs: perf.tracefs, perfUsable: perf.tracepointsUsable, clocksource: clocksource.current });
+      if (vdso.health.perfSkipped) skipped.push({ what: 'syscall count around vDSO calls', why: `${vdso.health.perfSkipped}; judged by timing instead` });
+    } catch (e) {
+      skipped.push({ what: 'vDSO health measurement', why: describeError(e) });
+    }
+  }
+
+  return {
+    kernel,
+    cpu,
+    vsyscall: await vsyscallP,
+    vdso,
+    clocksource,
+    kpti: kptiState(vulnerabilities, cmdline, cpu),
+    vulnerabilities,
+    ia32: ia32Facts(kconfig, cmdline, readText('/proc/sys/abi/vsyscall32')),
+    perf,
+    container: containerFacts(readText('/proc/self/cgroup'), { dockerenv: existsSync('/.dockerenv'), containerenv: existsSync('/run/.containerenv') }),
+    seccomp: seccompFacts(status),
+    cmdline,
+    kconfig,
+    skipped,
+  };
+}
