@@ -29,6 +29,7 @@ export interface ParsedVdso {
 }
 
 const PT_LOAD = 1;
+const SHN_ABS = 0xfff1;
 const PT_DYNAMIC = 2;
 const DT = { NULL: 0, HASH: 4, STRTAB: 5, SYMTAB: 6, STRSZ: 10, SONAME: 14, GNU_HASH: 0x6ffffef5, VERSYM: 0x6ffffff0, VERDEF: 0x6ffffffc } as const;
 
@@ -162,9 +163,12 @@ export function parseVdsoImage(bytes: Uint8Array, base: bigint): ParsedVdso {
       const b = info >> 4;
       const offset = l.vaddrToOff(value);
       const vi = versymOff === undefined ? undefined : r.u16(versymOff + i * 2) & 0x7fff;
+      const name = r.cstring(strOff + nameOff);
+      const version = vi === undefined || vi <= 1 ? null : versions.get(vi) ?? null;
       symbols.push({
-        name: r.cstring(strOff + nameOff),
-        version: vi === undefined || vi <= 1 ? null : versions.get(vi) ?? null,
+        name,
+        // The absolute symbol named after a version (e.g. LINUX_2.6) defines that version; it has none itself.
+        version: shndx === SHN_ABS && version === name ? null : version,
         address: base + BigInt(offset),
         offset,
         size,

@@ -105,7 +105,7 @@ function encodeOps(bitness: Bitness, ops: readonly Op[], ip: bigint): Uint8Array
     if (!is64 && r.startsWith('r')) throw new VsysError('X86_ENCODE_FAILED', `register ${r} does not exist in 32-bit code`);
     return v;
   };
-  const mem = (m: Mem) => new MemoryOperand(reg(m.base), Register.None, 1, BigInt(m.disp ?? 0), m.disp ? 4 : 0, false, Register.None);
+  const mem = (m: Mem) => new MemoryOperand(reg(m.base), Register.None, 1, BigInt(m.disp ?? 0), !m.disp ? 0 : m.disp >= -128 && m.disp <= 127 ? 1 : 4, false, Register.None);
   // Stack and branch forms follow the code's bitness; data forms follow the register's width.
   const pick = (c64: number, c32: number) => (is64 ? c64 : c32);
   const byReg = (r: string, c64: number, c32: number) => (r.startsWith('r') ? c64 : c32);
