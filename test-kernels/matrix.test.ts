@@ -1,0 +1,83 @@
+// The kernel matrix: a real Debian cloud kernel booted under qemu in each vsyscall mode. What vsys
+// says about a mode (probe's detection, the model's read/call outcomes, scan's verdicts, bench's
+// availability) is checked against what real programs and vsys itself do inside that guest.
+import { before, after, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { MODE_BEHAVIOUR, type VsyscallMode } from '../src/model/modes.js';
+import { boot, buildInitramfs, buildPrograms, CORPUS, ensureKernel, makeWorkDir, type BootResult, type GuestProgram } from './vm.js';
+
+const MODES: VsyscallMode[] = ['none', 'xonly', 'emulate'];
+const missing = ['qemu-system-x86_64', 'cpio', 'gcc', 'apt-get'].filter((c) => spawnSync('sh', ['-c', `command -v ${c}`]).status !== 0);
+const skip = missing.length ? `missing ${missing.join(', ')} (.ci/run installs them)` : !existsSync('/bin/busybox') ? 'no /bin/busybox (busybox-static)' : false;
+
+describe('kernel matrix', { skip }, () => {
+  const results = new Map<VsyscallMode, BootResult>();
+  const work = makeWorkDir();
+  let programs: GuestProgram[] = [];
+
+  before(async () => {
+    const kernel = ensureKernel();
+    const bins = buildPrograms(path.join(work.dir, 'progs'));
+    programs = [
+      { name: 'call-time', file: bins.callEntry, args: ['time'] },
+      { name: 'call-gettimeofday', file: bins.callEntry, args: ['gettimeofday'] },
+      { name: 'call-getcpu', file: bins.callEntry, args: ['getcpu'] },
+      { name: 'call-misaligned', file: bins.callEntry, args: ['misaligned'] },
+      { name: 'read-page', file: bins.readPage, args: [] },
+      { name: 'time-libc', file: bins.timeLibc, args: [] },
+    ];
+    const oldBusybox = path.join(CORPUS, 'busybox-1.15.2-static', 'busybox');
+    if (existsSync(oldBusybox)) programs.push({ name: 'busybox-1.15.2-date', file: oldBusybox, args: ['date'] });
+    const initrd = buildInitramfs({
+      programs,
+      commands: [{ name: 'probe', line: 'node bin/vsys.js probe --json' }],
+    }, work.dir);
+    const boots = await Promise.all(MODES.map((m) => boot(kernel.vmlinuz, initrd, m)));
+    for (const b of boots) results.set(b.mode as VsyscallMode, b);
+  });
+
+  after(() => work.cleanup());
+
+  for (const mode of MODES) {
+    describe(`vsyscall=${mode}`, () => {
+      const r = () => {
+        const b = results.get(mode);
+        assert.ok(b, 'the guest booted');
+        assert.match(b.console, /VSYS-DONE/, `guest did not finish:\n${b.console.slice(-3000)}`);
+        assert.match(b.console, new RegExp(`VSYS-BOOTED .*vsyscall=${mode}`));
+        return b;
+      };
+
+      test('probe reports the booted mode, and its evidence agrees', () => {
+        const b = r();
+        const p = b.commands.get('probe');
+        assert.ok(p, 'probe ran');
+        assert.equal(p.status, 0, p.stderr);
+        const j = JSON.parse(p.stdout);
+        assert.equal(j.vsyscall.mode, mode);
+        assert.equal(j.vsyscall.agree, true, JSON.stringify(j.vsyscall.evidence));
+        const cmd = j.vsyscall.evidence.find((e: { source: string }) => e.source === 'cmdline');
+        assert.equal(cmd.says, mode);
+      });
+
+      test('real programs do what the model says a call and a read do in this mode', () => {
+        const b = r();
+        const expectCall = MODE_BEHAVIOUR[mode].call === 'sigsegv' ? 139 : 0;
+        const expectRead = MODE_BEHAVIOUR[mode].read === 'sigsegv' ? 139 : 0;
+        for (const name of ['call-time', 'call-gettimeofday', 'call-getcpu', 'busybox-1.15.2-date']) {
+          const p = b.programs.get(name);
+          if (!p && name.startsWith('busybox')) continue;
+          assert.ok(p, `${name} ran`);
+          assert.equal(p.status, expectCall, `${name} under ${mode}: ${p.output}`);
+        }
+        assert.equal(b.programs.get('read-page')?.status, expectRead, 'read-page');
+        assert.equal(b.programs.get('call-misaligned')?.status, 139, 'a misaligned call dies in every mode');
+        assert.equal(b.programs.get('time-libc')?.status, 0, 'a modern program runs in every mode');
+        if (expectCall === 0) assert.match(b.programs.get('call-time')!.output, /^time \d{9,}/);
+      });
+    });
+  }
+});
