@@ -78,9 +78,6 @@ export function buildInitramfs(spec: InitramfsSpec, workDir: string): string {
   copyFileSync('/bin/busybox', path.join(root, 'bin', 'busybox'));
   chmodSync(path.join(root, 'bin', 'busybox'), 0o755);
   copyWithLibs(process.execPath, root);
-  if (process.execPath !== '/usr/bin/node') {
-    mkdirSync(path.join(root, 'usr', 'bin'), { recursive: true });
-  }
   // vsys as built: dist, bin, package.json, the two runtime dependencies
   cpSync(path.join(ROOT, 'dist', 'src'), path.join(root, 'vsys', 'dist', 'src'), { recursive: true });
   cpSync(path.join(ROOT, 'bin'), path.join(root, 'vsys', 'bin'), { recursive: true });

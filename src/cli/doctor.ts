@@ -1,7 +1,6 @@
 // `vsys` with no arguments: one screen about what this host does to old programs, in a few seconds,
 // without root. Built from the probe; every part that cannot run says why.
 import { parseArgs } from 'node:util';
-import { describeError } from '../errors.js';
 import { seedSlowdown } from '../model/figures.js';
 import { probeHost, type HostReport } from '../host/probe.js';
 import { formatHostHeader, formatVsyscallBlock } from './format-host.js';
@@ -109,12 +108,7 @@ export const doctorCommand: Command = {
       io.stdout.write(HELP);
       return EXIT.ok;
     }
-    let d: DoctorReport;
-    try {
-      d = await runDoctor();
-    } catch (e) {
-      throw e instanceof Error ? e : new Error(describeError(e));
-    }
+    const d = await runDoctor();
     io.stdout.write(values.json ? toJson(d) + '\n' : formatDoctor(d));
     return EXIT.ok;
   },

@@ -3,7 +3,7 @@
 // (d) an active test in child processes (call the time entry; read one byte of the page).
 // The active test wins: it is what an old program will meet here.
 import { readFileSync } from 'node:fs';
-import { MODE_BEHAVIOUR, type AccessOutcome, type VsyscallMode } from '../model/modes.js';
+import { MODE_BEHAVIOUR, type VsyscallMode } from '../model/modes.js';
 import { runNodeChild, type ChildOutcome } from './child.js';
 import { parseCmdline, type CmdlineFacts } from './cmdline.js';
 import type { KconfigFacts } from './kconfig.js';
@@ -100,7 +100,7 @@ function refine(says: ModeEvidence['says'], others: ModeEvidence[], kernelMajorM
   if (says !== 'emulate-or-native') return says;
   const explicit = others.find((e) => e.says === 'native' || e.says === 'emulate');
   if (explicit && (explicit.says === 'native' || explicit.says === 'emulate')) return explicit.says;
-  if (kernelMajorMinor && (kernelMajorMinor[0] > 4 || (kernelMajorMinor[0] === 4 && kernelMajorMinor[1] >= 15))) return 'emulate';
+  // Readable and callable looks the same for both; native needs another source to say so (and a kernel before 4.15).
   return 'emulate';
 }
 
@@ -151,4 +151,3 @@ export async function detectVsyscallMode(opts: Partial<DetectOptions> = {}): Pro
   return { ...r, behaviour: r.mode === 'unknown' ? null : MODE_BEHAVIOUR[r.mode], active };
 }
 
-export type { AccessOutcome };
