@@ -1,0 +1,49 @@
+// Fast byte search for references to the vsyscall page, before any decoding. An address in the
+// page, 0xffffffffff600000..0xffffffffff600fff, appears in code as a sign-extended imm32 or disp32
+// (`xx 0y 60 ff`) or as part of an imm64, and in data as an 8-byte word (`xx 0y 60 ff ff ff ff ff`).
+// Both contain the bytes `60 ff`, which Buffer#indexOf finds at memchr speed.
+
+const MARK = Buffer.from([0x60, 0xff]);
+const WORD_TAIL = Buffer.from([0x60, 0xff, 0xff, 0xff, 0xff, 0xff]);
+
+function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/**
+ * Offsets p in [start, end) where bytes p..p+3 read as a little-endian imm32 that sign-extends to an
+ * address inside the vsyscall page. Instructions that carry such a constant are found around p.
+ */
+export function findImm32Candidates(bytes: Uint8Array, start: number, end: number): number[] {
+  const buf = asBuffer(bytes);
+  const out: number[] = [];
+  const stop = Math.min(end, buf.length);
+  let i = buf.indexOf(MARK, Math.max(0, start + 2));
+  while (i !== -1 && i + 2 <= stop) {
+    const p = i - 2;
+    // Second byte holds bits 8..15 of the address: only 0x00..0x0f stay inside the 4 KiB page.
+    if (p >= start && ((buf[p + 1] as number) & 0xf0) === 0) out.push(p);
+    i = buf.indexOf(MARK, i + 1);
+  }
+  return out;
+}
+
+/** Offsets of 8-byte little-endian words in [start, end) whose value lies inside the vsyscall page. */
+export function findDataWords(bytes: Uint8Array, start: number, end: number): number[] {
+  const buf = asBuffer(bytes);
+  const out: number[] = [];
+  const stop = Math.min(end, buf.length);
+  let i = buf.indexOf(WORD_TAIL, Math.max(0, start + 2));
+  while (i !== -1 && i + 6 <= stop) {
+    const p = i - 2;
+    if (p >= start && ((buf[p + 1] as number) & 0xf0) === 0) out.push(p);
+    i = buf.indexOf(WORD_TAIL, i + 1);
+  }
+  return out;
+}
+
+/** The page address an imm32 candidate at `p` stands for (sign-extended). */
+export function imm32Value(bytes: Uint8Array, p: number): bigint {
+  const v = ((bytes[p] as number) | ((bytes[p + 1] as number) << 8)) >>> 0;
+  return 0xffffffffff600000n | BigInt(v & 0xfff);
+}
