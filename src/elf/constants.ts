@@ -1,0 +1,35 @@
+// Numeric constants of the ELF format used by the readers (gABI, LSB 5.0 and GNU extensions as
+// documented in glibc's elf.h and the Linux Foundation's LSB Core specification).
+
+export const ELFCLASS32 = 1;
+export const ELFCLASS64 = 2;
+export const ELFDATA2LSB = 1;
+export const ELFDATA2MSB = 2;
+export const EV_CURRENT = 1;
+
+/** Extended numbering: e_shnum/e_phnum/e_shstrndx live in section header 0. */
+export const SHN_UNDEF = 0;
+export const SHN_LORESERVE = 0xff00;
+export const SHN_XINDEX = 0xffff;
+export const PN_XNUM = 0xffff;
+
+export const PT = {
+  NULL: 0, LOAD: 1, DYNAMIC: 2, INTERP: 3, NOTE: 4, SHLIB: 5, PHDR: 6, TLS: 7,
+  GNU_EH_FRAME: 0x6474e550, GNU_STACK: 0x6474e551, GNU_RELRO: 0x6474e552, GNU_PROPERTY: 0x6474e553,
+} as const;
+
+export const PF = { X: 1, W: 2, R: 4 } as const;
+
+export const SHT = {
+  NULL: 0, PROGBITS: 1, SYMTAB: 2, STRTAB: 3, RELA: 4, HASH: 5, DYNAMIC: 6, NOTE: 7, NOBITS: 8, REL: 9,
+  DYNSYM: 11, GNU_HASH: 0x6ffffff6, GNU_VERDEF: 0x6ffffffd, GNU_VERNEED: 0x6ffffffe, GNU_VERSYM: 0x6fffffff,
+} as const;
+
+export const DT = {
+  NULL: 0, NEEDED: 1, STRTAB: 5, SYMTAB: 6, STRSZ: 10, SONAME: 14, RPATH: 15, RUNPATH: 29,
+  VERSYM: 0x6ffffff0, VERDEF: 0x6ffffffc, VERDEFNUM: 0x6ffffffd, VERNEED: 0x6ffffffe, VERNEEDNUM: 0x6fffffff,
+} as const;
+
+export const NT_GNU_ABI_TAG = 1;
+export const NT_GNU_BUILD_ID = 3;
+export const NT_GO_BUILD_ID = 4;

@@ -1,0 +1,176 @@
+// Reads an ELF32/ELF64 little-endian file's header, program headers and section headers (System V
+// gABI ch. 4 and 5, with extended section numbering); maps addresses to file offsets through PT_LOAD.
+import { VsysError, type ErrorCode } from '../errors.js';
+import { ByteReader } from './bytes.js';
+import { ELFCLASS32, ELFCLASS64, ELFDATA2LSB, ELFDATA2MSB, EV_CURRENT, PN_XNUM, PT, SHN_UNDEF, SHN_XINDEX, SHT } from './constants.js';
+import { big, layoutsFor, num, type ClassLayouts } from './layouts.js';
+import { StringTable } from './string-table.js';
+import type { ElfClass, ElfHeader, ProgramHeader, Section } from './types.js';
+
+export interface ElfFile {
+  path: string;
+  bytes: Uint8Array;
+  reader: ByteReader;
+  header: ElfHeader;
+  programHeaders: ProgramHeader[];
+  sections: Section[];
+}
+
+/** Magic only: 0x7f 'E' 'L' 'F'. */
+export function isElf(bytes: Uint8Array): boolean {
+  return bytes.length >= 4 && bytes[0] === 0x7f && bytes[1] === 0x45 && bytes[2] === 0x4c && bytes[3] === 0x46;
+}
+
+function fail(code: ErrorCode, path: string, msg: string): never {
+  throw new VsysError(code, `${path}: ${msg}`, { path });
+}
+
+export function readElf(bytes: Uint8Array, path: string): ElfFile {
+  if (!isElf(bytes)) fail('ELF_BAD_MAGIC', path, 'not an ELF file (no \\x7fELF magic)');
+  const r = new ByteReader(bytes, path);
+  r.need(0, 16, 'e_ident');
+  const ei = bytes.subarray(0, 16);
+  const cls: ElfClass = ei[4] === ELFCLASS64 ? 64 : ei[4] === ELFCLASS32 ? 32 : fail('ELF_UNSUPPORTED', path, `unknown ELF class ${ei[4]}`);
+  if (ei[5] === ELFDATA2MSB) fail('ELF_UNSUPPORTED', path, 'big-endian ELF files are not supported');
+  if (ei[5] !== ELFDATA2LSB) fail('ELF_UNSUPPORTED', path, `unknown ELF data encoding ${ei[5]}`);
+  if (ei[6] !== EV_CURRENT) fail('ELF_UNSUPPORTED', path, `unknown ELF version ${ei[6]}`);
+  const L = layoutsFor(cls);
+  r.need(0, L.ehdr.size, 'ELF header');
+  const e = L.ehdr.f;
+  const header: ElfHeader = {
+    class: cls,
+    osabi: ei[7]!,
+    type: r.u16(e.e_type.offset),
+    machine: r.u16(e.e_machine.offset),
+    version: r.u32(e.e_version.offset),
+    entry: big(r, 0, e.e_entry),
+    phoff: big(r, 0, e.e_phoff),
+    shoff: big(r, 0, e.e_shoff),
+    flags: r.u32(e.e_flags.offset),
+    ehsize: r.u16(e.e_ehsize.offset),
+    phentsize: r.u16(e.e_phentsize.offset),
+    phnum: r.u16(e.e_phnum.offset),
+    shentsize: r.u16(e.e_shentsize.offset),
+    shnum: r.u16(e.e_shnum.offset),
+    shstrndx: r.u16(e.e_shstrndx.offset),
+  };
+  const sections = readSectionHeaders(r, L, header);
+  const programHeaders = readProgramHeaders(r, L, header, sections[0]);
+  return { path, bytes, reader: r, header, programHeaders, sections };
+}
+
+/** Checks that a table of `count` entries of `entsize` bytes at `off` fits in the file. */
+function checkTable(r: ByteReader, off: bigint, count: number, entsize: number, min: number, what: string): number {
+  if (entsize < min) fail('ELF_BAD_COUNT', r.source, `${what} entry size ${entsize} is smaller than ${min}`);
+  const bytes = count * entsize;
+  if (bytes > r.length) fail('ELF_BAD_COUNT', r.source, `${count} ${what} of ${entsize} bytes cannot fit in a ${r.length}-byte file`);
+  if (off > BigInt(r.length)) fail('ELF_BAD_OFFSET', r.source, `${what} offset 0x${off.toString(16)} lies beyond the ${r.length}-byte file`);
+  const start = Number(off);
+  r.need(start, bytes, what);
+  return start;
+}
+
+function readSectionHeaders(r: ByteReader, L: ClassLayouts, h: ElfHeader): Section[] {
+  if (h.shoff === 0n) return [];
+  const f = L.shdr.f;
+  const start = checkTable(r, h.shoff, Math.max(h.shnum, 1), h.shentsize, L.shdr.size, 'section headers');
+  // Extended numbering (gABI): with more than 0xff00 sections the real counts sit in section 0.
+  let count = h.shnum;
+  if (count === 0) count = num(r, start, f.sh_size, 'section count (sh_size of section 0)');
+  if (count === 0) return [];
+  checkTable(r, h.shoff, count, h.shentsize, L.shdr.size, 'section headers');
+  let strndx = h.shstrndx;
+  if (strndx === SHN_XINDEX) strndx = r.u32(start + f.sh_link.offset);
+  if (strndx >= count) fail('ELF_BAD_OFFSET', r.source, `e_shstrndx ${strndx} names no section (there are ${count})`);
+
+  const sections: Section[] = [];
+  for (let i = 0; i < count; i++) {
+    const b = start + i * h.shentsize;
+    const type = r.u32(b + f.sh_type.offset);
+    const s: Section = {
+      index: i,
+      name: '',
+      nameOffset: r.u32(b + f.sh_name.offset),
+      type,
+      flags: big(r, b, f.sh_flags),
+      addr: big(r, b, f.sh_addr),
+      offset: num(r, b, f.sh_offset, `sh_offset of section ${i}`),
+      size: num(r, b, f.sh_size, `sh_size of section ${i}`),
+      link: r.u32(b + f.sh_link.offset),
+      info: r.u32(b + f.sh_info.offset),
+      addralign: big(r, b, f.sh_addralign),
+      entsize: num(r, b, f.sh_entsize, `sh_entsize of section ${i}`),
+    };
+    if (type !== SHT.NOBITS && type !== SHT.NULL) r.need(s.offset, s.size, `section ${i}`, 'ELF_BAD_OFFSET');
+    sections.push(s);
+  }
+  if (strndx !== SHN_UNDEF) {
+    const st = sections[strndx]!;
+    if (st.type === SHT.NOBITS) fail('ELF_MALFORMED', r.source, `the section name table (section ${strndx}) has no file bytes`);
+    const names = new StringTable(r, st.offset, st.size, 'the section name table');
+    for (const s of sections) s.name = s.nameOffset === 0 && s.type === SHT.NULL ? '' : names.get(s.nameOffset);
+  }
+  return sections;
+}
+
+function readProgramHeaders(r: ByteReader, L: ClassLayouts, h: ElfHeader, section0: Section | undefined): ProgramHeader[] {
+  let count = h.phnum;
+  if (count === PN_XNUM && section0) count = section0.info;
+  if (count === 0 || h.phoff === 0n) return [];
+  const start = checkTable(r, h.phoff, count, h.phentsize, L.phdr.size, 'program headers');
+  const f = L.phdr.f;
+  const out: ProgramHeader[] = [];
+  for (let i = 0; i < count; i++) {
+    const b = start + i * h.phentsize;
+    const p: ProgramHeader = {
+      type: r.u32(b + f.p_type.offset),
+      flags: r.u32(b + f.p_flags.offset),
+      offset: num(r, b, f.p_offset, `p_offset of program header ${i}`),
+      vaddr: big(r, b, f.p_vaddr),
+      paddr: big(r, b, f.p_paddr),
+      filesz: num(r, b, f.p_filesz, `p_filesz of program header ${i}`),
+      memsz: big(r, b, f.p_memsz),
+      align: big(r, b, f.p_align),
+    };
+    r.need(p.offset, p.filesz, `segment ${i}`, 'ELF_BAD_OFFSET');
+    out.push(p);
+  }
+  return out;
+}
+
+/** The first section with this name. */
+export function findSection(elf: ElfFile, name: string): Section | undefined {
+  return elf.sections.find((s) => s.name === name);
+}
+
+/** The first section of this sh_type. */
+export function findSectionByType(elf: ElfFile, type: number): Section | undefined {
+  return elf.sections.find((s) => s.type === type);
+}
+
+/** File offset of a virtual address that lies in the file part of a PT_LOAD segment. */
+export function vaddrToOffset(elf: ElfFile, vaddr: bigint): number | undefined {
+  for (const p of elf.programHeaders) {
+    if (p.type !== PT.LOAD) continue;
+    const delta = vaddr - p.vaddr;
+    if (delta >= 0n && delta < BigInt(p.filesz)) return p.offset + Number(delta);
+  }
+  return undefined;
+}
+
+/** Virtual address of a file offset that lies in the file part of a PT_LOAD segment. */
+export function offsetToVaddr(elf: ElfFile, offset: number): bigint | undefined {
+  for (const p of elf.programHeaders) {
+    if (p.type !== PT.LOAD) continue;
+    if (offset >= p.offset && offset < p.offset + p.filesz) return p.vaddr + BigInt(offset - p.offset);
+  }
+  return undefined;
+}
+
+/** The program interpreter named by PT_INTERP, without its NUL. */
+export function readInterp(elf: ElfFile): string | undefined {
+  const p = elf.programHeaders.find((ph) => ph.type === PT.INTERP);
+  if (!p) return undefined;
+  if (p.filesz === 0) fail('ELF_MALFORMED', elf.path, 'PT_INTERP is empty');
+  return elf.reader.cstring(p.offset, p.filesz);
+}

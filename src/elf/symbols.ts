@@ -1,0 +1,88 @@
+// Reads .symtab / .dynsym (gABI "Symbol Table") and attaches GNU symbol versions to .dynsym entries
+// the way the dynamic linker resolves them (LSB 5.0: versym index → verdef or vernaux index).
+import { VsysError } from '../errors.js';
+import { SHT, SHN_UNDEF } from './constants.js';
+import { big, layoutsFor, num } from './layouts.js';
+import type { ElfFile } from './read-elf.js';
+import type { ElfSymbol, SymbolVersion } from './types.js';
+import { linkedStrings, readVersionDefinitions, readVersionNeeds, readVersym, VERSYM_HIDDEN } from './versions.js';
+
+export { readVersionDefinitions, readVersionNeeds, type VersionDefinition, type VersionNeed } from './versions.js';
+
+export type SymbolTableName = '.symtab' | '.dynsym';
+
+/** Version index → name and origin, from both the definitions and the needs. */
+function versionNames(elf: ElfFile): { defs: Map<number, string>; needs: Map<number, { name: string; file: string }> } {
+  const defs = new Map<number, string>();
+  for (const d of readVersionDefinitions(elf)) defs.set(d.index, d.name);
+  const needs = new Map<number, { name: string; file: string }>();
+  for (const n of readVersionNeeds(elf)) for (const v of n.versions) needs.set(v.index, { name: v.name, file: n.file });
+  return { defs, needs };
+}
+
+export function readSymbols(elf: ElfFile, table: SymbolTableName): ElfSymbol[] {
+  const type = table === '.symtab' ? SHT.SYMTAB : SHT.DYNSYM;
+  const sec = elf.sections.find((s) => s.type === type) ?? elf.sections.find((s) => s.name === table && s.type !== SHT.NOBITS);
+  if (!sec) return [];
+  const L = layoutsFor(elf.header.class);
+  const entsize = sec.entsize === 0 ? L.sym.size : sec.entsize;
+  if (entsize !== L.sym.size) {
+    throw new VsysError('ELF_BAD_COUNT', `${elf.path}: ${table} entry size ${sec.entsize}, expected ${L.sym.size}`, { path: elf.path });
+  }
+  const count = Math.floor(sec.size / entsize);
+  if (count === 0) return [];
+  const r = elf.reader;
+  r.need(sec.offset, count * entsize, table, 'ELF_BAD_OFFSET');
+  const strs = linkedStrings(elf, sec);
+
+  let versym: Uint16Array | undefined;
+  let names: ReturnType<typeof versionNames> | undefined;
+  if (type === SHT.DYNSYM) {
+    versym = readVersym(elf);
+    if (versym) names = versionNames(elf);
+  }
+
+  const f = L.sym.f;
+  const out: ElfSymbol[] = new Array(count);
+  for (let i = 0; i < count; i++) {
+    const b = sec.offset + i * entsize;
+    const info = r.u8(b + f.st_info.offset);
+    const shndx = r.u16(b + f.st_shndx.offset);
+    const sym: ElfSymbol = {
+      index: i,
+      name: strs.get(num(r, b, f.st_name, 'st_name')),
+      value: big(r, b, f.st_value),
+      size: big(r, b, f.st_size),
+      type: info & 0xf,
+      bind: info >> 4,
+      visibility: r.u8(b + f.st_other.offset) & 0x3,
+      shndx,
+    };
+    const v = versym?.[i];
+    if (v !== undefined && names) {
+      const version = resolveVersion(v, shndx, names);
+      if (version) sym.version = version;
+    }
+    out[i] = sym;
+  }
+  return out;
+}
+
+function resolveVersion(v: number, shndx: number, names: ReturnType<typeof versionNames>): SymbolVersion | undefined {
+  const index = v & 0x7fff;
+  // 0 is *local*, 1 is *global* (unversioned): no name to print.
+  if (index <= 1) return undefined;
+  const hidden = (v & VERSYM_HIDDEN) !== 0;
+  // An undefined symbol takes its version from what the file needs; a defined one from what it defines.
+  const need = names.needs.get(index);
+  const def = names.defs.get(index);
+  if (need && (shndx === SHN_UNDEF || def === undefined)) return { name: need.name, hidden, defined: false, file: need.file };
+  if (def !== undefined) return { name: def, hidden, defined: true };
+  return undefined;
+}
+
+/** The name as readelf prints it: `name@@VER` for a default definition, `name@VER` otherwise. */
+export function formatVersionedName(sym: ElfSymbol): string {
+  if (!sym.version) return sym.name;
+  return `${sym.name}${sym.version.defined && !sym.version.hidden ? '@@' : '@'}${sym.version.name}`;
+}
