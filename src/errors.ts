@@ -21,7 +21,10 @@ export type ErrorCode =
   | 'NUMBER_UNSAFE'
   | 'IO_FAILED'
   | 'X86_ENCODE_FAILED'
-  | 'BENCH_FAILED';
+  | 'BENCH_FAILED'
+  | 'FILE_TOO_LARGE'
+  | 'FILE_NOT_FOUND'
+  | 'INTERNAL_ERROR';
 
 export interface VsysErrorDetails {
   syscall?: string;

@@ -61,7 +61,7 @@ export function verdictOfUse(use: Use, mode: VsyscallMode, slow: SlowdownFor = s
       if (b.call === 'sigsegv') return { outcome: 'crash', why: `SIGSEGV at ${hex(use.target)} when ${use.caller} is called` };
       if (b.call === 'emulated') {
         const s = slow(entry);
-        return { outcome: 'slow', why: `each ${use.caller} call is emulated by the kernel: ~${Math.round(s.ratio)}× a vDSO call (${s.source})` };
+        return { outcome: 'slow', why: `${use.caller} traps into the kernel, which emulates the ${entry} entry: ~${Math.round(s.ratio)}× a vDSO call (${s.source})` };
       }
       return { outcome: 'ok', why: `${use.caller} runs the native page's code at syscall speed` };
     }

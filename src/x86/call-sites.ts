@@ -52,6 +52,7 @@ function withDecoder<T>(region: CodeRegion, fn: (c: Ctx) => T): T {
   const decoder = new iced.Decoder(64, slice, iced.DecoderOptions.None);
   const instr = new iced.Instruction();
   const fmt = new iced.Formatter(iced.FormatterSyntax.Gas);
+  fmt.uppercaseHex = false; // as objdump prints: $0xffffffffff600400
   try {
     return fn({ iced, decoder, instr, fmt, region });
   } finally {

@@ -1,0 +1,110 @@
+// One ELF file, start to end: read, identify, find the page's uses, and for libraries the exported
+// functions that reach them. Pure: bytes in, a plain report out; a malformed file gives a report
+// with a coded error, never an exception.
+import { isElf, readElf } from '../elf/read-elf.js';
+import { readSymbols } from '../elf/symbols.js';
+import type { ElfSymbol } from '../elf/types.js';
+import { isVsysError } from '../errors.js';
+import type { SiteKind } from '../x86/call-sites.js';
+import { buildFunctionIndex } from './functions.js';
+import { findUses, regionsOf, type Finding } from './find-uses.js';
+import { identify, type Identity } from './identify.js';
+import { affectedExports, reachingFunctions, type AffectedExport } from './reach.js';
+
+/** The corpus' classes: the worst kind of use in the file, or clean. */
+export type FileClass = 'direct' | 'misaligned' | 'fallback' | 'data-ref' | 'clean';
+
+export interface Symbolic {
+  name: string;
+  version?: string;
+}
+
+export interface FileReport {
+  path: string;
+  size: number;
+  identity?: Identity;
+  class: FileClass;
+  findings: Finding[];
+  /** Libraries: exported functions that reach a use (through calls inside the library). */
+  affectedExports: AffectedExport[];
+  /** Functions this file imports (undefined dynamic symbols), with versions. */
+  imports: Symbolic[];
+  error?: { code: string; message: string };
+}
+
+const STB_LOCAL = 0;
+const STT_FUNC = 2;
+const STT_NOTYPE = 0;
+const STT_GNU_IFUNC = 10;
+
+export function classOf(findings: Finding[]): FileClass {
+  const kinds = new Set<SiteKind>(findings.map((f) => f.kind));
+  if (kinds.has('misaligned')) return 'misaligned';
+  if (kinds.has('direct-call')) return 'direct';
+  if (kinds.has('fallback')) return 'fallback';
+  if (kinds.has('data-ref')) return 'data-ref';
+  return 'clean';
+}
+
+function importsOf(dynsym: ElfSymbol[]): Symbolic[] {
+  const out: Symbolic[] = [];
+  for (const s of dynsym) {
+    if (s.shndx !== 0 || s.name === '' || (s.type !== STT_FUNC && s.type !== STT_NOTYPE && s.type !== STT_GNU_IFUNC)) continue;
+    const i: Symbolic = { name: s.name };
+    if (s.version !== undefined) i.version = s.version.name;
+    out.push(i);
+  }
+  return out;
+}
+
+function exportsByAddress(dynsym: ElfSymbol[]): Map<number, Symbolic[]> {
+  const m = new Map<number, Symbolic[]>();
+  for (const s of dynsym) {
+    if (s.shndx === 0 || s.bind === STB_LOCAL || (s.type !== STT_FUNC && s.type !== STT_GNU_IFUNC)) continue;
+    if (s.value > BigInt(Number.MAX_SAFE_INTEGER)) continue;
+    const a = Number(s.value);
+    const list = m.get(a) ?? [];
+    const e: Symbolic = { name: s.name };
+    if (s.version !== undefined) e.version = s.version.name;
+    list.push(e);
+    m.set(a, list);
+  }
+  return m;
+}
+
+/** Analyses one file's bytes. Returns undefined when the bytes are not ELF at all. */
+export function analyseBytes(bytes: Uint8Array, path: string): FileReport | undefined {
+  if (!isElf(bytes)) return undefined;
+  const report: FileReport = { path, size: bytes.length, class: 'clean', findings: [], affectedExports: [], imports: [] };
+  try {
+    const elf = readElf(bytes, path);
+    report.identity = identify(elf);
+    let dynsym: ElfSymbol[] = [];
+    let symtab: ElfSymbol[] = [];
+    try {
+      dynsym = readSymbols(elf, '.dynsym');
+    } catch (e) {
+      if (!isVsysError(e)) throw e;
+      report.identity.warnings.push(`.dynsym: ${e.code}`);
+    }
+    try {
+      symtab = readSymbols(elf, '.symtab');
+    } catch (e) {
+      if (!isVsysError(e)) throw e;
+      report.identity.warnings.push(`.symtab: ${e.code}`);
+    }
+    report.imports = importsOf(dynsym);
+    if (elf.header.class !== 64 || elf.header.machine !== 62) return report; // the page exists only for x86-64 code
+    const fns = buildFunctionIndex(elf, { dynsym, symtab });
+    report.findings = findUses(elf, fns, symtab.length > 0 ? symtab : dynsym);
+    report.class = classOf(report.findings);
+    if (report.class !== 'clean' && report.class !== 'data-ref' && dynsym.some((s) => s.shndx !== 0 && s.bind !== STB_LOCAL)) {
+      const reach = reachingFunctions(report.findings, fns, regionsOf(elf));
+      report.affectedExports = affectedExports(reach, fns, exportsByAddress(dynsym));
+    }
+  } catch (e) {
+    if (!isVsysError(e)) throw e;
+    report.error = { code: e.code, message: e.message };
+  }
+  return report;
+}

@@ -1,0 +1,155 @@
+// Every use of the vsyscall page in one ELF file: code constants (byte search, then decode),
+// 8-byte data words and the code that loads them, each placed in its function. Follows the
+// corpus' classes: direct-call, fallback, data-ref, misaligned.
+import type { ElfFile } from '../elf/read-elf.js';
+import { offsetToVaddr } from '../elf/read-elf.js';
+import type { ElfSymbol } from '../elf/types.js';
+import { classifyVsyscallTarget } from '../model/vsyscall-page.js';
+import { findDataWords } from '../x86/candidates.js';
+import { findCodeSites, findWordUses, type CodeRegion, type SiteKind, type SiteUse } from '../x86/call-sites.js';
+import { describeFunction, type FunctionIndex } from './functions.js';
+
+const SHT_PROGBITS = 1;
+const SHF_ALLOC = 0x2n;
+const SHF_EXECINSTR = 0x4n;
+const PT_LOAD = 1;
+const PF_X = 1;
+
+export type EntryName = 'gettimeofday' | 'time' | 'getcpu' | 'misaligned';
+
+export interface Finding {
+  kind: SiteKind;
+  use: SiteUse;
+  entry: EntryName;
+  /** The page address referenced. */
+  target: bigint;
+  /** File offset and virtual address of the instruction (or data word) holding it. */
+  offset: number;
+  address: bigint;
+  /** Containing function: symbol name, or its FDE range when stripped. */
+  function?: { name?: string; start: bigint; end: bigint; source: string };
+  /** The instruction that holds the address (objdump's AT&T syntax), or `.quad 0x…` for a data word. */
+  instruction: string;
+  /** The instruction that calls / cmovs / stores it, when found. */
+  useInstruction?: string;
+  useAddress?: bigint;
+  /** For a use through a data word: the word's address and the symbol it belongs to. */
+  dataWord?: { address: bigint; symbol?: string };
+}
+
+export interface Regions {
+  code: CodeRegion[];
+  data: CodeRegion[];
+}
+
+/** Executable and data ranges of the file: from section headers when present, else from PT_LOAD. */
+export function regionsOf(elf: ElfFile): Regions {
+  const code: CodeRegion[] = [];
+  const data: CodeRegion[] = [];
+  const alloc = elf.sections.filter((s) => s.type === SHT_PROGBITS && (s.flags & SHF_ALLOC) !== 0n && s.size > 0);
+  if (alloc.length > 0) {
+    for (const s of alloc) {
+      if (!elf.reader.has(s.offset, s.size)) continue;
+      const r = { bytes: elf.bytes, start: s.offset, end: s.offset + s.size, ip: s.addr };
+      ((s.flags & SHF_EXECINSTR) !== 0n ? code : data).push(r);
+    }
+    return { code, data };
+  }
+  for (const p of elf.programHeaders) {
+    if (p.type !== PT_LOAD || p.filesz === 0 || !elf.reader.has(p.offset, p.filesz)) continue;
+    const r = { bytes: elf.bytes, start: p.offset, end: p.offset + p.filesz, ip: p.vaddr };
+    ((p.flags & PF_X) !== 0 ? code : data).push(r);
+  }
+  return { code, data };
+}
+
+function entryName(target: bigint): EntryName {
+  const e = classifyVsyscallTarget(target);
+  return e === undefined || e === 'misaligned' ? 'misaligned' : e.name;
+}
+
+function placeIn(fns: FunctionIndex, addr: bigint): Finding['function'] {
+  if (addr > BigInt(Number.MAX_SAFE_INTEGER)) return undefined;
+  const i = fns.find(Number(addr));
+  const f = fns.functions[i];
+  if (!f) return undefined;
+  const out: NonNullable<Finding['function']> = { start: BigInt(f.start), end: BigInt(f.end), source: f.source };
+  if (f.name !== undefined) out.name = f.name;
+  return out;
+}
+
+/** The data symbol (OBJECT) that holds `addr`, for naming data words. */
+function dataSymbolAt(symbols: ElfSymbol[], addr: bigint): string | undefined {
+  for (const s of symbols) {
+    if (s.type !== 1 || s.shndx === 0) continue;
+    if (addr >= s.value && addr < s.value + (s.size === 0n ? 8n : s.size)) return s.name;
+  }
+  return undefined;
+}
+
+/** A word named like a vDSO slot (Go's runtime.vdsoGettimeofdaySym, __vdso_gettimeofday_sym) is a fallback. */
+function isVdsoSlot(name: string | undefined): boolean {
+  return name !== undefined && /vdso/i.test(name);
+}
+
+export function findUses(elf: ElfFile, fns: FunctionIndex, symbols: ElfSymbol[]): Finding[] {
+  if (elf.header.class !== 64 || elf.header.machine !== 62) return [];
+  const out: Finding[] = [];
+  const { code, data } = regionsOf(elf);
+  for (const region of code) {
+    for (const s of findCodeSites(region)) {
+      const f: Finding = { kind: s.kind, use: s.use, entry: entryName(s.target), target: s.target, offset: s.offset, address: s.ip, instruction: s.instruction };
+      const fn = placeIn(fns, s.ip);
+      if (fn) f.function = fn;
+      if (s.useInstruction !== undefined) f.useInstruction = s.useInstruction;
+      if (s.useIp !== undefined) f.useAddress = s.useIp;
+      out.push(f);
+    }
+  }
+  // Data words: their addresses and values, then the code that loads them.
+  const words = new Map<bigint, { offset: number; value: bigint }>();
+  for (const region of data) {
+    for (const p of findDataWords(region.bytes, region.start, region.end)) {
+      const address = offsetToVaddr(elf, p) ?? region.ip + BigInt(p - region.start);
+      words.set(address, { offset: p, value: elf.reader.u64(p) });
+    }
+  }
+  if (words.size === 0) return out;
+  const values = new Map([...words].map(([a, w]) => [a, w.value] as const));
+  const used = new Set<bigint>();
+  for (const region of code) {
+    for (const u of findWordUses(region, values)) {
+      used.add(u.word);
+      const symbol = dataSymbolAt(symbols, u.word);
+      const kind: SiteKind = isVdsoSlot(symbol) ? 'fallback' : u.site.kind;
+      const f: Finding = {
+        kind, use: u.site.use, entry: entryName(u.site.target), target: u.site.target, offset: u.site.offset, address: u.site.ip,
+        instruction: u.site.instruction, dataWord: symbol === undefined ? { address: u.word } : { address: u.word, symbol },
+      };
+      const fn = placeIn(fns, u.site.ip);
+      if (fn) f.function = fn;
+      if (u.site.useInstruction !== undefined) f.useInstruction = u.site.useInstruction;
+      if (u.site.useIp !== undefined) f.useAddress = u.site.useIp;
+      out.push(f);
+    }
+  }
+  for (const [address, w] of words) {
+    if (used.has(address)) continue;
+    const symbol = dataSymbolAt(symbols, address);
+    const f: Finding = {
+      kind: isVdsoSlot(symbol) ? 'fallback' : 'data-ref', use: 'data-word', entry: entryName(w.value), target: w.value, offset: w.offset, address,
+      instruction: `.quad 0x${w.value.toString(16)}`, dataWord: symbol === undefined ? { address } : { address, symbol },
+    };
+    out.push(f);
+  }
+  return out;
+}
+
+/** Who uses the page in a finding, in words: "time()", "the function at 0x4e1390". */
+export function callerOf(f: Finding): string {
+  if (f.dataWord?.symbol && f.kind === 'fallback') return `the code using ${f.dataWord.symbol}`;
+  if (f.function?.name) return `${f.function.name}()`;
+  if (f.function) return `the function at 0x${f.function.start.toString(16)}`;
+  if (f.dataWord) return f.dataWord.symbol ?? `the word at 0x${f.dataWord.address.toString(16)}`;
+  return describeFunction(undefined, Number(f.address));
+}

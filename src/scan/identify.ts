@@ -1,0 +1,144 @@
+// What an ELF file is: class and machine, program or library, static or dynamic, interpreter,
+// DT_NEEDED, the C library and its version (glibc's banner string or version definitions, musl's
+// loader), the Go toolchain version (build info), build-id.
+import type { ElfFile } from '../elf/read-elf.js';
+import { readInterp } from '../elf/read-elf.js';
+import { readDynamic } from '../elf/dynamic.js';
+import { readBuildId } from '../elf/notes.js';
+import { isGoBinary, readGoBuildInfo } from '../elf/go-buildinfo.js';
+import { readVersionDefinitions, readVersionNeeds } from '../elf/symbols.js';
+import { isVsysError } from '../errors.js';
+
+export type FileType = 'executable' | 'pie' | 'shared-library' | 'relocatable' | 'core' | 'other';
+
+export interface LibcInfo {
+  name: 'glibc' | 'eglibc' | 'musl' | 'uclibc';
+  version?: string;
+  /** Where the version was read from. */
+  source: 'banner' | 'version-definitions' | 'version-needs' | 'interpreter';
+}
+
+export interface Identity {
+  class: 32 | 64;
+  machine: string;
+  type: FileType;
+  linkage: 'static' | 'dynamic';
+  interpreter?: string;
+  needed: string[];
+  soname?: string;
+  runpath?: string;
+  rpath?: string;
+  /** The C library this file is, or the one it was built against. */
+  libc?: LibcInfo;
+  go?: { version: string; source: string };
+  buildId?: string;
+  stripped: boolean;
+  /** Parts of the file that could not be read (a broken .dynamic, notes…), as codes. */
+  warnings: string[];
+}
+
+const MACHINES: Record<number, string> = { 3: 'i386', 62: 'x86-64', 40: 'arm', 183: 'aarch64', 243: 'riscv', 8: 'mips', 21: 'ppc64', 22: 's390' };
+
+function compareVersions(a: string, b: string): number {
+  const pa = a.split('.').map(Number);
+  const pb = b.split('.').map(Number);
+  for (let i = 0; i < Math.max(pa.length, pb.length); i++) {
+    const d = (pa[i] ?? 0) - (pb[i] ?? 0);
+    if (d !== 0) return d;
+  }
+  return 0;
+}
+
+function maxGlibc(names: string[]): string | undefined {
+  let best: string | undefined;
+  for (const n of names) {
+    const m = /^GLIBC_(\d+\.\d+(?:\.\d+)?)$/.exec(n);
+    if (m?.[1] && (best === undefined || compareVersions(m[1], best) > 0)) best = m[1];
+  }
+  return best;
+}
+
+const BANNER = Buffer.from('GNU C Library');
+
+/** glibc's banner: "GNU C Library (Debian EGLIBC 2.13-38) stable release version 2.13, by …". */
+function readBanner(bytes: Uint8Array): LibcInfo | undefined {
+  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const at = buf.indexOf(BANNER);
+  if (at < 0) return undefined;
+  const text = buf.subarray(at, Math.min(buf.length, at + 200)).toString('latin1').split('\0')[0] ?? '';
+  const m = /version (\d+\.\d+(?:\.\d+)?)/.exec(text);
+  const info: LibcInfo = { name: /EGLIBC/.test(text) ? 'eglibc' : 'glibc', source: 'banner' };
+  if (m?.[1]) info.version = m[1];
+  return info;
+}
+
+function safe<T>(warnings: string[], what: string, fn: () => T): T | undefined {
+  try {
+    return fn();
+  } catch (e) {
+    if (!isVsysError(e)) throw e;
+    warnings.push(`${what}: ${e.code}`);
+    return undefined;
+  }
+}
+
+export function identify(elf: ElfFile): Identity {
+  const h = elf.header;
+  const warnings: string[] = [];
+  const interpreter = safe(warnings, 'PT_INTERP', () => readInterp(elf));
+  const dyn = safe(warnings, 'dynamic section', () => readDynamic(elf));
+  const type: FileType =
+    h.type === 2 ? 'executable'
+    : h.type === 3 ? (dyn?.soname !== undefined || interpreter === undefined ? 'shared-library' : 'pie')
+    : h.type === 1 ? 'relocatable'
+    : h.type === 4 ? 'core'
+    : 'other';
+  const id: Identity = {
+    class: h.class,
+    machine: MACHINES[h.machine] ?? `machine ${h.machine}`,
+    type,
+    linkage: interpreter !== undefined || (dyn?.needed.length ?? 0) > 0 ? 'dynamic' : 'static',
+    needed: dyn?.needed ?? [],
+    stripped: !elf.sections.some((s) => s.name === '.symtab'),
+    warnings,
+  };
+  if (interpreter !== undefined) id.interpreter = interpreter;
+  if (dyn?.soname !== undefined) id.soname = dyn.soname;
+  if (dyn?.runpath !== undefined) id.runpath = dyn.runpath;
+  if (dyn?.rpath !== undefined) id.rpath = dyn.rpath;
+  const buildId = safe(warnings, 'build-id note', () => readBuildId(elf));
+  if (buildId !== undefined) id.buildId = buildId;
+
+  const banner = readBanner(elf.bytes);
+  const defs = safe(warnings, 'version definitions', () => readVersionDefinitions(elf)) ?? [];
+  const defined = maxGlibc(defs.map((d) => d.name));
+  if (banner && /^libc[.-]/.test(id.soname ?? 'libc.')) id.libc = banner.version === undefined && defined ? { ...banner, version: defined, source: 'version-definitions' } : banner;
+  else if (defined && /^(libc|libpthread|librt|libm|libdl|ld-linux[\w-]*)\.so/.test(id.soname ?? '')) id.libc = { name: 'glibc', version: defined, source: 'version-definitions' };
+  else if (interpreter?.includes('ld-musl') || id.soname?.startsWith('libc.musl')) id.libc = { name: 'musl', source: 'interpreter' };
+  else {
+    const needs = safe(warnings, 'version needs', () => readVersionNeeds(elf)) ?? [];
+    const glibcNeeds = needs.filter((n) => /^libc\.so|^ld-linux/.test(n.file)).flatMap((n) => n.versions.map((v) => v.name));
+    const min = maxGlibc(glibcNeeds);
+    if (min) id.libc = { name: 'glibc', version: min, source: 'version-needs' };
+    else if (banner) id.libc = banner;
+  }
+  if (safe(warnings, 'Go detection', () => isGoBinary(elf))) {
+    const go = safe(warnings, 'Go build info', () => readGoBuildInfo(elf));
+    if (go) id.go = { version: go.version, source: (go as { source?: string }).source ?? 'buildinfo' };
+  }
+  return id;
+}
+
+/** "glibc 2.13 (banner)", "built against glibc ≥ 2.14", "Go go1.12.9", … for text output. */
+export function describeIdentity(id: Identity): string {
+  const parts: string[] = [];
+  parts.push(id.type === 'shared-library' ? 'shared library' : `${id.linkage} ${id.type === 'pie' ? 'PIE executable' : id.type}`);
+  if (id.class === 32 || id.machine !== 'x86-64') parts.push(`${id.machine}, ${id.class}-bit`);
+  if (id.libc) {
+    const v = id.libc.version ? ` ${id.libc.version}` : '';
+    parts.push(id.libc.source === 'version-needs' ? `needs glibc ≥${v}` : `${id.libc.name}${v}`);
+  }
+  if (id.go) parts.push(`Go ${id.go.version.replace(/^go/, '')}`);
+  if (id.stripped) parts.push('stripped');
+  return parts.join(', ');
+}

@@ -1,0 +1,52 @@
+// Reads one file for analysis: the 4-byte magic first (most files in /usr are not ELF and are
+// skipped after one small read), then the whole file, up to a size cap.
+import fs from 'node:fs';
+import { VsysError } from '../errors.js';
+import { analyseBytes, type FileReport } from './analyse-file.js';
+
+export const DEFAULT_MAX_FILE_BYTES = 2 * 1024 ** 3 - 1;
+
+export type FileResult =
+  | { kind: 'elf'; report: FileReport }
+  | { kind: 'not-elf'; path: string; size: number }
+  | { kind: 'error'; path: string; size: number; error: { code: string; message: string } };
+
+const MAGIC = [0x7f, 0x45, 0x4c, 0x46];
+
+function readAll(fd: number, size: number): Buffer {
+  const buf = Buffer.allocUnsafe(size);
+  let off = 0;
+  while (off < size) {
+    const n = fs.readSync(fd, buf, off, size - off, off);
+    if (n === 0) break;
+    off += n;
+  }
+  return off === size ? buf : buf.subarray(0, off);
+}
+
+/** Never throws: I/O failures and analysis bugs become a coded error for this file. */
+export function analyseFile(path: string, maxBytes = DEFAULT_MAX_FILE_BYTES): FileResult {
+  let fd: number | undefined;
+  let size = 0;
+  try {
+    fd = fs.openSync(path, 'r');
+    size = fs.fstatSync(fd).size;
+    const head = Buffer.alloc(4);
+    if (size < 4 || fs.readSync(fd, head, 0, 4, 0) < 4 || MAGIC.some((b, i) => head[i] !== b)) return { kind: 'not-elf', path, size };
+    if (size > maxBytes) {
+      throw new VsysError('FILE_TOO_LARGE', `${path}: ${size} bytes is over the ${maxBytes}-byte limit (--max-file-size)`, { path });
+    }
+    const bytes = readAll(fd, size);
+    const report = analyseBytes(bytes, path);
+    return report ? { kind: 'elf', report } : { kind: 'not-elf', path, size };
+  } catch (e) {
+    if (e instanceof VsysError) return { kind: 'error', path, size, error: { code: e.code, message: e.message } };
+    const err = e as NodeJS.ErrnoException;
+    if (typeof err.code === 'string' && typeof err.syscall === 'string') {
+      return { kind: 'error', path, size, error: { code: 'IO_FAILED', message: `${path}: ${err.syscall}: ${err.message}` } };
+    }
+    return { kind: 'error', path, size, error: { code: 'INTERNAL_ERROR', message: `${path}: ${err?.stack ?? String(e)}` } };
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd);
+  }
+}

@@ -1,0 +1,183 @@
+// `vsys scan` as a library: walk the paths, analyse every ELF file (in workers), resolve each
+// dynamically linked program's libraries in its root, and give every file a verdict per mode.
+import fs from 'node:fs';
+import path from 'node:path';
+import type { VsyscallMode } from '../model/modes.js';
+import { VSYSCALL_MODES } from '../model/modes.js';
+import type { FileReport } from './analyse-file.js';
+import { callerOf } from './find-uses.js';
+import { createPool, defaultWorkers } from './pool.js';
+import { analyseFile, DEFAULT_MAX_FILE_BYTES } from './read-file.js';
+import { ldSoConfDirs, resolveProgram, type LoadedLibrary, type ReachThrough } from './resolve.js';
+import { seedSlowdowns, verdictsOf, type ModeVerdict, type Outcome, type SlowdownFor, type Use } from './verdict.js';
+import { walk, type WalkSkip } from './walk.js';
+
+export interface ScannedFile extends FileReport {
+  verdicts: Record<VsyscallMode, ModeVerdict>;
+  /** Dynamically linked files: the libraries found in the root, and the ways to the page through them. */
+  libraries?: LoadedLibrary[];
+  missingLibraries?: string[];
+  through?: ReachThrough[];
+}
+
+export interface ScanProgress {
+  files: number;
+  elfFiles: number;
+  bytes: number;
+  current?: string;
+}
+
+export interface ScanOptions {
+  paths: string[];
+  /** Root the programs' libraries are looked up in; default: guessed from the paths (a rootfs) or "/". */
+  root?: string;
+  workers?: number;
+  maxFileBytes?: number;
+  slowdown?: SlowdownFor;
+  onProgress?: (p: ScanProgress) => void;
+  onSkip?: (s: WalkSkip) => void;
+}
+
+export interface ScanSummary {
+  files: number;
+  elfFiles: number;
+  notElf: number;
+  errors: number;
+  skipped: Record<WalkSkip['reason'], number>;
+  bytes: number;
+  seconds: number;
+  root: string;
+  byClass: Record<string, number>;
+  byOutcome: Record<VsyscallMode, Record<Outcome, number>>;
+}
+
+export interface ScanResult {
+  files: ScannedFile[];
+  /** Non-ELF files are counted, not listed; unreadable or malformed ones are listed here. */
+  errors: { path: string; code: string; message: string }[];
+  summary: ScanSummary;
+}
+
+/** A directory that looks like a root filesystem (has lib/, usr/lib or etc/) is its own root. */
+export function guessRoot(paths: string[]): string {
+  if (paths.length === 1) {
+    const p = paths[0] as string;
+    try {
+      if (fs.statSync(p).isDirectory() && ['lib', 'lib64', 'usr/lib', 'etc'].some((d) => fs.existsSync(path.join(p, d)))) return path.resolve(p);
+    } catch {
+      // fall through
+    }
+  }
+  return '/';
+}
+
+/** The uses of the page that decide a file's verdict: its own findings and those reached through libraries. */
+export function usesOf(f: FileReport, through: ReachThrough[] = []): Use[] {
+  const uses: Use[] = f.findings.map((x) => ({ kind: x.kind, target: x.target, caller: callerOf(x) }));
+  for (const t of through) {
+    const inner = t.export.chain.length > 1 ? ` → ${t.export.chain.slice(1).join('() → ')}()` : '';
+    const caller = t.how === 'import'
+      ? `${t.symbol}() (imported from ${t.library}${inner})`
+      : `${t.symbol}() (imported by ${t.importer} from ${t.library}${inner})`;
+    uses.push({ kind: t.export.kind, target: t.export.target, caller });
+  }
+  return uses;
+}
+
+export async function scanPaths(opts: ScanOptions): Promise<ScanResult> {
+  const t0 = performance.now();
+  const root = opts.root ?? guessRoot(opts.paths);
+  const maxBytes = opts.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
+  const slow = opts.slowdown ?? seedSlowdowns;
+  const skipped: Record<WalkSkip['reason'], number> = { symlink: 0, special: 0, 'pseudo-fs': 0, 'hard-link': 0, unreadable: 0 };
+  const errors: ScanResult['errors'] = [];
+  const reports: FileReport[] = [];
+  const progress: ScanProgress = { files: 0, elfFiles: 0, bytes: 0 };
+  let notElf = 0;
+
+  const files: { path: string; size: number }[] = [];
+  for await (const f of walk(opts.paths, (s) => {
+    skipped[s.reason]++;
+    if (s.reason === 'unreadable') errors.push({ path: s.path, code: 'IO_FAILED', message: `${s.path}: ${s.message ?? 'unreadable'}` });
+    opts.onSkip?.(s);
+  })) files.push(f);
+
+  const workers = opts.workers ?? (files.length > 16 ? defaultWorkers() : 0);
+  const pool = createPool(workers, maxBytes);
+  try {
+    const inflight = new Set<Promise<void>>();
+    const limit = Math.max(2, workers * 4);
+    for (const f of files) {
+      const p = pool.analyse(f.path).then((r) => {
+        progress.files++;
+        progress.bytes += f.size;
+        progress.current = f.path;
+        if (r.kind === 'elf') {
+          progress.elfFiles++;
+          reports.push(r.report);
+          if (r.report.error) errors.push({ path: r.report.path, code: r.report.error.code, message: r.report.error.message });
+        } else if (r.kind === 'not-elf') notElf++;
+        else errors.push({ path: f.path, code: r.error.code, message: r.error.message });
+        opts.onProgress?.(progress);
+      });
+      inflight.add(p);
+      void p.finally(() => inflight.delete(p));
+      if (inflight.size >= limit) await Promise.race(inflight);
+    }
+    await Promise.all(inflight);
+  } finally {
+    await pool.close();
+  }
+  reports.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+
+  // Libraries by real path: the scanned ones, and others from the root analysed on demand.
+  const byReal = new Map<string, FileReport | undefined>();
+  for (const r of reports) {
+    try {
+      byReal.set(fs.realpathSync(r.path), r);
+    } catch {
+      // vanished since: it is still reported, just not usable as a library
+    }
+  }
+  const reportOf = (hostPath: string): FileReport | undefined => {
+    let real = hostPath;
+    try {
+      real = fs.realpathSync(hostPath);
+    } catch {
+      return undefined;
+    }
+    if (!byReal.has(real)) {
+      const r = analyseFile(real, maxBytes);
+      byReal.set(real, r.kind === 'elf' && !r.report.error ? r.report : undefined);
+    }
+    return byReal.get(real);
+  };
+  const confDirs = ldSoConfDirs(root);
+  const out: ScannedFile[] = [];
+  for (const r of reports) {
+    const s: ScannedFile = { ...r, verdicts: verdictsOf(usesOf(r), slow) };
+    if (r.identity?.linkage === 'dynamic' && r.identity.needed.length > 0 && !r.error) {
+      const res = resolveProgram(root, r, reportOf, confDirs);
+      s.libraries = res.libraries;
+      if (res.missing.length > 0) s.missingLibraries = res.missing;
+      if (res.through.length > 0) s.through = res.through;
+      s.verdicts = verdictsOf(usesOf(r, res.through), slow);
+    }
+    out.push(s);
+  }
+
+  const byClass: Record<string, number> = {};
+  const byOutcome = Object.fromEntries(VSYSCALL_MODES.map((m) => [m, { crash: 0, slow: 0, review: 0, fallback: 0, ok: 0 }])) as ScanSummary['byOutcome'];
+  for (const f of out) {
+    byClass[f.class] = (byClass[f.class] ?? 0) + 1;
+    for (const m of VSYSCALL_MODES) byOutcome[m][f.verdicts[m].outcome]++;
+  }
+  return {
+    files: out,
+    errors,
+    summary: {
+      files: progress.files, elfFiles: progress.elfFiles, notElf, errors: errors.length, skipped, bytes: progress.bytes,
+      seconds: (performance.now() - t0) / 1000, root, byClass, byOutcome,
+    },
+  };
+}

@@ -1,0 +1,94 @@
+// The files under the paths given: recursive, symlinks inside directories never followed (the
+// file they point to is scanned where it lives), hard links scanned once, pseudo filesystems
+// (/proc, /sys, …) skipped. Paths named on the command line are followed.
+import fs from 'node:fs';
+import path from 'node:path';
+import { VsysError } from '../errors.js';
+
+export interface WalkFile {
+  path: string;
+  size: number;
+}
+
+export interface WalkSkip {
+  path: string;
+  reason: 'symlink' | 'special' | 'pseudo-fs' | 'hard-link' | 'unreadable';
+  message?: string;
+}
+
+// statfs f_type of filesystems that hold no programs: proc, sysfs, devpts, cgroup, cgroup2, debugfs, tracefs, securityfs, bpf.
+const PSEUDO_FS = new Set([0x9fa0, 0x62656572, 0x1cd1, 0x27e0eb, 0x63677270, 0x64626720, 0x74726163, 0x73636673, 0xcafe4a11]);
+
+function isPseudo(dir: string): boolean {
+  try {
+    return PSEUDO_FS.has(fs.statfsSync(dir).type);
+  } catch {
+    return false;
+  }
+}
+
+/** Yields regular files; reports skipped entries through `onSkip`. Throws FILE_NOT_FOUND for a missing argument. */
+export async function* walk(paths: string[], onSkip: (s: WalkSkip) => void = () => {}): AsyncGenerator<WalkFile> {
+  const seen = new Set<string>();
+  for (const arg of paths) {
+    let st: fs.Stats;
+    try {
+      st = fs.statSync(arg);
+    } catch (e) {
+      throw new VsysError('FILE_NOT_FOUND', `${arg}: no such file or directory`, { path: arg, cause: e });
+    }
+    if (st.isFile()) {
+      const key = `${st.dev}:${st.ino}`;
+      if (!seen.has(key)) {
+        seen.add(key);
+        yield { path: arg, size: st.size };
+      }
+      continue;
+    }
+    if (!st.isDirectory()) {
+      onSkip({ path: arg, reason: 'special' });
+      continue;
+    }
+    const stack = [arg];
+    while (stack.length > 0) {
+      const dir = stack.pop() as string;
+      if (isPseudo(dir)) {
+        onSkip({ path: dir, reason: 'pseudo-fs' });
+        continue;
+      }
+      let entries: fs.Dirent[];
+      try {
+        entries = await fs.promises.readdir(dir, { withFileTypes: true });
+      } catch (e) {
+        onSkip({ path: dir, reason: 'unreadable', message: (e as Error).message });
+        continue;
+      }
+      entries.sort((a, b) => (a.name < b.name ? 1 : a.name > b.name ? -1 : 0));
+      for (const ent of entries) {
+        const p = path.join(dir, ent.name);
+        if (ent.isSymbolicLink()) {
+          onSkip({ path: p, reason: 'symlink' });
+        } else if (ent.isDirectory()) {
+          stack.push(p);
+        } else if (ent.isFile()) {
+          let fst: fs.Stats;
+          try {
+            fst = fs.lstatSync(p);
+          } catch (e) {
+            onSkip({ path: p, reason: 'unreadable', message: (e as Error).message });
+            continue;
+          }
+          const key = `${fst.dev}:${fst.ino}`;
+          if (seen.has(key)) {
+            onSkip({ path: p, reason: 'hard-link' });
+            continue;
+          }
+          seen.add(key);
+          yield { path: p, size: fst.size };
+        } else {
+          onSkip({ path: p, reason: 'special' });
+        }
+      }
+    }
+  }
+}
