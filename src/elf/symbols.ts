@@ -81,8 +81,11 @@ function resolveVersion(v: number, shndx: number, names: ReturnType<typeof versi
   return undefined;
 }
 
-/** The name as readelf prints it: `name@@VER` for a default definition, `name@VER` otherwise. */
+/**
+ * The name as readelf prints it: `name@@VER` for a default definition, `name@VER` otherwise; the
+ * absolute symbols the linker emits for each version definition (named after it) print bare.
+ */
 export function formatVersionedName(sym: ElfSymbol): string {
-  if (!sym.version) return sym.name;
+  if (!sym.version || (sym.version.defined && sym.version.name === sym.name)) return sym.name;
   return `${sym.name}${sym.version.defined && !sym.version.hidden ? '@@' : '@'}${sym.version.name}`;
 }
