@@ -6,7 +6,7 @@ import { readSymbols } from '../elf/symbols.js';
 import type { ElfSymbol } from '../elf/types.js';
 import { isVsysError } from '../errors.js';
 import type { SiteKind } from '../x86/call-sites.js';
-import { buildFunctionIndex } from './functions.js';
+import { buildFunctionIndex, type FunctionIndex } from './functions.js';
 import { findUses, regionsOf, type Finding } from './find-uses.js';
 import { identify, type Identity } from './identify.js';
 import { affectedExports, reachingFunctions, type AffectedExport } from './reach.js';
@@ -79,28 +79,28 @@ export function analyseBytes(bytes: Uint8Array, path: string): FileReport | unde
   try {
     const elf = readElf(bytes, path);
     report.identity = identify(elf);
-    let dynsym: ElfSymbol[] = [];
-    let symtab: ElfSymbol[] = [];
-    try {
-      dynsym = readSymbols(elf, '.dynsym');
-    } catch (e) {
-      if (!isVsysError(e)) throw e;
-      report.identity.warnings.push(`.dynsym: ${e.code}`);
-    }
-    try {
-      symtab = readSymbols(elf, '.symtab');
-    } catch (e) {
-      if (!isVsysError(e)) throw e;
-      report.identity.warnings.push(`.symtab: ${e.code}`);
-    }
+    const warnings = report.identity.warnings;
+    const table = (name: '.dynsym' | '.symtab'): ElfSymbol[] => {
+      try {
+        return readSymbols(elf, name);
+      } catch (e) {
+        if (!isVsysError(e)) throw e;
+        warnings.push(`${name}: ${e.code}`);
+        return [];
+      }
+    };
+    const dynsym = table('.dynsym');
     report.imports = importsOf(dynsym);
     if (elf.header.class !== 64 || elf.header.machine !== 62) return report; // the page exists only for x86-64 code
-    const fns = buildFunctionIndex(elf, { dynsym, symtab });
-    report.findings = findUses(elf, fns, symtab.length > 0 ? symtab : dynsym);
+    let symtab: ElfSymbol[] | undefined;
+    let fns: FunctionIndex | undefined;
+    const symtabOnce = (): ElfSymbol[] => (symtab ??= table('.symtab'));
+    const functions = (): FunctionIndex => (fns ??= buildFunctionIndex(elf, { dynsym, symtab: symtabOnce() }));
+    report.findings = findUses(elf, functions, () => (symtabOnce().length > 0 ? symtabOnce() : dynsym));
     report.class = classOf(report.findings);
     if (report.class !== 'clean' && report.class !== 'data-ref' && dynsym.some((s) => s.shndx !== 0 && s.bind !== STB_LOCAL)) {
-      const reach = reachingFunctions(report.findings, fns, regionsOf(elf));
-      report.affectedExports = affectedExports(reach, fns, exportsByAddress(dynsym));
+      const reach = reachingFunctions(report.findings, functions(), regionsOf(elf));
+      report.affectedExports = affectedExports(reach, functions(), exportsByAddress(dynsym));
     }
   } catch (e) {
     if (!isVsysError(e)) throw e;

@@ -92,14 +92,18 @@ function isVdsoSlot(name: string | undefined): boolean {
   return name !== undefined && /vdso/i.test(name);
 }
 
-export function findUses(elf: ElfFile, fns: FunctionIndex, symbols: ElfSymbol[]): Finding[] {
+/**
+ * `functions` and `symbols` are asked for only when something was found: most files have no use
+ * of the page, and building their function index would cost more than the search itself.
+ */
+export function findUses(elf: ElfFile, functions: () => FunctionIndex, dataSymbols: () => ElfSymbol[]): Finding[] {
   if (elf.header.class !== 64 || elf.header.machine !== 62) return [];
   const out: Finding[] = [];
   const { code, data } = regionsOf(elf);
   for (const region of code) {
     for (const s of findCodeSites(region)) {
       const f: Finding = { kind: s.kind, use: s.use, entry: entryName(s.target), target: s.target, offset: s.offset, address: s.ip, instruction: s.instruction };
-      const fn = placeIn(fns, s.ip);
+      const fn = placeIn(functions(), s.ip);
       if (fn) f.function = fn;
       if (s.useInstruction !== undefined) f.useInstruction = s.useInstruction;
       if (s.useIp !== undefined) f.useAddress = s.useIp;
@@ -111,6 +115,9 @@ export function findUses(elf: ElfFile, fns: FunctionIndex, symbols: ElfSymbol[])
   for (const region of data) {
     for (const p of findDataWords(region.bytes, region.start, region.end)) {
       const address = offsetToVaddr(elf, p) ?? region.ip + BigInt(p - region.start);
+      // Pointers in data are 8-byte aligned; unaligned matches are other data (Go's stack object
+      // records hold such byte patterns by chance).
+      if ((address & 7n) !== 0n) continue;
       words.set(address, { offset: p, value: elf.reader.u64(p) });
     }
   }
@@ -120,13 +127,13 @@ export function findUses(elf: ElfFile, fns: FunctionIndex, symbols: ElfSymbol[])
   for (const region of code) {
     for (const u of findWordUses(region, values)) {
       used.add(u.word);
-      const symbol = dataSymbolAt(symbols, u.word);
+      const symbol = dataSymbolAt(dataSymbols(), u.word);
       const kind: SiteKind = isVdsoSlot(symbol) ? 'fallback' : u.site.kind;
       const f: Finding = {
         kind, use: u.site.use, entry: entryName(u.site.target), target: u.site.target, offset: u.site.offset, address: u.site.ip,
         instruction: u.site.instruction, dataWord: symbol === undefined ? { address: u.word } : { address: u.word, symbol },
       };
-      const fn = placeIn(fns, u.site.ip);
+      const fn = placeIn(functions(), u.site.ip);
       if (fn) f.function = fn;
       if (u.site.useInstruction !== undefined) f.useInstruction = u.site.useInstruction;
       if (u.site.useIp !== undefined) f.useAddress = u.site.useIp;
@@ -135,7 +142,7 @@ export function findUses(elf: ElfFile, fns: FunctionIndex, symbols: ElfSymbol[])
   }
   for (const [address, w] of words) {
     if (used.has(address)) continue;
-    const symbol = dataSymbolAt(symbols, address);
+    const symbol = dataSymbolAt(dataSymbols(), address);
     const f: Finding = {
       kind: isVdsoSlot(symbol) ? 'fallback' : 'data-ref', use: 'data-word', entry: entryName(w.value), target: w.value, offset: w.offset, address,
       instruction: `.quad 0x${w.value.toString(16)}`, dataWord: symbol === undefined ? { address } : { address, symbol },

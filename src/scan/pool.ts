@@ -36,7 +36,6 @@ export function createPool(workers: number, maxBytes: number): Pool {
       }
       pending.clear();
     });
-    w.unref();
   }
   return {
     analyse(path: string): Promise<FileResult> {

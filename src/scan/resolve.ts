@@ -70,8 +70,34 @@ function expandOrigin(dirs: string | undefined, originInner: string): string[] {
 }
 
 /** Finds `name` for a program/library at host path `fromHost`, following the loader's search order. */
-function findLibrary(root: string, name: string, from: FileReport, confDirs: string[]): string | undefined {
-  if (name.includes('/')) return resolveInRoot(root, name.startsWith('/') ? name : `/${name}`);
+/** What library lookups share within one scan: the root, its ld.so.conf directories, and the answers so far. */
+export interface LookupContext {
+  root: string;
+  confDirs: string[];
+  cache: Map<string, string | undefined>;
+}
+
+export function lookupContext(root: string): LookupContext {
+  return { root, confDirs: ldSoConfDirs(root), cache: new Map() };
+}
+
+function cachedResolve(ctx: LookupContext, inner: string): string | undefined {
+  if (ctx.cache.has(inner)) return ctx.cache.get(inner);
+  let host = resolveInRoot(ctx.root, inner);
+  if (host !== undefined) {
+    try {
+      if (!fs.statSync(host).isFile()) host = undefined;
+    } catch {
+      host = undefined;
+    }
+  }
+  ctx.cache.set(inner, host);
+  return host;
+}
+
+function findLibrary(ctx: LookupContext, name: string, from: FileReport): string | undefined {
+  const { root, confDirs } = ctx;
+  if (name.includes('/')) return cachedResolve(ctx, name.startsWith('/') ? name : `/${name}`);
   const originInner = path.posix.dirname(innerPath(root, from.path) ?? '/');
   const id = from.identity;
   const dirs = [
@@ -81,8 +107,8 @@ function findLibrary(root: string, name: string, from: FileReport, confDirs: str
     ...DEFAULT_DIRS,
   ];
   for (const d of dirs) {
-    const host = resolveInRoot(root, path.posix.join(d, name));
-    if (host && fs.existsSync(host) && fs.statSync(host).isFile()) return host;
+    const host = cachedResolve(ctx, path.posix.join(d, name));
+    if (host) return host;
   }
   return undefined;
 }
@@ -92,10 +118,9 @@ function findLibrary(root: string, name: string, from: FileReport, confDirs: str
  * `reportOf` gives the analysis of a library file (cached by the caller).
  */
 export function resolveProgram(
-  root: string,
+  ctx: LookupContext,
   program: FileReport,
   reportOf: (hostPath: string) => FileReport | undefined,
-  confDirs: string[],
 ): { libraries: LoadedLibrary[]; missing: string[]; through: ReachThrough[] } {
   const libraries: LoadedLibrary[] = [];
   const missing: string[] = [];
@@ -106,7 +131,7 @@ export function resolveProgram(
     const { name, from } = queue.shift() as { name: string; from: FileReport };
     if (seen.has(name)) continue;
     seen.add(name);
-    const host = findLibrary(root, name, from, confDirs);
+    const host = findLibrary(ctx, name, from);
     if (!host) {
       missing.push(name);
       libraries.push({ name });

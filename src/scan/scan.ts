@@ -8,7 +8,7 @@ import type { FileReport } from './analyse-file.js';
 import { callerOf } from './find-uses.js';
 import { createPool, defaultWorkers } from './pool.js';
 import { analyseFile, DEFAULT_MAX_FILE_BYTES } from './read-file.js';
-import { ldSoConfDirs, resolveProgram, type LoadedLibrary, type ReachThrough } from './resolve.js';
+import { lookupContext, resolveProgram, type LoadedLibrary, type ReachThrough } from './resolve.js';
 import { seedSlowdowns, verdictsOf, type ModeVerdict, type Outcome, type SlowdownFor, type Use } from './verdict.js';
 import { walk, type WalkSkip } from './walk.js';
 
@@ -139,12 +139,16 @@ export async function scanPaths(opts: ScanOptions): Promise<ScanResult> {
       // vanished since: it is still reported, just not usable as a library
     }
   }
+  const realOf = new Map<string, string | undefined>();
   const reportOf = (hostPath: string): FileReport | undefined => {
-    let real = hostPath;
-    try {
-      real = fs.realpathSync(hostPath);
-    } catch {
-      return undefined;
+    let real = realOf.get(hostPath);
+    if (real === undefined) {
+      try {
+        real = fs.realpathSync(hostPath);
+      } catch {
+        return undefined;
+      }
+      realOf.set(hostPath, real);
     }
     if (!byReal.has(real)) {
       const r = analyseFile(real, maxBytes);
@@ -152,12 +156,12 @@ export async function scanPaths(opts: ScanOptions): Promise<ScanResult> {
     }
     return byReal.get(real);
   };
-  const confDirs = ldSoConfDirs(root);
+  const ctx = lookupContext(root);
   const out: ScannedFile[] = [];
   for (const r of reports) {
     const s: ScannedFile = { ...r, verdicts: verdictsOf(usesOf(r), slow) };
     if (r.identity?.linkage === 'dynamic' && r.identity.needed.length > 0 && !r.error) {
-      const res = resolveProgram(root, r, reportOf, confDirs);
+      const res = resolveProgram(ctx, r, reportOf);
       s.libraries = res.libraries;
       if (res.missing.length > 0) s.missingLibraries = res.missing;
       if (res.through.length > 0) s.through = res.through;
