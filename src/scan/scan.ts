@@ -89,7 +89,7 @@ export async function scanPaths(opts: ScanOptions): Promise<ScanResult> {
   const root = opts.root ?? guessRoot(opts.paths);
   const maxBytes = opts.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
   const slow = opts.slowdown ?? seedSlowdowns;
-  const skipped: Record<WalkSkip['reason'], number> = { symlink: 0, special: 0, 'pseudo-fs': 0, 'hard-link': 0, unreadable: 0 };
+  const skipped: Record<WalkSkip['reason'], number> = { symlink: 0, special: 0, 'pseudo-fs': 0, 'hard-link': 0, unreadable: 0, missing: 0 };
   const errors: ScanResult['errors'] = [];
   const reports: FileReport[] = [];
   const progress: ScanProgress = { files: 0, elfFiles: 0, bytes: 0 };
@@ -99,6 +99,7 @@ export async function scanPaths(opts: ScanOptions): Promise<ScanResult> {
   for await (const f of walk(opts.paths, (s) => {
     skipped[s.reason]++;
     if (s.reason === 'unreadable') errors.push({ path: s.path, code: 'IO_FAILED', message: `${s.path}: ${s.message ?? 'unreadable'}` });
+    if (s.reason === 'missing') errors.push({ path: s.path, code: 'FILE_NOT_FOUND', message: `${s.path}: no such file or directory` });
     opts.onSkip?.(s);
   })) files.push(f);
 

@@ -3,7 +3,6 @@
 // (/proc, /sys, …) skipped. Paths named on the command line are followed.
 import fs from 'node:fs';
 import path from 'node:path';
-import { VsysError } from '../errors.js';
 
 export interface WalkFile {
   path: string;
@@ -12,7 +11,7 @@ export interface WalkFile {
 
 export interface WalkSkip {
   path: string;
-  reason: 'symlink' | 'special' | 'pseudo-fs' | 'hard-link' | 'unreadable';
+  reason: 'symlink' | 'special' | 'pseudo-fs' | 'hard-link' | 'unreadable' | 'missing';
   message?: string;
 }
 
@@ -27,7 +26,7 @@ function isPseudo(dir: string): boolean {
   }
 }
 
-/** Yields regular files; reports skipped entries through `onSkip`. Throws FILE_NOT_FOUND for a missing argument. */
+/** Yields regular files; reports skipped entries (and arguments that do not exist) through `onSkip`. */
 export async function* walk(paths: string[], onSkip: (s: WalkSkip) => void = () => {}): AsyncGenerator<WalkFile> {
   const seen = new Set<string>();
   for (const arg of paths) {
@@ -35,7 +34,9 @@ export async function* walk(paths: string[], onSkip: (s: WalkSkip) => void = () 
     try {
       st = fs.statSync(arg);
     } catch (e) {
-      throw new VsysError('FILE_NOT_FOUND', `${arg}: no such file or directory`, { path: arg, cause: e });
+      // One bad argument does not stop the others.
+      onSkip({ path: arg, reason: 'missing', message: (e as Error).message });
+      continue;
     }
     if (st.isFile()) {
       const key = `${st.dev}:${st.ino}`;
