@@ -118,9 +118,9 @@ export const scanCommand: Command = {
 
     if (values.sarif) fs.writeFileSync(values.sarif, formatSarif(result, mode, '0.1.0'));
     if (values.json) {
-      for (const f of result.files) io.stdout.write(toJson(f, undefined) + '\n');
-      for (const e of result.errors) io.stdout.write(toJson({ path: e.path, error: { code: e.code, message: e.message } }, undefined) + '\n');
-      io.stdout.write(toJson({ summary: { ...result.summary, mode, modeSource: source } }, undefined) + '\n');
+      for (const f of result.files) io.stdout.write(toJson(f, 0) + '\n');
+      for (const e of result.errors) io.stdout.write(toJson({ path: e.path, error: { code: e.code, message: e.message } }, 0) + '\n');
+      io.stdout.write(toJson({ summary: { ...result.summary, mode, modeSource: source } }, 0) + '\n');
     } else {
       io.stdout.write(formatScan(result, mode, source, values.all ?? false));
       if (procs) io.stdout.write(formatProcesses(result, procs, mode));
