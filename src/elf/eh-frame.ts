@@ -23,6 +23,14 @@ interface Cie {
 
 const DW_EH_PE_absptr = 0x00;
 
+/** A CIE or FDE: where its id field is, its value (0 for a CIE) and where the record ends. */
+interface FrameRecord {
+  end: number;
+  idAt: number;
+  id: bigint;
+  idSize: 4;
+}
+
 function malformed(elf: ElfFile, msg: string): never {
   throw new VsysError('ELF_MALFORMED', `${elf.path}: ${msg}`, { path: elf.path });
 }
@@ -46,22 +54,23 @@ class FrameReader {
   }
 
   /** The record at `p`: its kind, where its body starts and ends. Undefined for a zero terminator. */
-  record(p: number): { end: number; idAt: number; id: bigint; idSize: 4 | 8 } | undefined {
+  record(p: number): FrameRecord | undefined {
     const r = this.elf.reader;
     if (p + 4 > this.area.end) malformed(this.elf, `.eh_frame record at offset ${p} is cut off by the end of its area`);
     let length = r.u32(p);
     if (length === 0) return undefined;
     let at = p + 4;
-    let idSize: 4 | 8 = 4;
+    // LSB: in .eh_frame the CIE id / CIE pointer is 4 bytes even after an 8-byte extended length
+    // (unlike DWARF's 64-bit .debug_frame).
+    const idSize = 4;
     if (length === 0xffffffff) {
       if (at + 8 > this.area.end) malformed(this.elf, `.eh_frame extended length at offset ${p} is cut off`);
       length = toSafeNumber(r.u64(at), '.eh_frame extended length');
       at += 8;
-      idSize = 8;
     }
     const end = at + length;
     if (end > this.area.end || length < idSize) malformed(this.elf, `.eh_frame record at offset ${p} claims ${length} bytes, past the end of its area`);
-    const id = idSize === 8 ? r.u64(at) : BigInt(r.u32(at));
+    const id = BigInt(r.u32(at));
     return { end, idAt: at, id, idSize };
   }
 
@@ -97,7 +106,7 @@ class FrameReader {
   }
 
   /** The [start, end) an FDE covers; `rec` must be an FDE (id ≠ 0). */
-  fde(rec: { end: number; idAt: number; id: bigint; idSize: 4 | 8 }): FunctionRange {
+  fde(rec: FrameRecord): FunctionRange {
     // The CIE pointer counts back from its own field.
     const back = toSafeNumber(rec.id, 'CIE pointer');
     const ciePos = rec.idAt - back;

@@ -1,6 +1,6 @@
 // Builds small ELF32/ELF64 files for tests (hand-made inputs readelf can also read): sections laid
 // out after a fixed 0x1000-byte header area, optional PT_LOAD/PT_NOTE/... segments over them.
-// Section data may depend on section addresses; it is built twice, first to learn the sizes.
+// Section data may depend on section addresses; it is rebuilt until the layout settles.
 
 export interface BuildSection {
   name: string;
@@ -91,9 +91,13 @@ export function buildElf(o: BuildOptions): Uint8Array {
       return placed;
     });
   };
-  const first = place(() => 0n);
-  const addrOf = (n: string) => first.find((p) => p.s.name === n)?.addr ?? 0n;
-  const placed = place(addrOf);
+  // Contents whose size depends on addresses (LEB128s) need a few rounds to settle.
+  let placed = place(() => 0n);
+  for (let round = 0; round < 8; round++) {
+    const prev = placed;
+    placed = place((n: string) => prev.find((p) => p.s.name === n)?.addr ?? 0n);
+    if (placed.every((p, i) => p.off === prev[i]!.off && p.data.length === prev[i]!.data.length)) break;
+  }
 
   const out = new Out();
   const ehsize = cls === 64 ? 64 : 52;
@@ -191,4 +195,17 @@ export function uleb(n: number): Uint8Array {
     out.push(b);
   } while (n);
   return Uint8Array.from(out);
+}
+
+export function sleb(n: bigint): Uint8Array {
+  const out: number[] = [];
+  for (;;) {
+    const b = Number(n & 0x7fn);
+    n >>= 7n;
+    if ((n === 0n && (b & 0x40) === 0) || (n === -1n && (b & 0x40) !== 0)) {
+      out.push(b);
+      return Uint8Array.from(out);
+    }
+    out.push(b | 0x80);
+  }
 }
