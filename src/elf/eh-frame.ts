@@ -184,7 +184,10 @@ function viaHeader(elf: ElfFile): FunctionRange[] {
 
 /** Sorted by start then end; duplicates and empty ranges dropped. */
 function normalise(ranges: FunctionRange[]): FunctionRange[] {
-  const sorted = ranges.filter((x) => x.end > x.start).sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : a.end < b.end ? -1 : a.end > b.end ? 1 : 0));
+  const cmp = (a: FunctionRange, b: FunctionRange) => (a.start < b.start ? -1 : a.start > b.start ? 1 : a.end < b.end ? -1 : a.end > b.end ? 1 : 0);
+  const sorted = ranges.filter((x) => x.end > x.start);
+  // Linkers usually emit FDEs in address order already; sorting bigints is the costly part.
+  if (sorted.some((x, i) => i > 0 && cmp(sorted[i - 1]!, x) > 0)) sorted.sort(cmp);
   return sorted.filter((x, i) => i === 0 || x.start !== sorted[i - 1]!.start || x.end !== sorted[i - 1]!.end);
 }
 

@@ -4,9 +4,10 @@ import { VsysError } from '../errors.js';
 import type { ByteReader } from './bytes.js';
 
 export class StringTable {
-  private readonly cache = new Map<number, string>();
   /** Sorted positions of the NUL bytes inside the table, found once in one linear pass. */
   private nuls: Int32Array | undefined;
+  /** The whole table decoded once; each name is then a cheap substring. */
+  private text: string | undefined;
 
   constructor(
     private readonly r: ByteReader,
@@ -18,8 +19,6 @@ export class StringTable {
   }
 
   get(index: number): string {
-    const hit = this.cache.get(index);
-    if (hit !== undefined) return hit;
     if (!Number.isSafeInteger(index) || index < 0 || index >= this.size) {
       throw new VsysError('ELF_BAD_OFFSET', `${this.r.source}: string index ${index} lies outside ${this.what} (${this.size} bytes)`, { path: this.r.source });
     }
@@ -27,10 +26,8 @@ export class StringTable {
     if (end < 0) {
       throw new VsysError('ELF_MALFORMED', `${this.r.source}: the string at ${this.what}+${index} has no NUL before the table ends`, { path: this.r.source });
     }
-    const start = this.offset + index;
-    const s = Buffer.from(this.r.bytes.buffer, this.r.bytes.byteOffset + start, end - index).toString('latin1');
-    this.cache.set(index, s);
-    return s;
+    this.text ??= Buffer.from(this.r.bytes.buffer, this.r.bytes.byteOffset + this.offset, this.size).toString('latin1');
+    return this.text.slice(index, end);
   }
 
   /** Index of the first NUL at or after `index`, or -1. Binary search, so n lookups cost O(n log k). */

@@ -143,7 +143,8 @@ test('5,000 seeded random corruptions of the headers, tables, .dynsym, versions,
   const bytes = original.slice();
   const tally: Tally = new Map();
   let worst = 0;
-  const started = performance.now();
+  // CPU time, not wall time: the bound is about our work, not about what else the machine runs.
+  const cpu0 = process.cpuUsage();
   for (let c = 0; c < 5000; c++) {
     const [name, start, size] = regions[Math.floor(rnd() * regions.length)]!;
     const edits: [number, number][] = [];
@@ -157,10 +158,11 @@ test('5,000 seeded random corruptions of the headers, tables, .dynsym, versions,
     worst = Math.max(worst, runAll(bytes, `case ${c} (${name})`, tally));
     for (const [at, v] of edits.reverse()) bytes[at] = v;
   }
-  const total = performance.now() - started;
+  const used = process.cpuUsage(cpu0);
+  const total = (used.user + used.system) / 1000;
   assert.deepEqual(bytes, original, 'every edit was undone');
   assert.ok(worst < CASE_MS, `slowest case took ${worst.toFixed(0)} ms`);
-  assert.ok(total < 30_000, `5,000 cases took ${total.toFixed(0)} ms`);
+  assert.ok(total < 30_000, `5,000 cases took ${total.toFixed(0)} ms of CPU time`);
   // The corruptions reached past readElf into the readers, and some were caught there.
   assert.ok((tally.get('readElf ok') ?? 0) > 2500, `readElf accepted ${tally.get('readElf ok')} of 5000`);
   const readerErrors = [...tally].filter(([k]) => !k.startsWith('readElf') && !k.endsWith(' ok')).reduce((n, [, v]) => n + v, 0);
