@@ -30,7 +30,32 @@ export interface DoctorReport {
   host: HostReport;
   verdict: { mode: string; severity: 'crash' | 'slow' | 'ok' | 'unknown'; headline: string; detail: string[] };
   slowdown: Slowdown;
+  /** What `vsys scan --processes` finds among the files running processes have mapped. */
+  processes: ProcessCheck | null;
   skipped: { what: string; why: string }[];
+}
+
+export interface ProcessCheck {
+  processes: number;
+  unreadable: number;
+  files: number;
+  /** Mapped files that use the page, with the processes that map them. */
+  affected: { path: string; class: string; outcome: string; why: string; processes: { pid: number; comm: string }[] }[];
+}
+
+/** Scans the files mapped by running processes (the doctor's view of `vsys scan --processes`). */
+export async function checkProcesses(mode: string): Promise<ProcessCheck> {
+  const { mappedFiles } = await import('../scan/processes.js');
+  const { scanPaths } = await import('../scan/scan.js');
+  const { isVsyscallMode } = await import('../model/modes.js');
+  const procs = mappedFiles();
+  const res = await scanPaths({ paths: procs.files.map((f) => f.hostPath), workers: 0 });
+  const byPath = new Map(procs.files.map((f) => [f.hostPath, f]));
+  const m = isVsyscallMode(mode) ? mode : 'none';
+  const affected = res.files
+    .filter((f) => f.class !== 'clean' && f.class !== 'data-ref')
+    .map((f) => ({ path: byPath.get(f.path)?.path ?? f.path, class: f.class, outcome: f.verdicts[m].outcome, why: f.verdicts[m].why, processes: byPath.get(f.path)?.processes ?? [] }));
+  return { processes: procs.processes, unreadable: procs.unreadable, files: res.summary.elfFiles, affected };
 }
 
 export function verdictFor(mode: string, s: Slowdown): DoctorReport['verdict'] {
@@ -71,7 +96,13 @@ export async function runDoctor(): Promise<DoctorReport> {
   const skipped = [...host.skipped];
   const seed = seedSlowdown('time');
   const slowdown: Slowdown = { ratio: seed.ratio, vsyscallNs: null, vdsoNs: null, source: seed.source };
-  return { host, verdict: verdictFor(host.vsyscall.mode, slowdown), slowdown, skipped };
+  let processes: ProcessCheck | null = null;
+  try {
+    processes = await checkProcesses(host.vsyscall.mode);
+  } catch (e) {
+    skipped.push({ what: 'running processes', why: e instanceof Error ? e.message : String(e) });
+  }
+  return { host, verdict: verdictFor(host.vsyscall.mode, slowdown), slowdown, processes, skipped };
 }
 
 export function formatDoctor(d: DoctorReport): string {
@@ -91,6 +122,15 @@ export function formatDoctor(d: DoctorReport): string {
     out.push(`  Here a vsyscall costs ${d.slowdown.vsyscallNs.toFixed(0)} ns, ${Math.round(d.slowdown.ratio)}× a vDSO call (${d.slowdown.vdsoNs.toFixed(1)} ns).`);
   }
   out.push(`  KPTI ${r.kpti.enabled === null ? 'unknown' : r.kpti.enabled ? 'on: every kernel entry pays a page-table switch' : 'off'}; clocksource ${r.clocksource.current ?? 'unknown'}; 32-bit paths ${r.ia32.available ? 'available' : r.ia32.available === false ? 'unavailable' : 'unknown'}.`);
+  if (d.processes) {
+    const p = d.processes;
+    const seen = `${p.files} ELF files mapped by ${p.processes} processes${p.unreadable ? ` (${p.unreadable} not readable${process.getuid?.() === 0 ? '' : ': run as root to see all'})` : ''}`;
+    if (p.affected.length === 0) out.push(`✓ Running programs: none uses the vsyscall page (${seen}).`);
+    for (const a of p.affected) {
+      const who = a.processes.slice(0, 5).map((x) => `${x.pid} ${x.comm}`).join(', ');
+      out.push(`${a.outcome === 'crash' ? '✗' : '!'} Running: ${a.path} (${a.class}) in ${who}${a.processes.length > 5 ? ', …' : ''}: ${a.why}.`);
+    }
+  }
   if (r.container.inContainer) out.push(`  Running in a container (${r.container.kind ?? 'unknown'}): the vsyscall mode is the host kernel's.`);
   if (d.skipped.length) {
     out.push('', 'skipped:');

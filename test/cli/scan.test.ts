@@ -102,3 +102,28 @@ test('--processes scans the files mapped by running processes and finds this nod
   assert.ok(lines.at(-1)!.summary.elfFiles >= 2);
   assert.ok(lines.some((l) => typeof l.path === 'string' && l.path.endsWith(path.basename(process.execPath))), 'node itself is mapped');
 });
+
+test('the doctor and --processes name a running program that calls the page (busybox 1.15.2 sleeping)', { skip: corpus, timeout: 60_000 }, async () => {
+  const { spawn } = await import('node:child_process');
+  // The corpus is read-only and not executable: run a copy.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vsys-proc-'));
+  const bb = path.join(dir, 'busybox');
+  fs.copyFileSync(path.join(CORPUS, 'busybox-1.15.2-static', 'busybox'), bb);
+  fs.chmodSync(bb, 0o755);
+  const child = spawn(bb, ['sleep', '30'], { stdio: 'ignore' });
+  try {
+    await new Promise((r) => setTimeout(r, 300));
+    const d = runVsys(['doctor', '--json']);
+    assert.equal(d.status, 0, d.stderr);
+    const doc = JSON.parse(d.stdout);
+    const hit = doc.processes.affected.find((a: any) => a.path === bb);
+    assert.ok(hit, JSON.stringify(doc.processes));
+    assert.equal(hit.class, 'direct');
+    assert.ok(hit.processes.some((p: any) => p.pid === child.pid));
+    const s = runVsys(['scan', '--processes', '--mode', 'none']);
+    assert.match(s.stdout, new RegExp(`${bb.replace(/[.+]/g, '\\$&')}: direct, crash under none — used by ${child.pid} \\(busybox\\)`));
+  } finally {
+    child.kill();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
