@@ -109,7 +109,8 @@ export function identify(elf: ElfFile): Identity {
   const buildId = safe(warnings, 'build-id note', () => readBuildId(elf));
   if (buildId !== undefined) id.buildId = buildId;
 
-  const banner = readBanner(elf.bytes);
+  // glibc's banner is in libc itself and in static binaries; a search of every other file is wasted.
+  const banner = id.linkage === 'static' || /^libc[.-]/.test(id.soname ?? '') ? readBanner(elf.bytes) : undefined;
   const defs = safe(warnings, 'version definitions', () => readVersionDefinitions(elf)) ?? [];
   const defined = maxGlibc(defs.map((d) => d.name));
   if (banner && /^libc[.-]/.test(id.soname ?? 'libc.')) id.libc = banner.version === undefined && defined ? { ...banner, version: defined, source: 'version-definitions' } : banner;

@@ -95,20 +95,27 @@ export async function scanPaths(opts: ScanOptions): Promise<ScanResult> {
   const progress: ScanProgress = { files: 0, elfFiles: 0, bytes: 0 };
   let notElf = 0;
 
-  const files: { path: string; size: number }[] = [];
-  for await (const f of walk(opts.paths, (s) => {
+  const files = walk(opts.paths, (s) => {
     skipped[s.reason]++;
     if (s.reason === 'unreadable') errors.push({ path: s.path, code: 'IO_FAILED', message: `${s.path}: ${s.message ?? 'unreadable'}` });
     if (s.reason === 'missing') errors.push({ path: s.path, code: 'FILE_NOT_FOUND', message: `${s.path}: no such file or directory` });
     opts.onSkip?.(s);
-  })) files.push(f);
-
-  const workers = opts.workers ?? (files.length > 16 ? defaultWorkers() : 0);
+  });
+  // Workers only pay off past a handful of files: a single file or two is analysed in this thread.
+  const single = opts.paths.length <= 2 && opts.paths.every((p) => {
+    try {
+      return fs.statSync(p).isFile();
+    } catch {
+      return true;
+    }
+  });
+  const workers = opts.workers ?? (single ? 0 : defaultWorkers());
   const pool = createPool(workers, maxBytes);
   try {
     const inflight = new Set<Promise<void>>();
     const limit = Math.max(2, workers * 4);
-    for (const f of files) {
+    // Files are dispatched as the walk finds them, so reading and decoding start at once.
+    for await (const f of files) {
       const p = pool.analyse(f.path).then((r) => {
         progress.files++;
         progress.bytes += f.size;

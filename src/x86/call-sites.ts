@@ -205,18 +205,25 @@ function classifyDecoded(c: Ctx, offset: number, target: bigint): CodeSite {
 export function findCodeSites(region: CodeRegion): CodeSite[] {
   const candidates = findImm32Candidates(region.bytes, region.start, region.end);
   if (candidates.length === 0) return [];
-  return withDecoder(region, (c) => {
-    const seen = new Set<number>();
-    const out: CodeSite[] = [];
-    for (const p of candidates) {
+  // Decode a window around each candidate (the instruction can start 14 bytes before the constant;
+  // following the register reads at most MAX_FOLLOW instructions of ≤ 15 bytes after it) rather
+  // than hand the whole text, often tens of megabytes, to the decoder.
+  const seen = new Set<number>();
+  const out: CodeSite[] = [];
+  for (const p of candidates) {
+    const start = Math.max(region.start, p - 16);
+    const end = Math.min(region.end, p + 4 + (MAX_FOLLOW + 1) * 15);
+    const window: CodeRegion = { bytes: region.bytes, start, end, ip: region.ip + BigInt(start - region.start) };
+    const site = withDecoder(window, (c) => {
       const hit = instructionCovering(c, p);
-      if (!hit || seen.has(hit.offset)) continue;
+      if (!hit || seen.has(hit.offset)) return undefined;
       seen.add(hit.offset);
       decodeAt(c, hit.offset);
-      out.push(classifyDecoded(c, hit.offset, hit.value));
-    }
-    return out;
-  });
+      return classifyDecoded(c, hit.offset, hit.value);
+    });
+    if (site) out.push(site);
+  }
+  return out;
 }
 
 /** A data word holding a page address, and where code loads it, when that was found. */
