@@ -17,7 +17,8 @@ import { CORPUS } from '../helpers.js';
 const FILE = path.join(CORPUS, 'debian-wheezy-libc-2.13', 'libc-2.13.so');
 const skip = !existsSync(FILE) && `${FILE} is not available`;
 const original = skip ? new Uint8Array(0) : new Uint8Array(readFileSync(FILE));
-const ok = readElf(original, FILE);
+// Without the corpus every test here skips; `ok` is then never read.
+const ok = skip ? (undefined as unknown as ElfFile) : readElf(original, FILE);
 
 const READERS: [string, (e: ElfFile) => unknown][] = [
   ['readSymbols(.dynsym)', (e) => readSymbols(e, '.dynsym')],
