@@ -67,6 +67,12 @@ export class ExecPage {
     this.state = 'rx';
   }
 
+  /** Copies bytes out of the page (a data page that is never sealed, e.g. a buffer below 4 GiB). */
+  read(offset: number, len: number): Uint8Array {
+    if (this.state === 'freed' || offset < 0 || offset + len > this.size) throw new VsysError('NATIVE_CALL_FAILED', `read of ${len} bytes at ${offset} outside the ${this.size}-byte page`);
+    return readMemory(this.ptr, len, offset);
+  }
+
   /** Pointer to `offset` inside the page. */
   at(offset = 0): NativePtr {
     return offset === 0 ? this.ptr : pointerAt(this.address + BigInt(offset));

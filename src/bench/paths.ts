@@ -1,0 +1,84 @@
+// The syscall paths vsys measures, as data: how each is called from generated code, what the
+// seeds published for it, and whether it can fault (then it runs in a child process).
+import type { PathFamily } from '../model/figures.js';
+import { CLOCK_IDS } from '../model/syscalls.js';
+
+export type PathGroup = 'vdso' | 'libc' | 'syscall' | 'vsyscall' | 'int80-64' | 'i386';
+
+/** How the arguments of one call are set up (x86-64 SysV registers; `buf` is a scratch buffer). */
+export type ArgShape =
+  | { k: 'clock_gettime'; clock: number }
+  | { k: 'gettimeofday' }
+  | { k: 'time' }
+  | { k: 'getcpu' }
+  | { k: 'none' };
+
+export type Invoke =
+  /** `call *%r13` to a symbol of this process's vDSO. */
+  | { k: 'vdso'; symbol: string }
+  /** `call *%r13` to a libc function resolved with dlsym. */
+  | { k: 'libc'; symbol: string }
+  /** `call *%r13` to a fixed address (the vsyscall page's entries). */
+  | { k: 'address'; address: bigint }
+  /** The `syscall` instruction with this x86-64 number. */
+  | { k: 'syscall'; nr: number }
+  /** `int $0x80` from 64-bit code with this i386 number (buffers below 4 GiB). */
+  | { k: 'int80'; nr: number }
+  /** Measured by the tiny i386 program. */
+  | { k: 'i386'; which: 'int80' | 'sysenter' | 'kernel-vsyscall' | 'vdso32-gettimeofday' | 'vdso32-clock_gettime' };
+
+export interface BenchPath {
+  id: string;
+  group: PathGroup;
+  label: string;
+  args: ArgShape;
+  invoke: Invoke;
+  /** Seed 004's row for this path (its table is gettimeofday through each path). */
+  seed004?: PathFamily;
+  /** What the result is checked against. */
+  check: 'time' | 'timeval' | 'timespec' | 'cpu' | 'pid' | 'none';
+  /** Can fault or be killed: run in a child process. */
+  risky: boolean;
+}
+
+const VSYS = 0xffffffffff600000n;
+
+function clockPath(name: keyof typeof CLOCK_IDS): BenchPath {
+  return {
+    id: `vdso-clock_gettime-${name.toLowerCase().replace(/_/g, '-')}`, group: 'vdso', label: `vDSO clock_gettime(${name})`,
+    args: { k: 'clock_gettime', clock: CLOCK_IDS[name] }, invoke: { k: 'vdso', symbol: '__vdso_clock_gettime' },
+    check: name === 'REALTIME' || name === 'REALTIME_COARSE' ? 'timespec' : 'none', risky: false,
+  };
+}
+
+export const BENCH_PATHS: readonly BenchPath[] = [
+  clockPath('REALTIME'), clockPath('MONOTONIC'), clockPath('MONOTONIC_RAW'), clockPath('REALTIME_COARSE'),
+  clockPath('MONOTONIC_COARSE'), clockPath('BOOTTIME'), clockPath('TAI'),
+  { id: 'vdso-gettimeofday', group: 'vdso', label: 'vDSO gettimeofday', args: { k: 'gettimeofday' }, invoke: { k: 'vdso', symbol: '__vdso_gettimeofday' }, seed004: 'vdso', check: 'timeval', risky: false },
+  { id: 'vdso-time', group: 'vdso', label: 'vDSO time', args: { k: 'time' }, invoke: { k: 'vdso', symbol: '__vdso_time' }, check: 'time', risky: false },
+  { id: 'vdso-getcpu', group: 'vdso', label: 'vDSO getcpu', args: { k: 'getcpu' }, invoke: { k: 'vdso', symbol: '__vdso_getcpu' }, check: 'cpu', risky: false },
+  { id: 'libc-time', group: 'libc', label: 'libc time', args: { k: 'time' }, invoke: { k: 'libc', symbol: 'time' }, check: 'time', risky: false },
+  { id: 'libc-gettimeofday', group: 'libc', label: 'libc gettimeofday', args: { k: 'gettimeofday' }, invoke: { k: 'libc', symbol: 'gettimeofday' }, check: 'timeval', risky: false },
+  { id: 'libc-clock_gettime', group: 'libc', label: 'libc clock_gettime(REALTIME)', args: { k: 'clock_gettime', clock: 0 }, invoke: { k: 'libc', symbol: 'clock_gettime' }, check: 'timespec', risky: false },
+  { id: 'syscall-getpid', group: 'syscall', label: 'syscall getpid', args: { k: 'none' }, invoke: { k: 'syscall', nr: 39 }, check: 'pid', risky: false },
+  { id: 'syscall-gettimeofday', group: 'syscall', label: 'syscall gettimeofday', args: { k: 'gettimeofday' }, invoke: { k: 'syscall', nr: 96 }, seed004: 'syscall', check: 'timeval', risky: false },
+  { id: 'syscall-time', group: 'syscall', label: 'syscall time', args: { k: 'time' }, invoke: { k: 'syscall', nr: 201 }, check: 'time', risky: false },
+  { id: 'syscall-clock_gettime', group: 'syscall', label: 'syscall clock_gettime(REALTIME)', args: { k: 'clock_gettime', clock: 0 }, invoke: { k: 'syscall', nr: 228 }, check: 'timespec', risky: false },
+  { id: 'vsyscall-gettimeofday', group: 'vsyscall', label: 'vsyscall gettimeofday', args: { k: 'gettimeofday' }, invoke: { k: 'address', address: VSYS }, seed004: 'vsyscall-emulated', check: 'timeval', risky: true },
+  { id: 'vsyscall-time', group: 'vsyscall', label: 'vsyscall time', args: { k: 'time' }, invoke: { k: 'address', address: VSYS + 0x400n }, check: 'time', risky: true },
+  { id: 'vsyscall-getcpu', group: 'vsyscall', label: 'vsyscall getcpu', args: { k: 'getcpu' }, invoke: { k: 'address', address: VSYS + 0x800n }, check: 'cpu', risky: true },
+  { id: 'int80-64-getpid', group: 'int80-64', label: 'int 0x80 getpid (from 64-bit code)', args: { k: 'none' }, invoke: { k: 'int80', nr: 20 }, check: 'pid', risky: true },
+  { id: 'int80-64-gettimeofday', group: 'int80-64', label: 'int 0x80 gettimeofday (from 64-bit code)', args: { k: 'gettimeofday' }, invoke: { k: 'int80', nr: 78 }, seed004: 'int80', check: 'none', risky: true },
+  { id: 'i386-int80', group: 'i386', label: 'int 0x80 getpid (32-bit process)', args: { k: 'none' }, invoke: { k: 'i386', which: 'int80' }, check: 'none', risky: true },
+  { id: 'i386-sysenter', group: 'i386', label: 'sysenter getpid (32-bit process)', args: { k: 'none' }, invoke: { k: 'i386', which: 'sysenter' }, seed004: 'sysenter', check: 'none', risky: true },
+  { id: 'i386-kernel-vsyscall', group: 'i386', label: '__kernel_vsyscall getpid (32-bit process)', args: { k: 'none' }, invoke: { k: 'i386', which: 'kernel-vsyscall' }, check: 'none', risky: true },
+  { id: 'i386-vdso32-gettimeofday', group: 'i386', label: 'vDSO-32 gettimeofday', args: { k: 'none' }, invoke: { k: 'i386', which: 'vdso32-gettimeofday' }, seed004: 'vdso32', check: 'none', risky: true },
+  { id: 'i386-vdso32-clock_gettime', group: 'i386', label: 'vDSO-32 clock_gettime(MONOTONIC)', args: { k: 'none' }, invoke: { k: 'i386', which: 'vdso32-clock_gettime' }, check: 'none', risky: true },
+];
+
+/** Paths chosen by `--paths`: ids or group names, comma-separated; all when empty. */
+export function selectPaths(spec: string | undefined): BenchPath[] {
+  if (!spec) return [...BENCH_PATHS];
+  const wanted = spec.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  return BENCH_PATHS.filter((p) => wanted.some((w) => p.id === w || p.group === w || p.id.startsWith(`${w}-`)));
+}
