@@ -16,7 +16,7 @@ export interface LoopSpec {
   storeResult?: boolean;
 }
 
-/** Scratch buffer layout: [0,16) timespec/timeval, [16,24) cpu, [24,32) node, [48,56) last %rax. */
+/** Scratch buffer layout: [0,16) timespec/timeval or getcpu's cpu, [16,20) getcpu's node, [48,56) last %rax. */
 export const BUF_SIZE = 64;
 export const RESULT_OFFSET = 48;
 

@@ -160,7 +160,7 @@ function checkOnce(path: BenchPath): PathResult['check'] {
         return { ok, detail: `returned ${rax}; ts bracketed by real syscalls: ${ok ? 'yes' : 'no'}` };
       }
       case 'cpu': {
-        const cpu = loop.read(16, 4).readUInt32LE(0);
+        const cpu = loop.read(0, 4).readUInt32LE(0);
         const here = currentCpu();
         return { ok: rax === 0n && cpu === here, detail: `getcpu says CPU ${cpu}; sched_getcpu says ${here}` };
       }
@@ -203,6 +203,18 @@ export function measurePathInProcess(path: BenchPath, opts: MeasureOptions): Pat
     if (t.min > 0) out.cycles = { min: t.min, median: t.median };
     if (check) out.check = check;
     return out;
+  } finally {
+    loop.free();
+  }
+}
+
+/** Runs exactly `n` calls of `path` once (seed 000's experiment) and returns the wall seconds. */
+export function runFixedInProcess(path: BenchPath, n: number): { seconds: number; check?: PathResult['check'] } {
+  const check = checkOnce(path);
+  const loop = buildLoop(path, false);
+  try {
+    const m = loop.run(n);
+    return check ? { seconds: m.ns / 1e9, check } : { seconds: m.ns / 1e9 };
   } finally {
     loop.free();
   }

@@ -11,6 +11,7 @@ export interface Command {
 const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }> = {
   doctor: { summary: 'one screen about this host (the default)', load: async () => (await import('./doctor.js')).doctorCommand },
   scan: { summary: 'find vsyscall call sites in ELF files and directories, and what happens in each mode', load: async () => (await import('./scan.js')).scanCommand },
+  bench: { summary: 'the cost of each syscall path here, beside the seeds', load: async () => (await import('./bench.js')).benchCommand },
   probe: { summary: 'host facts: vsyscall mode with evidence, vDSO, clocksource, KPTI, perf', load: async () => (await import('./probe.js')).probeCommand },
 };
 
@@ -29,6 +30,7 @@ export function formatTopHelp(): string {
     '  vsys                 # what this host does with old programs',
     '  vsys probe --json    # the host facts as one JSON document',
     '  vsys scan --mode none --fail-on crash ./rootfs   # which programs die under vsyscall=none',
+    '  vsys bench           # what each syscall path costs here',
     '',
   ];
   return lines.join('\n');

@@ -1,0 +1,152 @@
+// `vsys bench` as a library: every selected path measured (safe ones here, pinned to one CPU;
+// faulting ones in child processes; 32-bit ones by the tiny i386 program), with this host's KPTI and
+// vsyscall mode, ratios to the fastest vDSO time call, and the figures saved for scan and the doctor.
+import os from 'node:os';
+import { runNodeChild } from '../host/child.js';
+import { kptiState, readText, readVulnerabilities } from '../host/facts.js';
+import { modeFromMaps } from '../host/vsyscall-mode.js';
+import { currentCpu, pinToCpu, restoreAffinity } from '../native/libc.js';
+import { measurePathInProcess, type PathResult } from './measure-path.js';
+import { selectPaths, type BenchPath } from './paths.js';
+import { saveHostFigures } from './host-figures.js';
+
+export interface BenchOptions {
+  /** `--paths`: ids or groups, comma-separated. */
+  paths?: string;
+  /** Timed budget per path, ms. */
+  budgetMs?: number;
+  repeats?: number;
+  /** CPU to pin to; default: the one we are on. */
+  cpu?: number;
+  /** Save the figures for scan and the doctor (default true). */
+  save?: boolean;
+  onProgress?: (done: number, total: number, path: BenchPath) => void;
+}
+
+export interface BenchReport {
+  host: { kernel: string; cpu: string; cpus: number; kpti: boolean | null; vsyscallMode: string; clocksource: string | null };
+  pinnedCpu: number | null;
+  /** TSC ticks per ns, from the 64-bit runs (used to convert the i386 program's ticks). */
+  tscGhz: number | null;
+  results: (PathResult & { ratio?: number })[];
+  /** The id of the fastest vDSO time-reading path: the 1× of the ratios. */
+  baseline: string | null;
+  budgetMs: number;
+  repeats: number;
+}
+
+function cpuModel(): string {
+  const m = /^model name\s*:\s*(.+)$/m.exec(readText('/proc/cpuinfo') ?? '');
+  return m?.[1]?.trim() ?? 'unknown CPU';
+}
+
+function unavailable(p: BenchPath, reason: string): PathResult {
+  return { id: p.id, label: p.label, group: p.group, status: 'unavailable', reason };
+}
+
+/** Why a faulting child died, in the terms of the path. */
+function faultReason(p: BenchPath, signal: string | undefined, mode: string): string {
+  if (p.group === 'vsyscall') {
+    if (mode === 'none') return `unavailable (vsyscall=none): the call dies with ${signal ?? 'a signal'}`;
+    return `the call died with ${signal ?? 'a signal'} (vsyscall mode ${mode})`;
+  }
+  if (p.group === 'int80-64') return `int 0x80 died with ${signal ?? 'a signal'}: no IA32 emulation in this kernel?`;
+  return `died with ${signal ?? 'a signal'}`;
+}
+
+const CHILD = new URL('./bench-child.js', import.meta.url);
+
+export async function runChildPath(p: BenchPath | { id: string }, budgetMs: number, repeats: number, cpu: number | null): Promise<{ result?: PathResult; signal?: string; detail: string }> {
+  const out = await runNodeChild(CHILD, [p.id, String(budgetMs), String(repeats), cpu === null ? '' : String(cpu)], 30_000 + budgetMs * 4);
+  if (out.outcome === 'works') return { result: out.result as PathResult, detail: 'ok' };
+  if (out.outcome === 'signal') return { signal: out.signal, detail: `killed by ${out.signal}` };
+  return { detail: `${out.outcome}${out.exitCode !== undefined ? ` ${out.exitCode}` : ''}: ${out.stderr.trim().split('\n').pop() ?? ''}` };
+}
+
+interface I386Module {
+  measureI386(o: { iterations: number; repeats: number; timeoutMs?: number }): Promise<Record<string, { cyclesPerCall: number[]; check?: string } | { unavailable: string }>>;
+}
+
+async function measureI386Paths(paths: BenchPath[], tscGhz: number | null, repeats: number): Promise<PathResult[]> {
+  let mod: I386Module;
+  try {
+    mod = (await import(new URL('./i386-paths.js', import.meta.url).href)) as I386Module;
+  } catch (e) {
+    return paths.map((p) => unavailable(p, `the i386 program generator is not available: ${(e as Error).message}`));
+  }
+  const got = await mod.measureI386({ iterations: 20_000, repeats });
+  return paths.map((p) => {
+    const which = p.invoke.k === 'i386' ? p.invoke.which : '';
+    const r = got[which];
+    if (!r) return unavailable(p, 'not measured');
+    if ('unavailable' in r) return unavailable(p, r.unavailable);
+    const cyc = [...r.cyclesPerCall].sort((a, b) => a - b);
+    const res: PathResult = { id: p.id, label: p.label, group: p.group, status: 'measured', cycles: { min: cyc[0] ?? 0, median: cyc[cyc.length >> 1] ?? 0 }, repeats: cyc.length, iterations: 20_000 };
+    if (tscGhz) {
+      const ns = cyc.map((c) => c / tscGhz);
+      res.ns = { min: ns[0] ?? 0, median: ns[ns.length >> 1] ?? 0, p95: ns[Math.min(ns.length - 1, Math.ceil(ns.length * 0.95) - 1)] ?? 0 };
+    } else {
+      res.reason = 'TSC rate unknown: cycles only';
+    }
+    if (r.check) res.check = { ok: !/fail|bad|mismatch/i.test(r.check), detail: r.check };
+    return res;
+  });
+}
+
+export async function runBench(opts: BenchOptions = {}): Promise<BenchReport> {
+  const budgetMs = opts.budgetMs ?? 300;
+  const repeats = opts.repeats ?? 7;
+  const paths = selectPaths(opts.paths);
+  const mode = modeFromMaps(readText('/proc/self/maps') ?? '').says ?? 'unknown';
+  const modeName = mode === 'emulate-or-native' ? 'emulate' : String(mode);
+  const cpu = opts.cpu ?? currentCpu();
+  const results: PathResult[] = [];
+  let done = 0;
+  const total = paths.length;
+  const old = pinToCpu(cpu);
+  try {
+    for (const p of paths.filter((x) => !x.risky)) {
+      opts.onProgress?.(done++, total, p);
+      try {
+        results.push(measurePathInProcess(p, { budgetMs, repeats }));
+      } catch (e) {
+        results.push(unavailable(p, (e as Error).message));
+      }
+    }
+  } finally {
+    restoreAffinity(old);
+  }
+  for (const p of paths.filter((x) => x.risky && x.group !== 'i386')) {
+    opts.onProgress?.(done++, total, p);
+    const c = await runChildPath(p, budgetMs, repeats, cpu);
+    results.push(c.result ?? unavailable(p, c.signal ? faultReason(p, c.signal, modeName) : c.detail));
+  }
+  // TSC rate from what ran here: ticks / ns of the longest-running measured path.
+  const withCycles = results.filter((r) => r.cycles && r.ns && r.cycles.min > 0);
+  const rates = withCycles.map((r) => (r.cycles as { min: number }).min / (r.ns as { min: number }).min).sort((a, b) => a - b);
+  const tscGhz = rates.length ? (rates[rates.length >> 1] as number) : null;
+  const i386 = paths.filter((x) => x.group === 'i386');
+  if (i386.length) {
+    opts.onProgress?.(done, total, i386[0] as BenchPath);
+    results.push(...(await measureI386Paths(i386, tscGhz, repeats)));
+  }
+  const order = new Map(paths.map((p, i) => [p.id, i]));
+  results.sort((a, b) => (order.get(a.id) ?? 0) - (order.get(b.id) ?? 0));
+
+  const timeReaders = results.filter((r) => r.status === 'measured' && r.group === 'vdso' && r.ns && /time|clock_gettime-(realtime|monotonic)$/.test(r.id));
+  const base = timeReaders.sort((a, b) => (a.ns?.min ?? Infinity) - (b.ns?.min ?? Infinity))[0];
+  const withRatio = results.map((r) => (r.ns && base?.ns ? { ...r, ratio: r.ns.min / base.ns.min } : r));
+  if (opts.save !== false) {
+    const ns: Record<string, number> = {};
+    for (const r of results) if (r.status === 'measured' && r.ns) ns[r.id] = r.ns.min;
+    saveHostFigures(ns);
+  }
+  const kpti = kptiState(readVulnerabilities(), null, null);
+  return {
+    host: {
+      kernel: os.release(), cpu: cpuModel(), cpus: os.availableParallelism(), kpti: kpti.enabled, vsyscallMode: modeName,
+      clocksource: readText('/sys/devices/system/clocksource/clocksource0/current_clocksource')?.trim() ?? null,
+    },
+    pinnedCpu: cpu, tscGhz, results: withRatio, baseline: base?.id ?? null, budgetMs, repeats,
+  };
+}
