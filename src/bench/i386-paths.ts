@@ -141,11 +141,11 @@ function timingProgram(body: Body, iterations: number, repeats: number): Uint8Ar
 /** The probe: writes its header and `pages` pages of its vDSO (stopping at the first unreadable one), then reads the TSC. */
 function probeProgram(pages: number): Uint8Array {
   const a = new Asm(32);
-  const exit = uid('exit'), dumped = uid('dumped'), page = uid('page');
+  const exit = uid('exit'), dumped = uid('dumped'), page = uid('page'), header = uid('header');
   emitPrologue(a);
-  a.load('ecx', { base: 'edi', disp: H.ehdr }).test('ecx', 'ecx').jnz(page + '_go');
+  a.load('ecx', { base: 'edi', disp: H.ehdr }).test('ecx', 'ecx').jnz(header);
   a.storeImm32({ base: 'edi', disp: H.status }, STATUS.noEhdr);
-  a.label(page + '_go');
+  a.label(header);
   emitWriteAll(a, 'edi', H.size, exit);
   a.load('ecx', { base: 'edi', disp: H.ehdr }).test('ecx', 'ecx').jcc('e', dumped);
   a.movImm('ebp', pages);
