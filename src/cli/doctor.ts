@@ -91,11 +91,44 @@ export function verdictFor(mode: string, s: Slowdown): DoctorReport['verdict'] {
   }
 }
 
+/**
+ * "Here a vsyscall costs X ns, Y× a vDSO call": from the figures `vsys bench` saved on this boot,
+ * else a short measurement (vDSO time here, the page's time entry in a child), else the seeds.
+ */
+async function measureHeadline(mode: string, skipped: { what: string; why: string }[]): Promise<Slowdown> {
+  const seed = seedSlowdown('time');
+  const fallback: Slowdown = { ratio: seed.ratio, vsyscallNs: null, vdsoNs: null, source: seed.source };
+  try {
+    const { loadHostFigures, saveHostFigures } = await import('../bench/host-figures.js');
+    const saved = loadHostFigures();
+    const emu = saved?.ns['vsyscall-time'];
+    const vdso = saved?.ns['vdso-time'];
+    if (emu && vdso) return { ratio: emu / vdso, vsyscallNs: emu, vdsoNs: vdso, source: `vsys bench on this boot (${saved.measuredAt.slice(0, 16)})` };
+    if (mode === 'none' || mode === 'unknown') return fallback;
+    const { BENCH_PATHS } = await import('../bench/paths.js');
+    const { measurePathInProcess } = await import('../bench/measure-path.js');
+    const { runChildPath } = await import('../bench/run-bench.js');
+    const vdsoPath = BENCH_PATHS.find((p) => p.id === 'vdso-time');
+    const emuPath = BENCH_PATHS.find((p) => p.id === 'vsyscall-time');
+    if (!vdsoPath || !emuPath) return fallback;
+    const v = measurePathInProcess(vdsoPath, { budgetMs: 30, repeats: 3 });
+    const e = await runChildPath(emuPath, 60, 3, null);
+    if (!v.ns || !e.result?.ns) {
+      skipped.push({ what: 'vsyscall cost here', why: e.detail });
+      return fallback;
+    }
+    saveHostFigures({ 'vdso-time': v.ns.min, 'vsyscall-time': e.result.ns.min });
+    return { ratio: e.result.ns.min / v.ns.min, vsyscallNs: e.result.ns.min, vdsoNs: v.ns.min, source: 'measured just now' };
+  } catch (err) {
+    skipped.push({ what: 'vsyscall cost here', why: err instanceof Error ? err.message : String(err) });
+    return fallback;
+  }
+}
+
 export async function runDoctor(): Promise<DoctorReport> {
   const host = await probeHost({});
   const skipped = [...host.skipped];
-  const seed = seedSlowdown('time');
-  const slowdown: Slowdown = { ratio: seed.ratio, vsyscallNs: null, vdsoNs: null, source: seed.source };
+  const slowdown = await measureHeadline(host.vsyscall.mode, skipped);
   let processes: ProcessCheck | null = null;
   try {
     processes = await checkProcesses(host.vsyscall.mode);

@@ -107,8 +107,11 @@ export const scanCommand: Command = {
       procs = mappedFiles();
       paths = procs.files.map((f) => f.hostPath);
     }
+    const { hostSlowdowns, loadHostFigures } = await import('../bench/host-figures.js');
+    const { seedSlowdowns } = await import('../scan/verdict.js');
     const result: ScanResult = await scanPaths({
       paths,
+      slowdown: hostSlowdowns(loadHostFigures(), seedSlowdowns),
       ...(values.root !== undefined ? { root: values.root } : {}),
       ...(workers !== undefined ? { workers } : {}),
       ...(maxMb !== undefined ? { maxFileBytes: Math.floor(maxMb * 1024 * 1024) } : {}),

@@ -1,0 +1,104 @@
+// vsys bench against the real kernel: every path this host can run gives a positive figure and a
+// result bracketed by real system calls; the ordering that must hold here holds; paths the host
+// cannot run, and a child that faults on purpose, are reported, never fatal.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { runBench, runChildPath } from '../../src/bench/run-bench.js';
+import { loopCode } from '../../src/bench/loop-code.js';
+import { modeFromMaps } from '../../src/host/vsyscall-mode.js';
+import { CORPUS, runVsys } from '../helpers.js';
+
+const mode = modeFromMaps(fs.readFileSync('/proc/self/maps', 'utf8')).says;
+
+test('every 64-bit path gives a positive figure and a correct result; the ordering holds', { timeout: 120_000 }, async () => {
+  const r = await runBench({ paths: 'vdso,libc,syscall,vsyscall,int80-64', budgetMs: 40, repeats: 3, save: false });
+  const by = new Map(r.results.map((x) => [x.id, x]));
+  for (const x of r.results) {
+    if (x.status === 'unavailable') {
+      assert.ok(x.group === 'vsyscall' || x.group === 'int80-64', `${x.id} unavailable: ${x.reason}`);
+      assert.ok(x.reason && x.reason.length > 10, 'an unavailable path says why');
+      continue;
+    }
+    assert.ok(x.ns && x.ns.min > 0 && Number.isFinite(x.ns.min), `${x.id}: ${JSON.stringify(x.ns)}`);
+    assert.ok(x.ns.min <= x.ns.median && x.ns.median <= x.ns.p95, x.id);
+    if (x.check) assert.equal(x.check.ok, true, `${x.id}: ${x.check.detail}`);
+  }
+  const ns = (id: string) => by.get(id)?.ns?.min ?? NaN;
+  assert.ok(ns('vdso-time') < ns('vdso-clock_gettime-realtime'), 'vDSO time < vDSO clock_gettime');
+  assert.ok(ns('vdso-clock_gettime-realtime') < ns('syscall-gettimeofday'), 'vDSO clock_gettime < syscall gettimeofday');
+  assert.equal(r.baseline, 'vdso-time');
+  if (mode === 'xonly' || mode === 'emulate-or-native') {
+    assert.equal(by.get('vsyscall-time')?.status, 'measured');
+    assert.ok(ns('syscall-gettimeofday') < ns('vsyscall-time'), 'syscall gettimeofday < emulated vsyscall time');
+  } else if (mode === 'none') {
+    assert.match(by.get('vsyscall-time')?.reason ?? '', /vsyscall=none/);
+  }
+});
+
+test('a child that faults on purpose is reported with its signal, not fatal', async () => {
+  const c = await runChildPath({ id: 'fault-test' }, 10, 1, null);
+  assert.equal(c.result, undefined);
+  assert.equal(c.signal, 'SIGSEGV');
+});
+
+test('the generated loop decodes to what objdump reads (call through %r13, dec/jnz, rdtsc)', { skip: !fs.existsSync('/usr/bin/objdump') && 'no objdump' }, async () => {
+  const { spawnSync } = await import('node:child_process');
+  const code = loopCode({ args: { k: 'time' }, target: 0xffffffffff600400n }, 0x1000n);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vsys-loop-'));
+  try {
+    fs.writeFileSync(path.join(dir, 'loop.bin'), code);
+    const r = spawnSync('objdump', ['-D', '-b', 'binary', '-m', 'i386:x86-64', '--adjust-vma=0x1000', path.join(dir, 'loop.bin')], { encoding: 'utf8' });
+    assert.match(r.stdout, /movabs \$0xffffffffff600400,%r13/);
+    assert.match(r.stdout, /call\s+\*%r13/);
+    assert.match(r.stdout, /rdtsc/);
+    assert.match(r.stdout, /dec\s+%r12/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('vsys bench CLI: table beside the seeds, --json, --svg, and figures saved for scan', { timeout: 120_000 }, () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vsys-bench-'));
+  try {
+    const env = { ...process.env, XDG_CACHE_HOME: dir };
+    const t = runVsys(['bench', '--paths', 'vdso-time,vdso-gettimeofday,syscall-gettimeofday,vsyscall-time', '--budget', '40', '--repeats', '3', '--svg', path.join(dir, 'b.svg')], { env });
+    assert.equal(t.status, 0, t.stderr);
+    assert.match(t.stdout, /vDSO gettimeofday\s+[\d.]+.*seed 004: 37 ns/);
+    assert.match(t.stdout, /syscall gettimeofday\s+\d+.*seed 004: 103 ns \(KPTI off; 278 on\)|seed 004: 278 ns \(KPTI on; 103 off\)/);
+    assert.match(fs.readFileSync(path.join(dir, 'b.svg'), 'utf8'), /^<svg [^>]*>[\s\S]*vDSO[\s\S]*<\/svg>\n$/);
+    const saved = JSON.parse(fs.readFileSync(path.join(dir, 'vsys', 'host-figures.json'), 'utf8'));
+    assert.ok(saved.ns['vdso-time'] > 0);
+    const j = runVsys(['bench', '--paths', 'syscall-getpid', '--budget', '20', '--repeats', '2', '--json', '--no-save'], { env });
+    const doc = JSON.parse(j.stdout);
+    assert.equal(doc.results.length, 1);
+    assert.equal(doc.results[0].id, 'syscall-getpid');
+    assert.equal(doc.results[0].check.ok, true);
+    if (saved.ns['vsyscall-time']) {
+      // scan's "slow" verdicts now quote this host's ratio.
+      const s = runVsys(['scan', '--mode', 'xonly', '--json', path.join(CORPUS, 'busybox-1.15.2-static')], { env });
+      if (s.status === 0 && s.stdout.trim()) {
+        const f = JSON.parse(s.stdout.trim().split('\n')[0]!);
+        assert.match(f.verdicts.xonly.why, /this host: \d+ ns vs [\d.]+ ns, vsys bench/);
+      }
+    }
+    assert.equal(runVsys(['bench', '--paths', 'nothing-like-this']).status, 2);
+    assert.equal(runVsys(['bench', '--scenario', 'other']).status, 2);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('--scenario cep: 10 M time() calls through the vDSO, syscall and the page, as ratios', { timeout: 180_000 }, () => {
+  const r = runVsys(['bench', '--scenario', 'cep', '--json'], { timeout: 170_000 });
+  assert.equal(r.status, 0, r.stderr);
+  const doc = JSON.parse(r.stdout);
+  assert.equal(doc.calls, 10_000_000);
+  const [vdso, sys, page] = doc.rows;
+  assert.ok(vdso.seconds > 0 && sys.seconds > vdso.seconds);
+  assert.equal(vdso.check.ok, true);
+  if (mode === 'none') assert.match(page.reason, /SIGSEGV/);
+  else assert.ok(page.seconds > sys.seconds && page.ratio > 20, JSON.stringify(page));
+});
