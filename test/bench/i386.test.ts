@@ -162,7 +162,7 @@ test('measureI386 rejects bad arguments; a missing IA32 emulation is a reason, n
   await assert.rejects(measureI386({ iterations: 0, repeats: 1 }), isUsage);
   await assert.rejects(measureI386({ iterations: 10, repeats: 1001 }), isUsage);
   await assert.rejects(measureI386({ iterations: 1.5, repeats: 1 }), isUsage);
-  assert.equal(describeI386Failure({ kind: 'spawn-failed', code: 'ENOEXEC', message: 'spawn ENOEXEC' }), NO_IA32);
+  assert.equal(describeI386Failure({ kind: 'spawn-failed', stage: 'exec', code: 'ENOEXEC', message: 'spawn ENOEXEC' }), NO_IA32);
 });
 
 test('int 0x80 costs what a gcc -m32 loop measures (within 3×)', async (t) => {
