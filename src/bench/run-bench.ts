@@ -9,6 +9,7 @@ import { currentCpu, pinToCpu, restoreAffinity } from '../native/libc.js';
 import { measurePathInProcess, type PathResult } from './measure-path.js';
 import { selectPaths, type BenchPath } from './paths.js';
 import { saveHostFigures } from './host-figures.js';
+import { measureI386, type I386Result } from './i386-paths.js';
 
 export interface BenchOptions {
   /** `--paths`: ids or groups, comma-separated. */
@@ -63,18 +64,8 @@ export async function runChildPath(p: BenchPath | { id: string }, budgetMs: numb
   return { detail: `${out.outcome}${out.exitCode !== undefined ? ` ${out.exitCode}` : ''}: ${out.stderr.trim().split('\n').pop() ?? ''}` };
 }
 
-interface I386Module {
-  measureI386(o: { iterations: number; repeats: number; timeoutMs?: number }): Promise<Record<string, { cyclesPerCall: number[]; check?: string } | { unavailable: string }>>;
-}
-
 async function measureI386Paths(paths: BenchPath[], tscGhz: number | null, repeats: number): Promise<PathResult[]> {
-  let mod: I386Module;
-  try {
-    mod = (await import(new URL('./i386-paths.js', import.meta.url).href)) as I386Module;
-  } catch (e) {
-    return paths.map((p) => unavailable(p, `the i386 program generator is not available: ${(e as Error).message}`));
-  }
-  const got = await mod.measureI386({ iterations: 20_000, repeats });
+  const got = (await measureI386({ iterations: 20_000, repeats })) as Record<string, I386Result>;
   return paths.map((p) => {
     const which = p.invoke.k === 'i386' ? p.invoke.which : '';
     const r = got[which];
