@@ -5,7 +5,7 @@ import { VsysError } from '../errors.js';
 import { findVdsoSymbol, readVdso, type VdsoImage } from '../host/vdso.js';
 import { addressOf, ExecPage } from '../native/memory.js';
 import { currentCpu, lookupSymbol } from '../native/libc.js';
-import { BUF_SIZE, loopCode, RESULT_OFFSET, type LoopSpec } from './loop-code.js';
+import { BUF_SIZE, loopCode, RESULT_OFFSET, tscStub, type LoopSpec } from './loop-code.js';
 import type { BenchPath } from './paths.js';
 
 export interface Stats {
@@ -80,6 +80,32 @@ function specOf(path: BenchPath, storeResult: boolean, lowBuffer: bigint | undef
   return spec;
 }
 
+let tscRate: number | null | undefined;
+
+/** TSC ticks per ns, measured once against the monotonic clock over ~20 ms; null if rdtsc faults here. */
+export function tscGhz(): number | null {
+  if (tscRate !== undefined) return tscRate;
+  const page = new ExecPage(4096);
+  try {
+    page.write(tscStub(page.address));
+    page.seal();
+    const read = () => BigInt(page.call('uint64_t (void)') as bigint | number);
+    const t0 = process.hrtime.bigint();
+    const c0 = read();
+    while (process.hrtime.bigint() - t0 < 20_000_000n) {
+      // spin
+    }
+    const c1 = read();
+    const t1 = process.hrtime.bigint();
+    tscRate = Number(c1 - c0) / Number(t1 - t0);
+  } catch {
+    tscRate = null;
+  } finally {
+    page.free();
+  }
+  return tscRate;
+}
+
 interface Loop {
   run(n: number): { ns: number; ticks: number };
   buffer: Buffer | ExecPage;
@@ -104,9 +130,9 @@ function buildLoop(path: BenchPath, storeResult: boolean): Loop {
     buffer: low ?? buf,
     run(n: number) {
       const t0 = process.hrtime.bigint();
-      const ticks = page.call('uint64_t (uint64_t, void *)', n, buf) as bigint | number;
+      page.call('void (uint64_t, void *)', n, buf);
       const ns = Number(process.hrtime.bigint() - t0);
-      return { ns, ticks: Number(ticks) };
+      return { ns, ticks: ns * (tscGhz() ?? 0) };
     },
     read(offset: number, len: number): Buffer {
       if (!low) return buf.subarray(offset, offset + len);
