@@ -7,6 +7,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { MODE_BEHAVIOUR, type VsyscallMode } from '../src/model/modes.js';
+import { scanPaths, type ScannedFile } from '../src/scan/scan.js';
 import { boot, buildInitramfs, buildPrograms, CORPUS, ensureKernel, makeWorkDir, type BootResult, type GuestProgram } from './vm.js';
 
 const MODES: VsyscallMode[] = ['none', 'xonly', 'emulate'];
@@ -17,15 +18,17 @@ describe('kernel matrix', { skip }, () => {
   const results = new Map<VsyscallMode, BootResult>();
   const work = makeWorkDir();
   let programs: GuestProgram[] = [];
+  const verdicts = new Map<string, ScannedFile['verdicts']>();
 
   before(async () => {
     const kernel = ensureKernel();
     const bins = buildPrograms(path.join(work.dir, 'progs'));
+    // One binary per entry, holding only that entry's code, so scan's per-file verdict is about it.
     programs = [
-      { name: 'call-time', file: bins.callEntry, args: ['time'] },
-      { name: 'call-gettimeofday', file: bins.callEntry, args: ['gettimeofday'] },
-      { name: 'call-getcpu', file: bins.callEntry, args: ['getcpu'] },
-      { name: 'call-misaligned', file: bins.callEntry, args: ['misaligned'] },
+      { name: 'call-time', file: bins.entries.time, args: ['time'] },
+      { name: 'call-gettimeofday', file: bins.entries.gettimeofday, args: ['gettimeofday'] },
+      { name: 'call-getcpu', file: bins.entries.getcpu, args: ['getcpu'] },
+      { name: 'call-misaligned', file: bins.entries.misaligned, args: ['misaligned'] },
       { name: 'read-page', file: bins.readPage, args: [] },
       { name: 'time-libc', file: bins.timeLibc, args: [] },
     ];
@@ -33,8 +36,14 @@ describe('kernel matrix', { skip }, () => {
     if (existsSync(oldBusybox)) programs.push({ name: 'busybox-1.15.2-date', file: oldBusybox, args: ['date'] });
     const initrd = buildInitramfs({
       programs,
-      commands: [{ name: 'probe', line: 'node bin/vsys.js probe --json' }],
+      commands: [
+        { name: 'probe', line: 'node bin/vsys.js probe --json' },
+        { name: 'bench', line: 'node bin/vsys.js bench --json --no-save --paths vdso-time,syscall-getpid,vsyscall --budget 20 --repeats 2' },
+      ],
     }, work.dir);
+    // vsys scan's verdicts for the same files, computed on the host (scan is static analysis).
+    const scan = await scanPaths({ paths: programs.map((p) => p.file), workers: 0 });
+    for (const f of scan.files) verdicts.set(f.path, f.verdicts);
     const boots = await Promise.all(MODES.map((m) => boot(kernel.vmlinuz, initrd, m)));
     for (const b of boots) results.set(b.mode as VsyscallMode, b);
   });
@@ -77,6 +86,43 @@ describe('kernel matrix', { skip }, () => {
         assert.equal(b.programs.get('call-misaligned')?.status, 139, 'a misaligned call dies in every mode');
         assert.equal(b.programs.get('time-libc')?.status, 0, 'a modern program runs in every mode');
         if (expectCall === 0) assert.match(b.programs.get('call-time')!.output, /^time \d{9,}/);
+      });
+
+      test("each program's real outcome is vsys scan's verdict for this mode (crash ⇔ exit 139)", () => {
+        const b = r();
+        let compared = 0;
+        for (const p of programs) {
+          const real = b.programs.get(p.name);
+          assert.ok(real, `${p.name} ran`);
+          const v = verdicts.get(p.file);
+          assert.ok(v, `scan gave ${p.file} a verdict`);
+          const predicted = v[mode].outcome === 'crash' ? 139 : 0;
+          assert.equal(real.status, predicted, `${p.name} under ${mode}: scan says ${v[mode].outcome} (${v[mode].why}); the program exited ${real.status}`);
+          compared++;
+        }
+        assert.ok(compared >= 6);
+      });
+
+      test('bench inside the guest: vsyscall paths unavailable under none, measured otherwise; never a crash', () => {
+        const b = r();
+        const c = b.commands.get('bench');
+        assert.ok(c, 'bench ran');
+        assert.equal(c.status, 0, c.stderr);
+        const j = JSON.parse(c.stdout);
+        const by = new Map<string, { status: string; reason?: string; ns?: { min: number } }>(j.results.map((x: { id: string }) => [x.id, x]));
+        assert.equal(by.get('vdso-time')?.status, 'measured');
+        assert.ok((by.get('syscall-getpid')?.ns?.min ?? 0) > 0);
+        for (const id of ['vsyscall-time', 'vsyscall-gettimeofday', 'vsyscall-getcpu']) {
+          const x = by.get(id);
+          if (mode === 'none') {
+            assert.equal(x?.status, 'unavailable', id);
+            assert.match(x?.reason ?? '', /vsyscall=none/, id);
+          } else {
+            assert.equal(x?.status, 'measured', `${id}: ${x?.reason}`);
+            // Under TCG the guest's clock is emulated too: only positivity is meaningful, not ordering.
+            assert.ok((x?.ns?.min ?? 0) > 0, `${id} has a positive figure`);
+          }
+        }
       });
     });
   }

@@ -165,15 +165,21 @@ export function boot(vmlinuz: string, initrd: string, mode: string, timeoutMs = 
   });
 }
 
-export function buildPrograms(outDir: string): { callEntry: string; readPage: string; timeLibc: string } {
+export function buildPrograms(outDir: string): { callEntry: string; entries: Record<'gettimeofday' | 'time' | 'getcpu' | 'misaligned', string>; readPage: string; timeLibc: string } {
   mkdirSync(outDir, { recursive: true });
   const src = path.join(ROOT, 'test-kernels', 'progs');
-  const build = (name: string) => {
-    const out = path.join(outDir, name);
-    execFileSync('gcc', ['-O2', '-static', '-o', out, path.join(src, `${name}.c`)]);
-    return out;
+  const build = (name: string, out = name, flags: string[] = []) => {
+    const dest = path.join(outDir, out);
+    execFileSync('gcc', ['-O2', '-static', ...flags, '-o', dest, path.join(src, `${name}.c`)]);
+    return dest;
   };
-  return { callEntry: build('call-entry'), readPage: build('read-page'), timeLibc: build('time-libc') };
+  const entries = {
+    gettimeofday: build('call-entry', 'call-gettimeofday', ['-DONLY=0']),
+    time: build('call-entry', 'call-time', ['-DONLY=1']),
+    getcpu: build('call-entry', 'call-getcpu', ['-DONLY=2']),
+    misaligned: build('call-entry', 'call-misaligned', ['-DONLY=3']),
+  };
+  return { callEntry: build('call-entry'), entries, readPage: build('read-page'), timeLibc: build('time-libc') };
 }
 
 export function makeWorkDir(): { dir: string; cleanup: () => void } {

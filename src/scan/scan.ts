@@ -73,7 +73,7 @@ export function guessRoot(paths: string[]): string {
 
 /** The uses of the page that decide a file's verdict: its own findings and those reached through libraries. */
 export function usesOf(f: FileReport, through: ReachThrough[] = []): Use[] {
-  const uses: Use[] = f.findings.map((x) => ({ kind: x.kind, target: x.target, caller: callerOf(x) }));
+  const uses: Use[] = f.findings.map((x) => ({ kind: x.kind, target: x.target, caller: callerOf(x), ...(x.use === 'load' && !x.dataWord ? { reads: true } : {}) }));
   for (const t of through) {
     const inner = t.export.chain.length > 1 ? ` → ${t.export.chain.slice(1).join('() → ')}()` : '';
     const caller = t.how === 'import'

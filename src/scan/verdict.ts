@@ -38,6 +38,8 @@ export interface Use {
   target: bigint;
   /** "time()", "the function at 0x4e1390", "stamp() → time() in libc-2.13.so" */
   caller: string;
+  /** The code reads the page as data (not a call): the mode's read rule decides. */
+  reads?: boolean;
 }
 
 function entryOf(target: bigint): 'time' | 'gettimeofday' | 'getcpu' | 'misaligned' {
@@ -71,6 +73,11 @@ export function verdictOfUse(use: Use, mode: VsyscallMode, slow: SlowdownFor = s
         why: `${use.caller} uses the page only if the vDSO lacks the ${entry} symbol${b.call === 'sigsegv' ? ' (then SIGSEGV)' : ''}`,
       };
     case 'data-ref':
+      if (use.reads) {
+        return b.read === 'sigsegv'
+          ? { outcome: 'crash', why: `SIGSEGV when ${use.caller} reads the page at ${hex(use.target)} (data reads are denied under vsyscall=${mode})` }
+          : { outcome: 'ok', why: `${use.caller} reads the page at ${hex(use.target)}, which vsyscall=${mode} allows` };
+      }
       return { outcome: 'review', why: `${hex(use.target)} is referenced as data by ${use.caller}; no call through it was found` };
   }
 }
@@ -79,12 +86,12 @@ export function verdictOfUse(use: Use, mode: VsyscallMode, slow: SlowdownFor = s
 export function verdictsOf(uses: Use[], slow: SlowdownFor = seedSlowdowns): Record<VsyscallMode, ModeVerdict> {
   const out = {} as Record<VsyscallMode, ModeVerdict>;
   for (const mode of VSYSCALL_MODES) {
-    let best: ModeVerdict = { outcome: 'ok', why: 'no use of the vsyscall page' };
+    let best: ModeVerdict | undefined;
     for (const u of uses) {
       const v = verdictOfUse(u, mode, slow);
-      if (OUTCOME_RANK[v.outcome] > OUTCOME_RANK[best.outcome]) best = v;
+      if (!best || OUTCOME_RANK[v.outcome] > OUTCOME_RANK[best.outcome]) best = v;
     }
-    out[mode] = best;
+    out[mode] = best ?? { outcome: 'ok', why: 'no use of the vsyscall page' };
   }
   return out;
 }

@@ -184,9 +184,15 @@ function classifyDecoded(c: Ctx, offset: number, target: bigint): CodeSite {
   const mnem = iced.Mnemonic[instr.mnemonic] as string;
   let f: Followed = { use: 'other' };
   const flow = instr.flowControl;
-  if ((flow === iced.FlowControl.IndirectCall || flow === iced.FlowControl.IndirectBranch) && instr.op0Kind === iced.OpKind.Memory) {
-    // call *0xffffffffff600400: an indirect call that reads its target from the page.
-    f = { use: flow === iced.FlowControl.IndirectCall ? 'memory-call' : 'memory-jump' };
+  let absMem = false;
+  for (let i = 0; i < instr.opCount; i++) {
+    if (instr.opKind(i) === iced.OpKind.Memory && !instr.isIpRelMemoryOperand && instr.memoryBase === iced.Register.None
+      && isInVsyscallPage(BigInt.asUintN(64, instr.memoryDisplacementU64))) absMem = true;
+  }
+  if (absMem) {
+    // The page itself is read as data (movzbl 0xffffffffff600000,%esi; call *0xffffffffff600400
+    // fetches its target from the page too): a data access, decided by the mode's read rule.
+    f = { use: 'load' };
   } else if (mnem === 'Mov' && instr.op0Kind === iced.OpKind.Register) {
     if (instr.op1Kind === iced.OpKind.Memory) f = { use: 'load' };
     else f = follow(c, offset, regName(c, instr.op0Register));
