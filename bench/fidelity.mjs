@@ -21,22 +21,29 @@ if (cc.status !== 0) {
   console.error(`gcc failed (the fidelity check needs gcc; vsys itself does not):\n${cc.stderr}`);
   process.exit(3);
 }
+const exe32 = path.join(ROOT, '.cache', 'bench', 'fidelity32');
+const cc32 = spawnSync('gcc', ['-m32', '-O2', '-o', exe32, path.join(ROOT, 'bench', 'fidelity32.c')], { encoding: 'utf8' });
+const have32 = cc32.status === 0;
+if (!have32) console.error('note: gcc -m32 failed (apt-get install gcc-multilib); the 32-bit rows are skipped');
 const mode = /\[vsyscall\]/.test(fs.readFileSync('/proc/self/maps', 'utf8')) ? 'page' : 'none';
-const groups = ['libc', 'syscall', ...(mode === 'page' ? ['vsyscall'] : []), 'int80'];
+const groups = ['libc', 'syscall', ...(mode === 'page' ? ['vsyscall'] : []), 'int80', ...(have32 ? ['i386'] : [])];
 const ids = ['libc-time', 'libc-gettimeofday', 'libc-clock_gettime', 'syscall-getpid', 'syscall-gettimeofday', 'syscall-clock_gettime',
-  ...(mode === 'page' ? ['vsyscall-time', 'vsyscall-gettimeofday'] : []), 'int80-64-getpid'];
+  ...(mode === 'page' ? ['vsyscall-time', 'vsyscall-gettimeofday'] : []), 'int80-64-getpid',
+  ...(have32 ? ['i386-int80', 'i386-kernel-vsyscall', 'i386-vdso32-gettimeofday', 'i386-vdso32-clock_gettime'] : [])];
 
 const c = new Map();
 const v = new Map();
 const keepMin = (m, id, x) => { if (Number.isFinite(x) && x > 0) m.set(id, Math.min(m.get(id) ?? Infinity, x)); };
 // C and vsys alternate path group by path group, so both see the same moment of a noisy machine.
-const groupIds = { libc: ids.filter((i) => i.startsWith('libc-')), syscall: ids.filter((i) => i.startsWith('syscall-')), vsyscall: ids.filter((i) => i.startsWith('vsyscall-')), int80: ['int80-64-getpid'] };
+const groupIds = { libc: ids.filter((i) => i.startsWith('libc-')), syscall: ids.filter((i) => i.startsWith('syscall-')), vsyscall: ids.filter((i) => i.startsWith('vsyscall-')), int80: ['int80-64-getpid'], i386: ids.filter((i) => i.startsWith('i386-')) };
 for (let r = 0; r < rounds; r++) {
   for (const g of groups) {
     for (const order of r % 2 ? ['vsys', 'c'] : ['c', 'vsys']) {
       if (order === 'c') {
-        const out = spawnSync('taskset', ['-c', '0', exe, g, '1', '5'], { encoding: 'utf8' });
-        const text = out.status === 0 ? out.stdout : spawnSync(exe, [g, '1', '5'], { encoding: 'utf8' }).stdout;
+        const bin = g === 'i386' ? exe32 : exe;
+        const cargs = g === 'i386' ? [] : [g, '1', '5'];
+        const out = spawnSync('taskset', ['-c', '0', bin, ...cargs], { encoding: 'utf8' });
+        const text = out.status === 0 ? out.stdout : spawnSync(bin, cargs, { encoding: 'utf8' }).stdout;
         for (const line of text.trim().split('\n')) {
           const [id, ns] = line.split(' ');
           keepMin(c, id, Number(ns));

@@ -129,7 +129,13 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchReport> {
   const i386 = paths.filter((x) => x.group === 'i386');
   if (i386.length) {
     opts.onProgress?.(done, total, i386[0] as BenchPath);
-    results.push(...(await measureI386Paths(i386, tscGhz, repeats)));
+    // The 32-bit programs inherit this thread's affinity: pin while they run.
+    const saved = pinToCpu(cpu);
+    try {
+      results.push(...(await measureI386Paths(i386, tscGhz, repeats)));
+    } finally {
+      restoreAffinity(saved);
+    }
   }
   const order = new Map(paths.map((p, i) => [p.id, i]));
   results.sort((a, b) => (order.get(a.id) ?? 0) - (order.get(b.id) ?? 0));
