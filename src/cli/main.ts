@@ -12,6 +12,7 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }
   doctor: { summary: 'one screen about this host (the default)', load: async () => (await import('./doctor.js')).doctorCommand },
   scan: { summary: 'find vsyscall call sites in ELF files and directories, and what happens in each mode', load: async () => (await import('./scan.js')).scanCommand },
   bench: { summary: 'the cost of each syscall path here, beside the seeds', load: async () => (await import('./bench.js')).benchCommand },
+  trace: { summary: 'which live processes use the vsyscall page, how often, which crashed', load: async () => (await import('./trace.js')).traceCommand },
   probe: { summary: 'host facts: vsyscall mode with evidence, vDSO, clocksource, KPTI, perf', load: async () => (await import('./probe.js')).probeCommand },
 };
 
@@ -65,7 +66,7 @@ export function reportError(e: unknown, io: Io): number {
   if (e instanceof VsysError) {
     io.stderr.write(`vsys: ${e.message}${e.code === 'USAGE' ? '\n(try --help)' : ''}\n`);
     if (e.code === 'USAGE') return EXIT.usage;
-    if (e.code === 'UNSUPPORTED_HOST') return EXIT.unsupported;
+    if (e.code === 'UNSUPPORTED_HOST' || e.code === 'PERF_NO_PERMISSION' || e.code === 'PERF_UNAVAILABLE') return EXIT.unsupported;
     return EXIT.runtime;
   }
   // Argument errors from util.parseArgs carry this code.

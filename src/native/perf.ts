@@ -28,6 +28,40 @@ export interface CounterOptions {
   cpu?: number;
   /** Count in children created after opening. */
   inherit?: boolean;
+  /** A tracepoint filter in ftrace syntax ("nr == 1"), set with PERF_EVENT_IOC_SET_FILTER. */
+  filter?: string;
+  /** An open fd of a cgroup directory: count only tasks in that cgroup (cpu must be ≥ 0). */
+  cgroupFd?: number;
+}
+
+const IOC_SET_FILTER = 0x40082406;
+const PERF_FLAG_PID_CGROUP = 4;
+
+let filterIoctl: ((fd: number, req: number, filter: string) => number) | undefined;
+
+/** perf_event_open with an attr buffer, mapping errno to the coded errors every caller wants. */
+export function openPerfEvent(attr: Buffer, opts: { pid?: number; cpu?: number; cgroupFd?: number; filter?: string }): number {
+  const pid = opts.cgroupFd ?? opts.pid ?? 0;
+  const flags = PERF_FLAG_FD_CLOEXEC | (opts.cgroupFd !== undefined ? PERF_FLAG_PID_CGROUP : 0);
+  const fd = Number(binding()(SYS_X86_64.perf_event_open, attr, pid, opts.cpu ?? -1, -1, flags));
+  if (fd < 0) {
+    const e = errno();
+    const why = libcBindings().strerror(e);
+    if (e === 1 || e === 13) {
+      throw new VsysError('PERF_NO_PERMISSION', `perf_event_open: ${why} (need root or CAP_PERFMON, or kernel.perf_event_paranoid <= -1 for tracepoints)`, { syscall: 'perf_event_open', errno: e });
+    }
+    if (e === 3) throw new VsysError('PERF_UNAVAILABLE', `perf_event_open: no such process ${pid}`, { syscall: 'perf_event_open', errno: e });
+    throw new VsysError('PERF_UNAVAILABLE', `perf_event_open: ${why}`, { syscall: 'perf_event_open', errno: e });
+  }
+  if (opts.filter !== undefined) {
+    filterIoctl ??= loadLibc().func('int ioctl(int fd, unsigned long req, const char *filter)') as never;
+    if (filterIoctl!(fd, IOC_SET_FILTER, opts.filter) !== 0) {
+      const e = errno();
+      libcBindings().close(fd);
+      throw new VsysError('PERF_UNAVAILABLE', `perf filter '${opts.filter}' rejected: ${libcBindings().strerror(e)}`, { syscall: 'ioctl', errno: e });
+    }
+  }
+  return fd;
 }
 
 /** A counting perf event; starts disabled. */
@@ -42,16 +76,7 @@ export class PerfCounter {
     let flags = 1n; // disabled
     if (opts.inherit) flags |= 2n;
     attr.writeBigUInt64LE(flags, 40);
-    const fd = Number(binding()(SYS_X86_64.perf_event_open, attr, opts.pid ?? 0, opts.cpu ?? -1, -1, PERF_FLAG_FD_CLOEXEC));
-    if (fd < 0) {
-      const e = errno();
-      const why = libcBindings().strerror(e);
-      if (e === 1 || e === 13) {
-        throw new VsysError('PERF_NO_PERMISSION', `perf_event_open: ${why} (need root or CAP_PERFMON, or kernel.perf_event_paranoid <= -1 for tracepoints)`, { syscall: 'perf_event_open', errno: e });
-      }
-      throw new VsysError('PERF_UNAVAILABLE', `perf_event_open: ${why}`, { syscall: 'perf_event_open', errno: e });
-    }
-    this.fd = fd;
+    this.fd = openPerfEvent(attr, opts);
   }
 
   private ioctl(req: number, what: string): void {

@@ -1,0 +1,144 @@
+// `vsys trace`: live use of the vsyscall page — counts, events, crashes and their cost.
+import { parseArgs } from 'node:util';
+import { runTrace, type TraceSummary, type TraceTarget } from '../trace/session.js';
+import { formatEvent, type TraceEvent } from '../trace/events.js';
+import { EXIT, toJson, usageError, type Io } from './io.js';
+import type { Command } from './main.js';
+
+const HELP = `usage: vsys trace [--events] [--json] [--interval S] -- CMD [ARGS...]
+       vsys trace -p PID[,PID...] | --cgroup PATH | -a  [--duration S] [--events] [--json]
+
+Counts what processes do with the legacy vsyscall page, with perf counters on the
+kernel's tracepoints (no strace: strace cannot see emulated vsyscalls):
+emulated calls by entry (vsyscall:emulate_vsyscall), page faults inside the page
+(exceptions:page_fault_user), all system calls for comparison; crashes (SIGSEGV
+after a fault in the page); and the CPU time lost to emulation, from this host's
+'vsys bench' figures. Needs root or CAP_PERFMON and a mounted tracefs.
+
+options:
+  -- CMD ARGS       run CMD and trace it and its children (exact counts)
+  -p PIDS           trace running processes (all their threads)
+  --cgroup PATH     trace a cgroup (e.g. /sys/fs/cgroup/system.slice/docker-ID.scope)
+  -a, --all         trace the whole system, per CPU
+  --duration S      stop after S seconds (else Ctrl-C); a command runs to its end
+  --events          print every event, sysdig style (page_fault, signaldeliver, procexit)
+  --interval S      print the summary every S seconds
+  --json            NDJSON: events (with --events), then {"summary": …}
+  -h, --help        this text
+
+examples:
+  vsys trace -- ./old-static-binary
+  vsys trace --events -- busybox date
+  vsys trace -a --duration 10
+  vsys trace -p 1234 --json --duration 5
+`;
+
+export function formatSummary(s: TraceSummary): string {
+  const c = s.counts;
+  const calls = Object.values(c.emulated).reduce((a, b) => a + b, 0);
+  const rate = (n: number) => (s.seconds > 0 ? `${Math.round(n / s.seconds).toLocaleString('en')}/s` : '');
+  const out = [
+    `vsys trace — ${s.target}: ${s.seconds.toFixed(2)} s${s.exit ? `, exit ${s.exit.signal ?? s.exit.code}` : ''}`,
+    `emulated vsyscalls: ${calls.toLocaleString('en')} (${rate(calls)}): time ${c.emulated.time}, gettimeofday ${c.emulated.gettimeofday}, getcpu ${c.emulated.getcpu}, misaligned ${c.emulated.misaligned}`,
+    `page faults in the vsyscall page: ${c.pageFaults.toLocaleString('en')}; system calls: ${c.syscalls.toLocaleString('en')}`,
+  ];
+  if (s.cost) out.push(`CPU time lost to emulation: ${s.cost.cpuSeconds.toFixed(6)} s (${s.cost.perCallNs.toFixed(0)} ns × ${calls.toLocaleString('en')} calls; ${s.cost.source})`);
+  if (s.lostEvents > 0) out.push(`! ${s.lostEvents} events were lost (the ring buffer overflowed): per-process figures from samples are low by that much`);
+  if (s.processes.length) {
+    out.push('', 'per process:');
+    for (const p of s.processes) {
+      const n = Object.values(p.emulated).reduce((a, b) => a + b, 0);
+      const ctr = p.container ? ` [${p.container.runtime} ${p.container.id.slice(0, 12)}${p.container.pod ? ` pod ${p.container.pod}` : ''}]` : '';
+      out.push(`  ${String(p.pid).padStart(7)} ${p.comm}${p.exe ? ` (${p.exe})` : ''}${ctr}: ${n} emulated (time ${p.emulated.time}, gettimeofday ${p.emulated.gettimeofday}, getcpu ${p.emulated.getcpu}, misaligned ${p.emulated.misaligned}), ${p.pageFaults} faults${p.crashes ? `, ${p.crashes} CRASHED` : ''}`);
+    }
+  }
+  for (const c2 of s.crashes) out.push(`✗ crash: ${c2.comm} (${c2.pid}) got SIGSEGV after a fault at ${c2.address} (ip ${c2.ip}, error 0x${c2.error.toString(16)})`);
+  return out.join('\n') + '\n';
+}
+
+async function costNs(): Promise<{ emulated: number; vdso: number; source: string } | undefined> {
+  const { loadHostFigures } = await import('../bench/host-figures.js');
+  const f = loadHostFigures();
+  const emu = f?.ns['vsyscall-time'];
+  const vdso = f?.ns['vdso-time'];
+  if (emu && vdso) return { emulated: emu, vdso, source: `vsys bench on this boot: ${emu.toFixed(0)} ns vs ${vdso.toFixed(1)} ns` };
+  try {
+    const { BENCH_PATHS } = await import('../bench/paths.js');
+    const { measurePathInProcess } = await import('../bench/measure-path.js');
+    const { runChildPath } = await import('../bench/run-bench.js');
+    const v = measurePathInProcess(BENCH_PATHS.find((p) => p.id === 'vdso-time')!, { budgetMs: 20, repeats: 3 });
+    const e = await runChildPath(BENCH_PATHS.find((p) => p.id === 'vsyscall-time')!, 40, 3, null);
+    if (v.ns && e.result?.ns) return { emulated: e.result.ns.min, vdso: v.ns.min, source: 'measured briefly now' };
+  } catch {
+    // no figures: no cost line
+  }
+  return undefined;
+}
+
+export const traceCommand: Command = {
+  summary: 'which live processes use the vsyscall page, how often, which crashed, what it costs',
+  async run(args, io: Io) {
+    const dd = args.indexOf('--');
+    const own = dd >= 0 ? args.slice(0, dd) : args;
+    const cmd = dd >= 0 ? args.slice(dd + 1) : [];
+    const { values, positionals } = parseArgs({
+      args: own,
+      allowPositionals: true,
+      options: {
+        pid: { type: 'string', short: 'p' },
+        cgroup: { type: 'string' },
+        all: { type: 'boolean', short: 'a' },
+        duration: { type: 'string' },
+        events: { type: 'boolean' },
+        interval: { type: 'string' },
+        json: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+    });
+    if (values.help) {
+      io.stdout.write(HELP);
+      return EXIT.ok;
+    }
+    const command = [...positionals, ...cmd];
+    const chosen = [command.length > 0, values.pid !== undefined, values.cgroup !== undefined, !!values.all].filter(Boolean).length;
+    if (chosen !== 1) throw usageError('trace: give exactly one of: -- CMD, -p PIDS, --cgroup PATH, -a');
+    let target: TraceTarget;
+    if (command.length) target = { k: 'command', argv: command };
+    else if (values.pid !== undefined) {
+      const pids = values.pid.split(',').map((s) => Number(s.trim()));
+      if (pids.some((p) => !Number.isInteger(p) || p <= 0)) throw usageError(`trace: -p wants process ids, not '${values.pid}'`);
+      target = { k: 'pids', pids };
+    } else if (values.cgroup !== undefined) target = { k: 'cgroup', path: values.cgroup };
+    else target = { k: 'all' };
+    const num = (v: string | undefined, what: string) => {
+      if (v === undefined) return undefined;
+      const n = Number(v);
+      if (!(n > 0)) throw usageError(`trace: --${what} must be a positive number of seconds`);
+      return n;
+    };
+    const durationS = num(values.duration, 'duration');
+    const intervalS = num(values.interval, 'interval');
+    let stopResolve: () => void = () => {};
+    const stop = new Promise<void>((r) => { stopResolve = r; });
+    const onSigint = () => stopResolve();
+    process.once('SIGINT', onSigint);
+    const cost = await costNs();
+    try {
+      const summary = await runTrace({
+        target,
+        events: !!values.events,
+        onEvent: (e: TraceEvent) => io.stdout.write(values.json ? toJson({ event: e }, 0) + '\n' : formatEvent(e) + '\n'),
+        ...(intervalS ? { intervalS, onInterval: (s: TraceSummary) => io.stderr.write(formatSummary(s)) } : {}),
+        ...(durationS ? { durationS } : {}),
+        stop,
+        stdio: values.json ? 'ignore' : 'inherit',
+        ...(cost ? { costNs: cost } : {}),
+      });
+      io.stdout.write(values.json ? toJson({ summary }, 0) + '\n' : formatSummary(summary));
+      return EXIT.ok;
+    } finally {
+      process.removeListener('SIGINT', onSigint);
+    }
+  },
+};

@@ -1,0 +1,136 @@
+// Sampling tracepoints through perf_event_open's mmap'd ring buffer (include/uapi/linux/perf_event.h:
+// struct perf_event_mmap_page, PERF_RECORD_SAMPLE with TID|TIME|CPU|RAW, PERF_RECORD_LOST).
+// One sampler per (event, CPU); samples are copied out, lost records counted, never dropped silently.
+import { VsysError } from '../errors.js';
+import { loadKoffi } from './koffi.js';
+import { addressOf, pointerAt } from './memory.js';
+import { libcBindings, PROT_READ, PROT_WRITE, type NativePtr } from './libc.js';
+import { openPerfEvent, PERF_TYPE_TRACEPOINT } from './perf.js';
+
+const MAP_SHARED = 0x01;
+const PAGE = 4096;
+const SAMPLE_TID = 1n << 1n;
+const SAMPLE_TIME = 1n << 2n;
+const SAMPLE_CPU = 1n << 7n;
+const SAMPLE_RAW = 1n << 10n;
+const RECORD_LOST = 2;
+const RECORD_SAMPLE = 9;
+// struct perf_event_mmap_page: data_head at 1024, data_tail at 1032.
+const DATA_HEAD = 1024;
+const DATA_TAIL = 1032;
+const IOC_ENABLE = 0x2400;
+const IOC_DISABLE = 0x2401;
+
+export interface RawSample {
+  pid: number;
+  tid: number;
+  /** perf clock (local_clock, ns since boot). */
+  time: bigint;
+  cpu: number;
+  raw: Uint8Array;
+}
+
+export interface SamplerOptions {
+  tracepointId: number;
+  cpu: number;
+  /** -1 for every task on the CPU. */
+  pid?: number;
+  cgroupFd?: number;
+  inherit?: boolean;
+  filter?: string;
+  /** Data pages, a power of two (default 64 = 256 KiB). */
+  pages?: number;
+}
+
+export class PerfSampler {
+  readonly fd: number;
+  private readonly base: NativePtr;
+  private readonly baseAddr: bigint;
+  private readonly dataSize: number;
+  private readonly mapLen: number;
+  private closed = false;
+
+  constructor(o: SamplerOptions) {
+    const pages = o.pages ?? 64;
+    if (pages <= 0 || (pages & (pages - 1)) !== 0) throw new VsysError('PERF_UNAVAILABLE', `ring buffer pages must be a power of two, not ${pages}`);
+    const attr = Buffer.alloc(128);
+    attr.writeUInt32LE(PERF_TYPE_TRACEPOINT, 0);
+    attr.writeUInt32LE(128, 4);
+    attr.writeBigUInt64LE(BigInt(o.tracepointId), 8);
+    attr.writeBigUInt64LE(1n, 16); // sample_period: every event
+    attr.writeBigUInt64LE(SAMPLE_TID | SAMPLE_TIME | SAMPLE_CPU | SAMPLE_RAW, 24);
+    let flags = 1n; // disabled
+    if (o.inherit) flags |= 2n;
+    attr.writeBigUInt64LE(flags, 40);
+    attr.writeUInt32LE(1, 48); // wakeup_events
+    this.fd = openPerfEvent(attr, { pid: o.pid ?? -1, cpu: o.cpu, ...(o.cgroupFd !== undefined ? { cgroupFd: o.cgroupFd } : {}), ...(o.filter !== undefined ? { filter: o.filter } : {}) });
+    this.dataSize = pages * PAGE;
+    this.mapLen = (pages + 1) * PAGE;
+    const p = libcBindings().mmap(null, this.mapLen, PROT_READ | PROT_WRITE, MAP_SHARED, this.fd, 0);
+    const addr = addressOf(p);
+    if (addr === 0xffffffffffffffffn) {
+      libcBindings().close(this.fd);
+      throw new VsysError('PERF_UNAVAILABLE', 'mmap of the perf ring buffer failed (perf_event_mlock_kb too small?)', { syscall: 'mmap' });
+    }
+    this.base = p;
+    this.baseAddr = addr;
+  }
+
+  enable(): void {
+    libcBindings().ioctl(this.fd, IOC_ENABLE, 0);
+  }
+
+  disable(): void {
+    libcBindings().ioctl(this.fd, IOC_DISABLE, 0);
+  }
+
+  /** Copies out every complete record since the last drain and frees the space. */
+  drain(): { samples: RawSample[]; lost: number } {
+    const k = loadKoffi();
+    const head = BigInt(k.decode(this.base as never, DATA_HEAD, 'uint64_t') as bigint | number);
+    const tail = BigInt(k.decode(this.base as never, DATA_TAIL, 'uint64_t') as bigint | number);
+    const samples: RawSample[] = [];
+    let lost = 0;
+    if (head === tail) return { samples, lost };
+    const avail = Number(head - tail);
+    // Copy the used part of the ring (it may wrap) into one linear buffer.
+    const ring = Buffer.from(k.view(pointerAt(this.baseAddr + BigInt(PAGE)) as never, this.dataSize));
+    const start = Number(tail % BigInt(this.dataSize));
+    const buf = Buffer.allocUnsafe(avail);
+    const first = Math.min(avail, this.dataSize - start);
+    ring.copy(buf, 0, start, start + first);
+    if (first < avail) ring.copy(buf, first, 0, avail - first);
+    let off = 0;
+    while (off + 8 <= avail) {
+      const type = buf.readUInt32LE(off);
+      const size = buf.readUInt16LE(off + 6);
+      if (size < 8 || off + size > avail) break;
+      if (type === RECORD_SAMPLE && size >= 8 + 8 + 8 + 8 + 4) {
+        let p = off + 8;
+        const pid = buf.readUInt32LE(p);
+        const tid = buf.readUInt32LE(p + 4);
+        p += 8;
+        const time = buf.readBigUInt64LE(p);
+        p += 8;
+        const cpu = buf.readUInt32LE(p);
+        p += 8;
+        const rawSize = buf.readUInt32LE(p);
+        p += 4;
+        const raw = Uint8Array.prototype.slice.call(buf, p, Math.min(p + rawSize, off + size));
+        samples.push({ pid, tid, time, cpu, raw });
+      } else if (type === RECORD_LOST && size >= 24) {
+        lost += Number(buf.readBigUInt64LE(off + 16));
+      }
+      off += size;
+    }
+    k.encode(this.base as never, DATA_TAIL, 'uint64_t', tail + BigInt(off));
+    return { samples, lost };
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    libcBindings().munmap(this.base, this.mapLen);
+    libcBindings().close(this.fd);
+  }
+}

@@ -1,0 +1,90 @@
+// Exact counts of vsyscall use with perf counters on tracepoints (no sampling): emulated calls by
+// entry (vsyscall:emulate_vsyscall filtered on nr), user page faults inside the page
+// (exceptions:page_fault_user filtered on address), and all system calls (raw_syscalls:sys_enter).
+import { PerfCounter } from '../native/perf.js';
+import { VSYSCALL_PAGE_ADDR, VSYSCALL_PAGE_SIZE } from '../model/vsyscall-page.js';
+import { readEventFormat } from './tracefs.js';
+
+export type EntryKey = 'gettimeofday' | 'time' | 'getcpu' | 'misaligned';
+
+export interface Counts {
+  emulated: Record<EntryKey, number>;
+  pageFaults: number;
+  syscalls: number;
+}
+
+/** Where counters attach: a task (with inheritance), or a CPU for everything / a cgroup. */
+export type CounterScope = { pid: number; inherit: boolean } | { cpu: number; cgroupFd?: number };
+
+const ENTRY_NR: Record<EntryKey, number> = { gettimeofday: 0, time: 1, getcpu: 2, misaligned: -22 };
+
+export const PAGE_FILTER = `address >= 0x${VSYSCALL_PAGE_ADDR.toString(16)} && address < 0x${(VSYSCALL_PAGE_ADDR + BigInt(VSYSCALL_PAGE_SIZE)).toString(16)}`;
+
+export function zeroCounts(): Counts {
+  return { emulated: { gettimeofday: 0, time: 0, getcpu: 0, misaligned: 0 }, pageFaults: 0, syscalls: 0 };
+}
+
+export function addCounts(a: Counts, b: Counts): Counts {
+  const out = zeroCounts();
+  for (const k of Object.keys(ENTRY_NR) as EntryKey[]) out.emulated[k] = a.emulated[k] + b.emulated[k];
+  out.pageFaults = a.pageFaults + b.pageFaults;
+  out.syscalls = a.syscalls + b.syscalls;
+  return out;
+}
+
+/** One scope's set of counters. Starts disabled. */
+export class CounterSet {
+  private readonly entries: [EntryKey, PerfCounter][] = [];
+  private readonly faults: PerfCounter;
+  private readonly syscalls: PerfCounter | undefined;
+
+  constructor(scope: CounterScope, opts: { syscalls?: boolean; emulation: boolean }) {
+    const base = 'pid' in scope ? { pid: scope.pid, inherit: scope.inherit, cpu: -1 } : { pid: -1, cpu: scope.cpu, ...(scope.cgroupFd !== undefined ? { cgroupFd: scope.cgroupFd } : {}) };
+    const opened: PerfCounter[] = [];
+    try {
+      if (opts.emulation) {
+        const emu = readEventFormat('vsyscall', 'emulate_vsyscall');
+        for (const [k, nr] of Object.entries(ENTRY_NR) as [EntryKey, number][]) {
+          const c = new PerfCounter({ tracepointId: emu.id, ...base, filter: `nr == ${nr}` });
+          opened.push(c);
+          this.entries.push([k, c]);
+        }
+      }
+      const pf = readEventFormat('exceptions', 'page_fault_user');
+      this.faults = new PerfCounter({ tracepointId: pf.id, ...base, filter: PAGE_FILTER });
+      opened.push(this.faults);
+      if (opts.syscalls !== false) {
+        const se = readEventFormat('raw_syscalls', 'sys_enter');
+        this.syscalls = new PerfCounter({ tracepointId: se.id, ...base });
+        opened.push(this.syscalls);
+      }
+    } catch (e) {
+      for (const c of opened) c.close();
+      throw e;
+    }
+  }
+
+  private all(): PerfCounter[] {
+    return [...this.entries.map(([, c]) => c), this.faults, ...(this.syscalls ? [this.syscalls] : [])];
+  }
+
+  enable(): void {
+    for (const c of this.all()) c.enable();
+  }
+
+  disable(): void {
+    for (const c of this.all()) c.disable();
+  }
+
+  read(): Counts {
+    const out = zeroCounts();
+    for (const [k, c] of this.entries) out.emulated[k] = Number(c.read());
+    out.pageFaults = Number(this.faults.read());
+    out.syscalls = this.syscalls ? Number(this.syscalls.read()) : 0;
+    return out;
+  }
+
+  close(): void {
+    for (const c of this.all()) c.close();
+  }
+}

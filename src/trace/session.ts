@@ -1,0 +1,267 @@
+// `vsys trace` as a library: attach counters (exact counts) and samplers (events, attribution,
+// crashes) to a command, some pids, a cgroup or the whole system; poll; summarise per process.
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { VsysError } from '../errors.js';
+import { CounterSet, addCounts, zeroCounts, type Counts, type CounterScope, type EntryKey } from './counters.js';
+import { drainEvents, eventSources, openSamplers, rememberComm, type SamplerSet, type TraceEvent } from './events.js';
+import { processInfo, type Container } from './attribution.js';
+import { tracefsRoot } from './tracefs.js';
+
+export type TraceTarget =
+  | { k: 'command'; argv: string[] }
+  | { k: 'pids'; pids: number[] }
+  | { k: 'cgroup'; path: string }
+  | { k: 'all' };
+
+export interface TraceOptions {
+  target: TraceTarget;
+  /** Stream every event (sysdig style) through onEvent. */
+  events?: boolean;
+  onEvent?: (e: TraceEvent) => void;
+  /** Seconds between onInterval summaries. */
+  intervalS?: number;
+  onInterval?: (s: TraceSummary) => void;
+  /** Stop after this many seconds (pids/cgroup/all); a command runs to its end. */
+  durationS?: number;
+  /** Resolves when the user asks to stop (Ctrl-C). */
+  stop?: Promise<void>;
+  /** The traced command's stdio (default inherit). */
+  stdio?: 'inherit' | 'ignore' | 'pipe';
+  /** ns per emulated call and per vDSO call, for the cost line. */
+  costNs?: { emulated: number; vdso: number; source: string };
+}
+
+export interface ProcessStats {
+  pid: number;
+  comm: string;
+  exe?: string;
+  container?: Container;
+  emulated: Record<EntryKey, number>;
+  pageFaults: number;
+  crashes: number;
+}
+
+export interface TraceSummary {
+  target: string;
+  seconds: number;
+  counts: Counts;
+  /** Per process: exact from counters (command, pids), or from samples (cgroup, all). */
+  processes: ProcessStats[];
+  crashes: { pid: number; tid: number; comm: string; address: string; ip: string; error: number }[];
+  lostEvents: number;
+  cost?: { cpuSeconds: number; perCallNs: number; source: string };
+  exit?: { code: number | null; signal: string | null };
+}
+
+const ENTRY_BY_NR: Record<number, EntryKey> = { 0: 'gettimeofday', 1: 'time', 2: 'getcpu', [-22]: 'misaligned' };
+
+function onlineCpus(): number[] {
+  return os.cpus().map((_, i) => i);
+}
+
+function hasEmulation(): boolean {
+  const root = tracefsRoot();
+  return root !== undefined && fs.existsSync(`${root}/events/vsyscall/emulate_vsyscall`);
+}
+
+function stats(pid: number, comm?: string): ProcessStats {
+  const info = processInfo(pid, comm);
+  const s: ProcessStats = { pid, comm: info.comm, emulated: { gettimeofday: 0, time: 0, getcpu: 0, misaligned: 0 }, pageFaults: 0, crashes: 0 };
+  if (info.exe) s.exe = info.exe;
+  if (info.container) s.container = info.container;
+  return s;
+}
+
+async function waitStopped(pid: number): Promise<void> {
+  for (let i = 0; i < 2000; i++) {
+    try {
+      if (/\) T /.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'))) return;
+    } catch {
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 1));
+  }
+}
+
+export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
+  if (!tracefsRoot()) throw new VsysError('PERF_UNAVAILABLE', 'tracefs is not mounted (as root: mount -t tracefs nodev /sys/kernel/tracing)');
+  const emulation = hasEmulation();
+  const t0 = performance.now();
+  const cpus = onlineCpus();
+  const counterSets: { pid?: number; set: CounterSet }[] = [];
+  const samplerSets: SamplerSet[] = [];
+  let child: ReturnType<typeof spawn> | undefined;
+  let cgroupFd: number | undefined;
+  let exit: TraceSummary['exit'];
+  let label = '';
+  const perPid = new Map<number, ProcessStats>();
+  const crashes: TraceSummary['crashes'] = [];
+  const lastFault = new Map<number, TraceEvent>();
+  const pendingSegv = new Set<number>();
+  let lost = 0;
+  let seq = 0;
+
+  const open = (scope: CounterScope, pid?: number) => {
+    const set = new CounterSet(scope, { emulation });
+    counterSets.push(pid === undefined ? { set } : { pid, set });
+  };
+
+  try {
+    switch (o.target.k) {
+      case 'command': {
+        const [cmd, ...args] = o.target.argv;
+        if (!cmd) throw new VsysError('USAGE', 'trace: give a command after --');
+        label = o.target.argv.join(' ');
+        // Start it stopped, attach with inheritance, then let it run: nothing it does is missed.
+        child = spawn('/bin/sh', ['-c', 'kill -STOP $$; exec "$0" "$@"', cmd, ...args], { stdio: o.stdio ?? 'inherit' });
+        const pid = child.pid;
+        if (pid === undefined) throw new VsysError('CHILD_FAILED', `cannot start ${cmd}`);
+        await waitStopped(pid);
+        // The wrapper is still `sh` here; name the process after the command it becomes.
+        perPid.set(pid, { pid, comm: path.basename(cmd).slice(0, 15), exe: cmd, emulated: { gettimeofday: 0, time: 0, getcpu: 0, misaligned: 0 }, pageFaults: 0, crashes: 0 });
+        rememberComm(pid, path.basename(cmd).slice(0, 15));
+        open({ pid, inherit: true }, pid);
+        samplerSets.push(openSamplers(eventSources(!!o.events), { pid, inherit: true }, cpus));
+        break;
+      }
+      case 'pids': {
+        label = `pid ${o.target.pids.join(',')}`;
+        for (const pid of o.target.pids) {
+          let tids: number[];
+          try {
+            tids = fs.readdirSync(`/proc/${pid}/task`).map(Number);
+          } catch {
+            throw new VsysError('PROC_READ_FAILED', `no process ${pid}`);
+          }
+          for (const tid of tids) {
+            open({ pid: tid, inherit: true }, pid);
+            samplerSets.push(openSamplers(eventSources(!!o.events), { pid: tid, inherit: true }, cpus));
+          }
+        }
+        break;
+      }
+      case 'cgroup':
+      case 'all': {
+        if (o.target.k === 'cgroup') {
+          label = `cgroup ${o.target.path}`;
+          try {
+            cgroupFd = fs.openSync(o.target.path, 'r');
+          } catch (e) {
+            throw new VsysError('IO_FAILED', `cannot open cgroup ${o.target.path}: ${(e as Error).message}`, { path: o.target.path });
+          }
+        } else label = 'all processes';
+        for (const cpu of cpus) open(cgroupFd === undefined ? { cpu } : { cpu, cgroupFd });
+        // Per-process attribution needs samples of every emulated call here.
+        const sources = eventSources(true);
+        samplerSets.push(openSamplers(sources.filter((s) => o.events || s.kind !== 'page_fault' || s.filter?.includes('!=')), cgroupFd === undefined ? {} : { cgroupFd }, cpus));
+        break;
+      }
+    }
+
+    const drain = () => {
+      for (const set of samplerSets) {
+        const d = drainEvents(set);
+        lost += d.lost;
+        for (const raw of d.events) {
+          const e: TraceEvent = { ...raw, n: ++seq };
+          if (e.kind === 'procexit' && pendingSegv.has(e.tid)) e.status = 11;
+          if (e.kind === 'procexit' && !pendingSegv.has(e.tid) && !o.events) continue;
+          if (e.kind === 'page_fault') lastFault.set(e.tid, e);
+          if (e.kind === 'signaldeliver' && e.sig === 11) {
+            pendingSegv.add(e.tid);
+            const f = lastFault.get(e.tid);
+            if (f) {
+              crashes.push({ pid: e.pid, tid: e.tid, comm: e.comm, address: `0x${(f.address ?? 0n).toString(16)}`, ip: `0x${(f.ip ?? 0n).toString(16)}`, error: f.error ?? 0 });
+              const p = perPid.get(e.pid) ?? stats(e.pid, e.comm);
+              p.crashes++;
+              perPid.set(e.pid, p);
+            }
+          }
+          if (e.kind === 'procexit') rememberComm(e.tid, e.comm);
+          if ((o.target.k === 'all' || o.target.k === 'cgroup') && e.kind === 'emulate') {
+            const p = perPid.get(e.pid) ?? stats(e.pid, e.comm);
+            const k = ENTRY_BY_NR[e.nr ?? 0] ?? 'misaligned';
+            p.emulated[k]++;
+            perPid.set(e.pid, p);
+          }
+          if ((o.target.k === 'all' || o.target.k === 'cgroup') && e.kind === 'page_fault') {
+            const p = perPid.get(e.pid) ?? stats(e.pid, e.comm);
+            p.pageFaults++;
+            perPid.set(e.pid, p);
+          }
+          if (o.events) o.onEvent?.(e);
+        }
+      }
+    };
+
+    const summary = (): TraceSummary => {
+      let counts = zeroCounts();
+      const processes = new Map<number, ProcessStats>(perPid);
+      for (const c of counterSets) {
+        const got = c.set.read();
+        counts = addCounts(counts, got);
+        if (c.pid !== undefined) {
+          const p = processes.get(c.pid) ?? stats(c.pid);
+          for (const k of Object.keys(got.emulated) as EntryKey[]) p.emulated[k] += got.emulated[k];
+          p.pageFaults += got.pageFaults;
+          processes.set(c.pid, p);
+        }
+      }
+      const seconds = (performance.now() - t0) / 1000;
+      const calls = Object.values(counts.emulated).reduce((a, b) => a + b, 0);
+      const s: TraceSummary = {
+        target: label, seconds, counts,
+        processes: [...processes.values()].filter((p) => p.crashes > 0 || p.pageFaults > 0 || Object.values(p.emulated).some((v) => v > 0) || o.target.k === 'command' || o.target.k === 'pids'),
+        crashes: [...crashes], lostEvents: lost,
+      };
+      if (o.costNs) {
+        const per = Math.max(0, o.costNs.emulated - o.costNs.vdso);
+        s.cost = { cpuSeconds: (calls * per) / 1e9, perCallNs: per, source: o.costNs.source };
+      }
+      if (exit) s.exit = exit;
+      return s;
+    };
+
+    for (const c of counterSets) c.set.enable();
+    for (const set of samplerSets) for (const x of set.samplers) x.sampler.enable();
+    if (child?.pid !== undefined) process.kill(child.pid, 'SIGCONT');
+
+    const ticker = setInterval(drain, 50);
+    let intervalTimer: NodeJS.Timeout | undefined;
+    if (o.intervalS && o.onInterval) intervalTimer = setInterval(() => o.onInterval?.(summary()), o.intervalS * 1000);
+    try {
+      const waits: Promise<void>[] = [];
+      if (child) {
+        const c = child;
+        waits.push(new Promise((resolve) => c.on('exit', (code, signal) => {
+          exit = { code, signal };
+          resolve();
+        })));
+      } else {
+        if (o.durationS) waits.push(new Promise((r) => setTimeout(r, o.durationS! * 1000)));
+        if (o.stop) waits.push(o.stop);
+        if (waits.length === 0) throw new VsysError('USAGE', 'trace: give --duration, or stop with Ctrl-C');
+      }
+      await Promise.race(waits);
+    } finally {
+      clearInterval(ticker);
+      if (intervalTimer) clearInterval(intervalTimer);
+    }
+    for (const c of counterSets) c.set.disable();
+    for (const set of samplerSets) for (const x of set.samplers) x.sampler.disable();
+    drain();
+    // The command itself died of SIGSEGV: a crash even if its fault sample was not kept.
+    if (child && exit?.signal === 'SIGSEGV' && child.pid !== undefined && !crashes.some((c) => c.pid === child!.pid)) {
+      const f = lastFault.get(child.pid);
+      crashes.push({ pid: child.pid, tid: child.pid, comm: f?.comm ?? o.target.k, address: f ? `0x${(f.address ?? 0n).toString(16)}` : 'unknown', ip: f ? `0x${(f.ip ?? 0n).toString(16)}` : 'unknown', error: f?.error ?? 0 });
+    }
+    return summary();
+  } finally {
+    for (const c of counterSets) c.set.close();
+    for (const set of samplerSets) for (const x of set.samplers) x.sampler.close();
+    if (cgroupFd !== undefined) fs.closeSync(cgroupFd);
+  }
+}
