@@ -8,7 +8,7 @@ import { VsysError } from '../errors.js';
 import { CounterSet, addCounts, zeroCounts, type Counts, type CounterScope, type EntryKey } from './counters.js';
 import { drainEvents, eventSources, openSamplers, rememberComm, type SamplerSet, type TraceEvent } from './events.js';
 import { processInfo, type Container } from './attribution.js';
-import { tracefsRoot } from './tracefs.js';
+import { tracefsProblem, tracefsRoot } from './tracefs.js';
 
 export type TraceTarget =
   | { k: 'command'; argv: string[] }
@@ -87,7 +87,8 @@ async function waitStopped(pid: number): Promise<void> {
 }
 
 export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
-  if (!tracefsRoot()) throw new VsysError('PERF_UNAVAILABLE', 'tracefs is not mounted (as root: mount -t tracefs nodev /sys/kernel/tracing)');
+  const problem = tracefsProblem();
+  if (problem) throw problem;
   const emulation = hasEmulation();
   const t0 = performance.now();
   const cpus = onlineCpus();

@@ -23,6 +23,30 @@ export function tracefsRoot(): string | undefined {
   return MOUNTS.find((m) => fs.existsSync(`${m}/events`));
 }
 
+/** Why tracefs cannot be used: not mounted, or mounted but not readable by this user. */
+export function tracefsProblem(): VsysError | undefined {
+  if (tracefsRoot()) return undefined;
+  let mounted: string | undefined;
+  try {
+    mounted = fs.readFileSync('/proc/mounts', 'utf8').split('\n').map((l) => l.split(' ')).find((f) => f[2] === 'tracefs')?.[1];
+  } catch {
+    mounted = undefined;
+  }
+  const uid = process.getuid?.() ?? 0;
+  if (mounted || uid !== 0) {
+    return new VsysError('PERF_NO_PERMISSION', `tracing needs root or CAP_PERFMON: tracefs${mounted ? ` at ${mounted}` : ''} is not readable by uid ${uid}, and perf_event_open on tracepoints is refused to unprivileged users (kernel.perf_event_paranoid=${readParanoid()}). Run as root: sudo vsys trace …`);
+  }
+  return new VsysError('PERF_UNAVAILABLE', 'tracefs is not mounted (as root: mount -t tracefs nodev /sys/kernel/tracing)');
+}
+
+function readParanoid(): string {
+  try {
+    return fs.readFileSync('/proc/sys/kernel/perf_event_paranoid', 'utf8').trim();
+  } catch {
+    return '?';
+  }
+}
+
 /** Parses a tracefs `format` file. */
 export function parseFormat(system: string, name: string, text: string): EventFormat {
   const idm = /^ID:\s*(\d+)/m.exec(text);
