@@ -49,6 +49,7 @@ export class PerfSampler {
   private readonly dataSize: number;
   private readonly mapLen: number;
   private closed = false;
+  private ring: Buffer | undefined;
 
   constructor(o: SamplerOptions) {
     const pages = o.pages ?? 64;
@@ -61,8 +62,11 @@ export class PerfSampler {
     attr.writeBigUInt64LE(SAMPLE_TID | SAMPLE_TIME | SAMPLE_CPU | SAMPLE_RAW, 24);
     let flags = 1n; // disabled
     if (o.inherit) flags |= 2n;
+    // watermark: wake a poller only when the buffer is half full. vsys drains on a timer and never
+    // polls, and a wakeup per sample (wakeup_events = 1) costs the traced task an irq_work each time.
+    flags |= 1n << 14n;
     attr.writeBigUInt64LE(flags, 40);
-    attr.writeUInt32LE(1, 48); // wakeup_events
+    attr.writeUInt32LE((pages * PAGE) / 2, 48); // wakeup_watermark
     this.fd = openPerfEvent(attr, { pid: o.pid ?? -1, cpu: o.cpu, ...(o.cgroupFd !== undefined ? { cgroupFd: o.cgroupFd } : {}), ...(o.filter !== undefined ? { filter: o.filter } : {}) });
     this.dataSize = pages * PAGE;
     this.mapLen = (pages + 1) * PAGE;
@@ -84,6 +88,47 @@ export class PerfSampler {
     libcBindings().ioctl(this.fd, IOC_DISABLE, 0);
   }
 
+  /**
+   * Visits every complete sample since the last drain without copying it: `visit` gets the record
+   * buffer and the offset/size of the raw tracepoint data (valid only during the call). Returns
+   * the number of samples the kernel reported lost.
+   */
+  visit(visit: (pid: number, tid: number, time: number, cpu: number, buf: Buffer, rawOffset: number, rawSize: number) => void): number {
+    const k = loadKoffi();
+    const head = Number(k.decode(this.base as never, DATA_HEAD, 'uint64_t') as bigint | number);
+    const tail = Number(k.decode(this.base as never, DATA_TAIL, 'uint64_t') as bigint | number);
+    if (head === tail) return 0;
+    const avail = head - tail;
+    this.ring ??= Buffer.from(k.view(pointerAt(this.baseAddr + BigInt(PAGE)) as never, this.dataSize));
+    const ring = this.ring;
+    const start = tail % this.dataSize;
+    let buf: Buffer;
+    if (start + avail <= this.dataSize) buf = ring.subarray(start, start + avail);
+    else {
+      // The records wrap around the end of the ring: make them contiguous.
+      buf = Buffer.allocUnsafe(avail);
+      const first = this.dataSize - start;
+      ring.copy(buf, 0, start, this.dataSize);
+      ring.copy(buf, first, 0, avail - first);
+    }
+    let lost = 0;
+    let off = 0;
+    while (off + 8 <= avail) {
+      const type = buf.readUInt32LE(off);
+      const size = buf.readUInt16LE(off + 6);
+      if (size < 8 || off + size > avail) break;
+      if (type === RECORD_SAMPLE && size >= 36) {
+        const rawSize = buf.readUInt32LE(off + 32);
+        visit(buf.readUInt32LE(off + 8), buf.readUInt32LE(off + 12), Number(buf.readBigUInt64LE(off + 16)), buf.readUInt32LE(off + 24), buf, off + 36, Math.min(rawSize, size - 36));
+      } else if (type === RECORD_LOST && size >= 24) {
+        lost += Number(buf.readBigUInt64LE(off + 16));
+      }
+      off += size;
+    }
+    k.encode(this.base as never, DATA_TAIL, 'uint64_t', BigInt(tail + off));
+    return lost;
+  }
+
   /** Copies out every complete record since the last drain and frees the space. */
   drain(): { samples: RawSample[]; lost: number } {
     const k = loadKoffi();
@@ -93,8 +138,10 @@ export class PerfSampler {
     let lost = 0;
     if (head === tail) return { samples, lost };
     const avail = Number(head - tail);
-    // Copy the used part of the ring (it may wrap) into one linear buffer.
-    const ring = Buffer.from(k.view(pointerAt(this.baseAddr + BigInt(PAGE)) as never, this.dataSize));
+    // Copy only the used part of the ring (it may wrap) into one linear buffer; the view itself
+    // shares the mapping (made once), so a drain costs what it reads, not the buffer's size.
+    this.ring ??= Buffer.from(k.view(pointerAt(this.baseAddr + BigInt(PAGE)) as never, this.dataSize));
+    const ring = this.ring;
     const start = Number(tail % BigInt(this.dataSize));
     const buf = Buffer.allocUnsafe(avail);
     const first = Math.min(avail, this.dataSize - start);
@@ -130,6 +177,7 @@ export class PerfSampler {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.ring = undefined; // no view may outlive the mapping
     libcBindings().munmap(this.base, this.mapLen);
     libcBindings().close(this.fd);
   }

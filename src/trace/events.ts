@@ -1,9 +1,9 @@
 // Sampled tracepoint events, decoded with tracefs formats into sysdig-style records (seed 003):
 // page faults in the vsyscall page, emulated calls, SIGSEGV deliveries, process exits.
 import { readComm } from './attribution.js';
-import { PerfSampler, type RawSample } from '../native/perf-ring.js';
+import { PerfSampler } from '../native/perf-ring.js';
 import { describePageFault } from '../model/page-fault.js';
-import { fieldString, fieldValue, readEventFormat, type EventFormat } from './tracefs.js';
+import { readEventFormat, type EventFormat } from './tracefs.js';
 import { PAGE_FILTER } from './counters.js';
 
 export type EventKind = 'page_fault' | 'emulate' | 'signaldeliver' | 'procexit';
@@ -11,8 +11,8 @@ export type EventKind = 'page_fault' | 'emulate' | 'signaldeliver' | 'procexit';
 export interface TraceEvent {
   /** Sequence number in time order. */
   n: number;
-  /** perf clock, ns since boot. */
-  time: bigint;
+  /** perf clock, ns since boot (a safe integer for 104 days of uptime). */
+  time: number;
   cpu: number;
   pid: number;
   tid: number;
@@ -68,7 +68,7 @@ export function openSamplers(sources: Source[], scope: { pid: number; inherit: b
         const o = 'pid' in scope
           ? { tracepointId: s.format.id, cpu, pid: scope.pid, inherit: scope.inherit }
           : { tracepointId: s.format.id, cpu, pid: -1, ...(scope.cgroupFd !== undefined ? { cgroupFd: scope.cgroupFd } : {}) };
-        samplers.push({ kind: s.kind, format: s.format, sampler: new PerfSampler({ ...o, ...(s.filter ? { filter: s.filter } : {}), pages: s.kind === 'procexit' || s.kind === 'signaldeliver' ? 8 : 256 }) });
+        samplers.push({ kind: s.kind, format: s.format, sampler: new PerfSampler({ ...o, ...(s.filter ? { filter: s.filter } : {}), pages: s.kind === 'procexit' || s.kind === 'signaldeliver' ? 8 : 1024 }) });
       }
     }
   } catch (e) {
@@ -98,34 +98,69 @@ export function drainEvents(set: SamplerSet): { events: Omit<TraceEvent, 'n'>[];
   const events: Omit<TraceEvent, 'n'>[] = [];
   let lost = 0;
   for (const { kind, format, sampler } of set.samplers) {
-    const d = sampler.drain();
-    lost += d.lost;
-    for (const s of d.samples) events.push(decode(kind, format, s));
+    const rd = readers(format);
+    lost += sampler.visit((pid, tid, time, cpu, buf, at, size) => {
+      const e: Omit<TraceEvent, 'n'> = { time, cpu, pid, tid, comm: '', kind };
+      switch (kind) {
+        case 'page_fault':
+          e.address = rd.u64(buf, at, size, 'address');
+          e.ip = rd.u64(buf, at, size, 'ip');
+          e.error = Number(rd.u64(buf, at, size, 'error_code'));
+          e.comm = commOf(tid);
+          break;
+        case 'emulate':
+          e.nr = rd.i32(buf, at, size, 'nr');
+          e.comm = commOf(tid);
+          break;
+        case 'signaldeliver':
+          e.sig = rd.i32(buf, at, size, 'sig');
+          e.comm = commOf(tid);
+          break;
+        case 'procexit':
+          e.comm = rd.str(buf, at, size, 'comm') ?? commOf(tid);
+          rememberComm(tid, e.comm);
+          break;
+      }
+      events.push(e);
+    });
   }
-  events.sort((a, b) => (a.time < b.time ? -1 : a.time > b.time ? 1 : 0));
+  if (set.samplers.length > 1) events.sort((a, b) => a.time - b.time);
   return { events, lost };
 }
 
-function decode(kind: EventKind, f: EventFormat, s: RawSample): Omit<TraceEvent, 'n'> {
-  const get = (name: string): bigint => {
-    const ff = f.fields.get(name);
-    return ff ? fieldValue(s.raw, ff) : 0n;
+interface Readers {
+  u64(buf: Buffer, at: number, size: number, name: string): bigint;
+  i32(buf: Buffer, at: number, size: number, name: string): number;
+  str(buf: Buffer, at: number, size: number, name: string): string | undefined;
+}
+
+const readerCache = new WeakMap<EventFormat, Readers>();
+
+/** Field readers straight off the ring buffer, by the format's offsets (no per-sample copies). */
+function readers(f: EventFormat): Readers {
+  let r = readerCache.get(f);
+  if (r) return r;
+  r = {
+    u64(buf, at, size, name) {
+      const ff = f.fields.get(name);
+      if (!ff || ff.offset + 8 > size) return 0n;
+      return buf.readBigUInt64LE(at + ff.offset);
+    },
+    i32(buf, at, size, name) {
+      const ff = f.fields.get(name);
+      if (!ff || ff.offset + 4 > size) return 0;
+      return buf.readInt32LE(at + ff.offset);
+    },
+    str(buf, at, size, name) {
+      const ff = f.fields.get(name);
+      if (!ff || ff.offset + ff.size > size) return undefined;
+      const s = buf.subarray(at + ff.offset, at + ff.offset + ff.size);
+      const nul = s.indexOf(0);
+      return s.subarray(0, nul < 0 ? s.length : nul).toString('utf8');
+    },
   };
-  const base = { time: s.time, cpu: s.cpu, pid: s.pid, tid: s.tid, kind };
-  switch (kind) {
-    case 'page_fault':
-      return { ...base, comm: commOf(s.tid), address: get('address'), ip: get('ip'), error: Number(get('error_code')) };
-    case 'emulate':
-      return { ...base, comm: commOf(s.tid), nr: Number(get('nr')) };
-    case 'signaldeliver':
-      return { ...base, comm: commOf(s.tid), sig: Number(get('sig')) };
-    case 'procexit': {
-      const cf = f.fields.get('comm');
-      const comm = cf ? fieldString(s.raw, cf) : commOf(s.tid);
-      rememberComm(s.tid, comm);
-      return { ...base, comm };
-    }
-  }
+  readerCache.set(f, r);
+  return r;
 }
 
 const SIGNALS: Record<number, string> = { 11: 'SIGSEGV', 7: 'SIGBUS', 4: 'SIGILL', 6: 'SIGABRT' };
@@ -134,10 +169,10 @@ function hexUpper(v: bigint | undefined): string {
   return (v ?? 0n).toString(16).toUpperCase();
 }
 
-function clock(t: bigint): string {
+function clock(t: number): string {
   // perf's clock is since boot: shown as HH:MM:SS.nnnnnnnnn of that, as sysdig shows its own clock.
-  const ns = t % 1_000_000_000n;
-  const s = Number(t / 1_000_000_000n);
+  const ns = t % 1_000_000_000;
+  const s = Math.floor(t / 1_000_000_000);
   const hh = String(Math.floor(s / 3600) % 24).padStart(2, '0');
   const mm = String(Math.floor(s / 60) % 60).padStart(2, '0');
   const ss = String(s % 60).padStart(2, '0');

@@ -230,7 +230,7 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
     for (const set of samplerSets) for (const x of set.samplers) x.sampler.enable();
     if (child?.pid !== undefined) process.kill(child.pid, 'SIGCONT');
 
-    const ticker = setInterval(drain, 50);
+    const ticker = setInterval(drain, 10);
     let intervalTimer: NodeJS.Timeout | undefined;
     if (o.intervalS && o.onInterval) intervalTimer = setInterval(() => o.onInterval?.(summary()), o.intervalS * 1000);
     try {
