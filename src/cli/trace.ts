@@ -42,7 +42,8 @@ export function formatSummary(s: TraceSummary): string {
     `emulated vsyscalls: ${calls.toLocaleString('en')} (${rate(calls)}): time ${c.emulated.time}, gettimeofday ${c.emulated.gettimeofday}, getcpu ${c.emulated.getcpu}, misaligned ${c.emulated.misaligned}`,
     `page faults in the vsyscall page: ${c.pageFaults.toLocaleString('en')}; system calls: ${c.syscalls.toLocaleString('en')}`,
   ];
-  if (s.cost) out.push(`CPU time lost to emulation: ${s.cost.cpuSeconds.toFixed(6)} s (${s.cost.perCallNs.toFixed(0)} ns × ${calls.toLocaleString('en')} calls; ${s.cost.source})`);
+  const secs = (v: number) => (v >= 0.01 ? `${v.toFixed(3)} s` : v >= 1e-5 ? `${(v * 1e3).toFixed(3)} ms` : `${(v * 1e6).toFixed(2)} µs`);
+  if (s.cost) out.push(`CPU time lost to emulation: ${secs(s.cost.cpuSeconds)} (${s.cost.perCallNs.toFixed(0)} ns × ${calls.toLocaleString('en')} calls; ${s.cost.source})`);
   if (s.lostEvents > 0) out.push(`! ${s.lostEvents} events were lost (the ring buffer overflowed): per-process figures from samples are low by that much`);
   if (s.processes.length) {
     out.push('', 'per process:');
