@@ -24,7 +24,16 @@ export type ErrorCode =
   | 'BENCH_FAILED'
   | 'FILE_TOO_LARGE'
   | 'FILE_NOT_FOUND'
-  | 'INTERNAL_ERROR';
+  | 'INTERNAL_ERROR'
+  | 'IMAGE_TOO_LARGE'
+  | 'IMAGE_BAD_LAYER'
+  | 'IMAGE_BAD_PATH'
+  | 'IMAGE_BAD_MANIFEST'
+  | 'IMAGE_MISSING_BLOB'
+  | 'IMAGE_NO_PLATFORM'
+  | 'REGISTRY_AUTH'
+  | 'REGISTRY_FAILED'
+  | 'REGISTRY_INSECURE';
 
 export interface VsysErrorDetails {
   syscall?: string;

@@ -29,18 +29,58 @@ export interface ReachThrough {
   importer: string;
 }
 
-/** Extra directories from /etc/ld.so.conf and ld.so.conf.d/*.conf inside the root (one level of include). */
-export function ldSoConfDirs(root: string): string[] {
+/** A root filesystem as the loader sees it: the host below a directory, or an image in memory. */
+export interface RootView {
+  /** Display name of the root ("/", "./rootfs", "debian:wheezy"). */
+  name: string;
+  /** A key for the regular file at `inner`, links resolved inside the root; undefined if none. */
+  fileKey(inner: string): string | undefined;
+  readText(inner: string): string | undefined;
+  list(innerDir: string): string[];
+  /** Where a report's file lives inside this root (for $ORIGIN). */
+  innerOf(report: FileReport): string | undefined;
+}
+
+/** The host's filesystem below `root` (absolute symlinks restart at `root`). Keys are host paths. */
+export function hostRoot(root: string): RootView {
+  return {
+    name: root,
+    fileKey(inner) {
+      const host = resolveInRoot(root, inner);
+      if (host === undefined) return undefined;
+      try {
+        return fs.statSync(host).isFile() ? host : undefined;
+      } catch {
+        return undefined;
+      }
+    },
+    readText(inner) {
+      const host = resolveInRoot(root, inner);
+      try {
+        return host === undefined ? undefined : fs.readFileSync(host, 'utf8');
+      } catch {
+        return undefined;
+      }
+    },
+    list(innerDir) {
+      const host = resolveInRoot(root, innerDir);
+      try {
+        return host === undefined ? [] : fs.readdirSync(host).sort();
+      } catch {
+        return [];
+      }
+    },
+    innerOf: (report) => innerPath(root, report.path),
+  };
+}
+
+/** Extra directories from /etc/ld.so.conf and ld.so.conf.d/*.conf inside the root (includes followed two deep). */
+export function ldSoConfDirs(root: RootView): string[] {
   const out: string[] = [];
   const readConf = (inner: string, depth: number): void => {
-    const host = resolveInRoot(root, inner);
-    if (!host || depth > 2) return;
-    let text: string;
-    try {
-      text = fs.readFileSync(host, 'utf8');
-    } catch {
-      return;
-    }
+    if (depth > 2) return;
+    const text = root.readText(inner);
+    if (text === undefined) return;
     for (const raw of text.split('\n')) {
       const line = raw.replace(/#.*/, '').trim();
       if (line === '') continue;
@@ -49,14 +89,7 @@ export function ldSoConfDirs(root: string): string[] {
         const pattern = inc[1].startsWith('/') ? inc[1] : path.posix.join('/etc', inc[1]);
         const dir = path.posix.dirname(pattern);
         const re = new RegExp(`^${path.posix.basename(pattern).replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*')}$`);
-        const hostDir = resolveInRoot(root, dir);
-        let names: string[] = [];
-        try {
-          names = hostDir ? fs.readdirSync(hostDir).sort() : [];
-        } catch {
-          names = [];
-        }
-        for (const n of names) if (re.test(n)) readConf(path.posix.join(dir, n), depth + 1);
+        for (const n of root.list(dir)) if (re.test(n)) readConf(path.posix.join(dir, n), depth + 1);
       } else if (line.startsWith('/')) out.push(line);
     }
   };
@@ -69,46 +102,37 @@ function expandOrigin(dirs: string | undefined, originInner: string): string[] {
   return dirs.split(':').filter((d) => d !== '').map((d) => d.replace(/\$\{?ORIGIN\}?/g, originInner));
 }
 
-/** Finds `name` for a program/library at host path `fromHost`, following the loader's search order. */
 /** What library lookups share within one scan: the root, its ld.so.conf directories, and the answers so far. */
 export interface LookupContext {
-  root: string;
+  root: RootView;
   confDirs: string[];
   cache: Map<string, string | undefined>;
 }
 
-export function lookupContext(root: string): LookupContext {
+export function lookupContext(root: RootView): LookupContext {
   return { root, confDirs: ldSoConfDirs(root), cache: new Map() };
 }
 
 function cachedResolve(ctx: LookupContext, inner: string): string | undefined {
   if (ctx.cache.has(inner)) return ctx.cache.get(inner);
-  let host = resolveInRoot(ctx.root, inner);
-  if (host !== undefined) {
-    try {
-      if (!fs.statSync(host).isFile()) host = undefined;
-    } catch {
-      host = undefined;
-    }
-  }
-  ctx.cache.set(inner, host);
-  return host;
+  const key = ctx.root.fileKey(inner);
+  ctx.cache.set(inner, key);
+  return key;
 }
 
 function findLibrary(ctx: LookupContext, name: string, from: FileReport): string | undefined {
-  const { root, confDirs } = ctx;
   if (name.includes('/')) return cachedResolve(ctx, name.startsWith('/') ? name : `/${name}`);
-  const originInner = path.posix.dirname(innerPath(root, from.path) ?? '/');
+  const originInner = path.posix.dirname(ctx.root.innerOf(from) ?? '/');
   const id = from.identity;
   const dirs = [
     ...(id?.runpath === undefined ? expandOrigin(id?.rpath, originInner) : []),
     ...expandOrigin(id?.runpath, originInner),
-    ...confDirs,
+    ...ctx.confDirs,
     ...DEFAULT_DIRS,
   ];
   for (const d of dirs) {
-    const host = cachedResolve(ctx, path.posix.join(d, name));
-    if (host) return host;
+    const key = cachedResolve(ctx, path.posix.join(d, name));
+    if (key) return key;
   }
   return undefined;
 }

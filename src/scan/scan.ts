@@ -8,7 +8,7 @@ import type { FileReport } from './analyse-file.js';
 import { callerOf } from './find-uses.js';
 import { createPool, defaultWorkers } from './pool.js';
 import { analyseFile, DEFAULT_MAX_FILE_BYTES } from './read-file.js';
-import { lookupContext, resolveProgram, type LoadedLibrary, type ReachThrough } from './resolve.js';
+import { hostRoot, lookupContext, resolveProgram, type LoadedLibrary, type ReachThrough } from './resolve.js';
 import { seedSlowdowns, verdictsOf, type ModeVerdict, type Outcome, type SlowdownFor, type Use } from './verdict.js';
 import { walk, type WalkSkip } from './walk.js';
 
@@ -164,7 +164,7 @@ export async function scanPaths(opts: ScanOptions): Promise<ScanResult> {
     }
     return byReal.get(real);
   };
-  const ctx = lookupContext(root);
+  const ctx = lookupContext(hostRoot(root));
   const out: ScannedFile[] = [];
   for (const r of reports) {
     const s: ScannedFile = { ...r, verdicts: verdictsOf(usesOf(r), slow) };

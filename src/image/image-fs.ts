@@ -1,0 +1,138 @@
+// The final filesystem of a container image, in memory: layers applied in order with OCI whiteouts
+// (`.wh.NAME` deletes NAME, `.wh..wh..opq` hides what lower layers put in a directory), symlinks and
+// hard links resolved inside the image root. Holds ELF reports and a few small texts, never file data.
+import path from 'node:path/posix';
+import type { FileReport } from '../scan/analyse-file.js';
+
+export type FsNode =
+  | { kind: 'dir'; layer: number }
+  | { kind: 'file'; layer: number; size: number; report?: FileReport; text?: string }
+  | { kind: 'symlink'; layer: number; target: string }
+  | { kind: 'hardlink'; layer: number; target: string };
+
+/** What one layer does, in archive order: computed once per layer digest, applied to any image. */
+export type LayerOp =
+  | { op: 'add'; path: string; node: FsNode }
+  | { op: 'whiteout'; path: string }
+  | { op: 'opaque'; dir: string };
+
+const MAX_LINKS = 40;
+
+/** '/usr/bin/x' from './usr/bin/x', 'usr/bin/x/', …; undefined for names that climb out ('..'). */
+export function normalisePath(name: string): string | undefined {
+  const parts: string[] = [];
+  for (const c of name.split('/')) {
+    if (c === '' || c === '.') continue;
+    if (c === '..') return undefined;
+    parts.push(c);
+  }
+  return `/${parts.join('/')}`;
+}
+
+export class ImageFs {
+  private readonly nodes = new Map<string, FsNode>([['/', { kind: 'dir', layer: -1 }]]);
+  private readonly children = new Map<string, Set<string>>([['/', new Set()]]);
+
+  private link(p: string): void {
+    if (p === '/') return;
+    const dir = path.dirname(p);
+    if (!this.nodes.has(dir)) {
+      this.nodes.set(dir, { kind: 'dir', layer: -1 });
+      this.link(dir);
+    }
+    let set = this.children.get(dir);
+    if (!set) this.children.set(dir, (set = new Set()));
+    set.add(path.basename(p));
+  }
+
+  private removeTree(p: string, belowLayer?: number): void {
+    const kids = this.children.get(p);
+    if (kids) {
+      for (const k of [...kids]) {
+        const child = p === '/' ? `/${k}` : `${p}/${k}`;
+        const n = this.nodes.get(child);
+        if (belowLayer !== undefined && n && n.layer >= belowLayer) continue;
+        this.removeTree(child);
+        kids.delete(k);
+      }
+    }
+    if (belowLayer !== undefined) return;
+    this.nodes.delete(p);
+    this.children.delete(p);
+    if (p !== '/') this.children.get(path.dirname(p))?.delete(path.basename(p));
+  }
+
+  apply(ops: readonly LayerOp[], layer: number): void {
+    for (const o of ops) {
+      if (o.op === 'whiteout') this.removeTree(o.path);
+      else if (o.op === 'opaque') this.removeTree(o.dir, layer);
+      else {
+        const old = this.nodes.get(o.path);
+        // A directory over a directory merges; anything else replaces what was there.
+        if (old && !(old.kind === 'dir' && o.node.kind === 'dir')) this.removeTree(o.path);
+        if (old?.kind === 'dir' && o.node.kind === 'dir') continue;
+        this.nodes.set(o.path, { ...o.node, layer });
+        this.link(o.path);
+      }
+    }
+  }
+
+  get(p: string): FsNode | undefined {
+    return this.nodes.get(p);
+  }
+
+  list(dir: string): string[] {
+    return [...(this.children.get(dir) ?? [])].sort();
+  }
+
+  /** Every regular file (hard links included once, under their own names). */
+  *files(): Generator<[string, Extract<FsNode, { kind: 'file' }>]> {
+    for (const [p, n] of this.nodes) if (n.kind === 'file') yield [p, n];
+  }
+
+  /**
+   * Resolves an inner path through symlinks (absolute targets restart at the image root, `..` stops
+   * at it) and hard links; the canonical path of what it names, or undefined (missing, loop).
+   */
+  resolve(p: string): string | undefined {
+    let pending = p.split('/').filter((c) => c !== '' && c !== '.');
+    const done: string[] = [];
+    let links = 0;
+    while (pending.length > 0) {
+      const c = pending.shift() as string;
+      if (c === '..') {
+        done.pop();
+        continue;
+      }
+      const here = `/${[...done, c].join('/')}`;
+      const n = this.nodes.get(here);
+      if (!n) return undefined;
+      if (n.kind === 'symlink') {
+        if (++links > MAX_LINKS) return undefined;
+        const parts = n.target.split('/').filter((x) => x !== '' && x !== '.');
+        if (n.target.startsWith('/')) done.length = 0;
+        pending = [...parts, ...pending];
+        continue;
+      }
+      if (n.kind === 'hardlink' && pending.length === 0) {
+        if (++links > MAX_LINKS) return undefined;
+        const t = normalisePath(n.target);
+        if (!t) return undefined;
+        return this.resolve(t);
+      }
+      done.push(c);
+    }
+    return `/${done.join('/')}`;
+  }
+
+  /** The regular file at `p` after resolution. */
+  file(p: string): Extract<FsNode, { kind: 'file' }> | undefined {
+    const r = this.resolve(p);
+    const n = r ? this.nodes.get(r) : undefined;
+    return n?.kind === 'file' ? n : undefined;
+  }
+
+  get size(): number {
+    return this.nodes.size;
+  }
+}
