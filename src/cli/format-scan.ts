@@ -7,6 +7,7 @@ import { describeIdentity } from '../scan/identify.js';
 import type { ScanResult, ScannedFile } from '../scan/scan.js';
 import type { Finding } from '../scan/find-uses.js';
 import type { Outcome } from '../scan/verdict.js';
+import type { ImageReport } from '../image/analyse-image.js';
 
 const MARK: Record<Outcome, string> = { crash: '✗', slow: '!', review: '?', fallback: '~', ok: '✓' };
 
@@ -60,6 +61,23 @@ export function formatScan(r: ScanResult, mode: VsyscallMode, modeSource: string
   return out.join('\n') + '\n';
 }
 
+/** One image: identity, the verdict per mode, then each affected file as `vsys scan` shows files. */
+export function formatImage(img: ImageReport, mode: VsyscallMode): string {
+  const v = img.verdicts[mode];
+  const os = img.os?.prettyName ?? img.os?.id ?? 'unknown OS';
+  const libc = img.libc ? `${img.libc.name}${img.libc.version ? ` ${img.libc.version}` : ''} (${img.libc.path})` : 'no libc found';
+  const mb = img.layers.reduce((a, l) => a + l.bytes, 0) / 1e6;
+  const out = [
+    `${MARK[v.outcome]} image ${img.ref} [${img.platform}] — ${os}, ${libc}; ${img.layers.length} layers, ${mb.toFixed(1)} MB, ${img.elfFiles} ELF files`,
+    `    ${VSYSCALL_MODES.map((m) => `${m}: ${img.verdicts[m].outcome}`).join(' · ')}`,
+    `    → ${v.why}`,
+  ];
+  if (img.skippedPlatforms?.length) out.push(`    (platforms skipped: ${img.skippedPlatforms.join(', ')})`);
+  for (const f of img.files) out.push(...formatFile(f, mode).map((l) => `    ${l}`));
+  for (const p of img.problems) out.push(`    ! ${p.path}: ${p.code}: ${p.message}`);
+  return out.join('\n') + '\n\n';
+}
+
 const RULES: Record<Finding['kind'], { name: string; text: string; level: 'error' | 'warning' | 'note' }> = {
   'direct-call': { name: 'VsyscallDirectCall', text: 'Calls the legacy vsyscall page directly: SIGSEGV under vsyscall=none, emulated (slow) under xonly/emulate.', level: 'error' },
   misaligned: { name: 'VsyscallMisalignedCall', text: 'Calls into the vsyscall page at an address that is not an entry start: SIGSEGV in every mode.', level: 'error' },
@@ -68,9 +86,11 @@ const RULES: Record<Finding['kind'], { name: string; text: string; level: 'error
 };
 
 /** SARIF 2.1.0: rule id per finding kind, location = file + address (and byte offset). */
-export function formatSarif(r: ScanResult, mode: VsyscallMode, version: string): string {
+export function formatSarif(r: ScanResult, mode: VsyscallMode, version: string, images: ImageReport[] = []): string {
   const kinds = Object.keys(RULES) as Finding['kind'][];
-  const results = r.files.flatMap((f) =>
+  // Files inside images are named IMAGE-REF/path (relative URIs, one per image).
+  const all = [...r.files.map((f) => ({ f, uri: pathToUri(f.path) })), ...images.flatMap((img) => img.files.map((f) => ({ f, uri: `${encodeURIComponent(img.ref)}${f.path.split('/').map(encodeURIComponent).join('/')}` })))];
+  const results = all.flatMap(({ f, uri }) =>
     f.findings.map((x) => ({
       ruleId: `vsys/${x.kind}`,
       ruleIndex: kinds.indexOf(x.kind),
@@ -78,7 +98,7 @@ export function formatSarif(r: ScanResult, mode: VsyscallMode, version: string):
       message: { text: `${x.kind} (${x.entry}) at ${hex(x.address)}: ${x.useInstruction ? `${x.instruction}; ${x.useInstruction}` : x.instruction}. Under vsyscall=${mode}: ${f.verdicts[mode].why}.` },
       locations: [{
         physicalLocation: {
-          artifactLocation: { uri: pathToUri(f.path) },
+          artifactLocation: { uri },
           region: { byteOffset: x.offset, byteLength: 1 },
           address: { absoluteAddress: Number(x.address), ...(x.function?.name ? { fullyQualifiedName: x.function.name } : {}) },
         },

@@ -5,12 +5,17 @@ import { isVsyscallMode, type VsyscallMode } from '../model/modes.js';
 import { OUTCOME_RANK, type Outcome } from '../scan/verdict.js';
 import { scanPaths, type ScanProgress, type ScanResult } from '../scan/scan.js';
 import { mappedFiles } from '../scan/processes.js';
-import { formatScan, formatSarif } from './format-scan.js';
+import { formatImage, formatScan, formatSarif } from './format-scan.js';
 import { EXIT, toJson, usageError, type Io } from './io.js';
 import type { Command } from './main.js';
 
-const HELP = `usage: vsys scan [OPTIONS] PATH...
+const HELP = `usage: vsys scan [OPTIONS] PATH|IMAGE...
        vsys scan --processes [OPTIONS]
+
+IMAGE is a 'docker save' archive or an OCI layout packed in a tar (IMAGE.tar),
+oci:DIR (an OCI image layout directory), or registry://HOST[:PORT]/REPO[:TAG|@DIGEST].
+Layers are streamed (nothing is extracted to disk), whiteouts applied, and every
+program checked against the libraries it would load inside the image.
 
 Finds every use of the legacy vsyscall page (0xffffffffff600000) in ELF files and
 directories (recursively), and says what happens to each file in each mode:
@@ -31,6 +36,12 @@ options:
   --processes          scan the files mapped by every running process
   --workers N          worker threads (default: one per core, max 8; 0 = none)
   --max-file-size MB   skip larger files with FILE_TOO_LARGE (default 2048)
+  --from FILE          read more PATHs/IMAGEs from FILE, one per line
+  --max-layer-size MB  cap on a layer's decompressed bytes (default 8192)
+  --max-image-size MB  cap on an image's decompressed bytes (default 32768)
+  --concurrency N      images scanned at once (default 2)
+  --creds USER:PASS    registry credentials (or VSYS_REGISTRY_CREDS)
+  --insecure           allow plain http to registries other than localhost
   -h, --help           this text
 
 exit status: 0 ok, 1 findings at or above --fail-on, 2 usage, 3 runtime error
@@ -41,6 +52,8 @@ examples:
   vsys scan --json ./rootfs | jq 'select(.class != "clean") | .path'
   vsys scan --sarif vsys.sarif ./build/out
   vsys scan --processes --mode none
+  vsys scan --mode none redis-2.8.22.tar           # docker save redis:2.8.22 > redis-2.8.22.tar
+  vsys scan registry://localhost:5000/app:1.4 oci:./layout
 `;
 
 async function hostMode(): Promise<{ mode: VsyscallMode; source: string }> {
@@ -80,6 +93,12 @@ export const scanCommand: Command = {
         processes: { type: 'boolean' },
         workers: { type: 'string' },
         'max-file-size': { type: 'string' },
+        from: { type: 'string' },
+        'max-layer-size': { type: 'string' },
+        'max-image-size': { type: 'string' },
+        concurrency: { type: 'string' },
+        creds: { type: 'string' },
+        insecure: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -88,7 +107,16 @@ export const scanCommand: Command = {
       io.stdout.write(HELP);
       return EXIT.ok;
     }
-    if (!values.processes && positionals.length === 0) throw usageError('scan: give at least one PATH (a file or directory), or --processes');
+    if (values.from !== undefined) {
+      let text: string;
+      try {
+        text = fs.readFileSync(values.from, 'utf8');
+      } catch (e) {
+        throw usageError(`scan: cannot read --from ${values.from}: ${(e as Error).message}`);
+      }
+      positionals.push(...text.split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#')));
+    }
+    if (!values.processes && positionals.length === 0) throw usageError('scan: give at least one PATH (a file or directory), IMAGE, or --processes');
     if (values.processes && positionals.length > 0) throw usageError('scan: --processes takes no PATH');
     const modeArg = values.mode ?? 'host';
     if (modeArg !== 'host' && !isVsyscallMode(modeArg)) throw usageError(`scan: --mode must be none, xonly, emulate, native or host, not '${modeArg}'`);
@@ -101,15 +129,36 @@ export const scanCommand: Command = {
 
     const { mode, source } = modeArg === 'host' ? await hostMode() : { mode: modeArg as VsyscallMode, source: 'chosen with --mode' };
     const onProgress = progressBar(io);
-    let paths = positionals;
+    const { isImageRef, scanImageRefs } = await import('../image/scan-image.js');
+    const { hostSlowdowns, loadHostFigures } = await import('../bench/host-figures.js');
+    const { seedSlowdowns } = await import('../scan/verdict.js');
+    const imageRefs = positionals.filter(isImageRef);
+    let paths = positionals.filter((p) => !imageRefs.includes(p));
     let procs: ReturnType<typeof mappedFiles> | undefined;
     if (values.processes) {
       procs = mappedFiles();
       paths = procs.files.map((f) => f.hostPath);
     }
-    const { hostSlowdowns, loadHostFigures } = await import('../bench/host-figures.js');
-    const { seedSlowdowns } = await import('../scan/verdict.js');
-    const result: ScanResult = await scanPaths({
+    const mb = (v: string | undefined, what: string): number | undefined => {
+      if (v === undefined) return undefined;
+      const n = Number(v);
+      if (!(n > 0)) throw usageError(`scan: --${what} must be a positive number of megabytes`);
+      return Math.floor(n * 1024 * 1024);
+    };
+    const conc = values.concurrency === undefined ? undefined : Number(values.concurrency);
+    if (conc !== undefined && (!Number.isInteger(conc) || conc < 1 || conc > 64)) throw usageError('scan: --concurrency must be an integer from 1 to 64');
+    const creds = values.creds ?? process.env.VSYS_REGISTRY_CREDS;
+    const imageScan = imageRefs.length === 0 ? { images: [], errors: [] } : await scanImageRefs(imageRefs, {
+      ...(mb(values['max-layer-size'], 'max-layer-size') !== undefined ? { maxLayerBytes: mb(values['max-layer-size'], 'max-layer-size') as number } : {}),
+      ...(mb(values['max-image-size'], 'max-image-size') !== undefined ? { maxImageBytes: mb(values['max-image-size'], 'max-image-size') as number } : {}),
+      ...(conc !== undefined ? { concurrency: conc } : {}),
+      ...(values.insecure ? { insecure: true } : {}),
+      ...(creds ? { creds } : {}),
+      slowdown: hostSlowdowns(loadHostFigures(), seedSlowdowns),
+      ...(io.stderr.isTTY ? { onLayer: (ref: string, key: string, bytes: number) => io.stderr.write(`\r\x1b[2K${ref}: layer ${key.slice(0, 19)} ${(bytes / 1e6).toFixed(0)} MB`) } : {}),
+    });
+    if (io.stderr.isTTY && imageRefs.length) io.stderr.write('\r\x1b[2K');
+    const result: ScanResult = paths.length === 0 && imageRefs.length > 0 ? emptyResult() : await scanPaths({
       paths,
       slowdown: hostSlowdowns(loadHostFigures(), seedSlowdowns),
       ...(values.root !== undefined ? { root: values.root } : {}),
@@ -119,19 +168,25 @@ export const scanCommand: Command = {
     });
     if (onProgress) io.stderr.write('\r\x1b[2K');
 
-    if (values.sarif) fs.writeFileSync(values.sarif, formatSarif(result, mode, '0.1.0'));
+    if (values.sarif) fs.writeFileSync(values.sarif, formatSarif(result, mode, '0.1.0', imageScan.images));
     if (values.json) {
+      for (const img of imageScan.images) io.stdout.write(toJson({ image: img }, 0) + '\n');
+      for (const e of imageScan.errors) io.stdout.write(toJson({ image: { ref: e.ref }, error: { code: e.code, message: e.message } }, 0) + '\n');
       for (const f of result.files) io.stdout.write(toJson(f, 0) + '\n');
       for (const e of result.errors) io.stdout.write(toJson({ path: e.path, error: { code: e.code, message: e.message } }, 0) + '\n');
       io.stdout.write(toJson({ summary: { ...result.summary, mode, modeSource: source } }, 0) + '\n');
     } else {
-      io.stdout.write(formatScan(result, mode, source, values.all ?? false));
+      for (const img of imageScan.images) io.stdout.write(formatImage(img, mode));
+      for (const e of imageScan.errors) io.stdout.write(`! ${e.ref}: ${e.code}: ${e.message}\n\n`);
+      if (paths.length > 0 || imageRefs.length === 0) io.stdout.write(formatScan(result, mode, source, values.all ?? false));
+      else io.stdout.write(`${imageScan.images.length} image(s), ${imageScan.errors.length} error(s); verdicts for vsyscall=${mode} (${source})\n`);
       if (procs) io.stdout.write(formatProcesses(result, procs, mode));
     }
     if (values.sarif && !values.json) io.stderr.write(`SARIF written to ${values.sarif}\n`);
     if (failOn) {
       const bar = OUTCOME_RANK[failOn as Outcome];
       if (result.files.some((f) => OUTCOME_RANK[f.verdicts[mode].outcome] >= bar)) return EXIT.findings;
+      if (imageScan.images.some((i) => OUTCOME_RANK[i.verdicts[mode].outcome] >= bar)) return EXIT.findings;
     }
     return EXIT.ok;
   },
@@ -148,4 +203,15 @@ function formatProcesses(r: ScanResult, procs: ReturnType<typeof mappedFiles>, m
     lines.push(`  ${m.path}: ${f.class}, ${f.verdicts[mode].outcome} under ${mode} — used by ${who}${m.processes.length > 8 ? `, … ${m.processes.length - 8} more` : ''}`);
   }
   return lines.join('\n') + '\n';
+}
+
+function emptyResult(): ScanResult {
+  const zero = { crash: 0, slow: 0, review: 0, fallback: 0, ok: 0 };
+  return {
+    files: [], errors: [],
+    summary: {
+      files: 0, elfFiles: 0, notElf: 0, errors: 0, skipped: { symlink: 0, special: 0, 'pseudo-fs': 0, 'hard-link': 0, unreadable: 0, missing: 0 }, bytes: 0, seconds: 0, root: '/',
+      byClass: {}, byOutcome: { none: { ...zero }, xonly: { ...zero }, emulate: { ...zero }, native: { ...zero } },
+    },
+  };
 }

@@ -1,0 +1,85 @@
+// Docker and OCI manifests, configs and indexes (OCI image-spec v1.1; Docker image manifest v2
+// schema 2 and `docker save`'s manifest.json), and picking linux/amd64 out of a multi-arch index.
+import { VsysError } from '../errors.js';
+
+export const MEDIA = {
+  ociIndex: 'application/vnd.oci.image.index.v1+json',
+  ociManifest: 'application/vnd.oci.image.manifest.v1+json',
+  dockerList: 'application/vnd.docker.distribution.manifest.list.v2+json',
+  dockerManifest: 'application/vnd.docker.distribution.manifest.v2+json',
+} as const;
+
+export interface Descriptor {
+  mediaType?: string;
+  digest: string;
+  size?: number;
+  platform?: { os?: string; architecture?: string; variant?: string };
+  annotations?: Record<string, string>;
+}
+
+export interface ImageManifest {
+  config: Descriptor;
+  layers: Descriptor[];
+}
+
+export function parseJson(text: string, what: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new VsysError('IMAGE_BAD_MANIFEST', `${what} is not valid JSON: ${(e as Error).message}`);
+  }
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function descriptor(v: unknown, what: string): Descriptor {
+  if (!isObject(v) || typeof v.digest !== 'string' || !/^sha256:[0-9a-f]{64}$/.test(v.digest)) {
+    throw new VsysError('IMAGE_BAD_MANIFEST', `${what}: a descriptor without a valid sha256 digest`);
+  }
+  return v as unknown as Descriptor;
+}
+
+export function isIndex(doc: unknown): boolean {
+  return isObject(doc) && Array.isArray(doc.manifests);
+}
+
+export function parseManifest(doc: unknown, what: string): ImageManifest {
+  if (!isObject(doc) || !Array.isArray(doc.layers)) throw new VsysError('IMAGE_BAD_MANIFEST', `${what}: not an image manifest (no layers)`);
+  return { config: descriptor(doc.config, `${what} config`), layers: doc.layers.map((l, i) => descriptor(l, `${what} layer ${i}`)) };
+}
+
+export function platformName(p: Descriptor['platform']): string {
+  if (!p) return 'unknown';
+  return `${p.os ?? '?'}/${p.architecture ?? '?'}${p.variant ? `/${p.variant}` : ''}`;
+}
+
+/** The linux/amd64 entry of an index, and the platforms left out. */
+export function pickAmd64(doc: unknown, what: string): { chosen: Descriptor; skipped: string[] } {
+  if (!isObject(doc) || !Array.isArray(doc.manifests)) throw new VsysError('IMAGE_BAD_MANIFEST', `${what}: not an index`);
+  const all = doc.manifests.map((m, i) => descriptor(m, `${what} entry ${i}`));
+  // Attestation manifests (buildkit's unknown/unknown) are not platforms.
+  const real = all.filter((m) => !(m.platform?.os === 'unknown' && m.platform.architecture === 'unknown'));
+  const chosen = real.find((m) => m.platform?.os === 'linux' && m.platform.architecture === 'amd64') ?? (real.length === 1 && !real[0]?.platform ? real[0] : undefined);
+  if (!chosen) {
+    throw new VsysError('IMAGE_NO_PLATFORM', `${what} has no linux/amd64 image (platforms: ${real.map((m) => platformName(m.platform)).join(', ') || 'none'}); vsyscall matters only on x86-64`);
+  }
+  return { chosen, skipped: real.filter((m) => m !== chosen).map((m) => platformName(m.platform)) };
+}
+
+/** `docker save`'s manifest.json: [{ Config, RepoTags, Layers }]. */
+export function parseDockerSaveManifest(doc: unknown): { config: string; repoTags: string[]; layers: string[] }[] {
+  if (!Array.isArray(doc)) throw new VsysError('IMAGE_BAD_MANIFEST', 'manifest.json: not a list of images');
+  return doc.map((e, i) => {
+    if (!isObject(e) || typeof e.Config !== 'string' || !Array.isArray(e.Layers) || !e.Layers.every((l) => typeof l === 'string')) {
+      throw new VsysError('IMAGE_BAD_MANIFEST', `manifest.json entry ${i}: needs Config and Layers`);
+    }
+    return { config: e.Config, repoTags: Array.isArray(e.RepoTags) ? (e.RepoTags as string[]) : [], layers: e.Layers as string[] };
+  });
+}
+
+export function configPlatform(doc: unknown): string {
+  if (!isObject(doc)) return 'unknown';
+  return `${String(doc.os ?? '?')}/${String(doc.architecture ?? '?')}`;
+}

@@ -1,0 +1,159 @@
+// A client for the OCI distribution API (distribution-spec v1.1): manifests and blobs, anonymous,
+// basic and bearer-token auth (the WWW-Authenticate challenge), plain http only for localhost
+// unless --insecure, linux/amd64 chosen from multi-arch indexes. Layers are streamed, never stored.
+import { Readable } from 'node:stream';
+import { VsysError } from '../errors.js';
+import { readLayer, type LayerResult } from './read-layer.js';
+import { configPlatform, isIndex, MEDIA, parseJson, parseManifest, pickAmd64, platformName } from './manifests.js';
+import type { ResolvedImage, SourceOptions } from './sources.js';
+
+export interface RegistryRef {
+  host: string;
+  repo: string;
+  tag?: string;
+  digest?: string;
+}
+
+export interface RegistryOptions {
+  insecure?: boolean;
+  /** user:password for basic auth or for the token realm. */
+  creds?: string;
+}
+
+/** registry://HOST[:PORT]/REPO[:TAG|@DIGEST] */
+export function parseRegistryRef(s: string): RegistryRef {
+  const m = /^registry:\/\/([^/]+)\/(.+)$/.exec(s);
+  if (!m?.[1] || !m[2]) throw new VsysError('USAGE', `'${s}' is not registry://HOST[:PORT]/REPO[:TAG|@DIGEST]`);
+  let rest = m[2];
+  const ref: RegistryRef = { host: m[1], repo: '' };
+  const at = rest.indexOf('@');
+  if (at >= 0) {
+    ref.digest = rest.slice(at + 1);
+    rest = rest.slice(0, at);
+  } else {
+    const colon = rest.lastIndexOf(':');
+    if (colon > rest.lastIndexOf('/')) {
+      ref.tag = rest.slice(colon + 1);
+      rest = rest.slice(0, colon);
+    }
+  }
+  if (!/^[a-z0-9]+([._-][a-z0-9]+)*(\/[a-z0-9]+([._-][a-z0-9]+)*)*$/.test(rest)) throw new VsysError('USAGE', `'${rest}' is not a valid repository name`);
+  ref.repo = rest;
+  if (!ref.tag && !ref.digest) ref.tag = 'latest';
+  return ref;
+}
+
+function isLocal(host: string): boolean {
+  const h = host.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
+  return h === 'localhost' || h === '127.0.0.1' || h === '::1';
+}
+
+export class RegistryClient {
+  private token: string | undefined;
+  private readonly base: string;
+
+  constructor(readonly ref: RegistryRef, private readonly o: RegistryOptions = {}) {
+    const plain = isLocal(ref.host) || o.insecure;
+    this.base = `${plain ? 'http' : 'https'}://${ref.host}/v2/${ref.repo}`;
+  }
+
+  private basic(): string | undefined {
+    return this.o.creds ? `Basic ${Buffer.from(this.o.creds).toString('base64')}` : undefined;
+  }
+
+  private async authenticate(challenge: string): Promise<void> {
+    const scheme = /^(\w+)\s/.exec(challenge)?.[1]?.toLowerCase();
+    if (scheme === 'basic') {
+      if (!this.o.creds) throw new VsysError('REGISTRY_AUTH', `${this.ref.host} wants a user and password (--creds USER:PASSWORD or VSYS_REGISTRY_CREDS)`);
+      this.token = undefined;
+      return;
+    }
+    if (scheme !== 'bearer') throw new VsysError('REGISTRY_AUTH', `${this.ref.host}: unsupported auth challenge '${challenge}'`);
+    const params = Object.fromEntries([...challenge.matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1], m[2]]));
+    if (!params.realm) throw new VsysError('REGISTRY_AUTH', `${this.ref.host}: bearer challenge without a realm`);
+    const url = new URL(params.realm);
+    if (params.service) url.searchParams.set('service', params.service);
+    url.searchParams.set('scope', params.scope ?? `repository:${this.ref.repo}:pull`);
+    const headers: Record<string, string> = {};
+    const b = this.basic();
+    if (b) headers.authorization = b;
+    const r = await fetch(url, { headers });
+    if (!r.ok) throw new VsysError('REGISTRY_AUTH', `${this.ref.host}: the token server at ${url.origin} answered ${r.status}${r.status === 401 ? ' (wrong or missing --creds)' : ''}`);
+    const body = (await r.json()) as { token?: string; access_token?: string };
+    this.token = body.token ?? body.access_token;
+    if (!this.token) throw new VsysError('REGISTRY_AUTH', `${this.ref.host}: the token server gave no token`);
+  }
+
+  private async get(pathAndQuery: string, accept?: string): Promise<Response> {
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const headers: Record<string, string> = {};
+      if (accept) headers.accept = accept;
+      if (this.token) headers.authorization = `Bearer ${this.token}`;
+      else if (this.o.creds && attempt > 0) headers.authorization = this.basic() as string;
+      let r: Response;
+      try {
+        r = await fetch(`${this.base}${pathAndQuery}`, { headers, redirect: 'follow' });
+      } catch (e) {
+        const cause = (e as { cause?: { code?: string; message?: string } }).cause;
+        throw new VsysError('REGISTRY_FAILED', `${this.ref.host}: ${cause?.code ?? ''} ${cause?.message ?? (e as Error).message}`.trim(), { cause: e });
+      }
+      if (r.status === 401 && attempt === 0) {
+        await r.body?.cancel();
+        await this.authenticate(r.headers.get('www-authenticate') ?? '');
+        continue;
+      }
+      if (r.status === 401 || r.status === 403) throw new VsysError('REGISTRY_AUTH', `${this.ref.host}/${this.ref.repo}: access denied (${r.status})`);
+      if (r.status === 404) throw new VsysError('IMAGE_MISSING_BLOB', `${this.ref.host}/${this.ref.repo}${pathAndQuery}: not found`);
+      if (!r.ok) throw new VsysError('REGISTRY_FAILED', `${this.ref.host}/${this.ref.repo}${pathAndQuery}: HTTP ${r.status}`);
+      return r;
+    }
+    throw new VsysError('REGISTRY_AUTH', `${this.ref.host}: authentication did not succeed`);
+  }
+
+  async manifest(reference: string): Promise<{ doc: unknown; digest: string | undefined }> {
+    const r = await this.get(`/manifests/${reference}`, [MEDIA.ociIndex, MEDIA.ociManifest, MEDIA.dockerList, MEDIA.dockerManifest].join(', '));
+    const text = await r.text();
+    if (text.length > 4 * 1024 * 1024) throw new VsysError('IMAGE_BAD_MANIFEST', `${reference}: manifest over 4 MiB`);
+    return { doc: parseJson(text, `manifest ${reference}`), digest: r.headers.get('docker-content-digest') ?? undefined };
+  }
+
+  async blobJson(digest: string): Promise<unknown> {
+    const r = await this.get(`/blobs/${digest}`);
+    return parseJson(await r.text(), `blob ${digest}`);
+  }
+
+  async blobStream(digest: string): Promise<Readable> {
+    const r = await this.get(`/blobs/${digest}`);
+    if (!r.body) throw new VsysError('REGISTRY_FAILED', `blob ${digest}: empty body`);
+    return Readable.fromWeb(r.body as never);
+  }
+}
+
+export async function readRegistry(refText: string, o: SourceOptions & RegistryOptions): Promise<ResolvedImage[]> {
+  const ref = parseRegistryRef(refText);
+  if (!isLocal(ref.host) && o.insecure !== true && /^http:/.test(refText)) throw new VsysError('REGISTRY_INSECURE', 'plain http is allowed only for localhost (or with --insecure)');
+  const client = new RegistryClient(ref, o);
+  let { doc, digest } = await client.manifest(ref.digest ?? (ref.tag as string));
+  let skipped: string[] = [];
+  let platform: string | undefined;
+  if (isIndex(doc)) {
+    const pick = pickAmd64(doc, refText);
+    skipped = pick.skipped;
+    platform = platformName(pick.chosen.platform);
+    digest = pick.chosen.digest;
+    doc = (await client.manifest(pick.chosen.digest)).doc;
+  }
+  const man = parseManifest(doc, refText);
+  const cfg = await client.blobJson(man.config.digest);
+  const layers: ResolvedImage['layers'] = [];
+  for (const l of man.layers) {
+    const cached = o.cache.has(l.digest);
+    if (!cached) o.cache.set(l.digest, client.blobStream(l.digest).then((s) => readLayer(s, `${refText} ${l.digest.slice(0, 19)}`, o.limits)));
+    const result = await (o.cache.get(l.digest) as Promise<LayerResult>);
+    o.onLayer?.(l.digest, result.bytes);
+    layers.push({ key: l.digest, result, cached });
+  }
+  const total = layers.reduce((a, l) => a + l.result.bytes, 0);
+  if (total > o.maxImageBytes) throw new VsysError('IMAGE_TOO_LARGE', `${refText}: layers expand to ${total} bytes, over the image limit (--max-image-size)`);
+  return [{ ref: refText.replace(/^registry:\/\//, ''), source: 'registry', ...(digest ? { digest } : {}), platform: platform ?? configPlatform(cfg), skippedPlatforms: skipped, layers }];
+}

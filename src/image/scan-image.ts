@@ -1,0 +1,87 @@
+// `vsys scan` for container images: each reference (archive, oci:DIR, registry://) resolved to its
+// images, layers applied in order to an in-memory filesystem, the result analysed; several images
+// at once with a bound, identical layers analysed once.
+import fs from 'node:fs';
+import { VsysError } from '../errors.js';
+import type { SlowdownFor } from '../scan/verdict.js';
+import { analyseImage, type ImageReport } from './analyse-image.js';
+import { ImageFs } from './image-fs.js';
+import type { LayerResult } from './read-layer.js';
+import { readRegistry } from './registry.js';
+import { readArchive, readOciDir, type ResolvedImage, type SourceOptions } from './sources.js';
+
+export interface ImageScanOptions {
+  maxLayerBytes?: number;
+  maxImageBytes?: number;
+  maxFileBytes?: number;
+  concurrency?: number;
+  insecure?: boolean;
+  creds?: string;
+  slowdown?: SlowdownFor;
+  onLayer?: (ref: string, key: string, bytes: number) => void;
+}
+
+/** Is this argument an image reference rather than a path to walk? */
+export function isImageRef(arg: string): boolean {
+  if (arg.startsWith('oci:') || arg.startsWith('registry://')) return true;
+  try {
+    const st = fs.statSync(arg);
+    if (!st.isFile() || st.size < 1024) return false;
+    const fd = fs.openSync(arg, 'r');
+    try {
+      const b = Buffer.alloc(8);
+      fs.readSync(fd, b, 0, 8, 257);
+      return b.toString('latin1', 0, 5) === 'ustar';
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch {
+    return false;
+  }
+}
+
+export interface ImageError {
+  ref: string;
+  code: string;
+  message: string;
+}
+
+export async function scanImageRefs(refs: string[], o: ImageScanOptions = {}): Promise<{ images: ImageReport[]; errors: ImageError[] }> {
+  const cache = new Map<string, Promise<LayerResult>>();
+  const images: ImageReport[] = [];
+  const errors: ImageError[] = [];
+  const one = async (ref: string): Promise<void> => {
+    const so: SourceOptions = {
+      limits: { maxLayerBytes: o.maxLayerBytes ?? 8 * 1024 ** 3, maxFileBytes: o.maxFileBytes ?? 512 * 1024 ** 2 },
+      maxImageBytes: o.maxImageBytes ?? 32 * 1024 ** 3,
+      cache,
+      onLayer: (key, bytes) => o.onLayer?.(ref, key, bytes),
+    };
+    try {
+      let resolved: ResolvedImage[];
+      if (ref.startsWith('registry://')) resolved = await readRegistry(ref, { ...so, ...(o.insecure ? { insecure: true } : {}), ...(o.creds ? { creds: o.creds } : {}) });
+      else if (ref.startsWith('oci:')) resolved = await readOciDir(ref.slice(4), so);
+      else resolved = await readArchive(ref, so);
+      for (const img of resolved) {
+        const ifs = new ImageFs();
+        img.layers.forEach((l, i) => ifs.apply(l.result.ops, i));
+        const problems = img.layers.flatMap((l) => l.result.problems);
+        images.push(analyseImage(ifs, {
+          ref: img.ref, source: img.source, ...(img.digest ? { digest: img.digest } : {}), platform: img.platform,
+          ...(img.skippedPlatforms.length ? { skippedPlatforms: img.skippedPlatforms } : {}),
+          layers: img.layers.map((l) => ({ digest: l.key, bytes: l.result.bytes, files: l.result.files, elfFiles: l.result.elfFiles, cached: l.cached })),
+          problems,
+        }, o.slowdown));
+      }
+    } catch (e) {
+      if (e instanceof VsysError) errors.push({ ref, code: e.code, message: e.message });
+      else errors.push({ ref, code: 'INTERNAL_ERROR', message: (e as Error).stack ?? String(e) });
+    }
+  };
+  const limit = Math.max(1, o.concurrency ?? 2);
+  const queue = [...refs];
+  await Promise.all(Array.from({ length: Math.min(limit, queue.length) }, async () => {
+    for (let r = queue.shift(); r !== undefined; r = queue.shift()) await one(r);
+  }));
+  return { images, errors };
+}

@@ -1,0 +1,175 @@
+// Where images come from: a `docker save` archive or an OCI layout packed in a tar (read in one
+// streaming pass: layers are analysed as they pass, manifests kept, the order applied after), an
+// OCI layout directory, or a registry. Each yields images as (manifest, config, layer results).
+import fs from 'node:fs';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import tar from 'tar-stream';
+import { VsysError } from '../errors.js';
+import { readLayer, type LayerLimits, type LayerResult } from './read-layer.js';
+import { configPlatform, isIndex, parseDockerSaveManifest, parseJson, parseManifest, pickAmd64, platformName, type Descriptor } from './manifests.js';
+
+export interface ResolvedImage {
+  ref: string;
+  source: 'docker-archive' | 'oci-archive' | 'oci-dir' | 'registry';
+  digest?: string;
+  platform: string;
+  skippedPlatforms: string[];
+  /** Layer digests (or archive names) in order, with their results. */
+  layers: { key: string; result: LayerResult; cached: boolean }[];
+}
+
+export interface SourceOptions {
+  limits: LayerLimits;
+  /** Cap on the decompressed bytes of all layers of one image. */
+  maxImageBytes: number;
+  /** Layer results shared across images: identical layers (same digest) are analysed once. */
+  cache: Map<string, Promise<LayerResult>>;
+  onLayer?: (key: string, bytes: number) => void;
+}
+
+const JSON_MAX = 4 * 1024 * 1024;
+
+function blobName(digest: string): string {
+  return `blobs/${digest.replace(':', '/')}`;
+}
+
+function checkTotal(layers: { result: LayerResult }[], max: number, what: string): void {
+  const total = layers.reduce((a, l) => a + l.result.bytes, 0);
+  if (total > max) throw new VsysError('IMAGE_TOO_LARGE', `${what}: layers expand to ${total} bytes, over the ${max}-byte image limit (--max-image-size)`);
+}
+
+/** A docker-archive or OCI-archive tar: one pass. */
+export async function readArchive(file: string, o: SourceOptions): Promise<ResolvedImage[]> {
+  const jsons = new Map<string, string>();
+  const layers = new Map<string, LayerResult>();
+  const extract = tar.extract();
+  let total = 0;
+  extract.on('entry', (header, body, next) => {
+    const name = header.name.replace(/^\.\//, '');
+    const size = header.size ?? 0;
+    if (header.type !== 'file' && header.type !== 'contiguous-file') {
+      body.resume();
+      body.on('end', () => next());
+      return;
+    }
+    const node = Readable.from(body as AsyncIterable<Buffer>);
+    const isJsonName = /(^|\/)(manifest|index)\.json$|^oci-layout$|^repositories$|\.json$/.test(name);
+    const handle = async () => {
+      // Configs and manifests are JSON ('{'); anything else in the archive is taken for a layer.
+      const it = node[Symbol.asyncIterator]();
+      const first = await it.next();
+      const head: Buffer = first.done ? Buffer.alloc(0) : (first.value as Buffer);
+      const rest = Readable.from((async function* () {
+        if (!first.done) yield head;
+        for (;;) {
+          const n = await it.next();
+          if (n.done) return;
+          yield n.value as Buffer;
+        }
+      })());
+      if (isJsonName || (size <= JSON_MAX && head[0] === 0x7b)) {
+        const chunks: Buffer[] = [];
+        for await (const c of rest) chunks.push(c as Buffer);
+        jsons.set(name, Buffer.concat(chunks).toString('utf8'));
+        return;
+      }
+      const r = await readLayer(rest, `${file}:${name}`, { ...o.limits, maxLayerBytes: Math.min(o.limits.maxLayerBytes, Math.max(0, o.maxImageBytes - total)) });
+      total += r.bytes;
+      layers.set(name, r);
+      o.onLayer?.(name, r.bytes);
+    };
+    handle().then(() => next(), (e) => next(e as Error));
+  });
+  try {
+    await pipeline(fs.createReadStream(file), extract);
+  } catch (e) {
+    if (e instanceof VsysError) throw e;
+    throw new VsysError('IMAGE_BAD_LAYER', `${file}: ${(e as Error).message} (truncated or not a tar?)`, { path: file, cause: e });
+  }
+  const getJson = (name: string, what: string): unknown => {
+    const t = jsons.get(name);
+    if (t === undefined) throw new VsysError('IMAGE_MISSING_BLOB', `${file}: ${what} names ${name}, which is not in the archive`, { path: file });
+    return parseJson(t, `${file}:${name}`);
+  };
+  const getLayer = (name: string, what: string): LayerResult => {
+    const l = layers.get(name);
+    if (!l) throw new VsysError('IMAGE_MISSING_BLOB', `${file}: ${what} names layer ${name}, which is not in the archive`, { path: file });
+    return l;
+  };
+  const out: ResolvedImage[] = [];
+  if (jsons.has('manifest.json')) {
+    for (const [i, m] of parseDockerSaveManifest(getJson('manifest.json', 'the archive')).entries()) {
+      const cfg = getJson(m.config, 'manifest.json');
+      const ls = m.layers.map((l) => ({ key: l, result: getLayer(l, 'manifest.json'), cached: false }));
+      checkTotal(ls, o.maxImageBytes, file);
+      out.push({ ref: m.repoTags[0] ?? `${path.basename(file)}#${i}`, source: 'docker-archive', platform: configPlatform(cfg), skippedPlatforms: [], layers: ls });
+    }
+    return out;
+  }
+  if (!jsons.has('index.json')) throw new VsysError('IMAGE_BAD_MANIFEST', `${file}: neither manifest.json (docker save) nor index.json (OCI layout) in the archive`, { path: file });
+  const index = getJson('index.json', 'the archive');
+  for (const top of (index as { manifests?: Descriptor[] }).manifests ?? []) {
+    const ref = top.annotations?.['org.opencontainers.image.ref.name'] ?? top.digest.slice(0, 19);
+    let desc = top;
+    let skipped: string[] = [];
+    let doc = getJson(blobName(desc.digest), 'index.json');
+    if (isIndex(doc)) {
+      const pick = pickAmd64(doc, `${file}:${ref}`);
+      desc = pick.chosen;
+      skipped = pick.skipped;
+      doc = getJson(blobName(desc.digest), 'the index');
+    }
+    const man = parseManifest(doc, `${file}:${ref}`);
+    const cfg = getJson(blobName(man.config.digest), 'the manifest');
+    const ls = man.layers.map((l) => ({ key: l.digest, result: getLayer(blobName(l.digest), 'the manifest'), cached: false }));
+    checkTotal(ls, o.maxImageBytes, file);
+    out.push({ ref, source: 'oci-archive', digest: desc.digest, platform: desc.platform ? platformName(desc.platform) : configPlatform(cfg), skippedPlatforms: skipped, layers: ls });
+  }
+  return out;
+}
+
+/** An OCI image layout directory (`oci:DIR`). */
+export async function readOciDir(dir: string, o: SourceOptions): Promise<ResolvedImage[]> {
+  const read = (rel: string, what: string): unknown => {
+    const p = path.join(dir, rel);
+    let text: string;
+    try {
+      text = fs.readFileSync(p, 'utf8');
+    } catch {
+      throw new VsysError('IMAGE_MISSING_BLOB', `${dir}: ${what} names ${rel}, which is missing`, { path: p });
+    }
+    return parseJson(text, p);
+  };
+  if (!fs.existsSync(path.join(dir, 'oci-layout'))) throw new VsysError('IMAGE_BAD_MANIFEST', `${dir}: no oci-layout file; not an OCI image layout`, { path: dir });
+  const index = read('index.json', 'the layout');
+  const out: ResolvedImage[] = [];
+  for (const top of (index as { manifests?: Descriptor[] }).manifests ?? []) {
+    const ref = top.annotations?.['org.opencontainers.image.ref.name'] ?? top.digest.slice(0, 19);
+    let desc = top;
+    let skipped: string[] = [];
+    let doc = read(blobName(desc.digest), 'index.json');
+    if (isIndex(doc)) {
+      const pick = pickAmd64(doc, `${dir}:${ref}`);
+      desc = pick.chosen;
+      skipped = pick.skipped;
+      doc = read(blobName(desc.digest), 'the index');
+    }
+    const man = parseManifest(doc, `${dir}:${ref}`);
+    const cfg = read(blobName(man.config.digest), 'the manifest');
+    const ls: ResolvedImage['layers'] = [];
+    for (const l of man.layers) {
+      const p = path.join(dir, blobName(l.digest));
+      if (!fs.existsSync(p)) throw new VsysError('IMAGE_MISSING_BLOB', `${dir}: the manifest names layer ${l.digest}, which is missing`, { path: p });
+      const cached = o.cache.has(l.digest);
+      if (!cached) o.cache.set(l.digest, readLayer(fs.createReadStream(p), `${dir}:${l.digest.slice(0, 19)}`, o.limits));
+      const result = await (o.cache.get(l.digest) as Promise<LayerResult>);
+      o.onLayer?.(l.digest, result.bytes);
+      ls.push({ key: l.digest, result, cached });
+    }
+    checkTotal(ls, o.maxImageBytes, dir);
+    out.push({ ref, source: 'oci-dir', digest: desc.digest, platform: desc.platform ? platformName(desc.platform) : configPlatform(cfg), skippedPlatforms: skipped, layers: ls });
+  }
+  return out;
+}
