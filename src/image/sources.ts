@@ -44,6 +44,7 @@ function checkTotal(layers: { result: LayerResult }[], max: number, what: string
 export async function readArchive(file: string, o: SourceOptions): Promise<ResolvedImage[]> {
   const jsons = new Map<string, string>();
   const layers = new Map<string, LayerResult>();
+  const cachedNames = new Set<string>();
   const extract = tar.extract();
   let total = 0;
   extract.on('entry', (header, body, next) => {
@@ -75,7 +76,20 @@ export async function readArchive(file: string, o: SourceOptions): Promise<Resol
         jsons.set(name, Buffer.concat(chunks).toString('utf8'));
         return;
       }
-      const r = await readLayer(rest, `${file}:${name}`, { ...o.limits, maxLayerBytes: Math.min(o.limits.maxLayerBytes, Math.max(0, o.maxImageBytes - total)) });
+      // A blob named by its digest that another image of this run already analysed: skip its data.
+      const digest = /^blobs\/sha256\/([0-9a-f]{64})$/.exec(name)?.[1];
+      const key = digest ? `sha256:${digest}` : undefined;
+      if (key && o.cache.has(key)) {
+        rest.resume();
+        await new Promise((r) => rest.on('end', r));
+        const r = await (o.cache.get(key) as Promise<LayerResult>);
+        layers.set(name, r);
+        cachedNames.add(name);
+        return;
+      }
+      const p = readLayer(rest, `${file}:${name}`, { ...o.limits, maxLayerBytes: Math.min(o.limits.maxLayerBytes, Math.max(0, o.maxImageBytes - total)) });
+      if (key) o.cache.set(key, p);
+      const r = await p;
       total += r.bytes;
       layers.set(name, r);
       o.onLayer?.(name, r.bytes);
@@ -102,7 +116,7 @@ export async function readArchive(file: string, o: SourceOptions): Promise<Resol
   if (jsons.has('manifest.json')) {
     for (const [i, m] of parseDockerSaveManifest(getJson('manifest.json', 'the archive')).entries()) {
       const cfg = getJson(m.config, 'manifest.json');
-      const ls = m.layers.map((l) => ({ key: l, result: getLayer(l, 'manifest.json'), cached: false }));
+      const ls = m.layers.map((l) => ({ key: l, result: getLayer(l, 'manifest.json'), cached: cachedNames.has(l) }));
       checkTotal(ls, o.maxImageBytes, file);
       out.push({ ref: m.repoTags[0] ?? `${path.basename(file)}#${i}`, source: 'docker-archive', platform: configPlatform(cfg), skippedPlatforms: [], layers: ls });
     }
@@ -123,7 +137,7 @@ export async function readArchive(file: string, o: SourceOptions): Promise<Resol
     }
     const man = parseManifest(doc, `${file}:${ref}`);
     const cfg = getJson(blobName(man.config.digest), 'the manifest');
-    const ls = man.layers.map((l) => ({ key: l.digest, result: getLayer(blobName(l.digest), 'the manifest'), cached: false }));
+    const ls = man.layers.map((l) => ({ key: l.digest, result: getLayer(blobName(l.digest), 'the manifest'), cached: cachedNames.has(blobName(l.digest)) }));
     checkTotal(ls, o.maxImageBytes, file);
     out.push({ ref, source: 'oci-archive', digest: desc.digest, platform: desc.platform ? platformName(desc.platform) : configPlatform(cfg), skippedPlatforms: skipped, layers: ls });
   }
