@@ -48,13 +48,18 @@ function isLocal(host: string): boolean {
   return h === 'localhost' || h === '127.0.0.1' || h === '::1';
 }
 
+/** https, except plain http for localhost, or anywhere with --insecure. */
+export function registryBase(ref: RegistryRef, insecure = false): string {
+  const plain = isLocal(ref.host) || insecure;
+  return `${plain ? 'http' : 'https'}://${ref.host}/v2/${ref.repo}`;
+}
+
 export class RegistryClient {
   private token: string | undefined;
   private readonly base: string;
 
   constructor(readonly ref: RegistryRef, private readonly o: RegistryOptions = {}) {
-    const plain = isLocal(ref.host) || o.insecure;
-    this.base = `${plain ? 'http' : 'https'}://${ref.host}/v2/${ref.repo}`;
+    this.base = registryBase(ref, o.insecure);
   }
 
   private basic(): string | undefined {
