@@ -62,7 +62,7 @@ export function formatScan(r: ScanResult, mode: VsyscallMode, modeSource: string
 }
 
 /** One image: identity, the verdict per mode, then each affected file as `vsys scan` shows files. */
-export function formatImage(img: ImageReport, mode: VsyscallMode): string {
+export function formatImage(img: ImageReport, mode: VsyscallMode, all = false): string {
   const v = img.verdicts[mode];
   const os = img.os?.prettyName ?? img.os?.id ?? 'unknown OS';
   const libc = img.libc ? `${img.libc.name}${img.libc.version ? ` ${img.libc.version}` : ''} (${img.libc.path})` : 'no libc found';
@@ -73,7 +73,12 @@ export function formatImage(img: ImageReport, mode: VsyscallMode): string {
     `    → ${v.why}`,
   ];
   if (img.skippedPlatforms?.length) out.push(`    (platforms skipped: ${img.skippedPlatforms.join(', ')})`);
-  for (const f of img.files) out.push(...formatFile(f, mode).map((l) => `    ${l}`));
+  // Programs first (they are what crashes), then libraries; --all for every file.
+  const isProgram = (t?: string) => t === 'executable' || t === 'pie';
+  const files = [...img.files].sort((a, b) => Number(isProgram(b.identity?.type)) - Number(isProgram(a.identity?.type)));
+  const shown = all ? files : files.slice(0, 12);
+  for (const f of shown) out.push(...formatFile(f, mode).map((l) => `    ${l}`));
+  if (shown.length < files.length) out.push(`    … ${files.length - shown.length} more affected files (--all or --json lists them)`);
   for (const p of img.problems) out.push(`    ! ${p.path}: ${p.code}: ${p.message}`);
   return out.join('\n') + '\n\n';
 }

@@ -176,7 +176,7 @@ export const scanCommand: Command = {
       for (const e of result.errors) io.stdout.write(toJson({ path: e.path, error: { code: e.code, message: e.message } }, 0) + '\n');
       io.stdout.write(toJson({ summary: { ...result.summary, mode, modeSource: source } }, 0) + '\n');
     } else {
-      for (const img of imageScan.images) io.stdout.write(formatImage(img, mode));
+      for (const img of imageScan.images) io.stdout.write(formatImage(img, mode, values.all ?? false));
       for (const e of imageScan.errors) io.stdout.write(`! ${e.ref}: ${e.code}: ${e.message}\n\n`);
       if (paths.length > 0 || imageRefs.length === 0) io.stdout.write(formatScan(result, mode, source, values.all ?? false));
       else io.stdout.write(`${imageScan.images.length} image(s), ${imageScan.errors.length} error(s); verdicts for vsyscall=${mode} (${source})\n`);
