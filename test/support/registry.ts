@@ -1,13 +1,14 @@
 // A throwaway OCI registry for image tests (Debian's docker-registry, distribution 2.8) with no auth,
 // htpasswd Basic auth or Bearer tokens from an in-process token server (distribution docs/spec/auth/token.md, jwt.md).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createHash, randomBytes, sign } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { ensureCommand } from './rootfs.js';
+import { startTokenServer, TOKEN_ISSUER, TOKEN_SERVICE, type TokenServer } from './token-server.js';
 import { MEDIA, sha256File } from './images.js';
 
 export type RegistryAuth = 'none' | 'basic' | 'token';
@@ -49,64 +50,6 @@ function freePort(): Promise<number> {
       srv.close(() => (addr && typeof addr === 'object' ? resolve(addr.port) : reject(new Error('no port'))));
     });
   });
-}
-
-function b64url(data: Buffer | string): string {
-  return Buffer.from(data).toString('base64url');
-}
-
-interface TokenServer {
-  realm: string;
-  certFile: string;
-  close(): Promise<void>;
-}
-
-const SERVICE = 'vsys-test-registry';
-const ISSUER = 'vsys-test-token-server';
-
-/**
- * The token service of the distribution token spec: checks Basic credentials, then grants every
- * requested scope in an RS256 JWT whose `x5c` header carries the self-signed signing certificate,
- * which the registry trusts through `rootcertbundle`.
- */
-async function startTokenServer(dir: string, user: string, password: string): Promise<TokenServer> {
-  const keyFile = path.join(dir, 'token-key.pem');
-  const certFile = path.join(dir, 'token-cert.pem');
-  const r = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyFile, '-out', certFile, '-days', '2', '-subj', '/CN=vsys test token signer'], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`openssl req failed: ${r.stderr}`);
-  const key = fs.readFileSync(keyFile, 'utf8');
-  const certDer = fs.readFileSync(certFile, 'utf8').replace(/-----[A-Z ]+-----|\s/g, '');
-  const expected = `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
-
-  const server = http.createServer((req, res) => {
-    const u = new URL(req.url ?? '/', 'http://localhost');
-    if (u.pathname !== '/token') return void res.writeHead(404).end();
-    if (req.headers.authorization !== expected) {
-      res.writeHead(401, { 'WWW-Authenticate': 'Basic realm="vsys-test-token"', 'Content-Type': 'application/json' });
-      return void res.end(JSON.stringify({ errors: [{ code: 'UNAUTHORIZED', message: 'credentials required' }] }));
-    }
-    // scope = TYPE:NAME:ACTIONS; NAME may itself hold a colon (host:port/repo), so split at both ends.
-    const access = u.searchParams.getAll('scope').flatMap((s) => s.split(' ')).filter(Boolean).map((s) => {
-      const first = s.indexOf(':');
-      const last = s.lastIndexOf(':');
-      return { type: s.slice(0, first), name: s.slice(first + 1, last), actions: s.slice(last + 1).split(',') };
-    });
-    const now = Math.floor(Date.now() / 1000);
-    const header = { typ: 'JWT', alg: 'RS256', x5c: [certDer] };
-    const claims = { iss: ISSUER, sub: user, aud: u.searchParams.get('service') ?? SERVICE, exp: now + 600, nbf: now - 10, iat: now, jti: randomBytes(12).toString('hex'), access };
-    const input = `${b64url(JSON.stringify(header))}.${b64url(JSON.stringify(claims))}`;
-    const token = `${input}.${b64url(sign('sha256', Buffer.from(input), key))}`;
-    res.writeHead(200, { 'Content-Type': 'application/json' });
-    res.end(JSON.stringify({ token, access_token: token, expires_in: 600, issued_at: new Date(now * 1000).toISOString() }));
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const addr = server.address();
-  if (!addr || typeof addr !== 'object') throw new Error('token server: no address');
-  return {
-    realm: `http://127.0.0.1:${addr.port}/token`,
-    certFile,
-    close: () => new Promise((resolve) => server.close(() => resolve())),
-  };
 }
 
 function tail(file: string): string {
@@ -160,7 +103,7 @@ export async function startRegistry(opts: { auth?: RegistryAuth } = {}): Promise
       authConfig = { htpasswd: { realm: 'vsys-test', path: path.join(dir, 'htpasswd') } };
     } else if (auth === 'token') {
       tokenServer = await startTokenServer(dir, user!, password!);
-      authConfig = { token: { realm: tokenServer.realm, service: SERVICE, issuer: ISSUER, rootcertbundle: tokenServer.certFile } };
+      authConfig = { token: { realm: tokenServer.realm, service: TOKEN_SERVICE, issuer: TOKEN_ISSUER, rootcertbundle: tokenServer.certFile } };
     }
   } catch (e) {
     fs.rmSync(dir, { recursive: true, force: true });
