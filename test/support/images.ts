@@ -37,7 +37,10 @@ export interface ImageOptions {
   variant?: string;
   /** The config's `config` member (Env, Entrypoint, Cmd, WorkingDir, User …). */
   config?: Record<string, unknown>;
-  /** Leave this blob (`sha256:<hex>` or `<hex>`) out while the manifests still name it. */
+  /**
+   * Leave one blob out while the manifests still name it: a digest (`sha256:<hex>` or `<hex>`), or by
+   * role, `'config'`, `'manifest'` or `'layer:N'` (0-based), since digests are only known after building.
+   */
   dropBlob?: string;
 }
 
@@ -232,10 +235,12 @@ function buildBlobs(blobsDir: string, layers: AnyLayerSpec[], opts: ImageOptions
   return { layers: built, config, manifest, tag, name };
 }
 
-function dropIfAsked(blobsDir: string, dropBlob: string | undefined): void {
+function dropIfAsked(blobsDir: string, b: Built, dropBlob: string | undefined): void {
   if (dropBlob === undefined) return;
-  const file = path.join(blobsDir, hexOf(dropBlob));
-  if (!fs.existsSync(file)) throw new Error(`dropBlob: ${dropBlob} is not a blob of this image`);
+  const layer = /^layer:(\d+)$/.exec(dropBlob);
+  const digest = dropBlob === 'config' ? b.config.digest : dropBlob === 'manifest' ? b.manifest.digest : layer ? b.layers[Number(layer[1])]?.digest : dropBlob;
+  const file = digest === undefined ? undefined : path.join(blobsDir, hexOf(digest));
+  if (file === undefined || !fs.existsSync(file)) throw new Error(`dropBlob: ${dropBlob} is not a blob of this image`);
   fs.rmSync(file);
 }
 
@@ -262,7 +267,7 @@ export function buildOciLayout(outDir: string, layers: AnyLayerSpec[], opts: Ima
   fs.mkdirSync(blobsDir, { recursive: true });
   const b = buildBlobs(blobsDir, layers, opts);
   const indexDigest = writeLayoutFiles(outDir, b, { 'org.opencontainers.image.ref.name': b.tag });
-  dropIfAsked(blobsDir, opts.dropBlob);
+  dropIfAsked(blobsDir, b, opts.dropBlob);
   return {
     indexDigest,
     manifestDigest: b.manifest.digest,
@@ -302,7 +307,7 @@ export function buildDockerArchive(outTar: string, layers: AnyLayerSpec[], opts:
     fs.writeFileSync(path.join(stage, 'manifest.json'), JSON.stringify(manifest));
     const top = b.layers.at(-1);
     fs.writeFileSync(path.join(stage, 'repositories'), JSON.stringify(top ? { [b.name]: { [b.tag]: hexOf(top.digest) } } : {}));
-    dropIfAsked(blobsDir, opts.dropBlob);
+    dropIfAsked(blobsDir, b, opts.dropBlob);
     fs.mkdirSync(path.dirname(path.resolve(outTar)), { recursive: true });
     run('tar', ['--create', `--file=${path.resolve(outTar)}`, '--numeric-owner', '--owner=0', '--group=0', '--sort=name', '--format=pax', '--pax-option=delete=atime,delete=ctime,delete=mtime', '-C', stage, 'blobs', 'index.json', 'manifest.json', 'oci-layout', 'repositories']);
     return {
