@@ -8,7 +8,7 @@ import zlib from 'node:zlib';
 import tar from 'tar-stream';
 import { Decompress } from 'fzstd';
 import { VsysError } from '../errors.js';
-import { analyseBytes } from '../scan/analyse-file.js';
+import { analyseBytes, type FileReport } from '../scan/analyse-file.js';
 import { normalisePath, type LayerOp } from './image-fs.js';
 
 export interface LayerLimits {
@@ -16,6 +16,10 @@ export interface LayerLimits {
   maxLayerBytes: number;
   /** Largest single ELF file analysed (bigger ones are reported, not read). */
   maxFileBytes: number;
+  /** Analyse ELF bytes elsewhere (worker threads); default: here, synchronously. */
+  analyse?: (bytes: Buffer, path: string) => Promise<FileReport | undefined>;
+  /** Files analysed at once when `analyse` is set (bounds the bytes held). */
+  inflight?: number;
 }
 
 export interface LayerResult {
@@ -107,11 +111,32 @@ async function decompressor(src: Readable): Promise<{ streams: (Readable | Trans
   return { streams: [src], kind: 'none' };
 }
 
+function semaphore(n: number): { acquire(): Promise<void>; release(): void } {
+  let free = n;
+  const waiting: (() => void)[] = [];
+  return {
+    acquire() {
+      if (free > 0) {
+        free--;
+        return Promise.resolve();
+      }
+      return new Promise((r) => waiting.push(r));
+    },
+    release() {
+      const w = waiting.shift();
+      if (w) w();
+      else free++;
+    },
+  };
+}
+
 export async function readLayer(src: Readable, what: string, limits: LayerLimits): Promise<LayerResult> {
   const result: LayerResult = { ops: [], bytes: 0, files: 0, elfFiles: 0, problems: [] };
   const { streams } = await decompressor(src);
   const cap = new ByteCap(limits.maxLayerBytes, what);
   const extract = tar.extract();
+  const slots = semaphore(limits.inflight ?? 4);
+  const jobs: Promise<void>[] = [];
   extract.on('entry', (header, body, next) => {
     const done = (e?: unknown) => {
       body.resume();
@@ -174,6 +199,24 @@ export async function readLayer(src: Readable, what: string, limits: LayerLimits
         });
         body.on('end', () => {
           const node: { kind: 'file'; layer: number; size: number; report?: ReturnType<typeof analyseBytes>; text?: string } = { kind: 'file', layer: 0, size };
+          if (isElf && limits.analyse) {
+            // Hand the bytes to a worker; take the next entry once a slot is free.
+            const bytes = Buffer.concat(chunks, have);
+            result.ops.push({ op: 'add', path: name, node: node as never });
+            void slots.acquire().then(() => {
+              const job = limits.analyse!(bytes, name).then((rep) => {
+                if (rep) {
+                  node.report = rep;
+                  result.elfFiles++;
+                }
+              }, (e: unknown) => {
+                result.problems.push({ path: name, code: 'INTERNAL_ERROR', message: `${what}: ${name}: ${(e as Error).message}` });
+              }).finally(() => slots.release());
+              jobs.push(job);
+              next();
+            });
+            return;
+          }
           if (isElf) {
             const bytes = Buffer.concat(chunks, have);
             let rep;
@@ -204,6 +247,7 @@ export async function readLayer(src: Readable, what: string, limits: LayerLimits
     if (e instanceof VsysError) throw e;
     throw new VsysError('IMAGE_BAD_LAYER', `${what}: ${(e as Error).message} (truncated or not a tar?)`, { cause: e });
   }
+  await Promise.all(jobs);
   result.bytes = cap.bytes;
   return result;
 }

@@ -58,3 +58,13 @@ export function analyseFile(path: string, maxBytes = DEFAULT_MAX_FILE_BYTES): Fi
     if (fd !== undefined) fs.closeSync(fd);
   }
 }
+
+/** Bytes already in memory (an ELF file out of an image layer): the same never-throwing contract. */
+export function analyseBuffer(bytes: Uint8Array, path: string): FileResult {
+  try {
+    const report = analyseBytes(bytes, path);
+    return report ? { kind: 'elf', report } : { kind: 'not-elf', path, size: bytes.length };
+  } catch (e) {
+    return { kind: 'error', path, size: bytes.length, error: { code: 'INTERNAL_ERROR', message: `${path}: ${(e as Error).stack ?? String(e)}` } };
+  }
+}

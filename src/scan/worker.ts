@@ -1,7 +1,9 @@
-// Worker thread body: analyses the files the pool sends and posts the results back.
+// Worker thread body: analyses the files (by path) or the bytes (from image layers) the pool sends
+// and posts the results back.
 import { parentPort } from 'node:worker_threads';
-import { analyseFile } from './read-file.js';
+import { analyseFile, analyseBuffer } from './read-file.js';
 
-parentPort?.on('message', (m: { id: number; path: string; maxBytes: number }) => {
-  parentPort?.postMessage({ id: m.id, result: analyseFile(m.path, m.maxBytes) });
+parentPort?.on('message', (m: { id: number; path: string; maxBytes: number; bytes?: Uint8Array }) => {
+  const result = m.bytes ? analyseBuffer(m.bytes, m.path) : analyseFile(m.path, m.maxBytes);
+  parentPort?.postMessage({ id: m.id, result });
 });

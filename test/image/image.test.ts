@@ -91,6 +91,11 @@ describe('layers, whiteouts and layouts (small images)', { skip: skipSmall }, ()
     assert.equal(by('oci-dir', 'opaque').verdicts.none.outcome, 'ok');
     assert.equal(by('oci-dir', 'opaque').elfFiles, 1, 'only the fresh program is left');
     assert.equal(by('oci-archive', 'deleted').verdicts.none.outcome, 'ok');
+    // ELF analysis on worker threads gives the same reports as in this thread.
+    const threaded = await scanImageRefs([`oci:${path.join(work, 'oci-affected')}`], { workers: 2 });
+    const here = await scanImageRefs([`oci:${path.join(work, 'oci-affected')}`], { workers: 0 });
+    assert.deepEqual(threaded.images[0]?.files.map((f) => [f.path, f.class, f.verdicts.none.outcome]), here.images[0]?.files.map((f) => [f.path, f.class, f.verdicts.none.outcome]));
+    assert.ok((here.images[0]?.files.length ?? 0) >= 2);
   });
 
   test('CLI: --fail-on crash exits 1 for the affected image and 0 for the cleaned one; --json has one object per image', () => {
