@@ -218,7 +218,8 @@ export async function readLayer(src: Readable, what: string, limits: LayerLimits
             return;
           }
           if (isElf) {
-            const bytes = Buffer.concat(chunks, have);
+            // Analysed here and now: a file that arrived in one chunk is read in place, not copied.
+            const bytes = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, have);
             let rep;
             try {
               rep = analyseBytes(bytes, name);

@@ -97,7 +97,7 @@ export async function readArchive(file: string, o: SourceOptions): Promise<Resol
     handle().then(() => next(), (e) => next(e as Error));
   });
   try {
-    await pipeline(fs.createReadStream(file), extract);
+    await pipeline(fs.createReadStream(file, { highWaterMark: 4 * 1024 * 1024 }), extract);
   } catch (e) {
     if (e instanceof VsysError) throw e;
     throw new VsysError('IMAGE_BAD_LAYER', `${file}: ${(e as Error).message} (truncated or not a tar?)`, { path: file, cause: e });
@@ -177,7 +177,7 @@ export async function readOciDir(dir: string, o: SourceOptions): Promise<Resolve
       const p = path.join(dir, blobName(l.digest));
       if (!fs.existsSync(p)) throw new VsysError('IMAGE_MISSING_BLOB', `${dir}: the manifest names layer ${l.digest}, which is missing`, { path: p });
       const cached = o.cache.has(l.digest);
-      if (!cached) o.cache.set(l.digest, readLayer(fs.createReadStream(p), `${dir}:${l.digest.slice(0, 19)}`, o.limits));
+      if (!cached) o.cache.set(l.digest, readLayer(fs.createReadStream(p, { highWaterMark: 4 * 1024 * 1024 }), `${dir}:${l.digest.slice(0, 19)}`, o.limits));
       const result = await (o.cache.get(l.digest) as Promise<LayerResult>);
       o.onLayer?.(l.digest, result.bytes);
       ls.push({ key: l.digest, result, cached });
