@@ -1,6 +1,5 @@
 // From an image's final filesystem to its report: OS, libc, every file that uses the page (with
 // the libraries its programs would load inside the image), and one verdict per mode.
-import path from 'node:path/posix';
 import type { FileReport } from '../scan/analyse-file.js';
 import { lookupContext, resolveProgram, type RootView } from '../scan/resolve.js';
 import { usesOf, type ScannedFile } from '../scan/scan.js';
@@ -115,8 +114,4 @@ export function analyseImage(fs: ImageFs, base: Omit<ImageReport, 'files' | 'ver
     }
   }
   return out;
-}
-
-export function basenameOf(p: string): string {
-  return path.basename(p);
 }

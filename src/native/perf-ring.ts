@@ -1,6 +1,6 @@
 // Sampling tracepoints through perf_event_open's mmap'd ring buffer (include/uapi/linux/perf_event.h:
 // struct perf_event_mmap_page, PERF_RECORD_SAMPLE with TID|TIME|CPU|RAW, PERF_RECORD_LOST).
-// One sampler per (event, CPU); samples are copied out, lost records counted, never dropped silently.
+// One sampler per (event, CPU); samples are read in place, lost records counted, never dropped silently.
 import { VsysError } from '../errors.js';
 import { loadKoffi } from './koffi.js';
 import { addressOf, pointerAt } from './memory.js';
@@ -20,15 +20,6 @@ const DATA_HEAD = 1024;
 const DATA_TAIL = 1032;
 const IOC_ENABLE = 0x2400;
 const IOC_DISABLE = 0x2401;
-
-export interface RawSample {
-  pid: number;
-  tid: number;
-  /** perf clock (local_clock, ns since boot). */
-  time: bigint;
-  cpu: number;
-  raw: Uint8Array;
-}
 
 export interface SamplerOptions {
   tracepointId: number;
@@ -127,51 +118,6 @@ export class PerfSampler {
     }
     k.encode(this.base as never, DATA_TAIL, 'uint64_t', BigInt(tail + off));
     return lost;
-  }
-
-  /** Copies out every complete record since the last drain and frees the space. */
-  drain(): { samples: RawSample[]; lost: number } {
-    const k = loadKoffi();
-    const head = BigInt(k.decode(this.base as never, DATA_HEAD, 'uint64_t') as bigint | number);
-    const tail = BigInt(k.decode(this.base as never, DATA_TAIL, 'uint64_t') as bigint | number);
-    const samples: RawSample[] = [];
-    let lost = 0;
-    if (head === tail) return { samples, lost };
-    const avail = Number(head - tail);
-    // Copy only the used part of the ring (it may wrap) into one linear buffer; the view itself
-    // shares the mapping (made once), so a drain costs what it reads, not the buffer's size.
-    this.ring ??= Buffer.from(k.view(pointerAt(this.baseAddr + BigInt(PAGE)) as never, this.dataSize));
-    const ring = this.ring;
-    const start = Number(tail % BigInt(this.dataSize));
-    const buf = Buffer.allocUnsafe(avail);
-    const first = Math.min(avail, this.dataSize - start);
-    ring.copy(buf, 0, start, start + first);
-    if (first < avail) ring.copy(buf, first, 0, avail - first);
-    let off = 0;
-    while (off + 8 <= avail) {
-      const type = buf.readUInt32LE(off);
-      const size = buf.readUInt16LE(off + 6);
-      if (size < 8 || off + size > avail) break;
-      if (type === RECORD_SAMPLE && size >= 8 + 8 + 8 + 8 + 4) {
-        let p = off + 8;
-        const pid = buf.readUInt32LE(p);
-        const tid = buf.readUInt32LE(p + 4);
-        p += 8;
-        const time = buf.readBigUInt64LE(p);
-        p += 8;
-        const cpu = buf.readUInt32LE(p);
-        p += 8;
-        const rawSize = buf.readUInt32LE(p);
-        p += 4;
-        const raw = Uint8Array.prototype.slice.call(buf, p, Math.min(p + rawSize, off + size));
-        samples.push({ pid, tid, time, cpu, raw });
-      } else if (type === RECORD_LOST && size >= 24) {
-        lost += Number(buf.readBigUInt64LE(off + 16));
-      }
-      off += size;
-    }
-    k.encode(this.base as never, DATA_TAIL, 'uint64_t', tail + BigInt(off));
-    return { samples, lost };
   }
 
   close(): void {

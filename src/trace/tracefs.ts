@@ -82,23 +82,3 @@ export function readEventFormat(system: string, name: string): EventFormat {
   }
   return parseFormat(system, name, text);
 }
-
-/** A field of a raw sample as a bigint (signed per the format). */
-export function fieldValue(raw: Uint8Array, f: FieldFormat): bigint {
-  if (f.offset + f.size > raw.length) return 0n;
-  const v = new DataView(raw.buffer, raw.byteOffset + f.offset, f.size);
-  switch (f.size) {
-    case 1: return BigInt(f.signed ? v.getInt8(0) : v.getUint8(0));
-    case 2: return BigInt(f.signed ? v.getInt16(0, true) : v.getUint16(0, true));
-    case 4: return BigInt(f.signed ? v.getInt32(0, true) : v.getUint32(0, true));
-    case 8: return f.signed ? v.getBigInt64(0, true) : v.getBigUint64(0, true);
-    default: return 0n;
-  }
-}
-
-export function fieldString(raw: Uint8Array, f: FieldFormat): string {
-  const end = Math.min(raw.length, f.offset + f.size);
-  const bytes = raw.subarray(f.offset, end);
-  const nul = bytes.indexOf(0);
-  return Buffer.from(nul >= 0 ? bytes.subarray(0, nul) : bytes).toString('utf8');
-}
