@@ -5,7 +5,7 @@ import { VsysError } from '../errors.js';
 import { loadKoffi } from './koffi.js';
 import { addressOf, pointerAt } from './memory.js';
 import { libcBindings, PROT_READ, PROT_WRITE, type NativePtr } from './libc.js';
-import { openPerfEvent, PERF_TYPE_TRACEPOINT } from './perf.js';
+import { openPerfEvent, tracepointAttr } from './perf.js';
 
 const MAP_SHARED = 0x01;
 const PAGE = 4096;
@@ -45,18 +45,11 @@ export class PerfSampler {
   constructor(o: SamplerOptions) {
     const pages = o.pages ?? 64;
     if (pages <= 0 || (pages & (pages - 1)) !== 0) throw new VsysError('PERF_UNAVAILABLE', `ring buffer pages must be a power of two, not ${pages}`);
-    const attr = Buffer.alloc(128);
-    attr.writeUInt32LE(PERF_TYPE_TRACEPOINT, 0);
-    attr.writeUInt32LE(128, 4);
-    attr.writeBigUInt64LE(BigInt(o.tracepointId), 8);
+    // watermark (flag bit 14): wake a poller only when the buffer is half full. vsys drains on a
+    // timer and never polls, and a wakeup per sample costs the traced task an irq_work each time.
+    const attr = tracepointAttr(o.tracepointId, o.inherit, 1n << 14n);
     attr.writeBigUInt64LE(1n, 16); // sample_period: every event
     attr.writeBigUInt64LE(SAMPLE_TID | SAMPLE_TIME | SAMPLE_CPU | SAMPLE_RAW, 24);
-    let flags = 1n; // disabled
-    if (o.inherit) flags |= 2n;
-    // watermark: wake a poller only when the buffer is half full. vsys drains on a timer and never
-    // polls, and a wakeup per sample (wakeup_events = 1) costs the traced task an irq_work each time.
-    flags |= 1n << 14n;
-    attr.writeBigUInt64LE(flags, 40);
     attr.writeUInt32LE((pages * PAGE) / 2, 48); // wakeup_watermark
     this.fd = openPerfEvent(attr, { pid: o.pid ?? -1, cpu: o.cpu, ...(o.cgroupFd !== undefined ? { cgroupFd: o.cgroupFd } : {}), ...(o.filter !== undefined ? { filter: o.filter } : {}) });
     this.dataSize = pages * PAGE;

@@ -64,19 +64,25 @@ export function openPerfEvent(attr: Buffer, opts: { pid?: number; cpu?: number; 
   return fd;
 }
 
+/**
+ * struct perf_event_attr for a tracepoint, disabled until enabled: type, size, config (the
+ * tracepoint id), and the flags word (bit 0 disabled, bit 1 inherit, plus `extraFlags`).
+ */
+export function tracepointAttr(tracepointId: number, inherit: boolean | undefined, extraFlags = 0n): Buffer {
+  const attr = Buffer.alloc(PERF_ATTR_SIZE);
+  attr.writeUInt32LE(PERF_TYPE_TRACEPOINT, 0);
+  attr.writeUInt32LE(PERF_ATTR_SIZE, 4);
+  attr.writeBigUInt64LE(BigInt(tracepointId), 8);
+  attr.writeBigUInt64LE(1n | (inherit ? 2n : 0n) | extraFlags, 40);
+  return attr;
+}
+
 /** A counting perf event; starts disabled. */
 export class PerfCounter {
   readonly fd: number;
 
   constructor(opts: CounterOptions) {
-    const attr = Buffer.alloc(PERF_ATTR_SIZE);
-    attr.writeUInt32LE(PERF_TYPE_TRACEPOINT, 0);
-    attr.writeUInt32LE(PERF_ATTR_SIZE, 4);
-    attr.writeBigUInt64LE(BigInt(opts.tracepointId), 8);
-    let flags = 1n; // disabled
-    if (opts.inherit) flags |= 2n;
-    attr.writeBigUInt64LE(flags, 40);
-    this.fd = openPerfEvent(attr, opts);
+    this.fd = openPerfEvent(tracepointAttr(opts.tracepointId, opts.inherit), opts);
   }
 
   private ioctl(req: number, what: string): void {
