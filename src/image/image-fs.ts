@@ -3,6 +3,7 @@
 // hard links resolved inside the image root. Holds ELF reports and a few small texts, never file data.
 import path from 'node:path/posix';
 import type { FileReport } from '../scan/analyse-file.js';
+import { walkLinks } from '../scan/root-path.js';
 
 export type FsNode =
   | { kind: 'dir'; layer: number }
@@ -15,8 +16,6 @@ export type LayerOp =
   | { op: 'add'; path: string; node: FsNode }
   | { op: 'whiteout'; path: string }
   | { op: 'opaque'; dir: string };
-
-const MAX_LINKS = 40;
 
 /** '/usr/bin/x' from './usr/bin/x', 'usr/bin/x/', …; undefined for names that climb out ('..'). */
 export function normalisePath(name: string): string | undefined {
@@ -95,34 +94,15 @@ export class ImageFs {
    * at it) and hard links; the canonical path of what it names, or undefined (missing, loop).
    */
   resolve(p: string): string | undefined {
-    let pending = p.split('/').filter((c) => c !== '' && c !== '.');
-    const done: string[] = [];
-    let links = 0;
-    while (pending.length > 0) {
-      const c = pending.shift() as string;
-      if (c === '..') {
-        done.pop();
-        continue;
-      }
-      const here = `/${[...done, c].join('/')}`;
-      const n = this.nodes.get(here);
-      if (!n) return undefined;
-      if (n.kind === 'symlink') {
-        if (++links > MAX_LINKS) return undefined;
-        const parts = n.target.split('/').filter((x) => x !== '' && x !== '.');
-        if (n.target.startsWith('/')) done.length = 0;
-        pending = [...parts, ...pending];
-        continue;
-      }
-      if (n.kind === 'hardlink' && pending.length === 0) {
-        if (++links > MAX_LINKS) return undefined;
-        const t = normalisePath(n.target);
-        if (!t) return undefined;
-        return this.resolve(t);
-      }
-      done.push(c);
-    }
-    return `/${done.join('/')}`;
+    const done = walkLinks(p, (prefix) => {
+      const n = this.nodes.get(`/${prefix.join('/')}`);
+      if (!n) return 'missing';
+      if (n.kind === 'symlink') return { link: n.target };
+      // Hard link targets are stored normalised from the image root ('/usr/bin/x'): an absolute link.
+      if (n.kind === 'hardlink') return { link: n.target };
+      return 'other';
+    });
+    return done === undefined ? undefined : `/${done.join('/')}`;
   }
 
   /** The regular file at `p` after resolution. */

@@ -6,12 +6,15 @@ import path from 'node:path';
 
 const MAX_LINKS = 40;
 
+/** What the walk finds at a path: nothing, a link to follow (its target), or something to step into. */
+export type LinkStep = 'missing' | 'other' | { link: string };
+
 /**
- * Resolves `inner` (an absolute path inside the root) to a real host path that stays inside `root`,
- * or undefined when it does not exist, loops, or would escape.
+ * The link walk shared by the host and image roots: follows `inner` component by component,
+ * restarting at the root for absolute targets, never climbing above it, at most 40 links.
+ * `step` is asked about each prefix ("/a", "/a/b"); returns the canonical components.
  */
-export function resolveInRoot(root: string, inner: string): string | undefined {
-  const rootAbs = path.resolve(root);
+export function walkLinks(inner: string, step: (prefix: string[]) => LinkStep): string[] | undefined {
   let pending = inner.split('/').filter((c) => c !== '' && c !== '.');
   const done: string[] = [];
   let links = 0;
@@ -21,29 +24,34 @@ export function resolveInRoot(root: string, inner: string): string | undefined {
       done.pop();
       continue;
     }
-    const host = path.join(rootAbs, ...done, c);
-    let st: fs.Stats;
-    try {
-      st = fs.lstatSync(host);
-    } catch {
-      return undefined;
-    }
-    if (st.isSymbolicLink()) {
+    const s = step([...done, c]);
+    if (s === 'missing') return undefined;
+    if (s !== 'other') {
       if (++links > MAX_LINKS) return undefined;
-      let target: string;
-      try {
-        target = fs.readlinkSync(host);
-      } catch {
-        return undefined;
-      }
-      const parts = target.split('/').filter((x) => x !== '' && x !== '.');
-      if (target.startsWith('/')) done.length = 0;
-      pending = [...parts, ...pending];
+      if (s.link.startsWith('/')) done.length = 0;
+      pending = [...s.link.split('/').filter((x) => x !== '' && x !== '.'), ...pending];
       continue;
     }
     done.push(c);
   }
-  return path.join(rootAbs, ...done);
+  return done;
+}
+
+/**
+ * Resolves `inner` (an absolute path inside the root) to a real host path that stays inside `root`,
+ * or undefined when it does not exist, loops, or would escape.
+ */
+export function resolveInRoot(root: string, inner: string): string | undefined {
+  const rootAbs = path.resolve(root);
+  const done = walkLinks(inner, (prefix) => {
+    const host = path.join(rootAbs, ...prefix);
+    try {
+      return fs.lstatSync(host).isSymbolicLink() ? { link: fs.readlinkSync(host) } : 'other';
+    } catch {
+      return 'missing';
+    }
+  });
+  return done === undefined ? undefined : path.join(rootAbs, ...done);
 }
 
 /** The path of `hostPath` as seen from inside `root` ("/lib/libc.so.6"), or undefined if outside. */
