@@ -11,35 +11,33 @@ function asBuffer(bytes: Uint8Array): Buffer {
 }
 
 /**
- * Offsets p in [start, end) where bytes p..p+3 read as a little-endian imm32 that sign-extends to an
- * address inside the vsyscall page. Instructions that carry such a constant are found around p.
+ * Offsets p in [start, end) where `tail` starts at p+2 and byte p+1 keeps the value inside the page
+ * (bits 8..15 of the address: only 0x00..0x0f stay inside the 4 KiB page).
  */
-export function findImm32Candidates(bytes: Uint8Array, start: number, end: number): number[] {
+function findPageValues(bytes: Uint8Array, start: number, end: number, tail: Buffer): number[] {
   const buf = asBuffer(bytes);
   const out: number[] = [];
   const stop = Math.min(end, buf.length);
-  let i = buf.indexOf(MARK, Math.max(0, start + 2));
-  while (i !== -1 && i + 2 <= stop) {
+  let i = buf.indexOf(tail, Math.max(0, start + 2));
+  while (i !== -1 && i + tail.length <= stop) {
     const p = i - 2;
-    // Second byte holds bits 8..15 of the address: only 0x00..0x0f stay inside the 4 KiB page.
     if (p >= start && ((buf[p + 1] as number) & 0xf0) === 0) out.push(p);
-    i = buf.indexOf(MARK, i + 1);
+    i = buf.indexOf(tail, i + 1);
   }
   return out;
 }
 
+/**
+ * Offsets p in [start, end) where bytes p..p+3 read as a little-endian imm32 that sign-extends to an
+ * address inside the vsyscall page. Instructions that carry such a constant are found around p.
+ */
+export function findImm32Candidates(bytes: Uint8Array, start: number, end: number): number[] {
+  return findPageValues(bytes, start, end, MARK);
+}
+
 /** Offsets of 8-byte little-endian words in [start, end) whose value lies inside the vsyscall page. */
 export function findDataWords(bytes: Uint8Array, start: number, end: number): number[] {
-  const buf = asBuffer(bytes);
-  const out: number[] = [];
-  const stop = Math.min(end, buf.length);
-  let i = buf.indexOf(WORD_TAIL, Math.max(0, start + 2));
-  while (i !== -1 && i + 6 <= stop) {
-    const p = i - 2;
-    if (p >= start && ((buf[p + 1] as number) & 0xf0) === 0) out.push(p);
-    i = buf.indexOf(WORD_TAIL, i + 1);
-  }
-  return out;
+  return findPageValues(bytes, start, end, WORD_TAIL);
 }
 
 /** The page address an imm32 candidate at `p` stands for (sign-extended). */
