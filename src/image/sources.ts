@@ -8,7 +8,7 @@ import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { VsysError } from '../errors.js';
 import { readLayer, type LayerLimits, type LayerResult } from './read-layer.js';
-import { configPlatform, isIndex, parseDockerSaveManifest, parseJson, parseManifest, pickAmd64, platformName, type Descriptor } from './manifests.js';
+import { configPlatform, isIndex, parseDockerSaveManifest, parseJson, parseManifest, pickAmd64, platformName, type Descriptor, type ImageManifest } from './manifests.js';
 
 export interface ResolvedImage {
   ref: string;
@@ -123,23 +123,43 @@ export async function readArchive(file: string, o: SourceOptions): Promise<Resol
     return out;
   }
   if (!jsons.has('index.json')) throw new VsysError('IMAGE_BAD_MANIFEST', `${file}: neither manifest.json (docker save) nor index.json (OCI layout) in the archive`, { path: file });
-  const index = getJson('index.json', 'the archive');
+  for (const img of walkIndex(getJson('index.json', 'the archive'), (digest, what) => getJson(blobName(digest), what), file)) {
+    const ls = img.manifest.layers.map((l) => ({ key: l.digest, result: getLayer(blobName(l.digest), 'the manifest'), cached: cachedNames.has(blobName(l.digest)) }));
+    checkTotal(ls, o.maxImageBytes, file);
+    out.push({ ref: img.ref, source: 'oci-archive', digest: img.digest, platform: img.platform, skippedPlatforms: img.skipped, layers: ls });
+  }
+  return out;
+}
+
+/** An image an OCI index names: its manifest (linux/amd64 chosen from a nested index) and platform. */
+interface IndexedImage {
+  ref: string;
+  digest: string;
+  platform: string;
+  skipped: string[];
+  manifest: ImageManifest;
+}
+
+/**
+ * The images of an OCI index.json, in order, following nested indexes to linux/amd64. `read` gets a
+ * JSON blob by digest (from an archive's entries or a layout directory's files).
+ */
+function walkIndex(index: unknown, read: (digest: string, what: string) => unknown, where: string): IndexedImage[] {
+  const out: IndexedImage[] = [];
   for (const top of (index as { manifests?: Descriptor[] }).manifests ?? []) {
     const ref = top.annotations?.['org.opencontainers.image.ref.name'] ?? top.digest.slice(0, 19);
     let desc = top;
     let skipped: string[] = [];
-    let doc = getJson(blobName(desc.digest), 'index.json');
+    let doc = read(desc.digest, 'index.json');
     if (isIndex(doc)) {
-      const pick = pickAmd64(doc, `${file}:${ref}`);
+      const pick = pickAmd64(doc, `${where}:${ref}`);
       desc = pick.chosen;
       skipped = pick.skipped;
-      doc = getJson(blobName(desc.digest), 'the index');
+      doc = read(desc.digest, 'the index');
     }
-    const man = parseManifest(doc, `${file}:${ref}`);
-    const cfg = getJson(blobName(man.config.digest), 'the manifest');
-    const ls = man.layers.map((l) => ({ key: l.digest, result: getLayer(blobName(l.digest), 'the manifest'), cached: cachedNames.has(blobName(l.digest)) }));
-    checkTotal(ls, o.maxImageBytes, file);
-    out.push({ ref, source: 'oci-archive', digest: desc.digest, platform: desc.platform ? platformName(desc.platform) : configPlatform(cfg), skippedPlatforms: skipped, layers: ls });
+    const manifest = parseManifest(doc, `${where}:${ref}`);
+    const cfg = read(manifest.config.digest, 'the manifest');
+    out.push({ ref, digest: desc.digest, platform: desc.platform ? platformName(desc.platform) : configPlatform(cfg), skipped, manifest });
   }
   return out;
 }
@@ -157,23 +177,10 @@ export async function readOciDir(dir: string, o: SourceOptions): Promise<Resolve
     return parseJson(text, p);
   };
   if (!fs.existsSync(path.join(dir, 'oci-layout'))) throw new VsysError('IMAGE_BAD_MANIFEST', `${dir}: no oci-layout file; not an OCI image layout`, { path: dir });
-  const index = read('index.json', 'the layout');
   const out: ResolvedImage[] = [];
-  for (const top of (index as { manifests?: Descriptor[] }).manifests ?? []) {
-    const ref = top.annotations?.['org.opencontainers.image.ref.name'] ?? top.digest.slice(0, 19);
-    let desc = top;
-    let skipped: string[] = [];
-    let doc = read(blobName(desc.digest), 'index.json');
-    if (isIndex(doc)) {
-      const pick = pickAmd64(doc, `${dir}:${ref}`);
-      desc = pick.chosen;
-      skipped = pick.skipped;
-      doc = read(blobName(desc.digest), 'the index');
-    }
-    const man = parseManifest(doc, `${dir}:${ref}`);
-    const cfg = read(blobName(man.config.digest), 'the manifest');
+  for (const img of walkIndex(read('index.json', 'the layout'), (digest, what) => read(blobName(digest), what), dir)) {
     const ls: ResolvedImage['layers'] = [];
-    for (const l of man.layers) {
+    for (const l of img.manifest.layers) {
       const p = path.join(dir, blobName(l.digest));
       if (!fs.existsSync(p)) throw new VsysError('IMAGE_MISSING_BLOB', `${dir}: the manifest names layer ${l.digest}, which is missing`, { path: p });
       const cached = o.cache.has(l.digest);
@@ -183,7 +190,7 @@ export async function readOciDir(dir: string, o: SourceOptions): Promise<Resolve
       ls.push({ key: l.digest, result, cached });
     }
     checkTotal(ls, o.maxImageBytes, dir);
-    out.push({ ref, source: 'oci-dir', digest: desc.digest, platform: desc.platform ? platformName(desc.platform) : configPlatform(cfg), skippedPlatforms: skipped, layers: ls });
+    out.push({ ref: img.ref, source: 'oci-dir', digest: img.digest, platform: img.platform, skippedPlatforms: img.skipped, layers: ls });
   }
   return out;
 }
