@@ -99,30 +99,23 @@ async function measureHeadline(mode: string, skipped: { what: string; why: strin
   const seed = seedSlowdown('time');
   const fallback: Slowdown = { ratio: seed.ratio, vsyscallNs: null, vdsoNs: null, source: seed.source };
   try {
-    const { loadHostFigures, saveHostFigures } = await import('../bench/host-figures.js');
-    const saved = loadHostFigures();
-    const emu = saved?.ns['vsyscall-time'];
-    const vdso = saved?.ns['vdso-time'];
-    if (emu && vdso) return { ratio: emu / vdso, vsyscallNs: emu, vdsoNs: vdso, source: `vsys bench on this boot (${saved.measuredAt.slice(0, 16)})` };
-    if (mode === 'none' || mode === 'unknown') return fallback;
-    const { BENCH_PATHS } = await import('../bench/paths.js');
-    const { measurePathInProcess } = await import('../bench/measure-path.js');
-    const { runChildPath } = await import('../bench/run-bench.js');
-    const vdsoPath = BENCH_PATHS.find((p) => p.id === 'vdso-time');
-    const emuPath = BENCH_PATHS.find((p) => p.id === 'vsyscall-time');
-    if (!vdsoPath || !emuPath) return fallback;
-    const v = measurePathInProcess(vdsoPath, { budgetMs: 30, repeats: 3 });
-    const e = await runChildPath(emuPath, 60, 3, null);
-    if (!v.ns || !e.result?.ns) {
-      skipped.push({ what: 'vsyscall cost here', why: e.detail });
-      return fallback;
-    }
-    saveHostFigures({ 'vdso-time': v.ns.min, 'vsyscall-time': e.result.ns.min });
-    return { ratio: e.result.ns.min / v.ns.min, vsyscallNs: e.result.ns.min, vdsoNs: v.ns.min, source: 'measured just now' };
+    const { vsyscallTimeCost } = await import('../bench/host-figures.js');
+    // Under none (or an unknown mode) there is no page to call: only saved figures can speak.
+    const c = await vsyscallTimeCost({ measure: mode !== 'none' && mode !== 'unknown' });
+    if (c && 'emulatedNs' in c) return headline(c);
+    if (c) skipped.push({ what: 'vsyscall cost here', why: c.error });
+    return fallback;
   } catch (err) {
     skipped.push({ what: 'vsyscall cost here', why: err instanceof Error ? err.message : String(err) });
     return fallback;
   }
+}
+
+function headline(c: { emulatedNs: number; vdsoNs: number; savedAt?: string }): Slowdown {
+  return {
+    ratio: c.emulatedNs / c.vdsoNs, vsyscallNs: c.emulatedNs, vdsoNs: c.vdsoNs,
+    source: c.savedAt ? `vsys bench on this boot (${c.savedAt.slice(0, 16)})` : 'measured just now',
+  };
 }
 
 export async function runDoctor(): Promise<DoctorReport> {

@@ -58,22 +58,15 @@ export function formatSummary(s: TraceSummary): string {
 }
 
 async function costNs(): Promise<{ emulated: number; vdso: number; source: string } | undefined> {
-  const { loadHostFigures } = await import('../bench/host-figures.js');
-  const f = loadHostFigures();
-  const emu = f?.ns['vsyscall-time'];
-  const vdso = f?.ns['vdso-time'];
-  if (emu && vdso) return { emulated: emu, vdso, source: `vsys bench on this boot: ${emu.toFixed(0)} ns vs ${vdso.toFixed(1)} ns` };
   try {
-    const { BENCH_PATHS } = await import('../bench/paths.js');
-    const { measurePathInProcess } = await import('../bench/measure-path.js');
-    const { runChildPath } = await import('../bench/run-bench.js');
-    const v = measurePathInProcess(BENCH_PATHS.find((p) => p.id === 'vdso-time')!, { budgetMs: 20, repeats: 3 });
-    const e = await runChildPath(BENCH_PATHS.find((p) => p.id === 'vsyscall-time')!, 40, 3, null);
-    if (v.ns && e.result?.ns) return { emulated: e.result.ns.min, vdso: v.ns.min, source: 'measured briefly now' };
+    const { vsyscallTimeCost } = await import('../bench/host-figures.js');
+    const c = await vsyscallTimeCost({ measure: true });
+    if (!c || !('emulatedNs' in c)) return undefined; // the page cannot be called: no cost line
+    const source = c.savedAt ? `vsys bench on this boot: ${c.emulatedNs.toFixed(0)} ns vs ${c.vdsoNs.toFixed(1)} ns` : 'measured briefly now';
+    return { emulated: c.emulatedNs, vdso: c.vdsoNs, source };
   } catch {
-    // no figures: no cost line
+    return undefined;
   }
-  return undefined;
 }
 
 export const traceCommand: Command = {
