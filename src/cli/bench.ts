@@ -5,7 +5,7 @@ import { runBench } from '../bench/run-bench.js';
 import { selectPaths, BENCH_PATHS } from '../bench/paths.js';
 import { SEED000_CEP } from '../model/figures.js';
 import { formatBench, formatBenchSvg } from './format-bench.js';
-import { EXIT, toJson, usageError } from './io.js';
+import { EXIT, numberOption, toJson, usageError } from './io.js';
 import type { Command } from './main.js';
 
 const HELP = `usage: vsys bench [--paths LIST] [--json] [--svg FILE] [--budget MS] [--repeats N] [--cpu N]
@@ -62,12 +62,6 @@ export const benchCommand: Command = {
       io.stdout.write(HELP);
       return EXIT.ok;
     }
-    const num = (v: string | undefined, what: string, min: number, max: number): number | undefined => {
-      if (v === undefined) return undefined;
-      const n = Number(v);
-      if (!Number.isFinite(n) || n < min || n > max) throw usageError(`bench: --${what} must be a number from ${min} to ${max}`);
-      return n;
-    };
     if (values.scenario !== undefined) {
       if (values.scenario !== 'cep') throw usageError(`bench: unknown scenario '${values.scenario}' (known: cep)`);
       const { runCep } = await import('../bench/scenario-cep.js');
@@ -87,9 +81,9 @@ export const benchCommand: Command = {
       return EXIT.ok;
     }
     if (values.paths !== undefined && selectPaths(values.paths).length === 0) throw usageError(`bench: --paths '${values.paths}' matches no path (see --help for the list)`);
-    const budgetMs = num(values.budget, 'budget', 1, 60_000);
-    const repeats = num(values.repeats, 'repeats', 1, 1000);
-    const cpu = num(values.cpu, 'cpu', 0, 4095);
+    const budgetMs = numberOption('bench', 'budget', values.budget, { range: [1, 60_000] });
+    const repeats = numberOption('bench', 'repeats', values.repeats, { range: [1, 1000] });
+    const cpu = numberOption('bench', 'cpu', values.cpu, { range: [0, 4095] });
     const progress = io.stderr.isTTY
       ? (done: number, total: number, p: { label: string }) => io.stderr.write(`\r\x1b[2Kmeasuring ${done + 1}/${total}: ${p.label}`)
       : undefined;

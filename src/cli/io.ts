@@ -22,3 +22,22 @@ export function usageError(message: string): VsysError {
 export function toJson(value: unknown, indent: number | undefined = 2): string {
   return JSON.stringify(value, (_k, v) => (typeof v === 'bigint' ? `0x${v.toString(16)}` : v), indent);
 }
+
+/** How a numeric option is checked: an integer in a range, any number in a range, or a positive amount of a unit. */
+export type NumberRule = { integer: [number, number] } | { range: [number, number] } | { positive: string };
+
+/** A numeric option's value: undefined when absent, a USAGE error naming the option when out of its rule. */
+export function numberOption(cmd: string, name: string, value: string | undefined, rule: NumberRule): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if ('integer' in rule) {
+    const [min, max] = rule.integer;
+    if (!Number.isInteger(n) || n < min || n > max) throw usageError(`${cmd}: --${name} must be an integer from ${min} to ${max}`);
+  } else if ('range' in rule) {
+    const [min, max] = rule.range;
+    if (!Number.isFinite(n) || n < min || n > max) throw usageError(`${cmd}: --${name} must be a number from ${min} to ${max}`);
+  } else if (!(n > 0)) {
+    throw usageError(`${cmd}: --${name} must be a positive number of ${rule.positive}`);
+  }
+  return n;
+}

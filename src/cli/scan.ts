@@ -6,7 +6,7 @@ import { OUTCOME_RANK, type Outcome } from '../scan/verdict.js';
 import { scanPaths, type ScanProgress, type ScanResult } from '../scan/scan.js';
 import { mappedFiles } from '../scan/processes.js';
 import { formatImage, formatScan, formatSarif } from './format-scan.js';
-import { EXIT, toJson, usageError, type Io } from './io.js';
+import { EXIT, numberOption, toJson, usageError, type Io } from './io.js';
 import type { Command } from './main.js';
 
 const HELP = `usage: vsys scan [OPTIONS] PATH|IMAGE...
@@ -122,10 +122,12 @@ export const scanCommand: Command = {
     if (modeArg !== 'host' && !isVsyscallMode(modeArg)) throw usageError(`scan: --mode must be none, xonly, emulate, native or host, not '${modeArg}'`);
     const failOn = values['fail-on'];
     if (failOn !== undefined && failOn !== 'crash' && failOn !== 'slow') throw usageError(`scan: --fail-on must be crash or slow, not '${failOn}'`);
-    const workers = values.workers === undefined ? undefined : Number(values.workers);
-    if (workers !== undefined && (!Number.isInteger(workers) || workers < 0 || workers > 64)) throw usageError('scan: --workers must be an integer from 0 to 64');
-    const maxMb = values['max-file-size'] === undefined ? undefined : Number(values['max-file-size']);
-    if (maxMb !== undefined && !(maxMb > 0)) throw usageError('scan: --max-file-size must be a positive number of megabytes');
+    const workers = numberOption('scan', 'workers', values.workers, { integer: [0, 64] });
+    const maxMb = numberOption('scan', 'max-file-size', values['max-file-size'], { positive: 'megabytes' });
+    const maxLayerMb = numberOption('scan', 'max-layer-size', values['max-layer-size'], { positive: 'megabytes' });
+    const maxImageMb = numberOption('scan', 'max-image-size', values['max-image-size'], { positive: 'megabytes' });
+    const conc = numberOption('scan', 'concurrency', values.concurrency, { integer: [1, 64] });
+    const mb = (n: number) => Math.floor(n * 1024 * 1024);
 
     const { mode, source } = modeArg === 'host' ? await hostMode() : { mode: modeArg as VsyscallMode, source: 'chosen with --mode' };
     const onProgress = progressBar(io);
@@ -139,31 +141,24 @@ export const scanCommand: Command = {
       procs = mappedFiles();
       paths = procs.files.map((f) => f.hostPath);
     }
-    const mb = (v: string | undefined, what: string): number | undefined => {
-      if (v === undefined) return undefined;
-      const n = Number(v);
-      if (!(n > 0)) throw usageError(`scan: --${what} must be a positive number of megabytes`);
-      return Math.floor(n * 1024 * 1024);
-    };
-    const conc = values.concurrency === undefined ? undefined : Number(values.concurrency);
-    if (conc !== undefined && (!Number.isInteger(conc) || conc < 1 || conc > 64)) throw usageError('scan: --concurrency must be an integer from 1 to 64');
+    const slowdown = hostSlowdowns(loadHostFigures(), seedSlowdowns);
     const creds = values.creds ?? process.env.VSYS_REGISTRY_CREDS;
     const imageScan = imageRefs.length === 0 ? { images: [], errors: [] } : await scanImageRefs(imageRefs, {
-      ...(mb(values['max-layer-size'], 'max-layer-size') !== undefined ? { maxLayerBytes: mb(values['max-layer-size'], 'max-layer-size') as number } : {}),
-      ...(mb(values['max-image-size'], 'max-image-size') !== undefined ? { maxImageBytes: mb(values['max-image-size'], 'max-image-size') as number } : {}),
+      ...(maxLayerMb !== undefined ? { maxLayerBytes: mb(maxLayerMb) } : {}),
+      ...(maxImageMb !== undefined ? { maxImageBytes: mb(maxImageMb) } : {}),
       ...(conc !== undefined ? { concurrency: conc } : {}),
       ...(values.insecure ? { insecure: true } : {}),
       ...(creds ? { creds } : {}),
-      slowdown: hostSlowdowns(loadHostFigures(), seedSlowdowns),
+      slowdown,
       ...(io.stderr.isTTY ? { onLayer: (ref: string, key: string, bytes: number) => io.stderr.write(`\r\x1b[2K${ref}: layer ${key.slice(0, 19)} ${(bytes / 1e6).toFixed(0)} MB`) } : {}),
     });
     if (io.stderr.isTTY && imageRefs.length) io.stderr.write('\r\x1b[2K');
     const result: ScanResult = paths.length === 0 && imageRefs.length > 0 ? emptyResult() : await scanPaths({
       paths,
-      slowdown: hostSlowdowns(loadHostFigures(), seedSlowdowns),
+      slowdown,
       ...(values.root !== undefined ? { root: values.root } : {}),
       ...(workers !== undefined ? { workers } : {}),
-      ...(maxMb !== undefined ? { maxFileBytes: Math.floor(maxMb * 1024 * 1024) } : {}),
+      ...(maxMb !== undefined ? { maxFileBytes: mb(maxMb) } : {}),
       ...(onProgress ? { onProgress } : {}),
     });
     if (onProgress) io.stderr.write('\r\x1b[2K');

@@ -2,7 +2,7 @@
 import { parseArgs } from 'node:util';
 import { runTrace, type TraceSummary, type TraceTarget } from '../trace/session.js';
 import { formatEvent, type TraceEvent } from '../trace/events.js';
-import { EXIT, toJson, usageError, type Io } from './io.js';
+import { EXIT, numberOption, toJson, usageError, type Io } from './io.js';
 import type { Command } from './main.js';
 
 const HELP = `usage: vsys trace [--events] [--json] [--interval S] -- CMD [ARGS...]
@@ -105,14 +105,8 @@ export const traceCommand: Command = {
       target = { k: 'pids', pids };
     } else if (values.cgroup !== undefined) target = { k: 'cgroup', path: values.cgroup };
     else target = { k: 'all' };
-    const num = (v: string | undefined, what: string) => {
-      if (v === undefined) return undefined;
-      const n = Number(v);
-      if (!(n > 0)) throw usageError(`trace: --${what} must be a positive number of seconds`);
-      return n;
-    };
-    const durationS = num(values.duration, 'duration');
-    const intervalS = num(values.interval, 'interval');
+    const durationS = numberOption('trace', 'duration', values.duration, { positive: 'seconds' });
+    const intervalS = numberOption('trace', 'interval', values.interval, { positive: 'seconds' });
     let stopResolve: () => void = () => {};
     const stop = new Promise<void>((r) => { stopResolve = r; });
     const onSigint = () => stopResolve();
