@@ -198,41 +198,28 @@ export async function readLayer(src: Readable, what: string, limits: LayerLimits
           }
         });
         body.on('end', () => {
-          const node: { kind: 'file'; layer: number; size: number; report?: ReturnType<typeof analyseBytes>; text?: string } = { kind: 'file', layer: 0, size };
-          if (isElf && limits.analyse) {
-            // Hand the bytes to a worker; take the next entry once a slot is free.
-            const bytes = Buffer.concat(chunks, have);
-            result.ops.push({ op: 'add', path: name, node: node as never });
-            void slots.acquire().then(() => {
-              const job = limits.analyse!(bytes, name).then((rep) => {
-                if (rep) {
-                  node.report = rep;
-                  result.elfFiles++;
-                }
-              }, (e: unknown) => {
-                result.problems.push({ path: name, code: 'INTERNAL_ERROR', message: `${what}: ${name}: ${(e as Error).message}` });
-              }).finally(() => slots.release());
-              jobs.push(job);
-              next();
-            });
+          const node: { kind: 'file'; layer: number; size: number; report?: FileReport; text?: string } = { kind: 'file', layer: 0, size };
+          result.ops.push({ op: 'add', path: name, node: node as never });
+          if (!isElf) {
+            if (keepText) node.text = Buffer.concat(chunks, have).toString('utf8');
+            next();
             return;
           }
-          if (isElf) {
-            // Analysed here and now: a file that arrived in one chunk is read in place, not copied.
-            const bytes = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, have);
-            let rep;
-            try {
-              rep = analyseBytes(bytes, name);
-            } catch (e) {
+          // In this thread a file that arrived in one chunk is read in place; a worker needs its own copy.
+          const bytes = !limits.analyse && chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, have);
+          const analyse = limits.analyse ?? (async (b: Buffer, n: string) => analyseBytes(b, n));
+          // Take the next entry once a slot is free: at most `inflight` files are held.
+          void slots.acquire().then(() => {
+            jobs.push(analyse(bytes, name).then((rep) => {
+              if (rep) {
+                node.report = rep;
+                result.elfFiles++;
+              }
+            }, (e: unknown) => {
               result.problems.push({ path: name, code: 'INTERNAL_ERROR', message: `${what}: ${name}: ${(e as Error).message}` });
-            }
-            if (rep) {
-              node.report = rep;
-              result.elfFiles++;
-            }
-          } else if (keepText) node.text = Buffer.concat(chunks, have).toString('utf8');
-          result.ops.push({ op: 'add', path: name, node: node as never });
-          next();
+            }).finally(() => slots.release()));
+            next();
+          });
         });
         body.on('error', (e) => next(e));
         return;
