@@ -6,7 +6,7 @@ import { runNodeChild } from '../host/child.js';
 import { kptiState, readText, readVulnerabilities } from '../host/facts.js';
 import { modeFromMaps } from '../host/vsyscall-mode.js';
 import { currentCpu, pinToCpu, restoreAffinity } from '../native/libc.js';
-import { measurePathInProcess, type PathResult } from './measure-path.js';
+import { measurePathInProcess, stats, type PathResult } from './measure-path.js';
 import { selectPaths, type BenchPath } from './paths.js';
 import { saveHostFigures } from './host-figures.js';
 import { measureI386, type I386Result } from './i386-paths.js';
@@ -71,11 +71,10 @@ async function measureI386Paths(paths: BenchPath[], tscGhz: number | null, repea
     const r = got[which];
     if (!r) return unavailable(p, 'not measured');
     if ('unavailable' in r) return unavailable(p, r.unavailable);
-    const cyc = [...r.cyclesPerCall].sort((a, b) => a - b);
-    const res: PathResult = { id: p.id, label: p.label, group: p.group, status: 'measured', cycles: { min: cyc[0] ?? 0, median: cyc[cyc.length >> 1] ?? 0 }, repeats: cyc.length, iterations: 20_000 };
+    const cyc = stats(r.cyclesPerCall);
+    const res: PathResult = { id: p.id, label: p.label, group: p.group, status: 'measured', cycles: { min: cyc.min, median: cyc.median }, repeats: r.cyclesPerCall.length, iterations: 20_000 };
     if (tscGhz) {
-      const ns = cyc.map((c) => c / tscGhz);
-      res.ns = { min: ns[0] ?? 0, median: ns[ns.length >> 1] ?? 0, p95: ns[Math.min(ns.length - 1, Math.ceil(ns.length * 0.95) - 1)] ?? 0 };
+      res.ns = stats(r.cyclesPerCall.map((c) => c / tscGhz));
     } else {
       res.reason = 'TSC rate unknown: cycles only';
     }

@@ -1,9 +1,9 @@
 // From an image's final filesystem to its report: OS, libc, every file that uses the page (with
 // the libraries its programs would load inside the image), and one verdict per mode.
 import type { FileReport } from '../scan/analyse-file.js';
-import { lookupContext, resolveProgram, type RootView } from '../scan/resolve.js';
-import { usesOf, type ScannedFile } from '../scan/scan.js';
-import { OUTCOME_RANK, verdictsOf, type ModeVerdict, type Outcome, type SlowdownFor } from '../scan/verdict.js';
+import { lookupContext, type RootView } from '../scan/resolve.js';
+import { judgeFile, type ScannedFile } from '../scan/scan.js';
+import { OUTCOME_RANK, seedSlowdowns, type ModeVerdict, type Outcome, type SlowdownFor } from '../scan/verdict.js';
 import { VSYSCALL_MODES, type VsyscallMode } from '../model/modes.js';
 import type { ImageFs } from './image-fs.js';
 
@@ -70,17 +70,7 @@ export function analyseImage(fs: ImageFs, base: Omit<ImageReport, 'files' | 'ver
     const r = node.report;
     if (!r) continue;
     elfFiles++;
-    const report: FileReport = r.path === p ? r : { ...r, path: p };
-    const s: ScannedFile = { ...report, verdicts: verdictsOf(usesOf(report), slow) };
-    if (report.identity?.linkage === 'dynamic' && report.identity.needed.length > 0 && !report.error) {
-      const res = resolveProgram(ctx, report, reportOf);
-      s.libraries = res.libraries;
-      if (res.missing.length) s.missingLibraries = res.missing;
-      if (res.through.length) {
-        s.through = res.through;
-        s.verdicts = verdictsOf(usesOf(report, res.through), slow);
-      }
-    }
+    const s = judgeFile(r.path === p ? r : { ...r, path: p }, ctx, reportOf, slow ?? seedSlowdowns);
     if (s.class !== 'clean' || (s.through?.length ?? 0) > 0 || VSYSCALL_MODES.some((m) => s.verdicts[m].outcome !== 'ok')) files.push(s);
   }
   files.sort((a, b) => (a.path < b.path ? -1 : 1));

@@ -8,7 +8,7 @@ import type { FileReport } from './analyse-file.js';
 import { callerOf } from './find-uses.js';
 import { createPool, defaultWorkers } from './pool.js';
 import { analyseFile, DEFAULT_MAX_FILE_BYTES } from './read-file.js';
-import { hostRoot, lookupContext, resolveProgram, type LoadedLibrary, type ReachThrough } from './resolve.js';
+import { hostRoot, lookupContext, resolveProgram, type LookupContext, type LoadedLibrary, type ReachThrough } from './resolve.js';
 import { seedSlowdowns, verdictsOf, type ModeVerdict, type Outcome, type SlowdownFor, type Use } from './verdict.js';
 import { walk, type WalkSkip } from './walk.js';
 
@@ -82,6 +82,24 @@ export function usesOf(f: FileReport, through: ReachThrough[] = []): Use[] {
     uses.push({ kind: t.export.kind, target: t.export.target, caller });
   }
   return uses;
+}
+
+/**
+ * A file's verdicts in its root: its own uses, and for a dynamically linked file the libraries it
+ * would load (`reportOf` gives their analyses) and the affected functions it reaches through them.
+ */
+export function judgeFile(r: FileReport, ctx: LookupContext, reportOf: (key: string) => FileReport | undefined, slow: SlowdownFor): ScannedFile {
+  const s: ScannedFile = { ...r, verdicts: verdictsOf(usesOf(r), slow) };
+  if (r.identity?.linkage === 'dynamic' && r.identity.needed.length > 0 && !r.error) {
+    const res = resolveProgram(ctx, r, reportOf);
+    s.libraries = res.libraries;
+    if (res.missing.length > 0) s.missingLibraries = res.missing;
+    if (res.through.length > 0) {
+      s.through = res.through;
+      s.verdicts = verdictsOf(usesOf(r, res.through), slow);
+    }
+  }
+  return s;
 }
 
 export async function scanPaths(opts: ScanOptions): Promise<ScanResult> {
@@ -165,18 +183,7 @@ export async function scanPaths(opts: ScanOptions): Promise<ScanResult> {
     return byReal.get(real);
   };
   const ctx = lookupContext(hostRoot(root));
-  const out: ScannedFile[] = [];
-  for (const r of reports) {
-    const s: ScannedFile = { ...r, verdicts: verdictsOf(usesOf(r), slow) };
-    if (r.identity?.linkage === 'dynamic' && r.identity.needed.length > 0 && !r.error) {
-      const res = resolveProgram(ctx, r, reportOf);
-      s.libraries = res.libraries;
-      if (res.missing.length > 0) s.missingLibraries = res.missing;
-      if (res.through.length > 0) s.through = res.through;
-      s.verdicts = verdictsOf(usesOf(r, res.through), slow);
-    }
-    out.push(s);
-  }
+  const out = reports.map((r) => judgeFile(r, ctx, reportOf, slow));
 
   const byClass: Record<string, number> = {};
   const byOutcome = Object.fromEntries(VSYSCALL_MODES.map((m) => [m, { crash: 0, slow: 0, review: 0, fallback: 0, ok: 0 }])) as ScanSummary['byOutcome'];
