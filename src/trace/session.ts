@@ -251,8 +251,10 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
       clearInterval(ticker);
       if (intervalTimer) clearInterval(intervalTimer);
     }
-    for (const c of counterSets) c.set.disable();
+    // Samplers stop before counters (they started after them), so every sampled event was also
+    // counted: per-process figures from samples never exceed the exact totals.
     for (const set of samplerSets) for (const x of set.samplers) x.sampler.disable();
+    for (const c of counterSets) c.set.disable();
     drain();
     // The command itself died of SIGSEGV: a crash even if its fault sample was not kept.
     if (child && exit?.signal === 'SIGSEGV' && child.pid !== undefined && !crashes.some((c) => c.pid === child!.pid)) {
