@@ -6,7 +6,7 @@ import { offsetToVaddr } from '../elf/read-elf.js';
 import type { ElfSymbol } from '../elf/types.js';
 import { classifyVsyscallTarget } from '../model/vsyscall-page.js';
 import { findDataWords } from '../x86/candidates.js';
-import { findCodeSites, findWordUses, type CodeRegion, type SiteKind, type SiteUse } from '../x86/call-sites.js';
+import { findCodeSites, findWordUses, type CodeRegion, type CodeSite, type SiteKind, type SiteUse } from '../x86/call-sites.js';
 import { describeFunction, type FunctionIndex } from './functions.js';
 
 const SHT_PROGBITS = 1;
@@ -96,18 +96,24 @@ function isVdsoSlot(name: string | undefined): boolean {
  * `functions` and `symbols` are asked for only when something was found: most files have no use
  * of the page, and building their function index would cost more than the search itself.
  */
+/** A decoded site as a finding, placed in its function. */
+function findingOf(s: CodeSite, kind: SiteKind, dataWord: Finding['dataWord'], functions: () => FunctionIndex): Finding {
+  const f: Finding = { kind, use: s.use, entry: entryName(s.target), target: s.target, offset: s.offset, address: s.ip, instruction: s.instruction };
+  if (dataWord) f.dataWord = dataWord;
+  const fn = placeIn(functions(), s.ip);
+  if (fn) f.function = fn;
+  if (s.useInstruction !== undefined) f.useInstruction = s.useInstruction;
+  if (s.useIp !== undefined) f.useAddress = s.useIp;
+  return f;
+}
+
 export function findUses(elf: ElfFile, functions: () => FunctionIndex, dataSymbols: () => ElfSymbol[]): Finding[] {
   if (elf.header.class !== 64 || elf.header.machine !== 62) return [];
   const out: Finding[] = [];
   const { code, data } = regionsOf(elf);
   for (const region of code) {
     for (const s of findCodeSites(region)) {
-      const f: Finding = { kind: s.kind, use: s.use, entry: entryName(s.target), target: s.target, offset: s.offset, address: s.ip, instruction: s.instruction };
-      const fn = placeIn(functions(), s.ip);
-      if (fn) f.function = fn;
-      if (s.useInstruction !== undefined) f.useInstruction = s.useInstruction;
-      if (s.useIp !== undefined) f.useAddress = s.useIp;
-      out.push(f);
+      out.push(findingOf(s, s.kind, undefined, functions));
     }
   }
   // Data words: their addresses and values, then the code that loads them.
@@ -129,15 +135,7 @@ export function findUses(elf: ElfFile, functions: () => FunctionIndex, dataSymbo
       used.add(u.word);
       const symbol = dataSymbolAt(dataSymbols(), u.word);
       const kind: SiteKind = isVdsoSlot(symbol) ? 'fallback' : u.site.kind;
-      const f: Finding = {
-        kind, use: u.site.use, entry: entryName(u.site.target), target: u.site.target, offset: u.site.offset, address: u.site.ip,
-        instruction: u.site.instruction, dataWord: symbol === undefined ? { address: u.word } : { address: u.word, symbol },
-      };
-      const fn = placeIn(functions(), u.site.ip);
-      if (fn) f.function = fn;
-      if (u.site.useInstruction !== undefined) f.useInstruction = u.site.useInstruction;
-      if (u.site.useIp !== undefined) f.useAddress = u.site.useIp;
-      out.push(f);
+      out.push(findingOf(u.site, kind, symbol === undefined ? { address: u.word } : { address: u.word, symbol }, functions));
     }
   }
   for (const [address, w] of words) {
