@@ -153,7 +153,7 @@ export const scanCommand: Command = {
       ...(io.stderr.isTTY ? { onLayer: (ref: string, key: string, bytes: number) => io.stderr.write(`\r\x1b[2K${ref}: layer ${key.slice(0, 19)} ${(bytes / 1e6).toFixed(0)} MB`) } : {}),
     });
     if (io.stderr.isTTY && imageRefs.length) io.stderr.write('\r\x1b[2K');
-    const result: ScanResult = paths.length === 0 && imageRefs.length > 0 ? emptyResult() : await scanPaths({
+    const result: ScanResult = await scanPaths({
       paths,
       slowdown,
       ...(values.root !== undefined ? { root: values.root } : {}),
@@ -198,15 +198,4 @@ function formatProcesses(r: ScanResult, procs: ReturnType<typeof mappedFiles>, m
     lines.push(`  ${m.path}: ${f.class}, ${f.verdicts[mode].outcome} under ${mode} — used by ${who}${m.processes.length > 8 ? `, … ${m.processes.length - 8} more` : ''}`);
   }
   return lines.join('\n') + '\n';
-}
-
-function emptyResult(): ScanResult {
-  const zero = { crash: 0, slow: 0, review: 0, fallback: 0, ok: 0 };
-  return {
-    files: [], errors: [],
-    summary: {
-      files: 0, elfFiles: 0, notElf: 0, errors: 0, skipped: { symlink: 0, special: 0, 'pseudo-fs': 0, 'hard-link': 0, unreadable: 0, missing: 0 }, bytes: 0, seconds: 0, root: '/',
-      byClass: {}, byOutcome: { none: { ...zero }, xonly: { ...zero }, emulate: { ...zero }, native: { ...zero } },
-    },
-  };
 }
