@@ -2,7 +2,7 @@
 // entry (vsyscall:emulate_vsyscall filtered on nr), user page faults inside the page
 // (exceptions:page_fault_user filtered on address), and all system calls (raw_syscalls:sys_enter).
 import { PerfCounter } from '../native/perf.js';
-import { VSYSCALL_PAGE_ADDR, VSYSCALL_PAGE_SIZE } from '../model/vsyscall-page.js';
+import { EMULATE_NR_MISALIGNED, VSYSCALL_ENTRIES, VSYSCALL_PAGE_ADDR, VSYSCALL_PAGE_SIZE } from '../model/vsyscall-page.js';
 import { readEventFormat } from './tracefs.js';
 
 export type EntryKey = 'gettimeofday' | 'time' | 'getcpu' | 'misaligned';
@@ -16,7 +16,16 @@ export interface Counts {
 /** Where counters attach: a task (with inheritance), or a CPU for everything / a cgroup. */
 export type CounterScope = { pid: number; inherit: boolean } | { cpu: number; cgroupFd?: number };
 
-const ENTRY_NR: Record<EntryKey, number> = { gettimeofday: 0, time: 1, getcpu: 2, misaligned: -22 };
+/** The emulate_vsyscall tracepoint's `nr` per entry, from the model (and -22 for a misaligned call). */
+const ENTRY_NR = {
+  ...Object.fromEntries(VSYSCALL_ENTRIES.map((e) => [e.name, e.nr])),
+  misaligned: EMULATE_NR_MISALIGNED,
+} as Record<EntryKey, number>;
+
+/** The entry an emulate_vsyscall `nr` stands for. */
+export function entryOfNr(nr: number): EntryKey {
+  return (Object.keys(ENTRY_NR) as EntryKey[]).find((k) => ENTRY_NR[k] === nr) ?? 'misaligned';
+}
 
 export const PAGE_FILTER = `address >= 0x${VSYSCALL_PAGE_ADDR.toString(16)} && address < 0x${(VSYSCALL_PAGE_ADDR + BigInt(VSYSCALL_PAGE_SIZE)).toString(16)}`;
 

@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { VsysError } from '../errors.js';
-import { CounterSet, addCounts, zeroCounts, type Counts, type CounterScope, type EntryKey } from './counters.js';
+import { CounterSet, addCounts, entryOfNr, zeroCounts, type Counts, type CounterScope, type EntryKey } from './counters.js';
 import { drainEvents, eventSources, openSamplers, rememberComm, type SamplerSet, type TraceEvent } from './events.js';
 import { processInfo, type Container } from './attribution.js';
 import { tracefsProblem, tracefsRoot } from './tracefs.js';
@@ -56,7 +56,6 @@ export interface TraceSummary {
   exit?: { code: number | null; signal: string | null };
 }
 
-const ENTRY_BY_NR: Record<number, EntryKey> = { 0: 'gettimeofday', 1: 'time', 2: 'getcpu', [-22]: 'misaligned' };
 
 function onlineCpus(): number[] {
   return os.cpus().map((_, i) => i);
@@ -184,7 +183,7 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
           if (e.kind === 'procexit') rememberComm(e.tid, e.comm);
           if ((o.target.k === 'all' || o.target.k === 'cgroup') && e.kind === 'emulate') {
             const p = perPid.get(e.pid) ?? stats(e.pid, e.comm);
-            const k = ENTRY_BY_NR[e.nr ?? 0] ?? 'misaligned';
+            const k = entryOfNr(e.nr ?? 0);
             p.emulated[k]++;
             perPid.set(e.pid, p);
           }
