@@ -41,3 +41,9 @@ export function classifyVsyscallTarget(addr: bigint): VsyscallEntry | 'misaligne
   if (!isInVsyscallPage(addr)) return undefined;
   return VSYSCALL_ENTRIES.find((e) => e.address === addr) ?? 'misaligned';
 }
+
+/** The entry name a call to `addr` reaches, or 'misaligned' for any other address (in the page or not). */
+export function entryNameOf(addr: bigint): VsyscallEntryName | 'misaligned' {
+  const e = classifyVsyscallTarget(addr);
+  return e === undefined || e === 'misaligned' ? 'misaligned' : e.name;
+}

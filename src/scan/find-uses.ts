@@ -4,7 +4,7 @@
 import type { ElfFile } from '../elf/read-elf.js';
 import { offsetToVaddr } from '../elf/read-elf.js';
 import type { ElfSymbol } from '../elf/types.js';
-import { classifyVsyscallTarget } from '../model/vsyscall-page.js';
+import { entryNameOf } from '../model/vsyscall-page.js';
 import { findDataWords } from '../x86/candidates.js';
 import { findCodeSites, findWordUses, type CodeRegion, type CodeSite, type SiteKind, type SiteUse } from '../x86/call-sites.js';
 import { describeFunction, type FunctionIndex } from './functions.js';
@@ -63,11 +63,6 @@ export function regionsOf(elf: ElfFile): Regions {
   return { code, data };
 }
 
-function entryName(target: bigint): EntryName {
-  const e = classifyVsyscallTarget(target);
-  return e === undefined || e === 'misaligned' ? 'misaligned' : e.name;
-}
-
 function placeIn(fns: FunctionIndex, addr: bigint): Finding['function'] {
   if (addr > BigInt(Number.MAX_SAFE_INTEGER)) return undefined;
   const i = fns.find(Number(addr));
@@ -98,7 +93,7 @@ function isVdsoSlot(name: string | undefined): boolean {
  */
 /** A decoded site as a finding, placed in its function. */
 function findingOf(s: CodeSite, kind: SiteKind, dataWord: Finding['dataWord'], functions: () => FunctionIndex): Finding {
-  const f: Finding = { kind, use: s.use, entry: entryName(s.target), target: s.target, offset: s.offset, address: s.ip, instruction: s.instruction };
+  const f: Finding = { kind, use: s.use, entry: entryNameOf(s.target), target: s.target, offset: s.offset, address: s.ip, instruction: s.instruction };
   if (dataWord) f.dataWord = dataWord;
   const fn = placeIn(functions(), s.ip);
   if (fn) f.function = fn;
@@ -142,7 +137,7 @@ export function findUses(elf: ElfFile, functions: () => FunctionIndex, dataSymbo
     if (used.has(address)) continue;
     const symbol = dataSymbolAt(dataSymbols(), address);
     const f: Finding = {
-      kind: isVdsoSlot(symbol) ? 'fallback' : 'data-ref', use: 'data-word', entry: entryName(w.value), target: w.value, offset: w.offset, address,
+      kind: isVdsoSlot(symbol) ? 'fallback' : 'data-ref', use: 'data-word', entry: entryNameOf(w.value), target: w.value, offset: w.offset, address,
       instruction: `.quad 0x${w.value.toString(16)}`, dataWord: symbol === undefined ? { address } : { address, symbol },
     };
     out.push(f);

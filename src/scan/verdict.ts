@@ -2,7 +2,7 @@
 // a call crashes where calls are SIGSEGV, is slow where they are emulated; a fallback is fine while
 // the vDSO has the symbol; a misaligned call is a SIGSEGV in every mode.
 import { MODE_BEHAVIOUR, VSYSCALL_MODES, type VsyscallMode } from '../model/modes.js';
-import { classifyVsyscallTarget } from '../model/vsyscall-page.js';
+import { entryNameOf } from '../model/vsyscall-page.js';
 import { seedSlowdown } from '../model/figures.js';
 import type { SiteKind } from '../x86/call-sites.js';
 
@@ -42,18 +42,13 @@ export interface Use {
   reads?: boolean;
 }
 
-function entryOf(target: bigint): 'time' | 'gettimeofday' | 'getcpu' | 'misaligned' {
-  const e = classifyVsyscallTarget(target);
-  return e === undefined || e === 'misaligned' ? 'misaligned' : e.name;
-}
-
 function hex(v: bigint): string {
   return `0x${v.toString(16)}`;
 }
 
 /** The verdict of one use in one mode. */
 export function verdictOfUse(use: Use, mode: VsyscallMode, slow: SlowdownFor = seedSlowdowns): ModeVerdict {
-  const entry = entryOf(use.target);
+  const entry = entryNameOf(use.target);
   const b = MODE_BEHAVIOUR[mode];
   switch (use.kind) {
     case 'misaligned':
