@@ -3,7 +3,7 @@
 import path from 'node:path';
 import type { VsyscallMode } from '../model/modes.js';
 import { VSYSCALL_MODES } from '../model/modes.js';
-import { describeIdentity } from '../scan/identify.js';
+import { describeIdentity, isProgram } from '../scan/identify.js';
 import type { ScanResult, ScannedFile } from '../scan/scan.js';
 import type { Finding } from '../scan/find-uses.js';
 import type { Outcome } from '../scan/verdict.js';
@@ -74,8 +74,7 @@ export function formatImage(img: ImageReport, mode: VsyscallMode, all = false): 
   ];
   if (img.skippedPlatforms?.length) out.push(`    (platforms skipped: ${img.skippedPlatforms.join(', ')})`);
   // Programs first (they are what crashes), then libraries; --all for every file.
-  const isProgram = (t?: string) => t === 'executable' || t === 'pie';
-  const files = [...img.files].sort((a, b) => Number(isProgram(b.identity?.type)) - Number(isProgram(a.identity?.type)));
+  const files = [...img.files].sort((a, b) => Number(isProgram(b.identity)) - Number(isProgram(a.identity)));
   const shown = all ? files : files.slice(0, 12);
   for (const f of shown) out.push(...formatFile(f, mode).map((l) => `    ${l}`));
   if (shown.length < files.length) out.push(`    … ${files.length - shown.length} more affected files (--all or --json lists them)`);

@@ -6,6 +6,7 @@ import { judgeFile, type ScannedFile } from '../scan/scan.js';
 import { OUTCOME_RANK, seedSlowdowns, type ModeVerdict, type Outcome, type SlowdownFor } from '../scan/verdict.js';
 import { VSYSCALL_MODES, type VsyscallMode } from '../model/modes.js';
 import type { ImageFs } from './image-fs.js';
+import { isProgram } from '../scan/identify.js';
 
 export interface ImageReport {
   ref: string;
@@ -78,10 +79,9 @@ export function analyseImage(fs: ImageFs, base: Omit<ImageReport, 'files' | 'ver
   for (const m of VSYSCALL_MODES) {
     let worst: { outcome: Outcome; f?: ScannedFile } = { outcome: 'ok' };
     // The headline names a program when one is affected (bash → libc time()), not the library.
-    const isProgram = (f: ScannedFile) => f.identity?.type === 'executable' || f.identity?.type === 'pie';
     for (const f of files) {
       const o = f.verdicts[m].outcome;
-      if (OUTCOME_RANK[o] > OUTCOME_RANK[worst.outcome] || (o === worst.outcome && worst.f && !isProgram(worst.f) && isProgram(f))) worst = { outcome: o, f };
+      if (OUTCOME_RANK[o] > OUTCOME_RANK[worst.outcome] || (o === worst.outcome && worst.f && !isProgram(worst.f.identity) && isProgram(f.identity))) worst = { outcome: o, f };
     }
     const f = worst.f;
     if (!f) verdicts[m] = { outcome: 'ok', why: 'no file in the image uses the vsyscall page' };

@@ -130,6 +130,11 @@ export function identify(elf: ElfFile): Identity {
   return id;
 }
 
+/** A program one can run (an executable or a PIE), as opposed to a library or an object file. */
+export function isProgram(id: Identity | undefined): boolean {
+  return id?.type === 'executable' || id?.type === 'pie';
+}
+
 /** "glibc 2.13 (banner)", "built against glibc ≥ 2.14", "Go go1.12.9", … for text output. */
 export function describeIdentity(id: Identity): string {
   const parts: string[] = [];
