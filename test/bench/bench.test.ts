@@ -27,12 +27,25 @@ test('every 64-bit path gives a positive figure and a correct result; the orderi
     if (x.check) assert.equal(x.check.ok, true, `${x.id}: ${x.check.detail}`);
   }
   const ns = (id: string) => by.get(id)?.ns?.min ?? NaN;
-  assert.ok(ns('vdso-time') < ns('vdso-clock_gettime-realtime'), 'vDSO time < vDSO clock_gettime');
-  assert.ok(ns('vdso-clock_gettime-realtime') < ns('syscall-gettimeofday'), 'vDSO clock_gettime < syscall gettimeofday');
+  assert.ok(ns('vdso-time') < ns('vdso-clock_gettime-realtime'), `vDSO time < vDSO clock_gettime (${ns('vdso-time')} vs ${ns('vdso-clock_gettime-realtime')} ns)`);
+  assert.ok(ns('vdso-clock_gettime-realtime') < ns('syscall-gettimeofday'), `vDSO clock_gettime < syscall gettimeofday (${ns('vdso-clock_gettime-realtime')} vs ${ns('syscall-gettimeofday')} ns)`);
   assert.equal(r.baseline, 'vdso-time');
   if (mode === 'xonly' || mode === 'emulate-or-native') {
     assert.equal(by.get('vsyscall-time')?.status, 'measured');
-    assert.ok(ns('syscall-gettimeofday') < ns('vsyscall-time'), 'syscall gettimeofday < emulated vsyscall time');
+    // The two are measured seconds apart (the page path in a child) on a shared machine while other
+    // test files run: when a noise burst hides the ordering, measure the pair again, alternating,
+    // and keep each one's minimum. A real inversion survives every round.
+    let sys = ns('syscall-gettimeofday');
+    let vsys = ns('vsyscall-time');
+    const rounds: string[] = [`${sys.toFixed(0)} vs ${vsys.toFixed(0)} ns`];
+    for (let i = 0; i < 3 && !(sys < vsys); i++) {
+      const again = await runBench({ paths: 'syscall-gettimeofday,vsyscall-time', budgetMs: 60, repeats: 5, save: false });
+      const get = (id: string) => again.results.find((x) => x.id === id)?.ns?.min ?? Infinity;
+      sys = Math.min(sys, get('syscall-gettimeofday'));
+      vsys = Math.min(vsys, get('vsyscall-time'));
+      rounds.push(`${get('syscall-gettimeofday').toFixed(0)} vs ${get('vsyscall-time').toFixed(0)} ns`);
+    }
+    assert.ok(sys < vsys, `syscall gettimeofday < emulated vsyscall time (rounds: ${rounds.join('; ')})`);
   } else if (mode === 'none') {
     assert.match(by.get('vsyscall-time')?.reason ?? '', /vsyscall=none/);
   }
