@@ -14,6 +14,7 @@ export const SYS_X86_64 = {
   exit_group: 231,
   getcpu: 309,
   perf_event_open: 298,
+  bpf: 321,
 } as const;
 
 export const SYS_I386 = {

@@ -1,0 +1,300 @@
+// eBPF through bpf(2): maps, raw-tracepoint programs and a small assembler for the few programs
+// vsys loads (src/trace/bpf-counters.ts). Structures from include/uapi/linux/bpf.h; only the
+// fields vsys sets. Every pointer handed to the kernel lives in one scratch mapping (ExecPage,
+// never sealed), so its address is known.
+import { VsysError } from '../errors.js';
+import { SYS_X86_64 } from '../model/syscalls.js';
+import { errno, libcBindings, rawSyscall } from './libc.js';
+import { ExecPage } from './memory.js';
+
+const CMD = { MAP_CREATE: 0, MAP_LOOKUP_ELEM: 1, MAP_UPDATE_ELEM: 2, MAP_GET_NEXT_KEY: 4, PROG_LOAD: 5, RAW_TRACEPOINT_OPEN: 17 } as const;
+export const MAP_TYPE = { HASH: 1, ARRAY: 2, PERCPU_ARRAY: 6, CGROUP_ARRAY: 8 } as const;
+const PROG_TYPE_RAW_TRACEPOINT = 17;
+const ATTR_SIZE = 144;
+
+/** Helper function ids (enum bpf_func_id). */
+export const HELPER = { map_lookup_elem: 1, map_update_elem: 2, map_delete_elem: 3, get_current_pid_tgid: 14, get_current_comm: 16, current_task_under_cgroup: 37, probe_read_kernel: 113 } as const;
+export const UPDATE = { ANY: 0, NOEXIST: 1 } as const;
+
+/** Scratch memory for attrs, keys, values and the verifier log. */
+class Scratch {
+  private page: ExecPage | undefined;
+  readonly size = 1 << 20;
+
+  get(): ExecPage {
+    this.page ??= new ExecPage(this.size);
+    return this.page;
+  }
+}
+const scratch = new Scratch();
+const LOG_OFF = 1 << 16;
+const LOG_SIZE = (1 << 20) - LOG_OFF;
+
+function bpf(cmd: number, attr: Buffer, what: string, extra?: (e: number) => string): number {
+  const page = scratch.get();
+  const buf = Buffer.alloc(ATTR_SIZE);
+  attr.copy(buf);
+  page.write(buf, 0);
+  const r = Number(rawSyscall(SYS_X86_64.bpf, cmd, page.address, ATTR_SIZE));
+  if (r < 0) {
+    const e = errno();
+    const why = libcBindings().strerror(e);
+    if (e === 1 || e === 13) throw new VsysError('PERF_NO_PERMISSION', `bpf ${what}: ${why} (need root, or CAP_BPF with CAP_PERFMON)`, { syscall: 'bpf', errno: e });
+    throw new VsysError('BPF_UNAVAILABLE', `bpf ${what}: ${why}${extra ? `\n${extra(e)}` : ''}`, { syscall: 'bpf', errno: e });
+  }
+  return r;
+}
+
+/** Writes bytes into the scratch page at `off` and returns their address. */
+function place(off: number, bytes: Uint8Array): bigint {
+  const page = scratch.get();
+  page.write(bytes, off);
+  return page.address + BigInt(off);
+}
+
+export interface MapSpec {
+  type: number;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+  name: string;
+}
+
+export class BpfMap {
+  readonly fd: number;
+  readonly spec: MapSpec;
+
+  constructor(spec: MapSpec) {
+    const a = Buffer.alloc(ATTR_SIZE);
+    a.writeUInt32LE(spec.type, 0);
+    a.writeUInt32LE(spec.keySize, 4);
+    a.writeUInt32LE(spec.valueSize, 8);
+    a.writeUInt32LE(spec.maxEntries, 12);
+    a.write(spec.name.slice(0, 15), 28, 'latin1');
+    this.fd = bpf(CMD.MAP_CREATE, a, `map ${spec.name}`);
+    this.spec = spec;
+  }
+
+  private keyValueAttr(key: Uint8Array, valueLen: number, flags = 0): { attr: Buffer; valueOff: number } {
+    const keyOff = 4096;
+    const valueOff = 8192;
+    const a = Buffer.alloc(ATTR_SIZE);
+    a.writeUInt32LE(this.fd, 0);
+    a.writeBigUInt64LE(place(keyOff, key), 8);
+    a.writeBigUInt64LE(scratch.get().address + BigInt(valueOff), 16);
+    a.writeBigUInt64LE(BigInt(flags), 24);
+    if (valueLen > LOG_OFF - valueOff) throw new VsysError('BPF_UNAVAILABLE', `map ${this.spec.name}: value of ${valueLen} bytes too large`);
+    return { attr: a, valueOff };
+  }
+
+  /** The value for `key` (for per-CPU maps, one value per possible CPU, concatenated), or null. */
+  lookup(key: Uint8Array, valueLen = this.spec.valueSize): Uint8Array | null {
+    const { attr, valueOff } = this.keyValueAttr(key, valueLen);
+    try {
+      bpf(CMD.MAP_LOOKUP_ELEM, attr, `lookup in ${this.spec.name}`);
+    } catch (e) {
+      if (e instanceof VsysError && e.errno === 2) return null;
+      throw e;
+    }
+    return scratch.get().read(valueOff, valueLen);
+  }
+
+  update(key: Uint8Array, value: Uint8Array, flags: number = UPDATE.ANY): void {
+    const { attr, valueOff } = this.keyValueAttr(key, value.length, flags);
+    place(valueOff, value);
+    bpf(CMD.MAP_UPDATE_ELEM, attr, `update of ${this.spec.name}`);
+  }
+
+  /** Every key, in the map's order (a hash map's keys change while programs run; callers accept that). */
+  keys(): Uint8Array[] {
+    const out: Uint8Array[] = [];
+    let prev: Uint8Array | null = null;
+    for (let i = 0; i <= this.spec.maxEntries; i++) {
+      const keyOff = 4096;
+      const nextOff = 8192;
+      const a = Buffer.alloc(ATTR_SIZE);
+      a.writeUInt32LE(this.fd, 0);
+      a.writeBigUInt64LE(prev ? place(keyOff, prev) : 0n, 8);
+      a.writeBigUInt64LE(scratch.get().address + BigInt(nextOff), 16);
+      try {
+        bpf(CMD.MAP_GET_NEXT_KEY, a, `keys of ${this.spec.name}`);
+      } catch (e) {
+        if (e instanceof VsysError && e.errno === 2) break;
+        throw e;
+      }
+      prev = scratch.get().read(nextOff, this.spec.keySize);
+      out.push(prev);
+    }
+    return out;
+  }
+
+  close(): void {
+    libcBindings().close(this.fd);
+  }
+}
+
+/** Loads a raw-tracepoint program; a verifier rejection carries the verifier's log. */
+export function loadRawTracepointProgram(insns: Buffer, name: string): number {
+  const license = Buffer.from('GPL\0', 'latin1');
+  const page = scratch.get();
+  const insOff = 16384;
+  if (insns.length > LOG_OFF - insOff - 64) throw new VsysError('BPF_UNAVAILABLE', `program ${name} too long`);
+  const insAddr = place(insOff, insns);
+  const licAddr = place(LOG_OFF - 64, license);
+  const attempt = (logLevel: number) => {
+    const a = Buffer.alloc(ATTR_SIZE);
+    a.writeUInt32LE(PROG_TYPE_RAW_TRACEPOINT, 0);
+    a.writeUInt32LE(insns.length / 8, 4);
+    a.writeBigUInt64LE(insAddr, 8);
+    a.writeBigUInt64LE(licAddr, 16);
+    a.writeUInt32LE(logLevel, 24);
+    a.writeUInt32LE(logLevel ? LOG_SIZE : 0, 28);
+    a.writeBigUInt64LE(logLevel ? page.address + BigInt(LOG_OFF) : 0n, 32);
+    a.write(name.slice(0, 15), 48, 'latin1');
+    return bpf(CMD.PROG_LOAD, a, `load of program ${name}`, logLevel ? () => verifierLog() : undefined);
+  };
+  try {
+    return attempt(0);
+  } catch (e) {
+    if (!(e instanceof VsysError) || e.code !== 'BPF_UNAVAILABLE') throw e;
+    page.write(new Uint8Array(1), LOG_OFF);
+    return attempt(1);
+  }
+}
+
+function verifierLog(): string {
+  const bytes = scratch.get().read(LOG_OFF, LOG_SIZE);
+  const end = bytes.indexOf(0);
+  const text = Buffer.from(bytes.subarray(0, end < 0 ? bytes.length : end)).toString('latin1');
+  const lines = text.trimEnd().split('\n');
+  return lines.slice(-12).join('\n');
+}
+
+/** Attaches a loaded program to a raw tracepoint; closing the returned fd detaches it. */
+export function attachRawTracepoint(progFd: number, tracepoint: string): number {
+  const a = Buffer.alloc(ATTR_SIZE);
+  a.writeBigUInt64LE(place(LOG_OFF - 128, Buffer.from(`${tracepoint}\0`, 'latin1')), 0);
+  a.writeUInt32LE(progFd, 8);
+  return bpf(CMD.RAW_TRACEPOINT_OPEN, a, `attach to raw tracepoint ${tracepoint}`);
+}
+
+// ---- assembler -------------------------------------------------------------------------------
+
+export type Reg = 0 | 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 | 9 | 10;
+export const FP: Reg = 10;
+export type Size = 'b' | 'h' | 'w' | 'dw';
+const SIZE = { w: 0x00, h: 0x08, b: 0x10, dw: 0x18 } as const;
+export const ALU = { add: 0x00, sub: 0x10, mul: 0x20, or: 0x40, and: 0x50, lsh: 0x60, rsh: 0x70, mov: 0xb0, arsh: 0xc0 } as const;
+export const JMP = { jeq: 0x10, jgt: 0x20, jge: 0x30, jset: 0x40, jne: 0x50, jsgt: 0x60, jsge: 0x70, jlt: 0xa0, jle: 0xb0, jslt: 0xc0, jsle: 0xd0 } as const;
+const PSEUDO_MAP_FD = 1;
+
+type Item = { code: number; dst: number; src: number; off: number; imm: number; label?: string } | { mark: string };
+
+/** Builds a program with named labels; jumps are resolved to instruction offsets in build(). */
+export class Asm {
+  private readonly items: Item[] = [];
+  private seq = 0;
+
+  private ins(code: number, dst: number, src: number, off: number, imm: number, label?: string): this {
+    this.items.push(label === undefined ? { code, dst, src, off, imm } : { code, dst, src, off, imm, label });
+    return this;
+  }
+
+  /** A label name unique in this program. */
+  fresh(base: string): string {
+    return `${base}#${this.seq++}`;
+  }
+
+  label(name: string): this {
+    this.items.push({ mark: name });
+    return this;
+  }
+
+  alu64(op: keyof typeof ALU, dst: Reg, srcOrImm: Reg | { imm: number }): this {
+    return typeof srcOrImm === 'number' ? this.ins(0x07 | ALU[op] | 0x08, dst, srcOrImm, 0, 0) : this.ins(0x07 | ALU[op], dst, 0, 0, srcOrImm.imm);
+  }
+
+  alu32(op: keyof typeof ALU, dst: Reg, srcOrImm: Reg | { imm: number }): this {
+    return typeof srcOrImm === 'number' ? this.ins(0x04 | ALU[op] | 0x08, dst, srcOrImm, 0, 0) : this.ins(0x04 | ALU[op], dst, 0, 0, srcOrImm.imm);
+  }
+
+  mov(dst: Reg, srcOrImm: Reg | { imm: number }): this {
+    return this.alu64('mov', dst, srcOrImm);
+  }
+
+  /** dst = a 64-bit constant (two instruction slots). */
+  ld64(dst: Reg, value: bigint): this {
+    const v = BigInt.asUintN(64, value);
+    this.ins(0x18, dst, 0, 0, Number(BigInt.asIntN(32, v & 0xffffffffn)));
+    return this.ins(0, 0, 0, 0, Number(BigInt.asIntN(32, v >> 32n)));
+  }
+
+  /** dst = the map's address (the loader rewrites the fd). */
+  ldMap(dst: Reg, map: BpfMap): this {
+    this.ins(0x18, dst, PSEUDO_MAP_FD, 0, map.fd);
+    return this.ins(0, 0, 0, 0, 0);
+  }
+
+  ldx(size: Size, dst: Reg, src: Reg, off: number): this {
+    return this.ins(0x01 | 0x60 | SIZE[size], dst, src, off, 0);
+  }
+
+  stx(size: Size, dst: Reg, off: number, src: Reg): this {
+    return this.ins(0x03 | 0x60 | SIZE[size], dst, src, off, 0);
+  }
+
+  st(size: Size, dst: Reg, off: number, imm: number): this {
+    return this.ins(0x02 | 0x60 | SIZE[size], dst, 0, off, imm);
+  }
+
+  /** lock *(u64 *)(dst + off) += src */
+  atomicAdd64(dst: Reg, off: number, src: Reg): this {
+    return this.ins(0x03 | 0xc0 | SIZE.dw, dst, src, off, 0);
+  }
+
+  /** if (dst OP src|imm) goto label; 64-bit compare, or 32-bit with `w: true`. */
+  jmp(op: keyof typeof JMP, dst: Reg, srcOrImm: Reg | { imm: number }, label: string, w = false): this {
+    const cls = w ? 0x06 : 0x05;
+    return typeof srcOrImm === 'number' ? this.ins(cls | JMP[op] | 0x08, dst, srcOrImm, 0, 0, label) : this.ins(cls | JMP[op], dst, 0, 0, srcOrImm.imm, label);
+  }
+
+  goto(label: string): this {
+    return this.ins(0x05, 0, 0, 0, 0, label);
+  }
+
+  call(helper: number): this {
+    return this.ins(0x85, 0, 0, 0, helper);
+  }
+
+  exit(): this {
+    return this.ins(0x95, 0, 0, 0, 0);
+  }
+
+  build(): Buffer {
+    const at = new Map<string, number>();
+    let n = 0;
+    for (const it of this.items) {
+      if ('mark' in it) {
+        if (at.has(it.mark)) throw new VsysError('BPF_UNAVAILABLE', `label ${it.mark} defined twice`);
+        at.set(it.mark, n);
+      } else n++;
+    }
+    const out = Buffer.alloc(n * 8);
+    let i = 0;
+    for (const it of this.items) {
+      if ('mark' in it) continue;
+      let off = it.off;
+      if (it.label !== undefined) {
+        const target = at.get(it.label);
+        if (target === undefined) throw new VsysError('BPF_UNAVAILABLE', `jump to undefined label ${it.label}`);
+        off = target - (i + 1);
+      }
+      out.writeUInt8(it.code, i * 8);
+      out.writeUInt8((it.src << 4) | it.dst, i * 8 + 1);
+      out.writeInt16LE(off, i * 8 + 2);
+      out.writeInt32LE(it.imm, i * 8 + 4);
+      i++;
+    }
+    return out;
+  }
+}

@@ -1,0 +1,254 @@
+// Exact per-process counts with three small eBPF programs on raw tracepoints, the cheapest hook the
+// kernel offers (no trace record is built, no perf event per process):
+//   emulate_vsyscall(nr)                      → counts[(tgid, EMULATE | nr)]
+//   page_fault_user(address, regs, error)     → counts[(tgid, FAULT | error)] for faults in the page;
+//                                               a fault that will not be emulated is kept per thread
+//   signal_deliver(sig, info, ka), sig 11     → a kept fault becomes a crash (address, ip, error, comm)
+// A cgroup target adds a current_task_under_cgroup check in front of each program. The maps are
+// bounded; an update that finds a map full is counted in `dropped`, never lost silently.
+import { VsysError } from '../errors.js';
+import { Asm, BpfMap, FP, HELPER, MAP_TYPE, UPDATE, attachRawTracepoint, loadRawTracepointProgram, type Reg } from '../native/bpf.js';
+import { libcBindings } from '../native/libc.js';
+import { VSYSCALL_ENTRIES, VSYSCALL_PAGE_ADDR } from '../model/vsyscall-page.js';
+import { entryOfNr, type EntryKey } from './counters.js';
+
+const TAG_EMULATE = 0x10000;
+const TAG_FAULT = 0x20000;
+const TAG_CRASH = 0x30000;
+const PF_INSTR = 0x10;
+const PT_REGS_IP = 16 * 8;
+const MAX_KEYS = 16384;
+const MAX_CRASHES = 1024;
+
+export interface BpfProcessCounts {
+  emulated: Record<EntryKey, number>;
+  /** In-page faults by error code. */
+  faults: Map<number, number>;
+  crashes: number;
+}
+
+export interface BpfCrash {
+  pid: number;
+  tid: number;
+  comm: string;
+  address: bigint;
+  ip: bigint;
+  error: number;
+}
+
+export interface BpfCountersOptions {
+  /** An open cgroup directory: count only its tasks (and its descendants'). */
+  cgroupFd?: number;
+  /** `none`: every fault in the page is fatal, so every one is kept for the crash report. */
+  modeNone?: boolean;
+}
+
+export class BpfCounters {
+  private readonly maps: BpfMap[] = [];
+  private readonly counts: BpfMap;
+  private readonly misc: BpfMap;
+  private readonly pending: BpfMap;
+  private readonly crashMap: BpfMap;
+  private readonly cgroup: BpfMap | undefined;
+  private readonly progs: { fd: number; tracepoint: string }[] = [];
+  private links: number[] = [];
+
+  constructor(opts: BpfCountersOptions = {}) {
+    const map = (type: number, keySize: number, valueSize: number, maxEntries: number, name: string) => {
+      const m = new BpfMap({ type, keySize, valueSize, maxEntries, name });
+      this.maps.push(m);
+      return m;
+    };
+    try {
+      this.counts = map(MAP_TYPE.HASH, 8, 8, MAX_KEYS, 'vsys_counts');
+      this.misc = map(MAP_TYPE.ARRAY, 4, 8, 1, 'vsys_dropped');
+      this.pending = map(MAP_TYPE.HASH, 4, 24, MAX_CRASHES, 'vsys_pending');
+      this.crashMap = map(MAP_TYPE.HASH, 4, 40, MAX_CRASHES, 'vsys_crashes');
+      if (opts.cgroupFd !== undefined) {
+        this.cgroup = map(MAP_TYPE.CGROUP_ARRAY, 4, 4, 1, 'vsys_cgroup');
+        const v = Buffer.alloc(4);
+        v.writeUInt32LE(opts.cgroupFd);
+        this.cgroup.update(Buffer.alloc(4), v);
+      }
+      this.progs.push({ fd: loadRawTracepointProgram(this.emulateProgram(), 'vsys_emulate'), tracepoint: 'emulate_vsyscall' });
+      this.progs.push({ fd: loadRawTracepointProgram(this.faultProgram(!!opts.modeNone), 'vsys_fault'), tracepoint: 'page_fault_user' });
+      this.progs.push({ fd: loadRawTracepointProgram(this.signalProgram(), 'vsys_signal'), tracepoint: 'signal_deliver' });
+    } catch (e) {
+      this.close();
+      throw e;
+    }
+  }
+
+  /** Returns early unless the current task is in the target cgroup. Clobbers r0-r5. */
+  private cgroupCheck(a: Asm): void {
+    if (!this.cgroup) return;
+    a.ldMap(1, this.cgroup).mov(2, { imm: 0 }).call(HELPER.current_task_under_cgroup).jmp('jne', 0, { imm: 1 }, 'out');
+  }
+
+  /** counts[key at fp-8] += 1, inserting it when absent; a full map bumps `dropped`. Clobbers r0-r5. */
+  private countKey(a: Asm): void {
+    const miss = a.fresh('miss');
+    const retry = a.fresh('retry');
+    const drop = a.fresh('drop');
+    const done = a.fresh('done');
+    a.ldMap(1, this.counts).mov(2, FP).alu64('add', 2, { imm: -8 }).call(HELPER.map_lookup_elem)
+      .jmp('jeq', 0, { imm: 0 }, miss)
+      .mov(1, { imm: 1 }).atomicAdd64(0, 0, 1).goto(done)
+      .label(miss)
+      .st('dw', FP, -16, 1)
+      .ldMap(1, this.counts).mov(2, FP).alu64('add', 2, { imm: -8 }).mov(3, FP).alu64('add', 3, { imm: -16 }).mov(4, { imm: UPDATE.NOEXIST }).call(HELPER.map_update_elem)
+      .jmp('jeq', 0, { imm: 0 }, done)
+      // Another CPU inserted it first (or the map is full): look again.
+      .label(retry)
+      .ldMap(1, this.counts).mov(2, FP).alu64('add', 2, { imm: -8 }).call(HELPER.map_lookup_elem)
+      .jmp('jeq', 0, { imm: 0 }, drop)
+      .mov(1, { imm: 1 }).atomicAdd64(0, 0, 1).goto(done)
+      .label(drop)
+      .st('w', FP, -20, 0)
+      .ldMap(1, this.misc).mov(2, FP).alu64('add', 2, { imm: -20 }).call(HELPER.map_lookup_elem)
+      .jmp('jeq', 0, { imm: 0 }, done)
+      .mov(1, { imm: 1 }).atomicAdd64(0, 0, 1)
+      .label(done);
+  }
+
+  /** key at fp-8 = { u32 tgid, u32 tag | (low 16 bits of `value`) } */
+  private key(a: Asm, tag: number, value: Reg): void {
+    a.call(HELPER.get_current_pid_tgid).mov(7, 0).alu64('rsh', 0, { imm: 32 }).stx('w', FP, -8, 0)
+      .mov(1, value).alu64('and', 1, { imm: 0xffff }).alu64('or', 1, { imm: tag }).stx('w', FP, -4, 1);
+  }
+
+  private emulateProgram(): Buffer {
+    const a = new Asm();
+    a.ldx('dw', 6, 1, 0); // nr
+    this.cgroupCheck(a);
+    this.key(a, TAG_EMULATE, 6);
+    this.countKey(a);
+    a.label('out').mov(0, { imm: 0 }).exit();
+    return a.build();
+  }
+
+  private faultProgram(modeNone: boolean): Buffer {
+    const a = new Asm();
+    a.mov(6, 1)
+      .ldx('dw', 8, 6, 0) // address
+      .mov(2, 8).alu64('and', 2, { imm: -4096 }).ld64(3, VSYSCALL_PAGE_ADDR).jmp('jne', 2, 3, 'out');
+    this.cgroupCheck(a);
+    a.ldx('dw', 9, 6, 16); // error code
+    this.key(a, TAG_FAULT, 9);
+    this.countKey(a);
+    if (!modeNone) {
+      // An instruction fetch at an entry start is emulated: nothing to keep for a crash report.
+      a.mov(1, 9).alu64('and', 1, { imm: PF_INSTR }).jmp('jeq', 1, { imm: 0 }, 'keep');
+      for (const e of VSYSCALL_ENTRIES) a.ld64(2, e.address).jmp('jeq', 8, 2, 'out');
+      a.label('keep');
+    }
+    // pending[tid] = { error, pad, address, ip }; ip = address for a fetch, else regs->ip.
+    a.stx('w', FP, -24, 7)
+      .stx('w', FP, -48, 9).st('w', FP, -44, 0).stx('dw', FP, -40, 8).stx('dw', FP, -32, 8)
+      .mov(1, 9).alu64('and', 1, { imm: PF_INSTR }).jmp('jne', 1, { imm: 0 }, 'store')
+      .mov(1, FP).alu64('add', 1, { imm: -32 }).mov(2, { imm: 8 }).ldx('dw', 3, 6, 8).alu64('add', 3, { imm: PT_REGS_IP }).call(HELPER.probe_read_kernel)
+      .label('store')
+      .ldMap(1, this.pending).mov(2, FP).alu64('add', 2, { imm: -24 }).mov(3, FP).alu64('add', 3, { imm: -48 }).mov(4, { imm: UPDATE.ANY }).call(HELPER.map_update_elem)
+      .label('out').mov(0, { imm: 0 }).exit();
+    return a.build();
+  }
+
+  private signalProgram(): Buffer {
+    const a = new Asm();
+    a.ldx('dw', 2, 1, 0).jmp('jne', 2, { imm: 11 }, 'out', true)
+      .call(HELPER.get_current_pid_tgid).mov(7, 0)
+      .stx('w', FP, -4, 7) // tid
+      .ldMap(1, this.pending).mov(2, FP).alu64('add', 2, { imm: -4 }).call(HELPER.map_lookup_elem)
+      .jmp('jeq', 0, { imm: 0 }, 'out')
+      // crash value at fp-48: { u32 tgid, u32 error, u64 address, u64 ip, char comm[16] }
+      .mov(1, 7).alu64('rsh', 1, { imm: 32 }).stx('w', FP, -48, 1)
+      .ldx('w', 1, 0, 0).stx('w', FP, -44, 1)
+      .ldx('dw', 1, 0, 8).stx('dw', FP, -40, 1)
+      .ldx('dw', 1, 0, 16).stx('dw', FP, -32, 1)
+      .mov(1, FP).alu64('add', 1, { imm: -24 }).mov(2, { imm: 16 }).call(HELPER.get_current_comm)
+      .ldMap(1, this.crashMap).mov(2, FP).alu64('add', 2, { imm: -4 }).mov(3, FP).alu64('add', 3, { imm: -48 }).mov(4, { imm: UPDATE.ANY }).call(HELPER.map_update_elem)
+      .ldMap(1, this.pending).mov(2, FP).alu64('add', 2, { imm: -4 }).call(HELPER.map_delete_elem)
+      // and one more crash for its process
+      .mov(1, 7).alu64('rsh', 1, { imm: 32 }).stx('w', FP, -8, 1).st('w', FP, -4, TAG_CRASH);
+    this.countKey(a);
+    a.label('out').mov(0, { imm: 0 }).exit();
+    return a.build();
+  }
+
+  /** Attaches the programs: counting starts. */
+  enable(): void {
+    if (this.links.length) return;
+    try {
+      for (const p of this.progs) this.links.push(attachRawTracepoint(p.fd, p.tracepoint));
+    } catch (e) {
+      this.disable();
+      throw e;
+    }
+  }
+
+  /** Detaches the programs: counting stops; the maps keep what was counted. */
+  disable(): void {
+    for (const l of this.links) libcBindings().close(l);
+    this.links = [];
+  }
+
+  /** Counts per process (tgid), and how many updates found a map full. */
+  read(): { processes: Map<number, BpfProcessCounts>; dropped: number } {
+    const processes = new Map<number, BpfProcessCounts>();
+    for (const k of this.counts.keys()) {
+      const v = this.counts.lookup(k);
+      if (!v) continue;
+      const kb = Buffer.from(k);
+      const tgid = kb.readUInt32LE(0);
+      const tag = kb.readUInt32LE(4);
+      const n = Number(Buffer.from(v).readBigUInt64LE(0));
+      let p = processes.get(tgid);
+      if (!p) {
+        p = { emulated: { gettimeofday: 0, time: 0, getcpu: 0, misaligned: 0 }, faults: new Map(), crashes: 0 };
+        processes.set(tgid, p);
+      }
+      const low = tag & 0xffff;
+      if ((tag & ~0xffff) === TAG_EMULATE) p.emulated[entryOfNr((low << 16) >> 16)] += n;
+      else if ((tag & ~0xffff) === TAG_FAULT) p.faults.set(low, (p.faults.get(low) ?? 0) + n);
+      else if ((tag & ~0xffff) === TAG_CRASH) p.crashes += n;
+    }
+    const d = this.misc.lookup(Buffer.alloc(4));
+    return { processes, dropped: d ? Number(Buffer.from(d).readBigUInt64LE(0)) : 0 };
+  }
+
+  /** The last crash of each thread that died of SIGSEGV after a fault in the page. */
+  crashes(): BpfCrash[] {
+    const out: BpfCrash[] = [];
+    for (const k of this.crashMap.keys()) {
+      const v = this.crashMap.lookup(k);
+      if (!v) continue;
+      const b = Buffer.from(v);
+      const comm = b.subarray(24, 40);
+      const nul = comm.indexOf(0);
+      out.push({
+        tid: Buffer.from(k).readUInt32LE(0), pid: b.readUInt32LE(0), error: b.readUInt32LE(4),
+        address: b.readBigUInt64LE(8), ip: b.readBigUInt64LE(16), comm: comm.subarray(0, nul < 0 ? 16 : nul).toString('utf8'),
+      });
+    }
+    return out;
+  }
+
+  close(): void {
+    this.disable();
+    for (const p of this.progs) libcBindings().close(p.fd);
+    this.progs.length = 0;
+    for (const m of this.maps) m.close();
+    this.maps.length = 0;
+  }
+}
+
+/** Whether the BPF counters can be used here; the reason when not. */
+export function bpfCountersProblem(): VsysError | null {
+  try {
+    new BpfCounters().close();
+    return null;
+  } catch (e) {
+    if (e instanceof VsysError) return e;
+    throw e;
+  }
+}
