@@ -1,9 +1,13 @@
-// Benchmark of `vsys trace`: (1) counting overhead on a process making ~1-2 M emulated vsyscalls/s,
-// its run time traced ÷ untraced, alternating in the same run (target ≤ 1.02); (2) the event rate
+// Benchmark of `vsys trace`: (1) counting overhead on a process making ~2 M emulated vsyscalls/s:
+// the time its call loop takes traced ÷ untraced (the program times its own loop, so process start
+// and the tracer's attach are left out), alternating in the same run (target ≤ 1.02); beside it, for
+// context, the same ratio under an empty eBPF program on the tracepoint (the floor of any per-call
+// hook in this kernel) and under `perf stat -e vsyscall:emulate_vsyscall`; (2) the event rate
 // --events sustains, and how many events were lost (target ≥ 200k events/s). Needs root + tracefs.
 // usage: node bench/trace.mjs [--calls N] [--rounds R] [--json]
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -14,32 +18,62 @@ const calls = opt('--calls', 3_000_000);
 const rounds = opt('--rounds', 5);
 const json = args.includes('--json');
 if (process.getuid?.() !== 0) {
-  console.error('bench/trace.mjs needs root (perf tracepoints)');
+  console.error('bench/trace.mjs needs root (perf tracepoints, eBPF)');
   process.exit(4);
 }
 if (!fs.existsSync(path.join(ROOT, 'dist', 'src', 'trace', 'session.js'))) execFileSync('npx', ['tsc', '-p', '.'], { cwd: ROOT, stdio: 'inherit' });
 const { runTrace } = await import(path.join(ROOT, 'dist', 'src', 'trace', 'session.js'));
+const bpf = await import(path.join(ROOT, 'dist', 'src', 'native', 'bpf.js'));
+const { libcBindings } = await import(path.join(ROOT, 'dist', 'src', 'native', 'libc.js'));
 const bin = path.join(ROOT, '.cache', 'bench', 'call-n');
 fs.mkdirSync(path.dirname(bin), { recursive: true });
 execFileSync('gcc', ['-O2', '-o', bin, path.join(ROOT, 'test', 'fixtures', 'trace', 'call-n.c')]);
+const timeFile = path.join(os.tmpdir(), `vsys-bench-trace-${process.pid}`);
+const loopSeconds = () => {
+  const v = Number(fs.readFileSync(timeFile, 'utf8').trim().split('\n').pop());
+  fs.rmSync(timeFile, { force: true });
+  return v;
+};
+process.env.CALL_N_TIME = timeFile;
+const argv = [bin, 'time', String(calls)];
+const hasPerf = spawnSync('perf', ['--version']).status === 0;
 
-const plain = [];
-const traced = [];
-for (let r = 0; r < rounds; r++) {
-  for (const mode of r % 2 ? ['traced', 'plain'] : ['plain', 'traced']) {
-    if (mode === 'plain') {
-      const t0 = performance.now();
-      spawnSync(bin, ['time', String(calls)]);
-      plain.push((performance.now() - t0) / 1000);
-    } else {
-      const s = await runTrace({ target: { k: 'command', argv: [bin, 'time', String(calls)] }, stdio: 'ignore' });
-      if (s.counts.emulated.time !== calls) throw new Error(`counted ${s.counts.emulated.time}, expected ${calls}`);
-      traced.push(s.seconds);
+const modes = {
+  async plain() {
+    spawnSync(bin, argv.slice(1));
+  },
+  async bpf() {
+    const s = await runTrace({ target: { k: 'command', argv }, stdio: 'ignore', backend: 'bpf' });
+    if (s.counts.emulated.time !== calls) throw new Error(`bpf counted ${s.counts.emulated.time}, expected ${calls}`);
+  },
+  async perf() {
+    const s = await runTrace({ target: { k: 'command', argv }, stdio: 'ignore', backend: 'perf' });
+    if (s.counts.emulated.time !== calls) throw new Error(`perf counted ${s.counts.emulated.time}, expected ${calls}`);
+  },
+  async emptyProgram() {
+    const prog = bpf.loadRawTracepointProgram(new bpf.Asm().mov(0, { imm: 0 }).exit().build(), 'vsys_empty');
+    const link = bpf.attachRawTracepoint(prog, 'emulate_vsyscall');
+    try {
+      spawnSync(bin, argv.slice(1));
+    } finally {
+      libcBindings().close(link);
+      libcBindings().close(prog);
     }
+  },
+  ...(hasPerf ? { async perfStat() { spawnSync('perf', ['stat', '-x,', '-o', '/dev/null', '-e', 'vsyscall:emulate_vsyscall', ...argv]); } } : {}),
+};
+const times = Object.fromEntries(Object.keys(modes).map((m) => [m, []]));
+for (let r = 0; r < rounds; r++) {
+  const order = Object.keys(modes);
+  for (let i = 0; i < r % order.length; i++) order.push(order.shift());
+  for (const m of order) {
+    await modes[m]();
+    times[m].push(loopSeconds());
   }
 }
 const min = (a) => Math.min(...a);
-const overhead = min(traced) / min(plain);
+const ratio = (m) => min(times[m]) / min(times.plain);
+const overhead = ratio('bpf');
 
 // Events: every emulated call gives a page_fault and an emulate_vsyscall event. The producer is
 // paced (call-n -r RATE) and the rate doubled until events are lost: the last lossless rate is the
@@ -60,13 +94,16 @@ const e = await runTrace({ target: { k: 'command', argv: [bin, 'time', String(1_
 const eventsPerS = best;
 const result = {
   calls, rounds,
-  untracedSeconds: min(plain), tracedSeconds: min(traced), callsPerSecond: calls / min(plain),
+  untracedSeconds: min(times.plain), tracedSeconds: min(times.bpf), callsPerSecond: calls / min(times.plain),
   overhead, overheadMet: overhead <= 1.02,
+  context: Object.fromEntries(Object.keys(modes).filter((m) => m !== 'plain').map((m) => [m, { seconds: min(times[m]), ratio: ratio(m) }])),
   events: { sustainedPerSecond: best, met: best >= 200_000, steps, unpaced: { delivered: seen, lost: e.lostEvents, seconds: e.seconds } },
 };
 if (json) console.log(JSON.stringify(result, null, 2));
 else {
   console.log(`counting: ${calls.toLocaleString('en')} emulated time() calls (${Math.round(result.callsPerSecond).toLocaleString('en')}/s untraced), min of ${rounds}: untraced ${result.untracedSeconds.toFixed(3)} s, traced ${result.tracedSeconds.toFixed(3)} s → ${overhead.toFixed(3)}× (target ≤ 1.02: ${result.overheadMet ? 'met' : 'MISSED'})`);
+  const what = { bpf: 'vsys trace (eBPF, the default)', perf: 'vsys trace --backend perf', emptyProgram: 'an empty eBPF program on the tracepoint (floor of any per-call hook)', perfStat: 'perf stat -e vsyscall:emulate_vsyscall' };
+  for (const [m, v] of Object.entries(result.context)) console.log(`  ${what[m].padEnd(70)} ${v.seconds.toFixed(3)} s  ${v.ratio.toFixed(3)}×`);
   for (const st of steps) console.log(`events at ${st.callsPerS.toLocaleString('en')} calls/s: ${st.events.toLocaleString('en')} delivered, ${st.lost.toLocaleString('en')} lost (${Math.round(st.eventsPerS).toLocaleString('en')} events/s)`);
   console.log(`sustained without loss: ${Math.round(best).toLocaleString('en')} events/s (target ≥ 200,000: ${result.events.met ? 'met' : 'MISSED'}); unpaced: ${seen.toLocaleString('en')} delivered, ${e.lostEvents.toLocaleString('en')} lost and reported`);
 }

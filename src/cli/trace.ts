@@ -8,12 +8,15 @@ import type { Command } from './main.js';
 const HELP = `usage: vsys trace [--events] [--json] [--interval S] -- CMD [ARGS...]
        vsys trace -p PID[,PID...] | --cgroup PATH | -a  [--duration S] [--events] [--json]
 
-Counts what processes do with the legacy vsyscall page, with perf counters on the
-kernel's tracepoints (no strace: strace cannot see emulated vsyscalls):
-emulated calls by entry (vsyscall:emulate_vsyscall), page faults inside the page
+Counts what processes do with the legacy vsyscall page, on the kernel's own
+tracepoints (no strace: strace cannot see emulated vsyscalls): emulated calls by
+entry (vsyscall:emulate_vsyscall), page faults inside the page by error code
 (exceptions:page_fault_user), all system calls for comparison; crashes (SIGSEGV
 after a fault in the page); and the CPU time lost to emulation, from this host's
-'vsys bench' figures. Needs root or CAP_PERFMON and a mounted tracefs.
+'vsys bench' figures. Counting is done by three small eBPF programs on raw
+tracepoints (exact, per process, the cheapest hook), or by perf counters where
+eBPF is not allowed. Needs root (or CAP_PERFMON, plus CAP_BPF for eBPF) and a
+mounted tracefs.
 
 options:
   -- CMD ARGS       run CMD and trace it and its children (exact counts)
@@ -23,6 +26,7 @@ options:
   --duration S      stop after S seconds (else Ctrl-C); a command runs to its end
   --events          print every event, sysdig style (page_fault, signaldeliver, procexit)
   --interval S      print the summary every S seconds
+  --backend B       how to count: auto (default: bpf, else perf), bpf, perf
   --json            NDJSON: events (with --events), then {"summary": …}
   -h, --help        this text
 
@@ -44,6 +48,8 @@ export function formatSummary(s: TraceSummary): string {
   ];
   const secs = (v: number) => (v >= 0.01 ? `${v.toFixed(3)} s` : v >= 1e-5 ? `${(v * 1e3).toFixed(3)} ms` : `${(v * 1e6).toFixed(2)} µs`);
   if (s.cost) out.push(`CPU time lost to emulation: ${secs(s.cost.cpuSeconds)} (${s.cost.perCallNs.toFixed(0)} ns × ${calls.toLocaleString('en')} calls; ${s.cost.source})`);
+  if (s.backend.fallbackReason) out.push(`counted with perf counters (eBPF unavailable: ${s.backend.fallbackReason})`);
+  if (s.backend.dropped) out.push(`! ${s.backend.dropped} counts were dropped: the per-process table was full (16,384 process × kind entries)`);
   if (s.lostEvents > 0) out.push(`! ${s.lostEvents} events were lost (the ring buffer overflowed): per-process figures from samples are low by that much`);
   if (s.processes.length) {
     out.push('', 'per process:');
@@ -85,6 +91,7 @@ export const traceCommand: Command = {
         duration: { type: 'string' },
         events: { type: 'boolean' },
         interval: { type: 'string' },
+        backend: { type: 'string' },
         json: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -105,6 +112,8 @@ export const traceCommand: Command = {
       target = { k: 'pids', pids };
     } else if (values.cgroup !== undefined) target = { k: 'cgroup', path: values.cgroup };
     else target = { k: 'all' };
+    const backend = values.backend ?? 'auto';
+    if (backend !== 'auto' && backend !== 'bpf' && backend !== 'perf') throw usageError(`trace: --backend wants auto, bpf or perf, not '${backend}'`);
     const durationS = numberOption('trace', 'duration', values.duration, { positive: 'seconds' });
     const intervalS = numberOption('trace', 'interval', values.interval, { positive: 'seconds' });
     let stopResolve: () => void = () => {};
@@ -116,6 +125,7 @@ export const traceCommand: Command = {
       const summary = await runTrace({
         target,
         events: !!values.events,
+        backend,
         onEvent: (e: TraceEvent) => io.stdout.write(values.json ? toJson({ event: e }, 0) + '\n' : formatEvent(e) + '\n'),
         ...(intervalS ? { intervalS, onInterval: (s: TraceSummary) => io.stderr.write(formatSummary(s)) } : {}),
         ...(durationS ? { durationS } : {}),

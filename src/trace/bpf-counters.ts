@@ -21,6 +21,8 @@ const MAX_KEYS = 16384;
 const MAX_CRASHES = 1024;
 
 export interface BpfProcessCounts {
+  /** The name it had when first counted. */
+  comm: string;
   emulated: Record<EntryKey, number>;
   /** In-page faults by error code. */
   faults: Map<number, number>;
@@ -49,6 +51,7 @@ export class BpfCounters {
   private readonly misc: BpfMap;
   private readonly pending: BpfMap;
   private readonly crashMap: BpfMap;
+  private readonly comms: BpfMap;
   private readonly cgroup: BpfMap | undefined;
   private readonly progs: { fd: number; tracepoint: string }[] = [];
   private links: number[] = [];
@@ -64,6 +67,7 @@ export class BpfCounters {
       this.misc = map(MAP_TYPE.ARRAY, 4, 8, 1, 'vsys_dropped');
       this.pending = map(MAP_TYPE.HASH, 4, 24, MAX_CRASHES, 'vsys_pending');
       this.crashMap = map(MAP_TYPE.HASH, 4, 40, MAX_CRASHES, 'vsys_crashes');
+      this.comms = map(MAP_TYPE.HASH, 4, 16, MAX_KEYS, 'vsys_comms');
       if (opts.cgroupFd !== undefined) {
         this.cgroup = map(MAP_TYPE.CGROUP_ARRAY, 4, 4, 1, 'vsys_cgroup');
         const v = Buffer.alloc(4);
@@ -97,7 +101,11 @@ export class BpfCounters {
       .label(miss)
       .st('dw', FP, -16, 1)
       .ldMap(1, this.counts).mov(2, FP).alu64('add', 2, { imm: -8 }).mov(3, FP).alu64('add', 3, { imm: -16 }).mov(4, { imm: UPDATE.NOEXIST }).call(HELPER.map_update_elem)
-      .jmp('jeq', 0, { imm: 0 }, done)
+      .jmp('jne', 0, { imm: 0 }, retry)
+      // A process seen for the first time: keep its name (it may be gone when the counts are read).
+      .mov(1, FP).alu64('add', 1, { imm: -40 }).mov(2, { imm: 16 }).call(HELPER.get_current_comm)
+      .ldMap(1, this.comms).mov(2, FP).alu64('add', 2, { imm: -8 }).mov(3, FP).alu64('add', 3, { imm: -40 }).mov(4, { imm: UPDATE.ANY }).call(HELPER.map_update_elem)
+      .goto(done)
       // Another CPU inserted it first (or the map is full): look again.
       .label(retry)
       .ldMap(1, this.counts).mov(2, FP).alu64('add', 2, { imm: -8 }).call(HELPER.map_lookup_elem)
@@ -204,7 +212,7 @@ export class BpfCounters {
       const n = Number(Buffer.from(v).readBigUInt64LE(0));
       let p = processes.get(tgid);
       if (!p) {
-        p = { emulated: { gettimeofday: 0, time: 0, getcpu: 0, misaligned: 0 }, faults: new Map(), crashes: 0 };
+        p = { comm: this.commOf(tgid), emulated: { gettimeofday: 0, time: 0, getcpu: 0, misaligned: 0 }, faults: new Map(), crashes: 0 };
         processes.set(tgid, p);
       }
       const low = tag & 0xffff;
@@ -216,6 +224,13 @@ export class BpfCounters {
     return { processes, dropped: d ? Number(Buffer.from(d).readBigUInt64LE(0)) : 0 };
   }
 
+  private commOf(tgid: number): string {
+    const k = Buffer.alloc(4);
+    k.writeUInt32LE(tgid);
+    const v = this.comms.lookup(k);
+    return v ? cString(Buffer.from(v)) : '?';
+  }
+
   /** The last crash of each thread that died of SIGSEGV after a fault in the page. */
   crashes(): BpfCrash[] {
     const out: BpfCrash[] = [];
@@ -223,11 +238,9 @@ export class BpfCounters {
       const v = this.crashMap.lookup(k);
       if (!v) continue;
       const b = Buffer.from(v);
-      const comm = b.subarray(24, 40);
-      const nul = comm.indexOf(0);
       out.push({
         tid: Buffer.from(k).readUInt32LE(0), pid: b.readUInt32LE(0), error: b.readUInt32LE(4),
-        address: b.readBigUInt64LE(8), ip: b.readBigUInt64LE(16), comm: comm.subarray(0, nul < 0 ? 16 : nul).toString('utf8'),
+        address: b.readBigUInt64LE(8), ip: b.readBigUInt64LE(16), comm: cString(b.subarray(24, 40)),
       });
     }
     return out;
@@ -240,6 +253,11 @@ export class BpfCounters {
     for (const m of this.maps) m.close();
     this.maps.length = 0;
   }
+}
+
+function cString(b: Buffer): string {
+  const nul = b.indexOf(0);
+  return b.subarray(0, nul < 0 ? b.length : nul).toString('utf8');
 }
 
 /** Whether the BPF counters can be used here; the reason when not. */

@@ -44,10 +44,10 @@ export function addCounts(a: Counts, b: Counts): Counts {
 /** One scope's set of counters. Starts disabled. */
 export class CounterSet {
   private readonly entries: [EntryKey, PerfCounter][] = [];
-  private readonly faults: PerfCounter;
+  private readonly faults: PerfCounter | undefined;
   private readonly syscalls: PerfCounter | undefined;
 
-  constructor(scope: CounterScope, opts: { syscalls?: boolean; emulation: boolean }) {
+  constructor(scope: CounterScope, opts: { syscalls?: boolean; emulation: boolean; faults?: boolean }) {
     const base = 'pid' in scope ? { pid: scope.pid, inherit: scope.inherit, cpu: -1 } : { pid: -1, cpu: scope.cpu, ...(scope.cgroupFd !== undefined ? { cgroupFd: scope.cgroupFd } : {}) };
     const opened: PerfCounter[] = [];
     try {
@@ -59,9 +59,11 @@ export class CounterSet {
           this.entries.push([k, c]);
         }
       }
-      const pf = readEventFormat('exceptions', 'page_fault_user');
-      this.faults = new PerfCounter({ tracepointId: pf.id, ...base, filter: PAGE_FILTER });
-      opened.push(this.faults);
+      if (opts.faults !== false) {
+        const pf = readEventFormat('exceptions', 'page_fault_user');
+        this.faults = new PerfCounter({ tracepointId: pf.id, ...base, filter: PAGE_FILTER });
+        opened.push(this.faults);
+      }
       if (opts.syscalls !== false) {
         const se = readEventFormat('raw_syscalls', 'sys_enter');
         this.syscalls = new PerfCounter({ tracepointId: se.id, ...base });
@@ -74,7 +76,7 @@ export class CounterSet {
   }
 
   private all(): PerfCounter[] {
-    return [...this.entries.map(([, c]) => c), this.faults, ...(this.syscalls ? [this.syscalls] : [])];
+    return [...this.entries.map(([, c]) => c), ...(this.faults ? [this.faults] : []), ...(this.syscalls ? [this.syscalls] : [])];
   }
 
   enable(): void {
@@ -88,7 +90,7 @@ export class CounterSet {
   read(): Counts {
     const out = zeroCounts();
     for (const [k, c] of this.entries) out.emulated[k] = Number(c.read());
-    out.pageFaults = Number(this.faults.read());
+    out.pageFaults = this.faults ? Number(this.faults.read()) : 0;
     out.syscalls = this.syscalls ? Number(this.syscalls.read()) : 0;
     return out;
   }

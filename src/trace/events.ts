@@ -6,7 +6,7 @@ import { describePageFault } from '../model/page-fault.js';
 import { readEventFormat, type EventFormat } from './tracefs.js';
 import { PAGE_FILTER } from './counters.js';
 
-export type EventKind = 'page_fault' | 'emulate' | 'signaldeliver' | 'procexit';
+export type EventKind = 'page_fault' | 'emulate' | 'signaldeliver' | 'procexit' | 'fork';
 
 export interface TraceEvent {
   /** Sequence number in time order. */
@@ -26,6 +26,8 @@ export interface TraceEvent {
   nr?: number;
   /** signaldeliver */
   sig?: number;
+  /** fork: the new task's id. */
+  child?: number;
   /** procexit: the exit status as sysdig prints it (the signal number for a fatal signal). */
   status?: number;
 }
@@ -56,6 +58,11 @@ export function eventSources(all: boolean): Source[] {
   return out;
 }
 
+/** New tasks (processes and threads), to know a traced command's descendants. */
+export function forkSource(): Source {
+  return { kind: 'fork', format: readEventFormat('sched', 'sched_process_fork') };
+}
+
 export interface SamplerSet {
   samplers: { kind: EventKind; format: EventFormat; sampler: PerfSampler }[];
 }
@@ -68,7 +75,7 @@ export function openSamplers(sources: Source[], scope: { pid: number; inherit: b
         const o = 'pid' in scope
           ? { tracepointId: s.format.id, cpu, pid: scope.pid, inherit: scope.inherit }
           : { tracepointId: s.format.id, cpu, pid: -1, ...(scope.cgroupFd !== undefined ? { cgroupFd: scope.cgroupFd } : {}) };
-        samplers.push({ kind: s.kind, format: s.format, sampler: new PerfSampler({ ...o, ...(s.filter ? { filter: s.filter } : {}), pages: s.kind === 'procexit' || s.kind === 'signaldeliver' ? 8 : 1024 }) });
+        samplers.push({ kind: s.kind, format: s.format, sampler: new PerfSampler({ ...o, ...(s.filter ? { filter: s.filter } : {}), pages: s.kind === 'page_fault' || s.kind === 'emulate' ? 1024 : 8 }) });
       }
     }
   } catch (e) {
@@ -119,6 +126,10 @@ export function drainEvents(set: SamplerSet): { events: Omit<TraceEvent, 'n'>[];
         case 'procexit':
           e.comm = rd.str(buf, at, size, 'comm') ?? commOf(tid);
           rememberComm(tid, e.comm);
+          break;
+        case 'fork':
+          e.child = rd.i32(buf, at, size, 'child_pid');
+          e.comm = commOf(tid);
           break;
       }
       events.push(e);
@@ -191,5 +202,7 @@ export function formatEvent(e: TraceEvent): string {
       return `${head} signaldeliver spid=0 dpid=${e.tid}(${e.comm}) sig=${e.sig}(${SIGNALS[e.sig ?? 0] ?? `SIG${e.sig}`})`;
     case 'procexit':
       return `${head} procexit status=${e.status ?? 0}`;
+    case 'fork':
+      return `${head} clone res=${e.child ?? 0}`;
   }
 }

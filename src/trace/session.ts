@@ -6,7 +6,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { VsysError } from '../errors.js';
 import { CounterSet, addCounts, entryOfNr, zeroCounts, type Counts, type CounterScope, type EntryKey } from './counters.js';
-import { drainEvents, eventSources, openSamplers, rememberComm, type SamplerSet, type TraceEvent } from './events.js';
+import { drainEvents, eventSources, forkSource, openSamplers, rememberComm, type SamplerSet, type TraceEvent } from './events.js';
+import { BpfCounters } from './bpf-counters.js';
+import { modeFromMaps } from '../host/vsyscall-mode.js';
 import { processInfo, type Container } from './attribution.js';
 import { tracefsProblem, tracefsRoot } from './tracefs.js';
 
@@ -30,6 +32,11 @@ export interface TraceOptions {
   stop?: Promise<void>;
   /** The traced command's stdio (default inherit). */
   stdio?: 'inherit' | 'ignore' | 'pipe';
+  /**
+   * How counts are taken: 'bpf' (raw-tracepoint programs, exact per process, the cheapest hook),
+   * 'perf' (perf counters on the tracepoints), or 'auto' (bpf when the kernel allows, else perf).
+   */
+  backend?: 'auto' | 'bpf' | 'perf';
   /** ns per emulated call and per vDSO call, for the cost line. */
   costNs?: { emulated: number; vdso: number; source: string };
 }
@@ -52,6 +59,8 @@ export interface TraceSummary {
   processes: ProcessStats[];
   crashes: { pid: number; tid: number; comm: string; address: string; ip: string; error: number }[];
   lostEvents: number;
+  /** What counted: the eBPF programs or perf counters (and why not bpf, when auto fell back). */
+  backend: { name: 'bpf' | 'perf'; fallbackReason?: string; dropped?: number };
   cost?: { cpuSeconds: number; perCallNs: number; source: string };
   exit?: { code: number | null; signal: string | null };
 }
@@ -103,11 +112,29 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
   const pendingSegv = new Set<number>();
   let lost = 0;
   let seq = 0;
+  // The bpf backend counts every process; these are the ones that belong to a command or pid target.
+  const members = new Set<number>();
+  const wanted = o.backend ?? 'auto';
+  let bpf: BpfCounters | undefined;
+  let fallbackReason: string | undefined;
+  if (wanted !== 'perf' && emulation) {
+    const maps = fs.readFileSync('/proc/self/maps', 'utf8');
+    try {
+      // cgroup targets get their filter below, once the cgroup is open.
+      if (o.target.k !== 'cgroup') bpf = new BpfCounters({ modeNone: modeFromMaps(maps).says === 'none' });
+    } catch (e) {
+      if (wanted === 'bpf' || !(e instanceof VsysError) || e.code === 'PERF_NO_PERMISSION') throw e;
+      fallbackReason = e.message.split('\n')[0];
+    }
+  }
 
   const open = (scope: CounterScope, pid?: number) => {
-    const set = new CounterSet(scope, { emulation });
+    // With bpf counting, perf keeps only the comparison counter (system calls).
+    const set = new CounterSet(scope, bpf ? { emulation: false, faults: false } : { emulation });
     counterSets.push(pid === undefined ? { set } : { pid, set });
   };
+  /** Counting samplers: bpf needs only forks (to know descendants); perf needs the crash sources. */
+  const countingSources = (follow: boolean) => (bpf ? (follow ? [forkSource()] : []) : eventSources(false));
 
   try {
     switch (o.target.k) {
@@ -123,8 +150,9 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
         // The wrapper is still `sh` here; name the process after the command it becomes.
         perPid.set(pid, { pid, comm: path.basename(cmd).slice(0, 15), exe: cmd, emulated: { gettimeofday: 0, time: 0, getcpu: 0, misaligned: 0 }, pageFaults: 0, crashes: 0 });
         rememberComm(pid, path.basename(cmd).slice(0, 15));
+        members.add(pid);
         open({ pid, inherit: true }, pid);
-        samplerSets.push(openSamplers(eventSources(!!o.events), { pid, inherit: true }, cpus));
+        samplerSets.push(openSamplers(o.events ? [...eventSources(true), ...(bpf ? [forkSource()] : [])] : countingSources(true), { pid, inherit: true }, cpus));
         break;
       }
       case 'pids': {
@@ -136,9 +164,10 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
           } catch {
             throw new VsysError('PROC_READ_FAILED', `no process ${pid}`);
           }
+          members.add(pid);
           for (const tid of tids) {
             open({ pid: tid, inherit: true }, pid);
-            samplerSets.push(openSamplers(eventSources(!!o.events), { pid: tid, inherit: true }, cpus));
+            samplerSets.push(openSamplers(o.events ? [...eventSources(true), ...(bpf ? [forkSource()] : [])] : countingSources(true), { pid: tid, inherit: true }, cpus));
           }
         }
         break;
@@ -152,11 +181,22 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
           } catch (e) {
             throw new VsysError('IO_FAILED', `cannot open cgroup ${o.target.path}: ${(e as Error).message}`, { path: o.target.path });
           }
+          if (wanted !== 'perf' && emulation) {
+            try {
+              bpf = new BpfCounters({ cgroupFd, modeNone: modeFromMaps(fs.readFileSync('/proc/self/maps', 'utf8')).says === 'none' });
+            } catch (e) {
+              if (wanted === 'bpf' || !(e instanceof VsysError) || e.code === 'PERF_NO_PERMISSION') throw e;
+              fallbackReason = e.message.split('\n')[0];
+            }
+          }
         } else label = 'all processes';
         for (const cpu of cpus) open(cgroupFd === undefined ? { cpu } : { cpu, cgroupFd });
-        // Per-process attribution needs samples of every emulated call here.
-        const sources = eventSources(true);
-        samplerSets.push(openSamplers(sources.filter((s) => o.events || s.kind !== 'page_fault' || s.filter?.includes('!=')), cgroupFd === undefined ? {} : { cgroupFd }, cpus));
+        const scope = cgroupFd === undefined ? {} : { cgroupFd };
+        if (o.events) samplerSets.push(openSamplers(eventSources(true), scope, cpus));
+        else if (!bpf) {
+          // perf counters are not per process: attribution needs samples of every emulated call.
+          samplerSets.push(openSamplers(eventSources(true).filter((s) => s.kind !== 'page_fault' || s.filter?.includes('!=')), scope, cpus));
+        }
         break;
       }
     }
@@ -166,6 +206,11 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
         const d = drainEvents(set);
         lost += d.lost;
         for (const raw of d.events) {
+          if (raw.kind === 'fork') {
+            // Samplers follow the target's descendants (inherit): every child belongs to it.
+            if (raw.child !== undefined) members.add(raw.child);
+            continue;
+          }
           const e: TraceEvent = { ...raw, n: ++seq };
           if (e.kind === 'procexit' && pendingSegv.has(e.tid)) e.status = 11;
           if (e.kind === 'procexit' && !pendingSegv.has(e.tid) && !o.events) continue;
@@ -173,7 +218,7 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
           if (e.kind === 'signaldeliver' && e.sig === 11) {
             pendingSegv.add(e.tid);
             const f = lastFault.get(e.tid);
-            if (f) {
+            if (f && !bpf) {
               crashes.push({ pid: e.pid, tid: e.tid, comm: e.comm, address: `0x${(f.address ?? 0n).toString(16)}`, ip: `0x${(f.ip ?? 0n).toString(16)}`, error: f.error ?? 0 });
               const p = perPid.get(e.pid) ?? stats(e.pid, e.comm);
               p.crashes++;
@@ -181,13 +226,13 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
             }
           }
           if (e.kind === 'procexit') rememberComm(e.tid, e.comm);
-          if ((o.target.k === 'all' || o.target.k === 'cgroup') && e.kind === 'emulate') {
+          if (!bpf && (o.target.k === 'all' || o.target.k === 'cgroup') && e.kind === 'emulate') {
             const p = perPid.get(e.pid) ?? stats(e.pid, e.comm);
             const k = entryOfNr(e.nr ?? 0);
             p.emulated[k]++;
             perPid.set(e.pid, p);
           }
-          if ((o.target.k === 'all' || o.target.k === 'cgroup') && e.kind === 'page_fault') {
+          if (!bpf && (o.target.k === 'all' || o.target.k === 'cgroup') && e.kind === 'page_fault') {
             const p = perPid.get(e.pid) ?? stats(e.pid, e.comm);
             p.pageFaults++;
             perPid.set(e.pid, p);
@@ -210,12 +255,37 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
           processes.set(c.pid, p);
         }
       }
+      let dropped: number | undefined;
+      const crashList = [...crashes];
+      if (bpf) {
+        const got = bpf.read();
+        dropped = got.dropped;
+        const mine = (pid: number) => o.target.k === 'all' || o.target.k === 'cgroup' || members.has(pid);
+        for (const [pid, c] of got.processes) {
+          if (!mine(pid)) continue;
+          const p = processes.get(pid) ?? stats(pid, c.comm);
+          for (const k of Object.keys(c.emulated) as EntryKey[]) {
+            p.emulated[k] += c.emulated[k];
+            counts.emulated[k] += c.emulated[k];
+          }
+          const faults = [...c.faults.values()].reduce((a, b) => a + b, 0);
+          p.pageFaults += faults;
+          counts.pageFaults += faults;
+          p.crashes += c.crashes;
+          processes.set(pid, p);
+        }
+        for (const c of bpf.crashes()) {
+          if (!mine(c.pid)) continue;
+          crashList.push({ pid: c.pid, tid: c.tid, comm: c.comm, address: `0x${c.address.toString(16)}`, ip: `0x${c.ip.toString(16)}`, error: c.error });
+        }
+      }
       const seconds = (performance.now() - t0) / 1000;
       const calls = Object.values(counts.emulated).reduce((a, b) => a + b, 0);
       const s: TraceSummary = {
         target: label, seconds, counts,
         processes: [...processes.values()].filter((p) => p.crashes > 0 || p.pageFaults > 0 || Object.values(p.emulated).some((v) => v > 0) || o.target.k === 'command' || o.target.k === 'pids'),
-        crashes: [...crashes], lostEvents: lost,
+        crashes: crashList, lostEvents: lost,
+        backend: bpf ? { name: 'bpf', dropped: dropped ?? 0 } : { name: 'perf', ...(fallbackReason ? { fallbackReason } : {}) },
       };
       if (o.costNs) {
         const per = Math.max(0, o.costNs.emulated - o.costNs.vdso);
@@ -226,6 +296,7 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
     };
 
     for (const c of counterSets) c.set.enable();
+    bpf?.enable();
     for (const set of samplerSets) for (const x of set.samplers) x.sampler.enable();
     if (child?.pid !== undefined) process.kill(child.pid, 'SIGCONT');
 
@@ -254,9 +325,10 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
     // counted: per-process figures from samples never exceed the exact totals.
     for (const set of samplerSets) for (const x of set.samplers) x.sampler.disable();
     for (const c of counterSets) c.set.disable();
+    bpf?.disable();
     drain();
     // The command itself died of SIGSEGV: a crash even if its fault sample was not kept.
-    if (child && exit?.signal === 'SIGSEGV' && child.pid !== undefined && !crashes.some((c) => c.pid === child!.pid)) {
+    if (!bpf && child && exit?.signal === 'SIGSEGV' && child.pid !== undefined && !crashes.some((c) => c.pid === child!.pid)) {
       const f = lastFault.get(child.pid);
       crashes.push({ pid: child.pid, tid: child.pid, comm: f?.comm ?? o.target.k, address: f ? `0x${(f.address ?? 0n).toString(16)}` : 'unknown', ip: f ? `0x${(f.ip ?? 0n).toString(16)}` : 'unknown', error: f?.error ?? 0 });
     }
@@ -264,6 +336,7 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
   } finally {
     for (const c of counterSets) c.set.close();
     for (const set of samplerSets) for (const x of set.samplers) x.sampler.close();
+    bpf?.close();
     if (cgroupFd !== undefined) fs.closeSync(cgroupFd);
   }
 }

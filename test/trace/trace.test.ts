@@ -36,6 +36,79 @@ test('getcpu and gettimeofday counted exactly by entry', { skip }, async () => {
   assert.deepEqual(s.counts.emulated, { gettimeofday: 45, time: 6, getcpu: 123, misaligned: 0 });
 });
 
+test('the eBPF counters and perf counters, two kernel mechanisms, agree exactly; bpf is the default', { skip }, async () => {
+  const argv = [buildTraceFixture(), 'getcpu', '31', 'gettimeofday', '7', 'time', '1234', 'misaligned', '1'];
+  const b = await runTrace({ target: { k: 'command', argv }, stdio: 'ignore' });
+  const p = await runTrace({ target: { k: 'command', argv }, stdio: 'ignore', backend: 'perf' });
+  assert.equal(b.backend.name, 'bpf', b.backend.fallbackReason);
+  assert.equal(b.backend.dropped, 0);
+  assert.equal(p.backend.name, 'perf');
+  const expected = { gettimeofday: 7, time: 1234, getcpu: 31, misaligned: 1 };
+  assert.deepEqual(b.counts.emulated, expected);
+  assert.deepEqual(p.counts.emulated, expected);
+  assert.equal(b.counts.pageFaults, 31 + 7 + 1234 + 1);
+  assert.equal(p.counts.pageFaults, b.counts.pageFaults);
+  assert.equal(b.exit?.signal, 'SIGSEGV');
+  assert.equal(b.processes[0]?.crashes, 1);
+});
+
+test('bpf crash records: a misaligned call (fetch at +0x10) and a read of the page, with address, ip and error code', { skip }, async () => {
+  const bin = buildTraceFixture();
+  const mis = await runTrace({ target: { k: 'command', argv: [bin, 'misaligned', '1'] }, stdio: 'ignore' });
+  assert.deepEqual(mis.crashes.map((c) => [c.address, c.ip, c.error, c.comm]), [['0xffffffffff600010', '0xffffffffff600010', 0x14, 'call-n']]);
+  const rd = await runTrace({ target: { k: 'command', argv: [bin, 'read', '1'] }, stdio: 'ignore' });
+  assert.equal(rd.crashes.length, 1, JSON.stringify(rd.crashes));
+  const c = rd.crashes[0]!;
+  assert.equal(c.address, '0xffffffffff600000');
+  // A data read: user mode, not present, no instruction fetch; ip is the reading instruction in the program.
+  assert.equal(c.error, 0x4);
+  const ip = BigInt(c.ip);
+  assert.ok(ip > 0n && ip < 0x800000000000n, c.ip);
+  assert.equal(rd.counts.pageFaults, 1);
+  assert.deepEqual(rd.counts.emulated, { gettimeofday: 0, time: 0, getcpu: 0, misaligned: 0 });
+});
+
+test('a command’s descendants are followed: each child counted and attributed, the shell itself makes no calls', { skip }, async () => {
+  const bin = buildTraceFixture();
+  const s = await runTrace({ target: { k: 'command', argv: ['/bin/sh', '-c', `${bin} time 10; ${bin} getcpu 20; ${bin} time 5 & wait`] }, stdio: 'ignore' });
+  assert.deepEqual(s.counts.emulated, { gettimeofday: 0, time: 15, getcpu: 20, misaligned: 0 });
+  const callers = s.processes.filter((p) => Object.values(p.emulated).some((v) => v > 0));
+  assert.equal(callers.length, 3, JSON.stringify(s.processes));
+  assert.ok(callers.every((p) => p.comm === 'call-n'));
+  assert.deepEqual(callers.map((p) => p.emulated.time + p.emulated.getcpu).sort((a, b) => a - b), [5, 10, 20]);
+});
+
+const cgroup2 = (() => {
+  try {
+    return fs.readFileSync('/proc/mounts', 'utf8').split('\n').map((l) => l.split(' ')).find((f) => f[2] === 'cgroup2')?.[1];
+  } catch {
+    return undefined;
+  }
+})();
+
+test('--cgroup counts only the tasks in that cgroup (both backends)', { skip: skip || (!cgroup2 && 'no cgroup2 mount'), timeout: 60_000 }, async () => {
+  const bin = buildTraceFixture();
+  const dir = path.join(cgroup2!, `vsys-test-${process.pid}`);
+  fs.mkdirSync(dir);
+  const inside = spawn('/bin/sh', ['-c', `echo $$ > ${dir}/cgroup.procs && exec ${bin} time 400000000`], { stdio: 'ignore' });
+  const outside = spawn(bin, ['getcpu', '400000000'], { stdio: 'ignore' });
+  try {
+    await new Promise((r) => setTimeout(r, 150));
+    for (const backend of ['bpf', 'perf'] as const) {
+      const s = await runTrace({ target: { k: 'cgroup', path: dir }, durationS: 0.4, backend });
+      assert.equal(s.backend.name, backend);
+      assert.ok(s.counts.emulated.time > 1000, `${backend}: ${JSON.stringify(s.counts)}`);
+      assert.equal(s.counts.emulated.getcpu, 0, `${backend}: the process outside the cgroup is not counted`);
+      assert.ok(s.processes.some((p) => p.pid === inside.pid && p.emulated.time > 0), JSON.stringify(s.processes));
+    }
+  } finally {
+    inside.kill('SIGKILL');
+    outside.kill('SIGKILL');
+    await new Promise((r) => setTimeout(r, 100));
+    fs.rmdirSync(dir);
+  }
+});
+
 test('the corpus busybox-1.15.2 `busybox date` makes exactly one emulated time call', { skip: skip || (!fs.existsSync(path.join(CORPUS, 'busybox-1.15.2-static')) && 'corpus not present') }, async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vsys-bb-'));
   try {
