@@ -130,6 +130,19 @@ function semaphore(n: number): { acquire(): Promise<void>; release(): void } {
   };
 }
 
+let scratch = Buffer.alloc(0);
+
+/** The chunks copied into one buffer reused from file to file (grown as needed, never shrunk). */
+function assemble(chunks: Buffer[], have: number): Buffer {
+  if (scratch.length < have) scratch = Buffer.allocUnsafe(Math.max(have, Math.min(scratch.length * 2, 1 << 30)));
+  let at = 0;
+  for (const c of chunks) {
+    c.copy(scratch, at);
+    at += c.length;
+  }
+  return scratch.subarray(0, have);
+}
+
 export async function readLayer(src: Readable, what: string, limits: LayerLimits): Promise<LayerResult> {
   const result: LayerResult = { ops: [], bytes: 0, files: 0, elfFiles: 0, problems: [] };
   const { streams } = await decompressor(src);
@@ -205,19 +218,36 @@ export async function readLayer(src: Readable, what: string, limits: LayerLimits
             next();
             return;
           }
-          // In this thread a file that arrived in one chunk is read in place; a worker needs its own copy.
-          const bytes = !limits.analyse && chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, have);
-          const analyse = limits.analyse ?? (async (b: Buffer, n: string) => analyseBytes(b, n));
-          // Take the next entry once a slot is free: at most `inflight` files are held.
+          const fail = (e: unknown) => {
+            result.problems.push({ path: name, code: 'INTERNAL_ERROR', message: `${what}: ${name}: ${(e as Error).message}` });
+          };
+          if (!limits.analyse) {
+            // In this thread: assembled into one reused buffer (a file that arrived in one chunk is
+            // read in place) and analysed at once, in the same synchronous block, so nothing else
+            // can write the buffer meanwhile and no per-file allocation reaches the GC.
+            try {
+              const rep = analyseBytes(chunks.length === 1 ? (chunks[0] as Buffer) : assemble(chunks, have), name);
+              if (rep) {
+                node.report = rep;
+                result.elfFiles++;
+              }
+            } catch (e) {
+              fail(e);
+            }
+            next();
+            return;
+          }
+          // A worker needs its own copy; take the next entry once a slot is free: at most `inflight`
+          // files are held.
+          const bytes = Buffer.concat(chunks, have);
+          const analyse = limits.analyse;
           void slots.acquire().then(() => {
             jobs.push(analyse(bytes, name).then((rep) => {
               if (rep) {
                 node.report = rep;
                 result.elfFiles++;
               }
-            }, (e: unknown) => {
-              result.problems.push({ path: name, code: 'INTERNAL_ERROR', message: `${what}: ${name}: ${(e as Error).message}` });
-            }).finally(() => slots.release()));
+            }, fail).finally(() => slots.release()));
             next();
           });
         });
