@@ -3,9 +3,8 @@
 // unless --insecure, linux/amd64 chosen from multi-arch indexes. Layers are streamed, never stored.
 import { Readable } from 'node:stream';
 import { VsysError } from '../errors.js';
-import { readLayer, type LayerResult } from './read-layer.js';
-import { configPlatform, isIndex, MEDIA, parseJson, parseManifest, pickAmd64, platformName } from './manifests.js';
-import type { ResolvedImage, SourceOptions } from './sources.js';
+import { configPlatform, MEDIA, parseJson } from './manifests.js';
+import { collectLayers, pickManifest, type ResolvedImage, type SourceOptions } from './sources.js';
 
 export interface RegistryRef {
   host: string;
@@ -138,27 +137,9 @@ export async function readRegistry(refText: string, o: SourceOptions & RegistryO
   const ref = parseRegistryRef(refText);
   if (!isLocal(ref.host) && o.insecure !== true && /^http:/.test(refText)) throw new VsysError('REGISTRY_INSECURE', 'plain http is allowed only for localhost (or with --insecure)');
   const client = new RegistryClient(ref, o);
-  let { doc, digest } = await client.manifest(ref.digest ?? (ref.tag as string));
-  let skipped: string[] = [];
-  let platform: string | undefined;
-  if (isIndex(doc)) {
-    const pick = pickAmd64(doc, refText);
-    skipped = pick.skipped;
-    platform = platformName(pick.chosen.platform);
-    digest = pick.chosen.digest;
-    doc = (await client.manifest(pick.chosen.digest)).doc;
-  }
-  const man = parseManifest(doc, refText);
-  const cfg = await client.blobJson(man.config.digest);
-  const layers: ResolvedImage['layers'] = [];
-  for (const l of man.layers) {
-    const cached = o.cache.has(l.digest);
-    if (!cached) o.cache.set(l.digest, client.blobStream(l.digest).then((s) => readLayer(s, `${refText} ${l.digest.slice(0, 19)}`, o.limits)));
-    const result = await (o.cache.get(l.digest) as Promise<LayerResult>);
-    o.onLayer?.(l.digest, result.bytes);
-    layers.push({ key: l.digest, result, cached });
-  }
-  const total = layers.reduce((a, l) => a + l.result.bytes, 0);
-  if (total > o.maxImageBytes) throw new VsysError('IMAGE_TOO_LARGE', `${refText}: layers expand to ${total} bytes, over the image limit (--max-image-size)`);
+  const top = await client.manifest(ref.digest ?? (ref.tag as string));
+  const { manifest, digest, platform, skipped } = await pickManifest(top.doc, top.digest, async (d) => (await client.manifest(d)).doc, refText);
+  const cfg = await client.blobJson(manifest.config.digest);
+  const layers = await collectLayers(manifest.layers.map((l) => l.digest), (d) => client.blobStream(d), refText, o);
   return [{ ref: refText.replace(/^registry:\/\//, ''), source: 'registry', ...(digest ? { digest } : {}), platform: platform ?? configPlatform(cfg), skippedPlatforms: skipped, layers }];
 }

@@ -40,6 +40,37 @@ function checkTotal(layers: { result: LayerResult }[], max: number, what: string
   if (total > max) throw new VsysError('IMAGE_TOO_LARGE', `${what}: layers expand to ${total} bytes, over the ${max}-byte image limit (--max-image-size)`);
 }
 
+/**
+ * The layers a manifest names, in order, each read and analysed once per run (a digest already in
+ * the cache is not read again); `open` gives a layer blob's bytes as a stream.
+ */
+export async function collectLayers(digests: string[], open: (digest: string) => Readable | Promise<Readable>, what: string, o: SourceOptions): Promise<ResolvedImage['layers']> {
+  const out: ResolvedImage['layers'] = [];
+  for (const d of digests) {
+    const cached = o.cache.has(d);
+    if (!cached) o.cache.set(d, Promise.resolve().then(() => open(d)).then((src) => readLayer(src, `${what} ${d.slice(0, 19)}`, o.limits)));
+    const result = await (o.cache.get(d) as Promise<LayerResult>);
+    o.onLayer?.(d, result.bytes);
+    out.push({ key: d, result, cached });
+  }
+  checkTotal(out, o.maxImageBytes, what);
+  return out;
+}
+
+/** A manifest, or an index resolved to its linux/amd64 manifest, with the platforms skipped. */
+export async function pickManifest(doc: unknown, digest: string | undefined, read: (digest: string, what: string) => unknown, where: string): Promise<{ manifest: ImageManifest; digest: string | undefined; platform: string | undefined; skipped: string[] }> {
+  let platform: string | undefined;
+  let skipped: string[] = [];
+  if (isIndex(doc)) {
+    const pick = pickAmd64(doc, where);
+    skipped = pick.skipped;
+    platform = platformName(pick.chosen.platform);
+    digest = pick.chosen.digest;
+    doc = await read(pick.chosen.digest, 'the index');
+  }
+  return { manifest: parseManifest(doc, where), digest, platform, skipped };
+}
+
 /** A docker-archive or OCI-archive tar: one pass. */
 export async function readArchive(file: string, o: SourceOptions): Promise<ResolvedImage[]> {
   const jsons = new Map<string, string>();
@@ -123,7 +154,7 @@ export async function readArchive(file: string, o: SourceOptions): Promise<Resol
     return out;
   }
   if (!jsons.has('index.json')) throw new VsysError('IMAGE_BAD_MANIFEST', `${file}: neither manifest.json (docker save) nor index.json (OCI layout) in the archive`, { path: file });
-  for (const img of walkIndex(getJson('index.json', 'the archive'), (digest, what) => getJson(blobName(digest), what), file)) {
+  for (const img of await walkIndex(getJson('index.json', 'the archive'), (digest, what) => getJson(blobName(digest), what), file)) {
     const ls = img.manifest.layers.map((l) => ({ key: l.digest, result: getLayer(blobName(l.digest), 'the manifest'), cached: cachedNames.has(blobName(l.digest)) }));
     checkTotal(ls, o.maxImageBytes, file);
     out.push({ ref: img.ref, source: 'oci-archive', digest: img.digest, platform: img.platform, skippedPlatforms: img.skipped, layers: ls });
@@ -144,22 +175,13 @@ interface IndexedImage {
  * The images of an OCI index.json, in order, following nested indexes to linux/amd64. `read` gets a
  * JSON blob by digest (from an archive's entries or a layout directory's files).
  */
-function walkIndex(index: unknown, read: (digest: string, what: string) => unknown, where: string): IndexedImage[] {
+async function walkIndex(index: unknown, read: (digest: string, what: string) => unknown, where: string): Promise<IndexedImage[]> {
   const out: IndexedImage[] = [];
   for (const top of (index as { manifests?: Descriptor[] }).manifests ?? []) {
     const ref = top.annotations?.['org.opencontainers.image.ref.name'] ?? top.digest.slice(0, 19);
-    let desc = top;
-    let skipped: string[] = [];
-    let doc = read(desc.digest, 'index.json');
-    if (isIndex(doc)) {
-      const pick = pickAmd64(doc, `${where}:${ref}`);
-      desc = pick.chosen;
-      skipped = pick.skipped;
-      doc = read(desc.digest, 'the index');
-    }
-    const manifest = parseManifest(doc, `${where}:${ref}`);
-    const cfg = read(manifest.config.digest, 'the manifest');
-    out.push({ ref, digest: desc.digest, platform: desc.platform ? platformName(desc.platform) : configPlatform(cfg), skipped, manifest });
+    const m = await pickManifest(read(top.digest, 'index.json'), top.digest, read, `${where}:${ref}`);
+    const platform = m.platform ?? (top.platform ? platformName(top.platform) : configPlatform(read(m.manifest.config.digest, 'the manifest')));
+    out.push({ ref, digest: m.digest ?? top.digest, platform, skipped: m.skipped, manifest: m.manifest });
   }
   return out;
 }
@@ -178,18 +200,12 @@ export async function readOciDir(dir: string, o: SourceOptions): Promise<Resolve
   };
   if (!fs.existsSync(path.join(dir, 'oci-layout'))) throw new VsysError('IMAGE_BAD_MANIFEST', `${dir}: no oci-layout file; not an OCI image layout`, { path: dir });
   const out: ResolvedImage[] = [];
-  for (const img of walkIndex(read('index.json', 'the layout'), (digest, what) => read(blobName(digest), what), dir)) {
-    const ls: ResolvedImage['layers'] = [];
+  for (const img of await walkIndex(read('index.json', 'the layout'), (digest, what) => read(blobName(digest), what), dir)) {
     for (const l of img.manifest.layers) {
       const p = path.join(dir, blobName(l.digest));
       if (!fs.existsSync(p)) throw new VsysError('IMAGE_MISSING_BLOB', `${dir}: the manifest names layer ${l.digest}, which is missing`, { path: p });
-      const cached = o.cache.has(l.digest);
-      if (!cached) o.cache.set(l.digest, readLayer(fs.createReadStream(p, { highWaterMark: 4 * 1024 * 1024 }), `${dir}:${l.digest.slice(0, 19)}`, o.limits));
-      const result = await (o.cache.get(l.digest) as Promise<LayerResult>);
-      o.onLayer?.(l.digest, result.bytes);
-      ls.push({ key: l.digest, result, cached });
     }
-    checkTotal(ls, o.maxImageBytes, dir);
+    const ls = await collectLayers(img.manifest.layers.map((l) => l.digest), (d) => fs.createReadStream(path.join(dir, blobName(d)), { highWaterMark: 4 * 1024 * 1024 }), dir, o);
     out.push({ ref: img.ref, source: 'oci-dir', digest: img.digest, platform: img.platform, skippedPlatforms: img.skipped, layers: ls });
   }
   return out;

@@ -183,7 +183,6 @@ function classifyDecoded(c: Ctx, offset: number, target: bigint): CodeSite {
   const ip = instr.ip;
   const mnem = iced.Mnemonic[instr.mnemonic] as string;
   let f: Followed = { use: 'other' };
-  const flow = instr.flowControl;
   let absMem = false;
   for (let i = 0; i < instr.opCount; i++) {
     if (instr.opKind(i) === iced.OpKind.Memory && !instr.isIpRelMemoryOperand && instr.memoryBase === iced.Register.None
