@@ -159,6 +159,18 @@ test('-p: a running process calling the page is counted and named; -a attributes
   }
 });
 
+test('the CLI: --backend perf counts the same, --json carries the backend, a bad --backend is a usage error', { skip }, () => {
+  const bin = buildTraceFixture();
+  const r = runVsys(['trace', '--json', '--backend', 'perf', '--', bin, 'getcpu', '3', 'time', '2']);
+  assert.equal(r.status, 0, r.stderr);
+  const summary = JSON.parse(r.stdout.trim().split('\n').pop() as string).summary;
+  assert.equal(summary.backend.name, 'perf');
+  assert.deepEqual(summary.counts.emulated, { gettimeofday: 0, time: 2, getcpu: 3, misaligned: 0 });
+  const bad = runVsys(['trace', '--backend', 'ebpf', '--', bin, 'time', '1']);
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /--backend wants auto, bpf or perf, not 'ebpf'/);
+});
+
 test('without privileges: a clear message and exit 4', { skip: !root && 'needs root to drop privileges' }, () => {
   const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, BIN, 'trace', '--', '/bin/true'], { encoding: 'utf8' });
   if (r.error) return;
