@@ -2,6 +2,7 @@
 import { parseArgs } from 'node:util';
 import { runTrace, type TraceSummary, type TraceTarget } from '../trace/session.js';
 import { formatEvent, type TraceEvent } from '../trace/events.js';
+import { describePageFault } from '../model/page-fault.js';
 import { EXIT, numberOption, toJson, usageError, type Io } from './io.js';
 import type { Command } from './main.js';
 
@@ -37,6 +38,13 @@ examples:
   vsys trace -p 1234 --json --duration 5
 `;
 
+/** " (0x14 PAGE_NOT_PRESENT|…: 103, 0x4 …: 1)" for the faults by error code, when known. */
+function byError(m: Record<string, number> | undefined): string {
+  const e = Object.entries(m ?? {});
+  if (!e.length) return '';
+  return ` (${e.sort((a, b) => b[1] - a[1]).map(([k, v]) => `${v.toLocaleString('en')} × error ${k} ${describePageFault(Number(k))}`).join(', ')})`;
+}
+
 export function formatSummary(s: TraceSummary): string {
   const c = s.counts;
   const calls = Object.values(c.emulated).reduce((a, b) => a + b, 0);
@@ -44,7 +52,7 @@ export function formatSummary(s: TraceSummary): string {
   const out = [
     `vsys trace — ${s.target}: ${s.seconds.toFixed(2)} s${s.exit ? `, exit ${s.exit.signal ?? s.exit.code}` : ''}`,
     `emulated vsyscalls: ${calls.toLocaleString('en')} (${rate(calls)}): time ${c.emulated.time}, gettimeofday ${c.emulated.gettimeofday}, getcpu ${c.emulated.getcpu}, misaligned ${c.emulated.misaligned}`,
-    `page faults in the vsyscall page: ${c.pageFaults.toLocaleString('en')}; system calls: ${c.syscalls.toLocaleString('en')}`,
+    `page faults in the vsyscall page: ${c.pageFaults.toLocaleString('en')}${byError(c.faultsByError)}; system calls: ${c.syscalls.toLocaleString('en')}`,
   ];
   const secs = (v: number) => (v >= 0.01 ? `${v.toFixed(3)} s` : v >= 1e-5 ? `${(v * 1e3).toFixed(3)} ms` : `${(v * 1e6).toFixed(2)} µs`);
   if (s.cost) out.push(`CPU time lost to emulation: ${secs(s.cost.cpuSeconds)} (${s.cost.perCallNs.toFixed(0)} ns × ${calls.toLocaleString('en')} calls; ${s.cost.source})`);
@@ -57,6 +65,13 @@ export function formatSummary(s: TraceSummary): string {
       const n = Object.values(p.emulated).reduce((a, b) => a + b, 0);
       const ctr = p.container ? ` [${p.container.runtime} ${p.container.id.slice(0, 12)}${p.container.pod ? ` pod ${p.container.pod}` : ''}]` : '';
       out.push(`  ${String(p.pid).padStart(7)} ${p.comm}${p.exe ? ` (${p.exe})` : ''}${ctr}: ${n} emulated (time ${p.emulated.time}, gettimeofday ${p.emulated.gettimeofday}, getcpu ${p.emulated.getcpu}, misaligned ${p.emulated.misaligned}), ${p.pageFaults} faults${p.crashes ? `, ${p.crashes} CRASHED` : ''}`);
+    }
+  }
+  if (s.containers.length) {
+    out.push('', 'per container:');
+    for (const k of s.containers) {
+      const n = Object.values(k.emulated).reduce((a, b) => a + b, 0);
+      out.push(`  ${k.container.runtime} ${k.container.id.slice(0, 12)}${k.container.pod ? ` (pod ${k.container.pod})` : ''}: ${k.pids.length} process${k.pids.length === 1 ? '' : 'es'}, ${n} emulated (${rate(n)}), ${k.pageFaults} faults${k.crashes ? `, ${k.crashes} CRASHED` : ''}`);
     }
   }
   for (const c2 of s.crashes) out.push(`✗ crash: ${c2.comm} (${c2.pid}) got SIGSEGV after a fault at ${c2.address} (ip ${c2.ip}, error 0x${c2.error.toString(16)})`);

@@ -10,6 +10,8 @@ export type EntryKey = 'gettimeofday' | 'time' | 'getcpu' | 'misaligned';
 export interface Counts {
   emulated: Record<EntryKey, number>;
   pageFaults: number;
+  /** In-page faults by the kernel's error code ("0x14": n), where the counter sees codes (bpf). */
+  faultsByError?: Record<string, number>;
   syscalls: number;
 }
 
@@ -37,6 +39,10 @@ export function addCounts(a: Counts, b: Counts): Counts {
   const out = zeroCounts();
   for (const k of Object.keys(ENTRY_NR) as EntryKey[]) out.emulated[k] = a.emulated[k] + b.emulated[k];
   out.pageFaults = a.pageFaults + b.pageFaults;
+  if (a.faultsByError || b.faultsByError) {
+    out.faultsByError = { ...a.faultsByError };
+    for (const [k, v] of Object.entries(b.faultsByError ?? {})) out.faultsByError[k] = (out.faultsByError[k] ?? 0) + v;
+  }
   out.syscalls = a.syscalls + b.syscalls;
   return out;
 }

@@ -48,6 +48,17 @@ export interface ProcessStats {
   container?: Container;
   emulated: Record<EntryKey, number>;
   pageFaults: number;
+  /** In-page faults by error code, where the counter sees codes (bpf). */
+  faultsByError?: Record<string, number>;
+  crashes: number;
+}
+
+/** What the processes of one container did. */
+export interface ContainerStats {
+  container: Container;
+  pids: number[];
+  emulated: Record<EntryKey, number>;
+  pageFaults: number;
   crashes: number;
 }
 
@@ -57,6 +68,8 @@ export interface TraceSummary {
   counts: Counts;
   /** Per process: exact from counters (command, pids), or from samples (cgroup, all). */
   processes: ProcessStats[];
+  /** The same, summed per container (processes outside any container are left out). */
+  containers: ContainerStats[];
   crashes: { pid: number; tid: number; comm: string; address: string; ip: string; error: number }[];
   lostEvents: number;
   /** What counted: the eBPF programs or perf counters (and why not bpf, when auto fell back). */
@@ -92,6 +105,25 @@ async function waitStopped(pid: number): Promise<void> {
     }
     await new Promise((r) => setTimeout(r, 1));
   }
+}
+
+/** Per-container sums of the processes' figures. */
+export function perContainer(processes: ProcessStats[]): ContainerStats[] {
+  const by = new Map<string, ContainerStats>();
+  for (const p of processes) {
+    if (!p.container) continue;
+    const key = `${p.container.runtime}:${p.container.id}`;
+    let c = by.get(key);
+    if (!c) {
+      c = { container: p.container, pids: [], emulated: { gettimeofday: 0, time: 0, getcpu: 0, misaligned: 0 }, pageFaults: 0, crashes: 0 };
+      by.set(key, c);
+    }
+    c.pids.push(p.pid);
+    for (const k of Object.keys(c.emulated) as EntryKey[]) c.emulated[k] += p.emulated[k];
+    c.pageFaults += p.pageFaults;
+    c.crashes += p.crashes;
+  }
+  return [...by.values()];
 }
 
 export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
@@ -271,6 +303,11 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
           const faults = [...c.faults.values()].reduce((a, b) => a + b, 0);
           p.pageFaults += faults;
           counts.pageFaults += faults;
+          for (const [code, n] of c.faults) {
+            const k = `0x${code.toString(16)}`;
+            p.faultsByError = { ...p.faultsByError, [k]: (p.faultsByError?.[k] ?? 0) + n };
+            counts.faultsByError = { ...counts.faultsByError, [k]: (counts.faultsByError?.[k] ?? 0) + n };
+          }
           p.crashes += c.crashes;
           processes.set(pid, p);
         }
@@ -281,9 +318,12 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
       }
       const seconds = (performance.now() - t0) / 1000;
       const calls = Object.values(counts.emulated).reduce((a, b) => a + b, 0);
+      if (bpf && !counts.faultsByError) counts.faultsByError = {};
+      const shown = [...processes.values()].filter((p) => p.crashes > 0 || p.pageFaults > 0 || Object.values(p.emulated).some((v) => v > 0) || o.target.k === 'command' || o.target.k === 'pids');
       const s: TraceSummary = {
         target: label, seconds, counts,
-        processes: [...processes.values()].filter((p) => p.crashes > 0 || p.pageFaults > 0 || Object.values(p.emulated).some((v) => v > 0) || o.target.k === 'command' || o.target.k === 'pids'),
+        processes: shown,
+        containers: perContainer(shown),
         crashes: crashList, lostEvents: lost,
         backend: bpf ? { name: 'bpf', dropped: dropped ?? 0 } : { name: 'perf', ...(fallbackReason ? { fallbackReason } : {}) },
       };

@@ -68,6 +68,8 @@ test('bpf crash records: a misaligned call (fetch at +0x10) and a read of the pa
   const ip = BigInt(c.ip);
   assert.ok(ip > 0n && ip < 0x800000000000n, c.ip);
   assert.equal(rd.counts.pageFaults, 1);
+  assert.deepEqual(rd.counts.faultsByError, { '0x4': 1 });
+  assert.deepEqual(mis.counts.faultsByError, { '0x14': 1 });
   assert.deepEqual(rd.counts.emulated, { gettimeofday: 0, time: 0, getcpu: 0, misaligned: 0 });
 });
 
@@ -89,9 +91,11 @@ const cgroup2 = (() => {
   }
 })();
 
-test('--cgroup counts only the tasks in that cgroup (both backends)', { skip: skip || (!cgroup2 && 'no cgroup2 mount'), timeout: 60_000 }, async () => {
+test('--cgroup counts only the tasks in that cgroup (both backends); a docker-named cgroup is attributed and summed per container', { skip: skip || (!cgroup2 && 'no cgroup2 mount'), timeout: 60_000 }, async () => {
   const bin = buildTraceFixture();
-  const dir = path.join(cgroup2!, `vsys-test-${process.pid}`);
+  // Named as docker's systemd driver names a container's scope, so attribution sees a container.
+  const id = `${process.pid.toString(16)}`.padStart(64, 'c');
+  const dir = path.join(cgroup2!, `docker-${id}.scope`);
   fs.mkdirSync(dir);
   const inside = spawn('/bin/sh', ['-c', `echo $$ > ${dir}/cgroup.procs && exec ${bin} time 400000000`], { stdio: 'ignore' });
   const outside = spawn(bin, ['getcpu', '400000000'], { stdio: 'ignore' });
@@ -103,6 +107,11 @@ test('--cgroup counts only the tasks in that cgroup (both backends)', { skip: sk
       assert.ok(s.counts.emulated.time > 1000, `${backend}: ${JSON.stringify(s.counts)}`);
       assert.equal(s.counts.emulated.getcpu, 0, `${backend}: the process outside the cgroup is not counted`);
       assert.ok(s.processes.some((p) => p.pid === inside.pid && p.emulated.time > 0), JSON.stringify(s.processes));
+      assert.equal(s.containers.length, 1, JSON.stringify(s.containers));
+      assert.deepEqual([s.containers[0]?.container.runtime, s.containers[0]?.container.id, s.containers[0]?.pids], ['docker', id, [inside.pid]]);
+      // bpf counts per process exactly; perf's per-process figures are samples, stopped first.
+      if (backend === 'bpf') assert.equal(s.containers[0]?.emulated.time, s.counts.emulated.time);
+      else assert.ok((s.containers[0]?.emulated.time ?? 0) > 0 && (s.containers[0]?.emulated.time ?? 0) <= s.counts.emulated.time);
     }
   } finally {
     inside.kill('SIGKILL');
