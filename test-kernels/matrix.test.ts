@@ -39,6 +39,10 @@ describe('kernel matrix', { skip }, () => {
       commands: [
         { name: 'probe', line: 'node bin/vsys.js probe --json' },
         { name: 'bench', line: 'node bin/vsys.js bench --json --no-save --paths vdso-time,syscall-getpid,vsyscall --budget 20 --repeats 2' },
+        // vsys trace on this kernel: the hand-assembled eBPF programs must pass its verifier and count.
+        { name: 'trace-bpf', line: `node bin/vsys.js trace --json --backend bpf -- /progs/${path.basename(bins.entries.time)} time` },
+        { name: 'trace-perf', line: `node bin/vsys.js trace --json --backend perf -- /progs/${path.basename(bins.entries.time)} time` },
+        { name: 'trace-read', line: `node bin/vsys.js trace --json --backend bpf -- /progs/${path.basename(bins.readPage)}` },
       ],
     }, work.dir);
     // vsys scan's verdicts for the same files, computed on the host (scan is static analysis).
@@ -101,6 +105,34 @@ describe('kernel matrix', { skip }, () => {
           compared++;
         }
         assert.ok(compared >= 6);
+      });
+
+      test('trace inside the guest: the eBPF and perf counters agree with what the call did; faults carry this mode\'s error code; crashes are recorded', () => {
+        const b = r();
+        const summary = (name: string) => {
+          const c = b.commands.get(name);
+          assert.ok(c, `${name} ran`);
+          assert.equal(c.status, 0, `${name}: ${c.stderr}`);
+          return JSON.parse(c.stdout.trim().split('\n').pop() as string).summary;
+        };
+        const call = summary('trace-bpf');
+        const perf = summary('trace-perf');
+        assert.equal(call.backend.name, 'bpf', JSON.stringify(call.backend));
+        const callDies = MODE_BEHAVIOUR[mode].call === 'sigsegv';
+        const emulated = { gettimeofday: 0, time: callDies ? 0 : 1, getcpu: 0, misaligned: 0 };
+        assert.deepEqual(call.counts.emulated, emulated);
+        assert.deepEqual(perf.counts.emulated, emulated);
+        assert.equal(call.counts.pageFaults, 1);
+        assert.equal(perf.counts.pageFaults, 1);
+        // An instruction fetch from user mode: not present (0x14) where the page is unmapped,
+        // a protection fault (0x15: present but not executable) where emulate maps it readable.
+        assert.deepEqual(call.counts.faultsByError, { [mode === 'emulate' ? '0x15' : '0x14']: 1 });
+        assert.equal(call.exit.signal, callDies ? 'SIGSEGV' : null);
+        assert.deepEqual(call.crashes.map((c: { address: string; error: number }) => [c.address, c.error]), callDies ? [['0xffffffffff600400', 0x14]] : []);
+        const read = summary('trace-read');
+        const readDies = MODE_BEHAVIOUR[mode].read === 'sigsegv';
+        assert.equal(read.counts.pageFaults, readDies ? 1 : 0, 'a read faults only where it is refused');
+        assert.deepEqual(read.crashes.map((c: { address: string; error: number }) => [c.address, c.error]), readDies ? [['0xffffffffff600000', 0x4]] : []);
       });
 
       test('bench inside the guest: vsyscall paths unavailable under none, measured otherwise; never a crash', () => {

@@ -39,7 +39,8 @@ function bpf(cmd: number, attr: Buffer, what: string, extra?: (e: number) => str
   if (r < 0) {
     const e = errno();
     const why = libcBindings().strerror(e);
-    if (e === 1 || e === 13) throw new VsysError('PERF_NO_PERMISSION', `bpf ${what}: ${why} (need root, or CAP_BPF with CAP_PERFMON)`, { syscall: 'bpf', errno: e });
+    // EPERM is a missing capability; EACCES from a program load is the verifier refusing it.
+    if (e === 1 || (e === 13 && cmd !== CMD.PROG_LOAD)) throw new VsysError('PERF_NO_PERMISSION', `bpf ${what}: ${why} (need root, or CAP_BPF with CAP_PERFMON)`, { syscall: 'bpf', errno: e });
     throw new VsysError('BPF_UNAVAILABLE', `bpf ${what}: ${why}${extra ? `\n${extra(e)}` : ''}`, { syscall: 'bpf', errno: e });
   }
   return r;
