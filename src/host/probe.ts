@@ -34,6 +34,8 @@ export interface HostReport {
   vulnerabilities: Vulnerability[];
   ia32: Ia32Facts;
   perf: PerfFacts;
+  /** How `vsys trace` would count here: eBPF (its programs loaded and verified now), perf, or not at all. */
+  traceCounting: { backend: 'bpf' | 'perf' | 'none'; reason: string };
   container: ContainerFacts;
   seccomp: SeccompFacts;
   cmdline: CmdlineFacts | null;
@@ -53,6 +55,20 @@ export interface ProbeOptions {
 export function assertSupportedHost(): void {
   if (process.platform !== 'linux' || process.arch !== 'x64') {
     throw new VsysError('UNSUPPORTED_HOST', `vsys examines Linux on x86-64; this is ${process.platform} on ${process.arch}. The vsyscall page exists only on x86-64 Linux.`);
+  }
+}
+
+/** Loads (and drops) vsys trace's eBPF programs to learn whether this kernel and these privileges allow them. */
+async function traceCounting(perf: PerfFacts): Promise<HostReport['traceCounting']> {
+  if (!perf.tracepointsUsable) return { backend: 'none', reason: perf.reason };
+  if (!perf.vsyscallTracepoint) return { backend: 'none', reason: 'no vsyscall:emulate_vsyscall tracepoint (a kernel without vsyscall emulation)' };
+  try {
+    const { bpfCountersProblem } = await import('../trace/bpf-counters.js');
+    const problem = bpfCountersProblem();
+    if (!problem) return { backend: 'bpf', reason: 'its eBPF programs load and pass this kernel\'s verifier' };
+    return { backend: 'perf', reason: `eBPF refused: ${problem.message.split('\n')[0]}` };
+  } catch (e) {
+    return { backend: 'perf', reason: `eBPF not tried: ${(e as Error).message}` };
   }
 }
 
@@ -107,6 +123,7 @@ export async function probeHost(opts: ProbeOptions = {}): Promise<HostReport> {
     vulnerabilities,
     ia32: ia32Facts(kconfig, cmdline, readText('/proc/sys/abi/vsyscall32')),
     perf,
+    traceCounting: await traceCounting(perf),
     container: containerFacts(readText('/proc/self/cgroup'), { dockerenv: existsSync('/.dockerenv'), containerenv: existsSync('/run/.containerenv') }),
     seccomp: seccompFacts(status),
     cmdline,

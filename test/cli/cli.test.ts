@@ -35,6 +35,22 @@ test('vsys probe --json runs as a subprocess and reports the mode the kernel sho
   }
 });
 
+test('vsys probe says how vsys trace would count: as root it loads the eBPF programs (or says why not); unprivileged it cannot', { skip: (!onLinux || process.getuid?.() !== 0) && 'needs root' }, async () => {
+  const j = JSON.parse(runVsys(['probe', '--json']).stdout);
+  const { bpfCountersProblem } = await import('../../src/trace/bpf-counters.js');
+  if (!j.perf.tracepointsUsable || !j.perf.vsyscallTracepoint) assert.equal(j.traceCounting.backend, 'none');
+  else {
+    const problem = bpfCountersProblem();
+    assert.equal(j.traceCounting.backend, problem ? 'perf' : 'bpf', j.traceCounting.reason);
+    if (problem) assert.match(j.traceCounting.reason, /eBPF refused/);
+  }
+  const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, BIN, 'probe', '--json'], { encoding: 'utf8' });
+  if (r.error) return;
+  const u = JSON.parse(r.stdout);
+  assert.equal(u.traceCounting.backend, 'none');
+  assert.match(u.traceCounting.reason, /CAP_PERFMON/);
+});
+
 test('vsys probe prints the evidence as text', { skip: !onLinux }, () => {
   const r = runVsys(['probe']);
   assert.equal(r.status, 0, r.stderr);
