@@ -196,9 +196,11 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
           } catch {
             throw new VsysError('PROC_READ_FAILED', `no process ${pid}`);
           }
-          members.add(pid);
+          // Counts are kept per process (thread group): a thread id given here stands for its process.
+          const tgid = Number(/^Tgid:\s*(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? pid);
+          members.add(tgid);
           for (const tid of tids) {
-            open({ pid: tid, inherit: true }, pid);
+            open({ pid: tid, inherit: true }, tgid);
             samplerSets.push(openSamplers(o.events ? [...eventSources(true), ...(bpf ? [forkSource()] : [])] : countingSources(true), { pid: tid, inherit: true }, cpus));
           }
         }
