@@ -180,6 +180,23 @@ test('the CLI: --backend perf counts the same, --json carries the backend, a bad
   assert.match(bad.stderr, /--backend wants auto, bpf or perf, not 'ebpf'/);
 });
 
+test('-p with a thread id counts that thread’s process (counts are per thread group)', { skip, timeout: 60_000 }, async () => {
+  const child = spawn(buildTraceFixture(), ['thread-time', '400000000'], { stdio: 'ignore' });
+  try {
+    let tid: number | undefined;
+    for (let i = 0; i < 100 && tid === undefined; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+      tid = fs.readdirSync(`/proc/${child.pid}/task`).map(Number).find((t) => t !== child.pid);
+    }
+    assert.ok(tid, 'the second thread started');
+    const s = await runTrace({ target: { k: 'pids', pids: [tid] }, durationS: 0.3 });
+    assert.ok(s.counts.emulated.time > 1000, JSON.stringify(s.counts));
+    assert.deepEqual(s.processes.map((p) => p.pid), [child.pid]);
+  } finally {
+    child.kill('SIGKILL');
+  }
+});
+
 test('without privileges: a clear message and exit 4', { skip: !root && 'needs root to drop privileges' }, () => {
   const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, BIN, 'trace', '--', '/bin/true'], { encoding: 'utf8' });
   if (r.error) return;
