@@ -156,13 +156,17 @@ export function formatDoctor(d: DoctorReport): string {
       const who = a.processes.slice(0, 5).map((x) => `${x.pid} ${x.comm}`).join(', ');
       out.push(`${a.outcome === 'crash' ? '✗' : '!'} Running: ${a.path} (${a.class}) in ${who}${a.processes.length > 5 ? ', …' : ''}: ${a.why}.`);
     }
+    if (p.affected.length) {
+      const pids = [...new Set(p.affected.flatMap((a) => a.processes.map((x) => x.pid)))].slice(0, 8).join(',');
+      out.push(`  How often they call it, and what it costs: vsys trace -p ${pids} --duration 10${r.traceCounting.backend === 'none' ? ` (${r.traceCounting.reason})` : ''}`);
+    }
   }
   if (r.container.inContainer) out.push(`  Running in a container (${r.container.kind ?? 'unknown'}): the vsyscall mode is the host kernel's.`);
   if (d.skipped.length) {
     out.push('', 'skipped:');
     for (const s of d.skipped) out.push(`  ${s.what}: ${s.why}`);
   }
-  out.push('', 'more: vsys probe (all evidence) · vsys --help');
+  out.push('', 'more: vsys probe (all evidence) · vsys trace -a --duration 10 (live use) · vsys --help');
   return out.join('\n') + '\n';
 }
 

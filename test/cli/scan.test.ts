@@ -120,6 +120,8 @@ test('the doctor and --processes name a running program that calls the page (bus
     assert.ok(hit, JSON.stringify(doc.processes));
     assert.equal(hit.class, 'direct');
     assert.ok(hit.processes.some((p: any) => p.pid === child.pid));
+    const text = runVsys(['doctor']);
+    assert.match(text.stdout, new RegExp(`How often they call it, and what it costs: vsys trace -p [0-9,]*\\b${child.pid}\\b`));
     const s = runVsys(['scan', '--processes', '--mode', 'none']);
     assert.match(s.stdout, new RegExp(`${bb.replace(/[.+]/g, '\\$&')}: direct, crash under none — used by ${child.pid} \\(busybox\\)`));
   } finally {
