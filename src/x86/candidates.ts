@@ -15,11 +15,13 @@ function asBuffer(bytes: Uint8Array): Buffer {
  * (bits 8..15 of the address: only 0x00..0x0f stay inside the 4 KiB page).
  */
 function findPageValues(bytes: Uint8Array, start: number, end: number, tail: Buffer): number[] {
-  const buf = asBuffer(bytes);
+  // Searched inside [start, end) only: indexOf on the whole file would run on past the region to
+  // the next match, for every region (a file has a dozen), often to the end of the file.
+  const stop = Math.min(end, bytes.length);
+  const buf = asBuffer(bytes).subarray(0, stop);
   const out: number[] = [];
-  const stop = Math.min(end, buf.length);
   let i = buf.indexOf(tail, Math.max(0, start + 2));
-  while (i !== -1 && i + tail.length <= stop) {
+  while (i !== -1) {
     const p = i - 2;
     if (p >= start && ((buf[p + 1] as number) & 0xf0) === 0) out.push(p);
     i = buf.indexOf(tail, i + 1);
