@@ -278,7 +278,8 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
 
     const summary = (): TraceSummary => {
       let counts = zeroCounts();
-      const processes = new Map<number, ProcessStats>(perPid);
+      // Copies: a summary adds counter totals into these, and --interval takes one every S seconds.
+      const processes = new Map<number, ProcessStats>([...perPid].map(([pid, p]) => [pid, { ...p, emulated: { ...p.emulated }, ...(p.faultsByError ? { faultsByError: { ...p.faultsByError } } : {}) }]));
       for (const c of counterSets) {
         const got = c.set.read();
         counts = addCounts(counts, got);

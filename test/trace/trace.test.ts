@@ -55,6 +55,20 @@ test('the eBPF counters and perf counters, two kernel mechanisms, agree exactly;
   assert.equal(b.processes[0]?.crashes, 1);
 });
 
+for (const backend of ['bpf', 'perf'] as const) {
+  test(`--interval summaries (${backend}) do not add the totals twice: every per-process figure is the final total`, { skip: backend === 'bpf' ? noBpf : skip }, async () => {
+    const seen: number[] = [];
+    const s = await runTrace({
+      target: { k: 'command', argv: [buildTraceFixture(), '-r', '2000', 'time', '600'] }, stdio: 'ignore', backend,
+      intervalS: 0.05, onInterval: (x) => seen.push(x.processes[0]?.emulated.time ?? 0),
+    });
+    assert.ok(seen.length >= 3, `${seen.length} interval summaries`);
+    assert.ok(seen.every((v, i) => v <= 600 && (i === 0 || v >= (seen[i - 1] as number))), `interval figures: ${seen.join(', ')}`);
+    assert.equal(s.counts.emulated.time, 600);
+    assert.equal(s.processes[0]?.emulated.time, 600);
+  });
+}
+
 test('bpf crash records: a misaligned call (fetch at +0x10) and a read of the page, with address, ip and error code', { skip: noBpf }, async () => {
   const bin = buildTraceFixture();
   const mis = await runTrace({ target: { k: 'command', argv: [bin, 'misaligned', '1'] }, stdio: 'ignore' });
