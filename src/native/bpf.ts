@@ -4,6 +4,7 @@
 // never sealed), so its address is known.
 import { VsysError } from '../errors.js';
 import { SYS_X86_64 } from '../model/syscalls.js';
+import { loadLibc } from './koffi.js';
 import { errno, libcBindings, rawSyscall } from './libc.js';
 import { ExecPage } from './memory.js';
 
@@ -53,6 +54,24 @@ function place(off: number, bytes: Uint8Array): bigint {
   return page.address + BigInt(off);
 }
 
+let memlockRaised = false;
+
+/**
+ * Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK (often 64 KiB or 8 MiB): raise it to
+ * unlimited once, as libbpf does. Harmless where memory is charged to the cgroup instead.
+ */
+function raiseMemlock(): void {
+  if (memlockRaised) return;
+  memlockRaised = true;
+  const RLIMIT_MEMLOCK = 8;
+  const lim = Buffer.alloc(16, 0xff);
+  try {
+    (loadLibc().func('int setrlimit(int resource, const void *rlim)') as (r: number, b: Buffer) => number)(RLIMIT_MEMLOCK, lim);
+  } catch {
+    // not fatal: map creation says what failed
+  }
+}
+
 export interface MapSpec {
   type: number;
   keySize: number;
@@ -72,6 +91,7 @@ export class BpfMap {
     a.writeUInt32LE(spec.valueSize, 8);
     a.writeUInt32LE(spec.maxEntries, 12);
     a.write(spec.name.slice(0, 15), 28, 'latin1');
+    raiseMemlock();
     this.fd = bpf(CMD.MAP_CREATE, a, `map ${spec.name}`);
     this.spec = spec;
   }

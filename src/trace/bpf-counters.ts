@@ -6,6 +6,7 @@
 //   signal_deliver(sig, info, ka), sig 11     → a kept fault becomes a crash (address, ip, error, comm)
 // A cgroup target adds a current_task_under_cgroup check in front of each program. The maps are
 // bounded; an update that finds a map full is counted in `dropped`, never lost silently.
+import fs from 'node:fs';
 import { VsysError } from '../errors.js';
 import { Asm, BpfMap, FP, HELPER, MAP_TYPE, UPDATE, attachRawTracepoint, loadRawTracepointProgram, type Reg } from '../native/bpf.js';
 import { libcBindings } from '../native/libc.js';
@@ -57,6 +58,12 @@ export class BpfCounters {
   private links: number[] = [];
 
   constructor(opts: BpfCountersOptions = {}) {
+    // The programs key counts by the kernel's global process ids; inside a PID namespace vsys
+    // knows only its own ids, so a command or -p target could not be matched.
+    const ns = pidNamespace();
+    if (ns !== null && ns !== INIT_PID_NS) {
+      throw new VsysError('BPF_UNAVAILABLE', `running in a PID namespace (pid:[${ns}]): the eBPF programs see the host's process ids, not this namespace's`);
+    }
     const map = (type: number, keySize: number, valueSize: number, maxEntries: number, name: string) => {
       const m = new BpfMap({ type, keySize, valueSize, maxEntries, name });
       this.maps.push(m);
@@ -252,6 +259,17 @@ export class BpfCounters {
     this.progs.length = 0;
     for (const m of this.maps) m.close();
     this.maps.length = 0;
+  }
+}
+
+/** The initial PID namespace's inode number (PROC_PID_INIT_INO). */
+const INIT_PID_NS = 0xeffffffc;
+
+function pidNamespace(): number | null {
+  try {
+    return Number(/\[(\d+)\]/.exec(fs.readlinkSync('/proc/self/ns/pid'))?.[1] ?? NaN) || null;
+  } catch {
+    return null;
   }
 }
 

@@ -155,7 +155,7 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
       // cgroup targets get their filter below, once the cgroup is open.
       if (o.target.k !== 'cgroup') bpf = new BpfCounters({ modeNone: modeFromMaps(maps).says === 'none' });
     } catch (e) {
-      if (wanted === 'bpf' || !(e instanceof VsysError) || e.code === 'PERF_NO_PERMISSION') throw e;
+      if (wanted === 'bpf' || !(e instanceof VsysError)) throw e; // auto: perf may still be allowed
       fallbackReason = e.message.split('\n')[0];
     }
   }
@@ -219,7 +219,7 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
             try {
               bpf = new BpfCounters({ cgroupFd, modeNone: modeFromMaps(fs.readFileSync('/proc/self/maps', 'utf8')).says === 'none' });
             } catch (e) {
-              if (wanted === 'bpf' || !(e instanceof VsysError) || e.code === 'PERF_NO_PERMISSION') throw e;
+              if (wanted === 'bpf' || !(e instanceof VsysError)) throw e; // auto: perf may still be allowed
               fallbackReason = e.message.split('\n')[0];
             }
           }

@@ -211,6 +211,23 @@ test('-p with a thread id counts that thread’s process (counts are per thread 
   }
 });
 
+test('auto falls back to perf, saying why, where eBPF is refused: without CAP_BPF and CAP_SYS_ADMIN, and inside a PID namespace', { skip: noBpf }, () => {
+  const bin = buildTraceFixture();
+  const summaryOf = (r: ReturnType<typeof spawnSync>) => {
+    assert.equal(r.status, 0, String(r.stderr));
+    return JSON.parse(String(r.stdout).trim().split('\n').pop() as string).summary;
+  };
+  const noCaps = summaryOf(spawnSync('setpriv', ['--bounding-set=-bpf,-sys_admin', '--inh-caps=-bpf,-sys_admin', process.execPath, BIN, 'trace', '--json', '--', bin, 'time', '5'], { encoding: 'utf8' }));
+  assert.equal(noCaps.backend.name, 'perf');
+  assert.match(noCaps.backend.fallbackReason, /Operation not permitted/);
+  assert.equal(noCaps.counts.emulated.time, 5);
+  const inNs = summaryOf(spawnSync('unshare', ['--pid', '--fork', '--mount-proc', process.execPath, BIN, 'trace', '--json', '--', bin, 'time', '5'], { encoding: 'utf8' }));
+  assert.equal(inNs.backend.name, 'perf');
+  assert.match(inNs.backend.fallbackReason, /PID namespace/);
+  assert.equal(inNs.counts.emulated.time, 5);
+  assert.equal(inNs.processes[0]?.emulated.time, 5);
+});
+
 test('without privileges: a clear message and exit 4', { skip: !root && 'needs root to drop privileges' }, () => {
   const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, BIN, 'trace', '--', '/bin/true'], { encoding: 'utf8' });
   if (r.error) return;
