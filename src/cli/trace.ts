@@ -74,7 +74,10 @@ export function formatSummary(s: TraceSummary): string {
       out.push(`  ${k.container.runtime} ${k.container.id.slice(0, 12)}${k.container.pod ? ` (pod ${k.container.pod})` : ''}: ${k.pids.length} process${k.pids.length === 1 ? '' : 'es'}, ${n} emulated (${rate(n)}), ${k.pageFaults} faults${k.crashes ? `, ${k.crashes} CRASHED` : ''}`);
     }
   }
-  for (const c2 of s.crashes) out.push(`✗ crash: ${c2.comm} (${c2.pid}) got SIGSEGV after a fault at ${c2.address} (ip ${c2.ip}, error 0x${c2.error.toString(16)})`);
+  for (const c2 of s.crashes) {
+    if (c2.address === 'unknown') out.push(`✗ crash: ${c2.comm} (${c2.pid}) died of SIGSEGV after using the page; no fault in the page was seen (the kernel refuses an emulated call whose result pointer is bad)`);
+    else out.push(`✗ crash: ${c2.comm} (${c2.pid}) got SIGSEGV after a fault at ${c2.address} (ip ${c2.ip}, error 0x${c2.error.toString(16)})`);
+  }
   return out.join('\n') + '\n';
 }
 

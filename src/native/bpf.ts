@@ -7,10 +7,14 @@ import { SYS_X86_64 } from '../model/syscalls.js';
 import { loadLibc } from './koffi.js';
 import { errno, libcBindings, rawSyscall } from './libc.js';
 import { ExecPage } from './memory.js';
+import { openPerfEvent, tracepointAttr } from './perf.js';
 
 const CMD = { MAP_CREATE: 0, MAP_LOOKUP_ELEM: 1, MAP_UPDATE_ELEM: 2, MAP_GET_NEXT_KEY: 4, PROG_LOAD: 5, RAW_TRACEPOINT_OPEN: 17 } as const;
 export const MAP_TYPE = { HASH: 1, ARRAY: 2, PERCPU_ARRAY: 6, CGROUP_ARRAY: 8 } as const;
 const PROG_TYPE_RAW_TRACEPOINT = 17;
+const PROG_TYPE_TRACEPOINT = 5;
+const PERF_EVENT_IOC_SET_BPF = 0x40042408;
+const PERF_EVENT_IOC_ENABLE = 0x2400;
 const ATTR_SIZE = 144;
 
 /** Helper function ids (enum bpf_func_id). */
@@ -156,6 +160,18 @@ export class BpfMap {
 
 /** Loads a raw-tracepoint program; a verifier rejection carries the verifier's log. */
 export function loadRawTracepointProgram(insns: Buffer, name: string): number {
+  return loadProgram(insns, name, PROG_TYPE_RAW_TRACEPOINT);
+}
+
+/**
+ * Loads a (classic) tracepoint program: its context is the trace record, fields at the offsets the
+ * tracefs format file gives.
+ */
+export function loadTracepointProgram(insns: Buffer, name: string): number {
+  return loadProgram(insns, name, PROG_TYPE_TRACEPOINT);
+}
+
+function loadProgram(insns: Buffer, name: string, type: number): number {
   const license = Buffer.from('GPL\0', 'latin1');
   const page = scratch.get();
   const insOff = 16384;
@@ -164,7 +180,7 @@ export function loadRawTracepointProgram(insns: Buffer, name: string): number {
   const licAddr = place(LOG_OFF - 64, license);
   const attempt = (logLevel: number) => {
     const a = Buffer.alloc(ATTR_SIZE);
-    a.writeUInt32LE(PROG_TYPE_RAW_TRACEPOINT, 0);
+    a.writeUInt32LE(type, 0);
     a.writeUInt32LE(insns.length / 8, 4);
     a.writeBigUInt64LE(insAddr, 8);
     a.writeBigUInt64LE(licAddr, 16);
@@ -197,6 +213,21 @@ export function attachRawTracepoint(progFd: number, tracepoint: string): number 
   a.writeBigUInt64LE(place(LOG_OFF - 128, Buffer.from(`${tracepoint}\0`, 'latin1')), 0);
   a.writeUInt32LE(progFd, 8);
   return bpf(CMD.RAW_TRACEPOINT_OPEN, a, `attach to raw tracepoint ${tracepoint}`);
+}
+
+/**
+ * Attaches a tracepoint program through a perf event on that tracepoint (the program then runs for
+ * every hit, on every CPU); closing the returned perf fd detaches it.
+ */
+export function attachTracepointProgram(progFd: number, tracepointId: number): number {
+  const fd = openPerfEvent(tracepointAttr(tracepointId, false), { pid: -1, cpu: 0 });
+  const lc = libcBindings();
+  if (lc.ioctl(fd, PERF_EVENT_IOC_SET_BPF, progFd) !== 0 || lc.ioctl(fd, PERF_EVENT_IOC_ENABLE, 0) !== 0) {
+    const e = errno();
+    lc.close(fd);
+    throw new VsysError('BPF_UNAVAILABLE', `attaching a program to tracepoint ${tracepointId}: ${lc.strerror(e)}`, { syscall: 'ioctl', errno: e });
+  }
+  return fd;
 }
 
 // ---- assembler -------------------------------------------------------------------------------

@@ -1,14 +1,18 @@
-// Exact per-process counts with three small eBPF programs on raw tracepoints, the cheapest hook the
-// kernel offers (no trace record is built, no perf event per process):
+// Exact per-process counts with small eBPF programs on raw tracepoints, the cheapest hook the kernel
+// offers (no trace record is built, no perf event per process):
 //   emulate_vsyscall(nr)                      → counts[(tgid, EMULATE | nr)]
 //   page_fault_user(address, regs, error)     → counts[(tgid, FAULT | error)] for faults in the page;
 //                                               a fault that will not be emulated is kept per thread
 //   signal_deliver(sig, info, ka), sig 11     → a kept fault becomes a crash (address, ip, error, comm)
-// A cgroup target adds a current_task_under_cgroup check in front of each program. The maps are
+//   sched_process_exit                        → the thread's kept fault and membership are dropped
+// A command or -p target is followed in the kernel: `members` holds its threads, a program on the
+// sched:sched_process_fork tracepoint adds every child of a member, and the counting programs skip
+// non-members. A cgroup target adds a current_task_under_cgroup check instead. The maps are
 // bounded; an update that finds a map full is counted in `dropped`, never lost silently.
 import fs from 'node:fs';
 import { VsysError } from '../errors.js';
-import { Asm, BpfMap, FP, HELPER, MAP_TYPE, UPDATE, attachRawTracepoint, loadRawTracepointProgram, type Reg } from '../native/bpf.js';
+import { Asm, BpfMap, FP, HELPER, MAP_TYPE, UPDATE, attachRawTracepoint, attachTracepointProgram, loadRawTracepointProgram, loadTracepointProgram, type Reg } from '../native/bpf.js';
+import { readEventFormat } from './tracefs.js';
 import { libcBindings } from '../native/libc.js';
 import { VSYSCALL_ENTRIES, VSYSCALL_PAGE_ADDR } from '../model/vsyscall-page.js';
 import { entryOfNr, type EntryKey } from './counters.js';
@@ -20,6 +24,9 @@ const PF_INSTR = 0x10;
 const PT_REGS_IP = 16 * 8;
 const MAX_KEYS = 16384;
 const MAX_CRASHES = 1024;
+const MAX_MEMBERS = 65536;
+/** misc slots: update failures by map. */
+const MISC = { counts: 0, members: 1, records: 2 } as const;
 
 export interface BpfProcessCounts {
   /** The name it had when first counted. */
@@ -44,6 +51,8 @@ export interface BpfCountersOptions {
   cgroupFd?: number;
   /** `none`: every fault in the page is fatal, so every one is kept for the crash report. */
   modeNone?: boolean;
+  /** Count only members (threads added with addMembers, and their descendants). */
+  members?: boolean;
 }
 
 export class BpfCounters {
@@ -54,7 +63,8 @@ export class BpfCounters {
   private readonly crashMap: BpfMap;
   private readonly comms: BpfMap;
   private readonly cgroup: BpfMap | undefined;
-  private readonly progs: { fd: number; tracepoint: string }[] = [];
+  private readonly memberMap: BpfMap | undefined;
+  private readonly progs: { fd: number; tracepoint: string; classic?: number }[] = [];
   private links: number[] = [];
 
   constructor(opts: BpfCountersOptions = {}) {
@@ -71,10 +81,11 @@ export class BpfCounters {
     };
     try {
       this.counts = map(MAP_TYPE.HASH, 8, 8, MAX_KEYS, 'vsys_counts');
-      this.misc = map(MAP_TYPE.ARRAY, 4, 8, 1, 'vsys_dropped');
+      this.misc = map(MAP_TYPE.ARRAY, 4, 8, 3, 'vsys_dropped');
       this.pending = map(MAP_TYPE.HASH, 4, 24, MAX_CRASHES, 'vsys_pending');
       this.crashMap = map(MAP_TYPE.HASH, 4, 40, MAX_CRASHES, 'vsys_crashes');
       this.comms = map(MAP_TYPE.HASH, 4, 16, MAX_KEYS, 'vsys_comms');
+      if (opts.members) this.memberMap = map(MAP_TYPE.HASH, 4, 4, MAX_MEMBERS, 'vsys_members');
       if (opts.cgroupFd !== undefined) {
         this.cgroup = map(MAP_TYPE.CGROUP_ARRAY, 4, 4, 1, 'vsys_cgroup');
         const v = Buffer.alloc(4);
@@ -84,6 +95,15 @@ export class BpfCounters {
       this.progs.push({ fd: loadRawTracepointProgram(this.emulateProgram(), 'vsys_emulate'), tracepoint: 'emulate_vsyscall' });
       this.progs.push({ fd: loadRawTracepointProgram(this.faultProgram(!!opts.modeNone), 'vsys_fault'), tracepoint: 'page_fault_user' });
       this.progs.push({ fd: loadRawTracepointProgram(this.signalProgram(), 'vsys_signal'), tracepoint: 'signal_deliver' });
+      this.progs.push({ fd: loadRawTracepointProgram(this.exitProgram(), 'vsys_exit'), tracepoint: 'sched_process_exit' });
+      if (this.memberMap) {
+        const fork = readEventFormat('sched', 'sched_process_fork');
+        const parent = fork.fields.get('parent_pid');
+        const child = fork.fields.get('child_pid');
+        if (!parent || !child) throw new VsysError('BPF_UNAVAILABLE', 'sched:sched_process_fork has no parent_pid/child_pid fields here');
+        // First in the list: attached before the counting programs, so no child is missed.
+        this.progs.unshift({ fd: loadTracepointProgram(this.forkProgram(parent.offset, child.offset), 'vsys_fork'), tracepoint: 'sched_process_fork', classic: fork.id });
+      }
     } catch (e) {
       this.close();
       throw e;
@@ -111,19 +131,30 @@ export class BpfCounters {
       .jmp('jne', 0, { imm: 0 }, retry)
       // A process seen for the first time: keep its name (it may be gone when the counts are read).
       .mov(1, FP).alu64('add', 1, { imm: -40 }).mov(2, { imm: 16 }).call(HELPER.get_current_comm)
-      .ldMap(1, this.comms).mov(2, FP).alu64('add', 2, { imm: -8 }).mov(3, FP).alu64('add', 3, { imm: -40 }).mov(4, { imm: UPDATE.ANY }).call(HELPER.map_update_elem)
+      .ldMap(1, this.comms).mov(2, FP).alu64('add', 2, { imm: -8 }).mov(3, FP).alu64('add', 3, { imm: -40 }).mov(4, { imm: UPDATE.NOEXIST }).call(HELPER.map_update_elem)
       .goto(done)
       // Another CPU inserted it first (or the map is full): look again.
       .label(retry)
       .ldMap(1, this.counts).mov(2, FP).alu64('add', 2, { imm: -8 }).call(HELPER.map_lookup_elem)
       .jmp('jeq', 0, { imm: 0 }, drop)
       .mov(1, { imm: 1 }).atomicAdd64(0, 0, 1).goto(done)
-      .label(drop)
-      .st('w', FP, -20, 0)
-      .ldMap(1, this.misc).mov(2, FP).alu64('add', 2, { imm: -20 }).call(HELPER.map_lookup_elem)
-      .jmp('jeq', 0, { imm: 0 }, done)
-      .mov(1, { imm: 1 }).atomicAdd64(0, 0, 1)
-      .label(done);
+      .label(drop);
+    this.bump(a, MISC.counts);
+    a.label(done);
+  }
+
+  /** misc[slot] += 1 (an update that found its map full). Clobbers r0-r5 and fp-64. */
+  private bump(a: Asm, slot: number): void {
+    const skip = a.fresh('nomisc');
+    a.st('w', FP, -64, slot).ldMap(1, this.misc).mov(2, FP).alu64('add', 2, { imm: -64 }).call(HELPER.map_lookup_elem)
+      .jmp('jeq', 0, { imm: 0 }, skip).mov(1, { imm: 1 }).atomicAdd64(0, 0, 1).label(skip);
+  }
+
+  /** Returns early unless the current thread (low half of r7) is a member. Clobbers r0-r5 and fp-60. */
+  private memberCheck(a: Asm): void {
+    if (!this.memberMap) return;
+    a.stx('w', FP, -60, 7).ldMap(1, this.memberMap).mov(2, FP).alu64('add', 2, { imm: -60 }).call(HELPER.map_lookup_elem)
+      .jmp('jeq', 0, { imm: 0 }, 'out');
   }
 
   /** key at fp-8 = { u32 tgid, u32 tag | (low 16 bits of `value`) } */
@@ -137,6 +168,7 @@ export class BpfCounters {
     a.ldx('dw', 6, 1, 0); // nr
     this.cgroupCheck(a);
     this.key(a, TAG_EMULATE, 6);
+    this.memberCheck(a);
     this.countKey(a);
     a.label('out').mov(0, { imm: 0 }).exit();
     return a.build();
@@ -150,6 +182,7 @@ export class BpfCounters {
     this.cgroupCheck(a);
     a.ldx('dw', 9, 6, 16); // error code
     this.key(a, TAG_FAULT, 9);
+    this.memberCheck(a);
     this.countKey(a);
     if (!modeNone) {
       // An instruction fetch at an entry start is emulated: nothing to keep for a crash report.
@@ -164,7 +197,9 @@ export class BpfCounters {
       .mov(1, FP).alu64('add', 1, { imm: -32 }).mov(2, { imm: 8 }).ldx('dw', 3, 6, 8).alu64('add', 3, { imm: PT_REGS_IP }).call(HELPER.probe_read_kernel)
       .label('store')
       .ldMap(1, this.pending).mov(2, FP).alu64('add', 2, { imm: -24 }).mov(3, FP).alu64('add', 3, { imm: -48 }).mov(4, { imm: UPDATE.ANY }).call(HELPER.map_update_elem)
-      .label('out').mov(0, { imm: 0 }).exit();
+      .jmp('jeq', 0, { imm: 0 }, 'out');
+    this.bump(a, MISC.records);
+    a.label('out').mov(0, { imm: 0 }).exit();
     return a.build();
   }
 
@@ -182,6 +217,9 @@ export class BpfCounters {
       .ldx('dw', 1, 0, 16).stx('dw', FP, -32, 1)
       .mov(1, FP).alu64('add', 1, { imm: -24 }).mov(2, { imm: 16 }).call(HELPER.get_current_comm)
       .ldMap(1, this.crashMap).mov(2, FP).alu64('add', 2, { imm: -4 }).mov(3, FP).alu64('add', 3, { imm: -48 }).mov(4, { imm: UPDATE.ANY }).call(HELPER.map_update_elem)
+      .jmp('jeq', 0, { imm: 0 }, 'stored');
+    this.bump(a, MISC.records);
+    a.label('stored')
       .ldMap(1, this.pending).mov(2, FP).alu64('add', 2, { imm: -4 }).call(HELPER.map_delete_elem)
       // and one more crash for its process
       .mov(1, 7).alu64('rsh', 1, { imm: 32 }).stx('w', FP, -8, 1).st('w', FP, -4, TAG_CRASH);
@@ -190,11 +228,48 @@ export class BpfCounters {
     return a.build();
   }
 
+  /** A thread ends: its kept fault, and its membership (its id may be reused), go with it. */
+  private exitProgram(): Buffer {
+    const a = new Asm();
+    a.call(HELPER.get_current_pid_tgid).stx('w', FP, -4, 0)
+      .ldMap(1, this.pending).mov(2, FP).alu64('add', 2, { imm: -4 }).call(HELPER.map_delete_elem);
+    if (this.memberMap) a.ldMap(1, this.memberMap).mov(2, FP).alu64('add', 2, { imm: -4 }).call(HELPER.map_delete_elem);
+    a.mov(0, { imm: 0 }).exit();
+    return a.build();
+  }
+
+  /** sched:sched_process_fork, on the trace record: a member's child (process or thread) is a member. */
+  private forkProgram(parentOff: number, childOff: number): Buffer {
+    const a = new Asm();
+    a.mov(6, 1)
+      .ldx('w', 2, 6, parentOff).stx('w', FP, -4, 2)
+      .ldMap(1, this.memberMap as BpfMap).mov(2, FP).alu64('add', 2, { imm: -4 }).call(HELPER.map_lookup_elem)
+      .jmp('jeq', 0, { imm: 0 }, 'out')
+      .ldx('w', 2, 6, childOff).stx('w', FP, -8, 2).st('w', FP, -12, 1)
+      .ldMap(1, this.memberMap as BpfMap).mov(2, FP).alu64('add', 2, { imm: -8 }).mov(3, FP).alu64('add', 3, { imm: -12 }).mov(4, { imm: UPDATE.ANY }).call(HELPER.map_update_elem)
+      .jmp('jeq', 0, { imm: 0 }, 'out');
+    this.bump(a, MISC.members);
+    a.label('out').mov(0, { imm: 0 }).exit();
+    return a.build();
+  }
+
+  /** Threads (ids as the kernel sees them) whose events count, with everything they start later. */
+  addMembers(tids: number[]): void {
+    if (!this.memberMap) throw new VsysError('BPF_UNAVAILABLE', 'these counters were made without members');
+    const one = Buffer.alloc(4);
+    one.writeUInt32LE(1);
+    for (const t of tids) {
+      const k = Buffer.alloc(4);
+      k.writeUInt32LE(t);
+      this.memberMap.update(k, one);
+    }
+  }
+
   /** Attaches the programs: counting starts. */
   enable(): void {
     if (this.links.length) return;
     try {
-      for (const p of this.progs) this.links.push(attachRawTracepoint(p.fd, p.tracepoint));
+      for (const p of this.progs) this.links.push(p.classic !== undefined ? attachTracepointProgram(p.fd, p.classic) : attachRawTracepoint(p.fd, p.tracepoint));
     } catch (e) {
       this.disable();
       throw e;
@@ -227,8 +302,14 @@ export class BpfCounters {
       else if ((tag & ~0xffff) === TAG_FAULT) p.faults.set(low, (p.faults.get(low) ?? 0) + n);
       else if ((tag & ~0xffff) === TAG_CRASH) p.crashes += n;
     }
-    const d = this.misc.lookup(Buffer.alloc(4));
-    return { processes, dropped: d ? Number(Buffer.from(d).readBigUInt64LE(0)) : 0 };
+    let dropped = 0;
+    for (const slot of Object.values(MISC)) {
+      const k = Buffer.alloc(4);
+      k.writeUInt32LE(slot);
+      const d = this.misc.lookup(k);
+      if (d) dropped += Number(Buffer.from(d).readBigUInt64LE(0));
+    }
+    return { processes, dropped };
   }
 
   private commOf(tgid: number): string {
@@ -241,7 +322,12 @@ export class BpfCounters {
   /** The last crash of each thread that died of SIGSEGV after a fault in the page. */
   crashes(): BpfCrash[] {
     const out: BpfCrash[] = [];
+    const seen = new Set<string>();
     for (const k of this.crashMap.keys()) {
+      // A key read while the programs run can come twice (a replaced element moves in its bucket).
+      const id = Buffer.from(k).toString('hex');
+      if (seen.has(id)) continue;
+      seen.add(id);
       const v = this.crashMap.lookup(k);
       if (!v) continue;
       const b = Buffer.from(v);

@@ -6,7 +6,7 @@ import { describePageFault } from '../model/page-fault.js';
 import { readEventFormat, type EventFormat } from './tracefs.js';
 import { PAGE_FILTER } from './counters.js';
 
-export type EventKind = 'page_fault' | 'emulate' | 'signaldeliver' | 'procexit' | 'fork';
+export type EventKind = 'page_fault' | 'emulate' | 'signaldeliver' | 'procexit';
 
 export interface TraceEvent {
   /** Sequence number in time order. */
@@ -26,8 +26,6 @@ export interface TraceEvent {
   nr?: number;
   /** signaldeliver */
   sig?: number;
-  /** fork: the new task's id. */
-  child?: number;
   /** procexit: the exit status as sysdig prints it (the signal number for a fatal signal). */
   status?: number;
 }
@@ -56,11 +54,6 @@ export function eventSources(all: boolean): Source[] {
   out.push({ kind: 'signaldeliver', format: readEventFormat('signal', 'signal_deliver'), filter: 'sig == 11' });
   out.push({ kind: 'procexit', format: readEventFormat('sched', 'sched_process_exit') });
   return out;
-}
-
-/** New tasks (processes and threads), to know a traced command's descendants. */
-export function forkSource(): Source {
-  return { kind: 'fork', format: readEventFormat('sched', 'sched_process_fork') };
 }
 
 export interface SamplerSet {
@@ -126,10 +119,6 @@ export function drainEvents(set: SamplerSet): { events: Omit<TraceEvent, 'n'>[];
         case 'procexit':
           e.comm = rd.str(buf, at, size, 'comm') ?? commOf(tid);
           rememberComm(tid, e.comm);
-          break;
-        case 'fork':
-          e.child = rd.i32(buf, at, size, 'child_pid');
-          e.comm = commOf(tid);
           break;
       }
       events.push(e);
@@ -202,7 +191,5 @@ export function formatEvent(e: TraceEvent): string {
       return `${head} signaldeliver spid=0 dpid=${e.tid}(${e.comm}) sig=${e.sig}(${SIGNALS[e.sig ?? 0] ?? `SIG${e.sig}`})`;
     case 'procexit':
       return `${head} procexit status=${e.status ?? 0}`;
-    case 'fork':
-      return `${head} clone res=${e.child ?? 0}`;
   }
 }

@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { VsysError } from '../errors.js';
 import { CounterSet, addCounts, entryOfNr, zeroCounts, type Counts, type CounterScope, type EntryKey } from './counters.js';
-import { drainEvents, eventSources, forkSource, openSamplers, rememberComm, type SamplerSet, type TraceEvent } from './events.js';
+import { drainEvents, eventSources, openSamplers, rememberComm, type SamplerSet, type TraceEvent } from './events.js';
 import { BpfCounters } from './bpf-counters.js';
 import { modeFromMaps } from '../host/vsyscall-mode.js';
 import { processInfo, type Container } from './attribution.js';
@@ -144,8 +144,6 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
   const pendingSegv = new Set<number>();
   let lost = 0;
   let seq = 0;
-  // The bpf backend counts every process; these are the ones that belong to a command or pid target.
-  const members = new Set<number>();
   const wanted = o.backend ?? 'auto';
   let bpf: BpfCounters | undefined;
   let fallbackReason: string | undefined;
@@ -153,7 +151,7 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
     const maps = fs.readFileSync('/proc/self/maps', 'utf8');
     try {
       // cgroup targets get their filter below, once the cgroup is open.
-      if (o.target.k !== 'cgroup') bpf = new BpfCounters({ modeNone: modeFromMaps(maps).says === 'none' });
+      if (o.target.k !== 'cgroup') bpf = new BpfCounters({ modeNone: modeFromMaps(maps).says === 'none', members: o.target.k === 'command' || o.target.k === 'pids' });
     } catch (e) {
       if (wanted === 'bpf' || !(e instanceof VsysError)) throw e; // auto: perf may still be allowed
       fallbackReason = e.message.split('\n')[0];
@@ -165,8 +163,8 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
     const set = new CounterSet(scope, bpf ? { emulation: false, faults: false } : { emulation });
     counterSets.push(pid === undefined ? { set } : { pid, set });
   };
-  /** Counting samplers: bpf needs only forks (to know descendants); perf needs the crash sources. */
-  const countingSources = (follow: boolean) => (bpf ? (follow ? [forkSource()] : []) : eventSources(false));
+  /** Samplers: every source for --events; for counting, perf needs the crash sources, bpf none. */
+  const sources = () => (o.events ? eventSources(true) : bpf ? [] : eventSources(false));
 
   try {
     switch (o.target.k) {
@@ -182,9 +180,9 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
         // The wrapper is still `sh` here; name the process after the command it becomes.
         perPid.set(pid, { pid, comm: path.basename(cmd).slice(0, 15), exe: cmd, emulated: { gettimeofday: 0, time: 0, getcpu: 0, misaligned: 0 }, pageFaults: 0, crashes: 0 });
         rememberComm(pid, path.basename(cmd).slice(0, 15));
-        members.add(pid);
+        bpf?.addMembers([pid]);
         open({ pid, inherit: true }, pid);
-        samplerSets.push(openSamplers(o.events ? [...eventSources(true), ...(bpf ? [forkSource()] : [])] : countingSources(true), { pid, inherit: true }, cpus));
+        samplerSets.push(openSamplers(sources(), { pid, inherit: true }, cpus));
         break;
       }
       case 'pids': {
@@ -198,10 +196,10 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
           }
           // Counts are kept per process (thread group): a thread id given here stands for its process.
           const tgid = Number(/^Tgid:\s*(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? pid);
-          members.add(tgid);
+          bpf?.addMembers(tids);
           for (const tid of tids) {
             open({ pid: tid, inherit: true }, tgid);
-            samplerSets.push(openSamplers(o.events ? [...eventSources(true), ...(bpf ? [forkSource()] : [])] : countingSources(true), { pid: tid, inherit: true }, cpus));
+            samplerSets.push(openSamplers(sources(), { pid: tid, inherit: true }, cpus));
           }
         }
         break;
@@ -240,11 +238,6 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
         const d = drainEvents(set);
         lost += d.lost;
         for (const raw of d.events) {
-          if (raw.kind === 'fork') {
-            // Samplers follow the target's descendants (inherit): every child belongs to it.
-            if (raw.child !== undefined) members.add(raw.child);
-            continue;
-          }
           const e: TraceEvent = { ...raw, n: ++seq };
           if (e.kind === 'procexit' && pendingSegv.has(e.tid)) e.status = 11;
           if (e.kind === 'procexit' && !pendingSegv.has(e.tid) && !o.events) continue;
@@ -295,9 +288,7 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
       if (bpf) {
         const got = bpf.read();
         dropped = got.dropped;
-        const mine = (pid: number) => o.target.k === 'all' || o.target.k === 'cgroup' || members.has(pid);
         for (const [pid, c] of got.processes) {
-          if (!mine(pid)) continue;
           const p = processes.get(pid) ?? stats(pid, c.comm);
           for (const k of Object.keys(c.emulated) as EntryKey[]) {
             p.emulated[k] += c.emulated[k];
@@ -315,7 +306,6 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
           processes.set(pid, p);
         }
         for (const c of bpf.crashes()) {
-          if (!mine(c.pid)) continue;
           crashList.push({ pid: c.pid, tid: c.tid, comm: c.comm, address: `0x${c.address.toString(16)}`, ip: `0x${c.ip.toString(16)}`, error: c.error });
         }
       }
@@ -340,6 +330,16 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
 
     for (const c of counterSets) c.set.enable();
     bpf?.enable();
+    if (bpf && o.target.k === 'pids') {
+      // Threads started between the listing above and the fork program's attach: list them again.
+      for (const pid of o.target.pids) {
+        try {
+          bpf.addMembers(fs.readdirSync(`/proc/${pid}/task`).map(Number));
+        } catch {
+          // it has ended meanwhile
+        }
+      }
+    }
     for (const set of samplerSets) for (const x of set.samplers) x.sampler.enable();
     if (child?.pid !== undefined) process.kill(child.pid, 'SIGCONT');
 
@@ -373,9 +373,22 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
     // The command itself died of SIGSEGV: a crash even if its fault sample was not kept.
     if (!bpf && child && exit?.signal === 'SIGSEGV' && child.pid !== undefined && !crashes.some((c) => c.pid === child!.pid)) {
       const f = lastFault.get(child.pid);
-      crashes.push({ pid: child.pid, tid: child.pid, comm: f?.comm ?? o.target.k, address: f ? `0x${(f.address ?? 0n).toString(16)}` : 'unknown', ip: f ? `0x${(f.ip ?? 0n).toString(16)}` : 'unknown', error: f?.error ?? 0 });
+      const p = perPid.get(child.pid);
+      if (p) p.crashes++;
+      crashes.push({ pid: child.pid, tid: child.pid, comm: f?.comm ?? p?.comm ?? o.target.k, address: f ? `0x${(f.address ?? 0n).toString(16)}` : 'unknown', ip: f ? `0x${(f.ip ?? 0n).toString(16)}` : 'unknown', error: f?.error ?? 0 });
     }
-    return summary();
+    const final = summary();
+    // With bpf, a crash is recorded from a kept fault; an emulated call the kernel refused (a bad
+    // pointer for its result) gets SIGSEGV with no fault kept. If the command died of SIGSEGV after
+    // using the page, say so, with the address unknown.
+    if (bpf && child?.pid !== undefined && exit?.signal === 'SIGSEGV' && !final.crashes.some((c) => c.pid === child!.pid)) {
+      const p = final.processes.find((x) => x.pid === child!.pid);
+      if (p && (p.pageFaults > 0 || Object.values(p.emulated).some((v) => v > 0))) {
+        final.crashes.push({ pid: p.pid, tid: p.pid, comm: p.comm, address: 'unknown', ip: 'unknown', error: 0 });
+        p.crashes++;
+      }
+    }
+    return final;
   } finally {
     for (const c of counterSets) c.set.close();
     for (const set of samplerSets) for (const x of set.samplers) x.sampler.close();

@@ -87,6 +87,16 @@ test('bpf crash records: a misaligned call (fetch at +0x10) and a read of the pa
   assert.deepEqual(rd.counts.emulated, { gettimeofday: 0, time: 0, getcpu: 0, misaligned: 0 });
 });
 
+test('an emulated call the kernel refuses (bad result pointer) kills the command: a crash on both backends', { skip }, async () => {
+  for (const backend of noBpf ? (['perf'] as const) : (['bpf', 'perf'] as const)) {
+    const s = await runTrace({ target: { k: 'command', argv: [buildTraceFixture(), 'badptr', '1'] }, stdio: 'ignore', backend });
+    assert.equal(s.exit?.signal, 'SIGSEGV', backend);
+    assert.equal(s.counts.emulated.gettimeofday, 1, backend);
+    assert.equal(s.crashes.length, 1, `${backend}: ${JSON.stringify(s.crashes)}`);
+    assert.equal(s.processes[0]?.crashes, 1, backend);
+  }
+});
+
 test('a command’s descendants are followed: each child counted and attributed, the shell itself makes no calls', { skip }, async () => {
   const bin = buildTraceFixture();
   const s = await runTrace({ target: { k: 'command', argv: ['/bin/sh', '-c', `${bin} time 10; ${bin} getcpu 20; ${bin} time 5 & wait`] }, stdio: 'ignore' });
