@@ -64,6 +64,8 @@ export class BpfCounters {
   private readonly comms: BpfMap;
   private readonly cgroup: BpfMap | undefined;
   private readonly memberMap: BpfMap | undefined;
+  /** Per CPU: { u32 tid, u32 member } of the last fault in the page, for the emulation that follows it. */
+  private readonly lastFault: BpfMap | undefined;
   private readonly progs: { fd: number; tracepoint: string; classic?: number }[] = [];
   private links: number[] = [];
 
@@ -85,7 +87,10 @@ export class BpfCounters {
       this.pending = map(MAP_TYPE.HASH, 4, 24, MAX_CRASHES, 'vsys_pending');
       this.crashMap = map(MAP_TYPE.HASH, 4, 40, MAX_CRASHES, 'vsys_crashes');
       this.comms = map(MAP_TYPE.HASH, 4, 16, MAX_KEYS, 'vsys_comms');
-      if (opts.members) this.memberMap = map(MAP_TYPE.HASH, 4, 4, MAX_MEMBERS, 'vsys_members');
+      if (opts.members) {
+        this.memberMap = map(MAP_TYPE.HASH, 4, 4, MAX_MEMBERS, 'vsys_members');
+        this.lastFault = map(MAP_TYPE.PERCPU_ARRAY, 4, 8, 1, 'vsys_lastfault');
+      }
       if (opts.cgroupFd !== undefined) {
         this.cgroup = map(MAP_TYPE.CGROUP_ARRAY, 4, 4, 1, 'vsys_cgroup');
         const v = Buffer.alloc(4);
@@ -150,11 +155,44 @@ export class BpfCounters {
       .jmp('jeq', 0, { imm: 0 }, skip).mov(1, { imm: 1 }).atomicAdd64(0, 0, 1).label(skip);
   }
 
-  /** Returns early unless the current thread (low half of r7) is a member. Clobbers r0-r5 and fp-60. */
-  private memberCheck(a: Asm): void {
-    if (!this.memberMap) return;
-    a.stx('w', FP, -60, 7).ldMap(1, this.memberMap).mov(2, FP).alu64('add', 2, { imm: -60 }).call(HELPER.map_lookup_elem)
-      .jmp('jeq', 0, { imm: 0 }, 'out');
+  /**
+   * Returns early unless the current thread (low half of r7) is a member; the answer is also left in
+   * this CPU's lastFault slot when `remember`. Clobbers r0-r5 and fp-60..fp-49.
+   */
+  private memberCheck(a: Asm, remember: boolean): void {
+    if (!this.memberMap || !this.lastFault) return;
+    const yes = a.fresh('member');
+    a.stx('w', FP, -60, 7).ldMap(1, this.memberMap).mov(2, FP).alu64('add', 2, { imm: -60 }).call(HELPER.map_lookup_elem);
+    if (!remember) {
+      a.jmp('jeq', 0, { imm: 0 }, 'out');
+      return;
+    }
+    // slot = { tid, member }: lookup of a per-CPU array, inlined by the verifier.
+    a.mov(1, { imm: 0 }).jmp('jeq', 0, { imm: 0 }, `${yes}-set`).mov(1, { imm: 1 })
+      .label(`${yes}-set`)
+      .stx('w', FP, -56, 1)
+      .st('w', FP, -52, 0).ldMap(1, this.lastFault).mov(2, FP).alu64('add', 2, { imm: -52 }).call(HELPER.map_lookup_elem)
+      .jmp('jeq', 0, { imm: 0 }, `${yes}-check`)
+      .stx('w', 0, 0, 7).ldx('w', 1, FP, -56).stx('w', 0, 4, 1)
+      .label(`${yes}-check`)
+      .ldx('w', 1, FP, -56).jmp('jeq', 1, { imm: 0 }, 'out', true);
+  }
+
+  /**
+   * For the emulation hook, which always follows the fault hook for the same fault on the same CPU:
+   * the fault hook's answer when the slot is this thread's, else the members map. Clobbers r0-r5, fp-60.
+   */
+  private memberCheckAfterFault(a: Asm): void {
+    if (!this.memberMap || !this.lastFault) return;
+    const ask = a.fresh('ask');
+    const ok = a.fresh('ok');
+    a.st('w', FP, -60, 0).ldMap(1, this.lastFault).mov(2, FP).alu64('add', 2, { imm: -60 }).call(HELPER.map_lookup_elem)
+      .jmp('jeq', 0, { imm: 0 }, ask)
+      .ldx('w', 1, 0, 0).jmp('jne', 1, 7, ask, true)
+      .ldx('w', 1, 0, 4).jmp('jeq', 1, { imm: 0 }, 'out', true).goto(ok)
+      .label(ask);
+    this.memberCheck(a, false);
+    a.label(ok);
   }
 
   /** key at fp-8 = { u32 tgid, u32 tag | (low 16 bits of `value`) } */
@@ -168,7 +206,7 @@ export class BpfCounters {
     a.ldx('dw', 6, 1, 0); // nr
     this.cgroupCheck(a);
     this.key(a, TAG_EMULATE, 6);
-    this.memberCheck(a);
+    this.memberCheckAfterFault(a);
     this.countKey(a);
     a.label('out').mov(0, { imm: 0 }).exit();
     return a.build();
@@ -182,7 +220,7 @@ export class BpfCounters {
     this.cgroupCheck(a);
     a.ldx('dw', 9, 6, 16); // error code
     this.key(a, TAG_FAULT, 9);
-    this.memberCheck(a);
+    this.memberCheck(a, true);
     this.countKey(a);
     if (!modeNone) {
       // An instruction fetch at an entry start is emulated: nothing to keep for a crash report.
@@ -367,7 +405,12 @@ function cString(b: Buffer): string {
 /** Whether the BPF counters can be used here; the reason when not. */
 export function bpfCountersProblem(): VsysError | null {
   try {
-    new BpfCounters().close();
+    const c = new BpfCounters();
+    try {
+      c.enable(); // attaching can fail where loading did not
+    } finally {
+      c.close();
+    }
     return null;
   } catch (e) {
     if (e instanceof VsysError) return e;

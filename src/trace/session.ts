@@ -126,6 +126,21 @@ export function perContainer(processes: ProcessStats[]): ContainerStats[] {
   return [...by.values()];
 }
 
+/**
+ * Attaches at once, so that a kernel that loads the programs but refuses to attach them is found
+ * while perf can still take over. Counting starts a moment early: a command is still stopped then,
+ * and a -p target's threads are members only once listed.
+ */
+function attached(c: BpfCounters): BpfCounters {
+  try {
+    c.enable();
+  } catch (e) {
+    c.close();
+    throw e;
+  }
+  return c;
+}
+
 export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
   const problem = tracefsProblem();
   if (problem) throw problem;
@@ -151,7 +166,7 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
     const maps = fs.readFileSync('/proc/self/maps', 'utf8');
     try {
       // cgroup targets get their filter below, once the cgroup is open.
-      if (o.target.k !== 'cgroup') bpf = new BpfCounters({ modeNone: modeFromMaps(maps).says === 'none', members: o.target.k === 'command' || o.target.k === 'pids' });
+      if (o.target.k !== 'cgroup') bpf = attached(new BpfCounters({ modeNone: modeFromMaps(maps).says === 'none', members: o.target.k === 'command' || o.target.k === 'pids' }));
     } catch (e) {
       if (wanted === 'bpf' || !(e instanceof VsysError)) throw e; // auto: perf may still be allowed
       fallbackReason = e.message.split('\n')[0];
@@ -215,7 +230,7 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
           }
           if (wanted !== 'perf' && emulation) {
             try {
-              bpf = new BpfCounters({ cgroupFd, modeNone: modeFromMaps(fs.readFileSync('/proc/self/maps', 'utf8')).says === 'none' });
+              bpf = attached(new BpfCounters({ cgroupFd, modeNone: modeFromMaps(fs.readFileSync('/proc/self/maps', 'utf8')).says === 'none' }));
             } catch (e) {
               if (wanted === 'bpf' || !(e instanceof VsysError)) throw e; // auto: perf may still be allowed
               fallbackReason = e.message.split('\n')[0];
