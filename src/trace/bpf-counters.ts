@@ -4,6 +4,7 @@
 //   page_fault_user(address, regs, error)     → counts[(tgid, FAULT | error)] for faults in the page;
 //                                               a fault that will not be emulated is kept per thread
 //   signal_deliver(sig, info, ka), sig 11     → a kept fault becomes a crash (address, ip, error, comm)
+//                                               unless a handler catches the signal
 //   sched_process_exit                        → the thread's kept fault and membership are dropped
 // A command or -p target is followed in the kernel: `members` holds its threads, a program on the
 // sched:sched_process_fork tracepoint adds every child of a member, and the counting programs skip
@@ -243,11 +244,16 @@ export class BpfCounters {
 
   private signalProgram(): Buffer {
     const a = new Asm();
-    a.ldx('dw', 2, 1, 0).jmp('jne', 2, { imm: 11 }, 'out', true)
+    a.mov(6, 1).ldx('dw', 2, 6, 0).jmp('jne', 2, { imm: 11 }, 'out', true)
+      // The action about to run: ka->sa.sa_handler (first field), 0 = SIG_DFL, i.e. the process dies.
+      .mov(1, FP).alu64('add', 1, { imm: -56 }).mov(2, { imm: 8 }).ldx('dw', 3, 6, 16).call(HELPER.probe_read_kernel)
+      .ldx('dw', 8, FP, -56)
       .call(HELPER.get_current_pid_tgid).mov(7, 0)
       .stx('w', FP, -4, 7) // tid
       .ldMap(1, this.pending).mov(2, FP).alu64('add', 2, { imm: -4 }).call(HELPER.map_lookup_elem)
       .jmp('jeq', 0, { imm: 0 }, 'out')
+      // A handler catches it: not a crash; the fault is dealt with.
+      .jmp('jne', 8, { imm: 0 }, 'handled')
       // crash value at fp-48: { u32 tgid, u32 error, u64 address, u64 ip, char comm[16] }
       .mov(1, 7).alu64('rsh', 1, { imm: 32 }).stx('w', FP, -48, 1)
       .ldx('w', 1, 0, 0).stx('w', FP, -44, 1)
@@ -262,7 +268,10 @@ export class BpfCounters {
       // and one more crash for its process
       .mov(1, 7).alu64('rsh', 1, { imm: 32 }).stx('w', FP, -8, 1).st('w', FP, -4, TAG_CRASH);
     this.countKey(a);
-    a.label('out').mov(0, { imm: 0 }).exit();
+    a.goto('out')
+      .label('handled')
+      .ldMap(1, this.pending).mov(2, FP).alu64('add', 2, { imm: -4 }).call(HELPER.map_delete_elem)
+      .label('out').mov(0, { imm: 0 }).exit();
     return a.build();
   }
 

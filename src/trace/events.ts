@@ -26,6 +26,8 @@ export interface TraceEvent {
   nr?: number;
   /** signaldeliver */
   sig?: number;
+  /** signaldeliver: a handler catches it (sa_handler is not SIG_DFL): the process lives on. */
+  handled?: boolean;
   /** procexit: the exit status as sysdig prints it (the signal number for a fatal signal). */
   status?: number;
 }
@@ -114,6 +116,7 @@ export function drainEvents(set: SamplerSet): { events: Omit<TraceEvent, 'n'>[];
           break;
         case 'signaldeliver':
           e.sig = rd.i32(buf, at, size, 'sig');
+          e.handled = rd.u64(buf, at, size, 'sa_handler') !== 0n;
           e.comm = commOf(tid);
           break;
         case 'procexit':

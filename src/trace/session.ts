@@ -257,7 +257,7 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
           if (e.kind === 'procexit' && pendingSegv.has(e.tid)) e.status = 11;
           if (e.kind === 'procexit' && !pendingSegv.has(e.tid) && !o.events) continue;
           if (e.kind === 'page_fault') lastFault.set(e.tid, e);
-          if (e.kind === 'signaldeliver' && e.sig === 11) {
+          if (e.kind === 'signaldeliver' && e.sig === 11 && !e.handled) {
             pendingSegv.add(e.tid);
             const f = lastFault.get(e.tid);
             if (f && !bpf) {

@@ -87,6 +87,17 @@ test('bpf crash records: a misaligned call (fetch at +0x10) and a read of the pa
   assert.deepEqual(rd.counts.emulated, { gettimeofday: 0, time: 0, getcpu: 0, misaligned: 0 });
 });
 
+test('a SIGSEGV a handler catches is not a crash (both backends); the misaligned calls are still counted', { skip }, async () => {
+  for (const backend of noBpf ? (['perf'] as const) : (['bpf', 'perf'] as const)) {
+    const s = await runTrace({ target: { k: 'command', argv: [buildTraceFixture(), 'caught', '3', 'misaligned', '1'] }, stdio: 'ignore', backend });
+    assert.equal(s.exit?.signal, 'SIGSEGV', backend);
+    assert.equal(s.counts.emulated.misaligned, 4, backend);
+    // three caught, the last one fatal
+    assert.equal(s.crashes.length, 1, `${backend}: ${JSON.stringify(s.crashes)}`);
+    assert.equal(s.processes[0]?.crashes, 1, backend);
+  }
+});
+
 test('an emulated call the kernel refuses (bad result pointer) kills the command: a crash on both backends', { skip }, async () => {
   for (const backend of noBpf ? (['perf'] as const) : (['bpf', 'perf'] as const)) {
     const s = await runTrace({ target: { k: 'command', argv: [buildTraceFixture(), 'badptr', '1'] }, stdio: 'ignore', backend });
