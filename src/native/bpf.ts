@@ -18,7 +18,7 @@ const PERF_EVENT_IOC_ENABLE = 0x2400;
 const ATTR_SIZE = 144;
 
 /** Helper function ids (enum bpf_func_id). */
-export const HELPER = { map_lookup_elem: 1, map_update_elem: 2, map_delete_elem: 3, get_current_pid_tgid: 14, get_current_comm: 16, current_task_under_cgroup: 37, probe_read_kernel: 113 } as const;
+export const HELPER = { map_lookup_elem: 1, map_update_elem: 2, map_delete_elem: 3, get_current_pid_tgid: 14, get_current_comm: 16, get_current_task: 35, current_task_under_cgroup: 37, probe_read_kernel: 113 } as const;
 export const UPDATE = { ANY: 0, NOEXIST: 1 } as const;
 
 /** Scratch memory for attrs, keys, values and the verifier log. */

@@ -65,7 +65,7 @@ export class BpfCounters {
   private readonly comms: BpfMap;
   private readonly cgroup: BpfMap | undefined;
   private readonly memberMap: BpfMap | undefined;
-  /** Per CPU: { u32 tid, u32 member } of the last fault in the page, for the emulation that follows it. */
+  /** Per CPU: { u32 tid, u32 member, u64 task } of the last fault in the page, for the emulation that follows it. */
   private readonly lastFault: BpfMap | undefined;
   private readonly progs: { fd: number; tracepoint: string; classic?: number }[] = [];
   private links: number[] = [];
@@ -90,7 +90,7 @@ export class BpfCounters {
       this.comms = map(MAP_TYPE.HASH, 4, 16, MAX_KEYS, 'vsys_comms');
       if (opts.members) {
         this.memberMap = map(MAP_TYPE.HASH, 4, 4, MAX_MEMBERS, 'vsys_members');
-        this.lastFault = map(MAP_TYPE.PERCPU_ARRAY, 4, 8, 1, 'vsys_lastfault');
+        this.lastFault = map(MAP_TYPE.PERCPU_ARRAY, 4, 16, 1, 'vsys_lastfault');
       }
       if (opts.cgroupFd !== undefined) {
         this.cgroup = map(MAP_TYPE.CGROUP_ARRAY, 4, 4, 1, 'vsys_cgroup');
@@ -102,6 +102,7 @@ export class BpfCounters {
       this.progs.push({ fd: loadRawTracepointProgram(this.faultProgram(!!opts.modeNone), 'vsys_fault'), tracepoint: 'page_fault_user' });
       this.progs.push({ fd: loadRawTracepointProgram(this.signalProgram(), 'vsys_signal'), tracepoint: 'signal_deliver' });
       this.progs.push({ fd: loadRawTracepointProgram(this.exitProgram(), 'vsys_exit'), tracepoint: 'sched_process_exit' });
+      if (opts.members) this.progs.push({ fd: loadRawTracepointProgram(this.execProgram(), 'vsys_exec'), tracepoint: 'sched_process_exec' });
       if (this.memberMap) {
         const fork = readEventFormat('sched', 'sched_process_fork');
         const parent = fork.fields.get('parent_pid');
@@ -168,29 +169,34 @@ export class BpfCounters {
       a.jmp('jeq', 0, { imm: 0 }, 'out');
       return;
     }
-    // slot = { tid, member }: lookup of a per-CPU array, inlined by the verifier.
+    // slot = { tid, member, task }: lookup of a per-CPU array, inlined by the verifier.
     a.mov(1, { imm: 0 }).jmp('jeq', 0, { imm: 0 }, `${yes}-set`).mov(1, { imm: 1 })
       .label(`${yes}-set`)
       .stx('w', FP, -56, 1)
+      .call(HELPER.get_current_task).stx('dw', FP, -72, 0)
       .st('w', FP, -52, 0).ldMap(1, this.lastFault).mov(2, FP).alu64('add', 2, { imm: -52 }).call(HELPER.map_lookup_elem)
       .jmp('jeq', 0, { imm: 0 }, `${yes}-check`)
-      .stx('w', 0, 0, 7).ldx('w', 1, FP, -56).stx('w', 0, 4, 1)
+      .stx('w', 0, 0, 7).ldx('w', 1, FP, -56).stx('w', 0, 4, 1).ldx('dw', 1, FP, -72).stx('dw', 0, 8, 1)
       .label(`${yes}-check`)
       .ldx('w', 1, FP, -56).jmp('jeq', 1, { imm: 0 }, 'out', true);
   }
 
   /**
-   * For the emulation hook, which always follows the fault hook for the same fault on the same CPU:
-   * the fault hook's answer when the slot is this thread's, else the members map. Clobbers r0-r5, fp-60.
+   * For the emulation hook, which follows the fault hook for the same fault: the fault hook's answer
+   * when this CPU's slot was left by this very task (it may have moved CPU in between: then the
+   * members map), used once and cleared. Clobbers r0-r5, fp-72..fp-57.
    */
   private memberCheckAfterFault(a: Asm): void {
     if (!this.memberMap || !this.lastFault) return;
     const ask = a.fresh('ask');
     const ok = a.fresh('ok');
-    a.st('w', FP, -60, 0).ldMap(1, this.lastFault).mov(2, FP).alu64('add', 2, { imm: -60 }).call(HELPER.map_lookup_elem)
+    a.call(HELPER.get_current_task).stx('dw', FP, -72, 0)
+      .st('w', FP, -60, 0).ldMap(1, this.lastFault).mov(2, FP).alu64('add', 2, { imm: -60 }).call(HELPER.map_lookup_elem)
       .jmp('jeq', 0, { imm: 0 }, ask)
       .ldx('w', 1, 0, 0).jmp('jne', 1, 7, ask, true)
-      .ldx('w', 1, 0, 4).jmp('jeq', 1, { imm: 0 }, 'out', true).goto(ok)
+      .ldx('dw', 1, 0, 8).ldx('dw', 2, FP, -72).jmp('jne', 1, 2, ask)
+      .ldx('w', 1, 0, 4).st('w', 0, 0, 0) // read, then clear: one use
+      .jmp('jeq', 1, { imm: 0 }, 'out', true).goto(ok)
       .label(ask);
     this.memberCheck(a, false);
     a.label(ok);
@@ -282,6 +288,28 @@ export class BpfCounters {
       .ldMap(1, this.pending).mov(2, FP).alu64('add', 2, { imm: -4 }).call(HELPER.map_delete_elem);
     if (this.memberMap) a.ldMap(1, this.memberMap).mov(2, FP).alu64('add', 2, { imm: -4 }).call(HELPER.map_delete_elem);
     a.mov(0, { imm: 0 }).exit();
+    return a.build();
+  }
+
+  /**
+   * sched_process_exec(p, old_pid, bprm): a thread other than the leader that execs takes the
+   * leader's id (the leader's exit already dropped it): membership moves from old_pid to it.
+   */
+  private execProgram(): Buffer {
+    const a = new Asm();
+    const members = this.memberMap as BpfMap;
+    a.ldx('dw', 6, 1, 8) // old_pid
+      .call(HELPER.get_current_pid_tgid).jmp('jeq', 0, 6, 'out', true)
+      .stx('w', FP, -8, 0).stx('w', FP, -4, 6)
+      .ldMap(1, members).mov(2, FP).alu64('add', 2, { imm: -4 }).call(HELPER.map_lookup_elem)
+      .jmp('jeq', 0, { imm: 0 }, 'out')
+      .st('w', FP, -12, 1)
+      .ldMap(1, members).mov(2, FP).alu64('add', 2, { imm: -8 }).mov(3, FP).alu64('add', 3, { imm: -12 }).mov(4, { imm: UPDATE.ANY }).call(HELPER.map_update_elem)
+      .jmp('jeq', 0, { imm: 0 }, 'moved');
+    this.bump(a, MISC.members);
+    a.label('moved')
+      .ldMap(1, members).mov(2, FP).alu64('add', 2, { imm: -4 }).call(HELPER.map_delete_elem)
+      .label('out').mov(0, { imm: 0 }).exit();
     return a.build();
   }
 

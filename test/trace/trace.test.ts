@@ -87,6 +87,14 @@ test('bpf crash records: a misaligned call (fetch at +0x10) and a read of the pa
   assert.deepEqual(rd.counts.emulated, { gettimeofday: 0, time: 0, getcpu: 0, misaligned: 0 });
 });
 
+test('a command whose second thread execs the program that calls the page is still followed (both backends)', { skip }, async () => {
+  for (const backend of noBpf ? (['perf'] as const) : (['bpf', 'perf'] as const)) {
+    const s = await runTrace({ target: { k: 'command', argv: [buildTraceFixture(), 'thread-exec', '1000'] }, stdio: 'ignore', backend });
+    assert.equal(s.exit?.code, 0, backend);
+    assert.equal(s.counts.emulated.time, 1000, `${backend}: ${JSON.stringify(s.counts)}`);
+  }
+});
+
 test('a SIGSEGV a handler catches is not a crash (both backends); the misaligned calls are still counted', { skip }, async () => {
   for (const backend of noBpf ? (['perf'] as const) : (['bpf', 'perf'] as const)) {
     const s = await runTrace({ target: { k: 'command', argv: [buildTraceFixture(), 'caught', '3', 'misaligned', '1'] }, stdio: 'ignore', backend });
