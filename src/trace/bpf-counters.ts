@@ -4,7 +4,8 @@
 //   page_fault_user(address, regs, error)     → counts[(tgid, FAULT | error)] for faults in the page;
 //                                               a fault that will not be emulated is kept per thread
 //   signal_deliver(sig, info, ka), sig 11     → a kept fault becomes a crash (address, ip, error, comm)
-//                                               unless a handler catches the signal
+//                                               unless a handler catches the signal (then it is
+//                                               the crash of a later SIGSEGV the program raises)
 //   sched_process_exit                        → the thread's kept fault and membership are dropped
 // A command or -p target is followed in the kernel: `members` holds its threads, a program on the
 // sched:sched_process_fork tracepoint adds every child of a member, and the counting programs skip
@@ -258,8 +259,19 @@ export class BpfCounters {
       .stx('w', FP, -4, 7) // tid
       .ldMap(1, this.pending).mov(2, FP).alu64('add', 2, { imm: -4 }).call(HELPER.map_lookup_elem)
       .jmp('jeq', 0, { imm: 0 }, 'out')
-      // A handler catches it: not a crash; the fault is dealt with.
-      .jmp('jne', 8, { imm: 0 }, 'handled')
+      // A handler catches it: not a crash yet; the kept fault is marked (its pad word) in case the
+      // handler re-raises the signal, as crash reporters do.
+      .jmp('jeq', 8, { imm: 0 }, 'fatal')
+      .st('w', 0, 4, 1).goto('out')
+      .label('fatal')
+      .ldx('w', 1, 0, 4).jmp('jeq', 1, { imm: 0 }, 'record', true)
+      // The kept fault was handled before: this fatal SIGSEGV is its crash only if it was raised by
+      // the program (si_code <= 0: kill, tgkill, raise); a fault's own signal has si_code > 0.
+      .stx('dw', FP, -80, 0)
+      .mov(1, FP).alu64('add', 1, { imm: -64 }).mov(2, { imm: 4 }).ldx('dw', 3, 6, 8).alu64('add', 3, { imm: 8 }).call(HELPER.probe_read_kernel)
+      .ldx('w', 1, FP, -64).jmp('jsgt', 1, { imm: 0 }, 'handled', true)
+      .ldx('dw', 0, FP, -80)
+      .label('record')
       // crash value at fp-48: { u32 tgid, u32 error, u64 address, u64 ip, char comm[16] }
       .mov(1, 7).alu64('rsh', 1, { imm: 32 }).stx('w', FP, -48, 1)
       .ldx('w', 1, 0, 0).stx('w', FP, -44, 1)

@@ -28,6 +28,8 @@ export interface TraceEvent {
   sig?: number;
   /** signaldeliver: a handler catches it (sa_handler is not SIG_DFL): the process lives on. */
   handled?: boolean;
+  /** signaldeliver: si_code (> 0 from a fault, <= 0 when a process sent or raised it). */
+  code?: number;
   /** procexit: the exit status as sysdig prints it (the signal number for a fatal signal). */
   status?: number;
 }
@@ -117,6 +119,7 @@ export function drainEvents(set: SamplerSet): { events: Omit<TraceEvent, 'n'>[];
         case 'signaldeliver':
           e.sig = rd.i32(buf, at, size, 'sig');
           e.handled = rd.u64(buf, at, size, 'sa_handler') !== 0n;
+          e.code = rd.i32(buf, at, size, 'code');
           e.comm = commOf(tid);
           break;
         case 'procexit':

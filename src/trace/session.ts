@@ -156,6 +156,7 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
   const perPid = new Map<number, ProcessStats>();
   const crashes: TraceSummary['crashes'] = [];
   const lastFault = new Map<number, TraceEvent>();
+  const handledFault = new Map<number, TraceEvent>();
   const pendingSegv = new Set<number>();
   let lost = 0;
   let seq = 0;
@@ -257,9 +258,19 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
           if (e.kind === 'procexit' && pendingSegv.has(e.tid)) e.status = 11;
           if (e.kind === 'procexit' && !pendingSegv.has(e.tid) && !o.events) continue;
           if (e.kind === 'page_fault') lastFault.set(e.tid, e);
+          // An emulated call's fault is dealt with: no signal follows it.
+          if (e.kind === 'emulate' && (e.nr ?? -1) >= 0) lastFault.delete(e.tid);
+          if (e.kind === 'signaldeliver' && e.sig === 11 && e.handled) {
+            // Caught: not a crash, unless the program raises SIGSEGV again (as crash reporters do).
+            const f = lastFault.get(e.tid);
+            if (f) handledFault.set(e.tid, f);
+            lastFault.delete(e.tid);
+          }
           if (e.kind === 'signaldeliver' && e.sig === 11 && !e.handled) {
             pendingSegv.add(e.tid);
-            const f = lastFault.get(e.tid);
+            const f = lastFault.get(e.tid) ?? ((e.code ?? 1) <= 0 ? handledFault.get(e.tid) : undefined);
+            lastFault.delete(e.tid);
+            handledFault.delete(e.tid);
             if (f && !bpf) {
               crashes.push({ pid: e.pid, tid: e.tid, comm: e.comm, address: `0x${(f.address ?? 0n).toString(16)}`, ip: `0x${(f.ip ?? 0n).toString(16)}`, error: f.error ?? 0 });
               const p = perPid.get(e.pid) ?? stats(e.pid, e.comm);

@@ -106,6 +106,14 @@ test('a SIGSEGV a handler catches is not a crash (both backends); the misaligned
   }
 });
 
+test('a handler that re-raises SIGSEGV (as crash reporters do): the crash is the page fault’s (both backends)', { skip }, async () => {
+  for (const backend of noBpf ? (['perf'] as const) : (['bpf', 'perf'] as const)) {
+    const s = await runTrace({ target: { k: 'command', argv: [buildTraceFixture(), 'reraise', '1'] }, stdio: 'ignore', backend });
+    assert.equal(s.exit?.signal, 'SIGSEGV', backend);
+    assert.deepEqual(s.crashes.map((c) => [c.address, c.error]), [['0xffffffffff600010', 0x14]], `${backend}: ${JSON.stringify(s.crashes)}`);
+  }
+});
+
 test('an emulated call the kernel refuses (bad result pointer) kills the command: a crash on both backends', { skip }, async () => {
   for (const backend of noBpf ? (['perf'] as const) : (['bpf', 'perf'] as const)) {
     const s = await runTrace({ target: { k: 'command', argv: [buildTraceFixture(), 'badptr', '1'] }, stdio: 'ignore', backend });
