@@ -57,7 +57,10 @@ export function formatSummary(s: TraceSummary): string {
   const secs = (v: number) => (v >= 0.01 ? `${v.toFixed(3)} s` : v >= 1e-5 ? `${(v * 1e3).toFixed(3)} ms` : `${(v * 1e6).toFixed(2)} µs`);
   if (s.cost) out.push(`CPU time lost to emulation: ${secs(s.cost.cpuSeconds)} (${s.cost.perCallNs.toFixed(0)} ns × ${calls.toLocaleString('en')} calls; ${s.cost.source})`);
   if (s.backend.fallbackReason) out.push(`counted with perf counters (eBPF unavailable: ${s.backend.fallbackReason})`);
-  if (s.backend.dropped) out.push(`! ${s.backend.dropped} counts were dropped: the per-process table was full (16,384 process × kind entries)`);
+  const dr = s.backend.dropped;
+  if (dr?.counts) out.push(`! ${dr.counts} counts were dropped: the per-process table was full (16,384 process × kind entries); figures are low by that much`);
+  if (dr?.members) out.push(`! ${dr.members} new threads or processes were not followed: the members table was full (65,536); their calls are not counted`);
+  if (dr?.records) out.push(`! ${dr.records} fault or crash records were not stored (their table was full): crashes may be missing`);
   if (s.lostEvents > 0) out.push(`! ${s.lostEvents} events were lost (the ring buffer overflowed): per-process figures from samples are low by that much`);
   if (s.processes.length) {
     out.push('', 'per process:');

@@ -9,7 +9,7 @@ import { errno, libcBindings, rawSyscall } from './libc.js';
 import { ExecPage } from './memory.js';
 import { openPerfEvent, tracepointAttr } from './perf.js';
 
-const CMD = { MAP_CREATE: 0, MAP_LOOKUP_ELEM: 1, MAP_UPDATE_ELEM: 2, MAP_GET_NEXT_KEY: 4, PROG_LOAD: 5, RAW_TRACEPOINT_OPEN: 17 } as const;
+const CMD = { MAP_CREATE: 0, MAP_LOOKUP_ELEM: 1, MAP_UPDATE_ELEM: 2, MAP_DELETE_ELEM: 3, MAP_GET_NEXT_KEY: 4, PROG_LOAD: 5, RAW_TRACEPOINT_OPEN: 17 } as const;
 export const MAP_TYPE = { HASH: 1, ARRAY: 2, PERCPU_ARRAY: 6, CGROUP_ARRAY: 8 } as const;
 const PROG_TYPE_RAW_TRACEPOINT = 17;
 const PROG_TYPE_TRACEPOINT = 5;
@@ -128,6 +128,18 @@ export class BpfMap {
     const { attr, valueOff } = this.keyValueAttr(key, value.length, flags);
     place(valueOff, value);
     bpf(CMD.MAP_UPDATE_ELEM, attr, `update of ${this.spec.name}`);
+  }
+
+  /** Deletes `key`; false when it was not there. */
+  remove(key: Uint8Array): boolean {
+    const { attr } = this.keyValueAttr(key, 0);
+    try {
+      bpf(CMD.MAP_DELETE_ELEM, attr, `delete from ${this.spec.name}`);
+      return true;
+    } catch (e) {
+      if (e instanceof VsysError && e.errno === 2) return false;
+      throw e;
+    }
   }
 
   /** Every key, in the map's order (a hash map's keys change while programs run; callers accept that). */

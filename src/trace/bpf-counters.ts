@@ -39,6 +39,16 @@ export interface BpfProcessCounts {
   crashes: number;
 }
 
+/** Updates that found a map full, by map. */
+export interface BpfDropped {
+  /** counts not kept: the per-process table is full (figures are low by this much) */
+  counts: number;
+  /** threads not followed: the members table is full (their calls are not counted at all) */
+  members: number;
+  /** kept faults or crash records not stored (crashes may be missing) */
+  records: number;
+}
+
 export interface BpfCrash {
   pid: number;
   tid: number;
@@ -352,6 +362,15 @@ export class BpfCounters {
     }
   }
 
+  removeMembers(tids: number[]): void {
+    if (!this.memberMap) return;
+    for (const t of tids) {
+      const k = Buffer.alloc(4);
+      k.writeUInt32LE(t);
+      this.memberMap.remove(k);
+    }
+  }
+
   /** Attaches the programs: counting starts. */
   enable(): void {
     if (this.links.length) return;
@@ -370,7 +389,7 @@ export class BpfCounters {
   }
 
   /** Counts per process (tgid), and how many updates found a map full. */
-  read(): { processes: Map<number, BpfProcessCounts>; dropped: number } {
+  read(): { processes: Map<number, BpfProcessCounts>; dropped: BpfDropped } {
     const processes = new Map<number, BpfProcessCounts>();
     for (const k of this.counts.keys()) {
       const v = this.counts.lookup(k);
@@ -389,12 +408,12 @@ export class BpfCounters {
       else if ((tag & ~0xffff) === TAG_FAULT) p.faults.set(low, (p.faults.get(low) ?? 0) + n);
       else if ((tag & ~0xffff) === TAG_CRASH) p.crashes += n;
     }
-    let dropped = 0;
-    for (const slot of Object.values(MISC)) {
+    const dropped = { counts: 0, members: 0, records: 0 };
+    for (const [name, slot] of Object.entries(MISC) as [keyof BpfDropped, number][]) {
       const k = Buffer.alloc(4);
       k.writeUInt32LE(slot);
       const d = this.misc.lookup(k);
-      if (d) dropped += Number(Buffer.from(d).readBigUInt64LE(0));
+      if (d) dropped[name] = Number(Buffer.from(d).readBigUInt64LE(0));
     }
     return { processes, dropped };
   }
@@ -454,7 +473,8 @@ function cString(b: Buffer): string {
 /** Whether the BPF counters can be used here; the reason when not. */
 export function bpfCountersProblem(): VsysError | null {
   try {
-    const c = new BpfCounters();
+    // With members: that also tries the fork tracepoint's format and its perf attach.
+    const c = new BpfCounters({ members: true });
     try {
       c.enable(); // attaching can fail where loading did not
     } finally {

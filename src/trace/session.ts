@@ -7,7 +7,7 @@ import path from 'node:path';
 import { VsysError } from '../errors.js';
 import { CounterSet, addCounts, entryOfNr, zeroCounts, type Counts, type CounterScope, type EntryKey } from './counters.js';
 import { drainEvents, eventSources, openSamplers, rememberComm, type SamplerSet, type TraceEvent } from './events.js';
-import { BpfCounters } from './bpf-counters.js';
+import { BpfCounters, type BpfDropped } from './bpf-counters.js';
 import { modeFromMaps } from '../host/vsyscall-mode.js';
 import { processInfo, type Container } from './attribution.js';
 import { tracefsProblem, tracefsRoot } from './tracefs.js';
@@ -73,7 +73,7 @@ export interface TraceSummary {
   crashes: { pid: number; tid: number; comm: string; address: string; ip: string; error: number }[];
   lostEvents: number;
   /** What counted: the eBPF programs or perf counters (and why not bpf, when auto fell back). */
-  backend: { name: 'bpf' | 'perf'; fallbackReason?: string; dropped?: number };
+  backend: { name: 'bpf' | 'perf'; fallbackReason?: string; dropped?: BpfDropped };
   cost?: { cpuSeconds: number; perCallNs: number; source: string };
   exit?: { code: number | null; signal: string | null };
 }
@@ -157,6 +157,7 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
   const crashes: TraceSummary['crashes'] = [];
   const lastFault = new Map<number, TraceEvent>();
   const handledFault = new Map<number, TraceEvent>();
+  const firstListed = new Set<number>();
   const pendingSegv = new Set<number>();
   let lost = 0;
   let seq = 0;
@@ -213,6 +214,7 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
           // Counts are kept per process (thread group): a thread id given here stands for its process.
           const tgid = Number(/^Tgid:\s*(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? pid);
           bpf?.addMembers(tids);
+          for (const t of tids) firstListed.add(t);
           for (const tid of tids) {
             open({ pid: tid, inherit: true }, tgid);
             samplerSets.push(openSamplers(sources(), { pid: tid, inherit: true }, cpus));
@@ -309,7 +311,7 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
           processes.set(c.pid, p);
         }
       }
-      let dropped: number | undefined;
+      let dropped: BpfDropped | undefined;
       const crashList = [...crashes];
       if (bpf) {
         const got = bpf.read();
@@ -344,7 +346,7 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
         processes: shown,
         containers: perContainer(shown),
         crashes: crashList, lostEvents: lost,
-        backend: bpf ? { name: 'bpf', dropped: dropped ?? 0 } : { name: 'perf', ...(fallbackReason ? { fallbackReason } : {}) },
+        backend: bpf ? { name: 'bpf', dropped: dropped ?? { counts: 0, members: 0, records: 0 } } : { name: 'perf', ...(fallbackReason ? { fallbackReason } : {}) },
       };
       if (o.costNs) {
         const per = Math.max(0, o.costNs.emulated - o.costNs.vdso);
@@ -357,14 +359,19 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
     for (const c of counterSets) c.set.enable();
     bpf?.enable();
     if (bpf && o.target.k === 'pids') {
-      // Threads started between the listing above and the fork program's attach: list them again.
+      // Threads started between the first listing and the members' insertion: list them again.
+      // Threads listed then that have ended since left no exit to remove them: remove them here,
+      // or a process reusing the id later would be counted.
+      const listed = new Set<number>();
       for (const pid of o.target.pids) {
         try {
-          bpf.addMembers(fs.readdirSync(`/proc/${pid}/task`).map(Number));
+          for (const t of fs.readdirSync(`/proc/${pid}/task`).map(Number)) listed.add(t);
         } catch {
           // it has ended meanwhile
         }
       }
+      bpf.addMembers([...listed]);
+      bpf.removeMembers([...firstListed].filter((t) => !listed.has(t) && !fs.existsSync(`/proc/${t}`)));
     }
     for (const set of samplerSets) for (const x of set.samplers) x.sampler.enable();
     if (child?.pid !== undefined) process.kill(child.pid, 'SIGCONT');

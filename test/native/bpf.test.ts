@@ -21,7 +21,7 @@ test('a program the verifier refuses: BPF_UNAVAILABLE with the verifier log, not
   });
 });
 
-test('maps: update, lookup and key iteration round-trip', { skip }, () => {
+test('maps: update, lookup, delete and key iteration round-trip', { skip }, () => {
   const m = new BpfMap({ type: MAP_TYPE.HASH, keySize: 4, valueSize: 8, maxEntries: 8, name: 'vsys_t' });
   try {
     for (const k of [3, 1, 2]) {
@@ -38,6 +38,11 @@ test('maps: update, lookup and key iteration round-trip', { skip }, () => {
     assert.equal(Buffer.from(m.lookup(two)!).readBigUInt64LE(0), 2000n);
     two.writeUInt32LE(9);
     assert.equal(m.lookup(two), null);
+    assert.equal(m.remove(two), false);
+    two.writeUInt32LE(3);
+    assert.equal(m.remove(two), true);
+    assert.equal(m.lookup(two), null);
+    assert.deepEqual(m.keys().map((k) => Buffer.from(k).readUInt32LE(0)).sort(), [1, 2]);
   } finally {
     m.close();
   }
