@@ -132,7 +132,10 @@ export class BpfMap {
 
   /** Deletes `key`; false when it was not there. */
   remove(key: Uint8Array): boolean {
-    const { attr } = this.keyValueAttr(key, 0);
+    // Only the fd and the key: the kernel refuses a delete whose later fields are not zero.
+    const attr = Buffer.alloc(ATTR_SIZE);
+    attr.writeUInt32LE(this.fd, 0);
+    attr.writeBigUInt64LE(place(4096, key), 8);
     try {
       bpf(CMD.MAP_DELETE_ELEM, attr, `delete from ${this.spec.name}`);
       return true;
