@@ -12,6 +12,7 @@
 // non-members. A cgroup target adds a current_task_under_cgroup check instead. The maps are
 // bounded; an update that finds a map full is counted in `dropped`, never lost silently.
 import fs from 'node:fs';
+import os from 'node:os';
 import { VsysError } from '../errors.js';
 import { Asm, BpfMap, FP, HELPER, MAP_TYPE, UPDATE, attachRawTracepoint, attachTracepointProgram, loadRawTracepointProgram, loadTracepointProgram, type Reg } from '../native/bpf.js';
 import { readEventFormat } from './tracefs.js';
@@ -360,6 +361,8 @@ export class BpfCounters {
       k.writeUInt32LE(t);
       this.memberMap.update(k, one);
     }
+    // A slot may hold a "not a member" answer given before these were added: clear every CPU's.
+    if (this.lastFault) this.lastFault.update(Buffer.alloc(4), Buffer.alloc(16 * possibleCpus()));
   }
 
   removeMembers(tids: number[]): void {
@@ -452,6 +455,22 @@ export class BpfCounters {
     for (const m of this.maps) m.close();
     this.maps.length = 0;
   }
+}
+
+/** How many CPUs the kernel may bring up: a per-CPU map's value holds one slot for each. */
+export function possibleCpus(text = (() => {
+  try {
+    return fs.readFileSync('/sys/devices/system/cpu/possible', 'utf8');
+  } catch {
+    return '';
+  }
+})()): number {
+  let max = -1;
+  for (const part of text.trim().split(',')) {
+    const m = /^(\d+)(?:-(\d+))?$/.exec(part);
+    if (m) max = Math.max(max, Number(m[2] ?? m[1]));
+  }
+  return max >= 0 ? max + 1 : os.cpus().length;
 }
 
 /** The initial PID namespace's inode number (PROC_PID_INIT_INO). */
