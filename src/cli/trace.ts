@@ -60,6 +60,7 @@ export function formatSummary(s: TraceSummary): string {
   const dr = s.backend.dropped;
   if (dr?.counts) out.push(`! ${dr.counts} counts were dropped: the per-process table was full (16,384 process × kind entries); figures are low by that much`);
   if (dr?.members) out.push(`! ${dr.members} new threads or processes were not followed: the members table was full (65,536); their calls are not counted`);
+  if (dr?.skipped) out.push(`! the kernel skipped the counting programs ${dr.skipped} times (another eBPF program was running on that CPU): counts are low by up to that much`);
   if (dr?.records) out.push(`! ${dr.records} fault or crash records were not stored (their table was full): crashes may be missing`);
   if (s.lostEvents > 0) out.push(`! ${s.lostEvents} events were lost (the ring buffer overflowed): per-process figures from samples are low by that much`);
   if (s.processes.length) {

@@ -2,6 +2,7 @@
 // vsys loads (src/trace/bpf-counters.ts). Structures from include/uapi/linux/bpf.h; only the
 // fields vsys sets. Every pointer handed to the kernel lives in one scratch mapping (ExecPage,
 // never sealed), so its address is known.
+import fs from 'node:fs';
 import { VsysError } from '../errors.js';
 import { SYS_X86_64 } from '../model/syscalls.js';
 import { loadLibc } from './koffi.js';
@@ -220,6 +221,19 @@ function verifierLog(): string {
   const text = Buffer.from(bytes.subarray(0, end < 0 ? bytes.length : end)).toString('latin1');
   const lines = text.trimEnd().split('\n');
   return lines.slice(-12).join('\n');
+}
+
+/**
+ * How many times the kernel skipped a program because another BPF program was running on that CPU
+ * (its `recursion_misses`, from /proc/self/fdinfo; 0 where the kernel does not report it).
+ */
+export function programMisses(progFd: number): number {
+  try {
+    const m = /^recursion_misses:\s*(\d+)/m.exec(fs.readFileSync(`/proc/self/fdinfo/${progFd}`, 'utf8'));
+    return m ? Number(m[1]) : 0;
+  } catch {
+    return 0;
+  }
 }
 
 /** Attaches a loaded program to a raw tracepoint; closing the returned fd detaches it. */

@@ -14,7 +14,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import { VsysError } from '../errors.js';
-import { Asm, BpfMap, FP, HELPER, MAP_TYPE, UPDATE, attachRawTracepoint, attachTracepointProgram, loadRawTracepointProgram, loadTracepointProgram, type Reg } from '../native/bpf.js';
+import { Asm, BpfMap, FP, HELPER, MAP_TYPE, UPDATE, attachRawTracepoint, attachTracepointProgram, loadRawTracepointProgram, loadTracepointProgram, programMisses, type Reg } from '../native/bpf.js';
 import { readEventFormat } from './tracefs.js';
 import { libcBindings } from '../native/libc.js';
 import { VSYSCALL_ENTRIES, VSYSCALL_PAGE_ADDR } from '../model/vsyscall-page.js';
@@ -48,6 +48,8 @@ export interface BpfDropped {
   members: number;
   /** kept faults or crash records not stored (crashes may be missing) */
   records: number;
+  /** program runs the kernel skipped (another BPF program was running on that CPU) */
+  skipped: number;
 }
 
 export interface BpfCrash {
@@ -411,8 +413,8 @@ export class BpfCounters {
       else if ((tag & ~0xffff) === TAG_FAULT) p.faults.set(low, (p.faults.get(low) ?? 0) + n);
       else if ((tag & ~0xffff) === TAG_CRASH) p.crashes += n;
     }
-    const dropped = { counts: 0, members: 0, records: 0 };
-    for (const [name, slot] of Object.entries(MISC) as [keyof BpfDropped, number][]) {
+    const dropped = { counts: 0, members: 0, records: 0, skipped: this.progs.reduce((n, p) => n + programMisses(p.fd), 0) };
+    for (const [name, slot] of Object.entries(MISC) as [Exclude<keyof BpfDropped, 'skipped'>, number][]) {
       const k = Buffer.alloc(4);
       k.writeUInt32LE(slot);
       const d = this.misc.lookup(k);

@@ -346,7 +346,7 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
         processes: shown,
         containers: perContainer(shown),
         crashes: crashList, lostEvents: lost,
-        backend: bpf ? { name: 'bpf', dropped: dropped ?? { counts: 0, members: 0, records: 0 } } : { name: 'perf', ...(fallbackReason ? { fallbackReason } : {}) },
+        backend: bpf ? { name: 'bpf', dropped: dropped ?? { counts: 0, members: 0, records: 0, skipped: 0 } } : { name: 'perf', ...(fallbackReason ? { fallbackReason } : {}) },
       };
       if (o.costNs) {
         const per = Math.max(0, o.costNs.emulated - o.costNs.vdso);

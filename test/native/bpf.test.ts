@@ -3,7 +3,8 @@
 // program attached to a raw tracepoint counts what the kernel did (this thread's own system calls).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Asm, BpfMap, FP, HELPER, MAP_TYPE, attachRawTracepoint, loadRawTracepointProgram } from '../../src/native/bpf.js';
+import fs from 'node:fs';
+import { Asm, BpfMap, FP, HELPER, MAP_TYPE, attachRawTracepoint, loadRawTracepointProgram, programMisses } from '../../src/native/bpf.js';
 import { VsysError } from '../../src/errors.js';
 import { libcBindings, rawSyscall } from '../../src/native/libc.js';
 import { bpfCountersProblem, possibleCpus } from '../../src/trace/bpf-counters.js';
@@ -64,6 +65,9 @@ test('a raw-tracepoint program counts exactly this thread’s calls of an unused
   const link = attachRawTracepoint(prog, 'sys_enter');
   try {
     for (let i = 0; i < 777; i++) rawSyscall(NR);
+    // The kernel's own account of the program: it never had to skip a run.
+    assert.match(fs.readFileSync(`/proc/self/fdinfo/${prog}`, 'utf8'), /^recursion_misses:\s*0$/m);
+    assert.equal(programMisses(prog), 0);
   } finally {
     libcBindings().close(link);
     libcBindings().close(prog);

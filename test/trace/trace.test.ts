@@ -44,7 +44,7 @@ test('the eBPF counters and perf counters, two kernel mechanisms, agree exactly;
   const b = await runTrace({ target: { k: 'command', argv }, stdio: 'ignore' });
   const p = await runTrace({ target: { k: 'command', argv }, stdio: 'ignore', backend: 'perf' });
   assert.equal(b.backend.name, 'bpf', b.backend.fallbackReason);
-  assert.deepEqual(b.backend.dropped, { counts: 0, members: 0, records: 0 });
+  assert.deepEqual(b.backend.dropped, { counts: 0, members: 0, records: 0, skipped: 0 });
   assert.equal(p.backend.name, 'perf');
   const expected = { gettimeofday: 7, time: 1234, getcpu: 31, misaligned: 1 };
   assert.deepEqual(b.counts.emulated, expected);
