@@ -18,7 +18,7 @@ import { Asm, BpfMap, FP, HELPER, MAP_TYPE, UPDATE, attachRawTracepoint, attachT
 import { readEventFormat } from './tracefs.js';
 import { libcBindings } from '../native/libc.js';
 import { VSYSCALL_ENTRIES, VSYSCALL_PAGE_ADDR } from '../model/vsyscall-page.js';
-import { entryOfNr, type EntryKey } from './counters.js';
+import { entryOfNr, zeroEntries, type EntryKey } from './counters.js';
 
 const TAG_EMULATE = 0x10000;
 const TAG_FAULT = 0x20000;
@@ -405,7 +405,7 @@ export class BpfCounters {
       const n = Number(Buffer.from(v).readBigUInt64LE(0));
       let p = processes.get(tgid);
       if (!p) {
-        p = { comm: this.commOf(tgid), emulated: { gettimeofday: 0, time: 0, getcpu: 0, misaligned: 0 }, faults: new Map(), crashes: 0 };
+        p = { comm: this.commOf(tgid), emulated: zeroEntries(), faults: new Map(), crashes: 0 };
         processes.set(tgid, p);
       }
       const low = tag & 0xffff;

@@ -31,8 +31,13 @@ export function entryOfNr(nr: number): EntryKey {
 
 export const PAGE_FILTER = `address >= 0x${VSYSCALL_PAGE_ADDR.toString(16)} && address < 0x${(VSYSCALL_PAGE_ADDR + BigInt(VSYSCALL_PAGE_SIZE)).toString(16)}`;
 
+/** Zero calls for every entry. */
+export function zeroEntries(): Record<EntryKey, number> {
+  return { gettimeofday: 0, time: 0, getcpu: 0, misaligned: 0 };
+}
+
 export function zeroCounts(): Counts {
-  return { emulated: { gettimeofday: 0, time: 0, getcpu: 0, misaligned: 0 }, pageFaults: 0, syscalls: 0 };
+  return { emulated: zeroEntries(), pageFaults: 0, syscalls: 0 };
 }
 
 export function addCounts(a: Counts, b: Counts): Counts {

@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { VsysError } from '../errors.js';
-import { CounterSet, addCounts, entryOfNr, zeroCounts, type Counts, type CounterScope, type EntryKey } from './counters.js';
+import { CounterSet, addCounts, entryOfNr, zeroCounts, zeroEntries, type Counts, type CounterScope, type EntryKey } from './counters.js';
 import { drainEvents, eventSources, openSamplers, rememberComm, type SamplerSet, type TraceEvent } from './events.js';
 import { BpfCounters, type BpfDropped } from './bpf-counters.js';
 import { modeFromMaps } from '../host/vsyscall-mode.js';
@@ -90,7 +90,7 @@ function hasEmulation(): boolean {
 
 function stats(pid: number, comm?: string): ProcessStats {
   const info = processInfo(pid, comm);
-  const s: ProcessStats = { pid, comm: info.comm, emulated: { gettimeofday: 0, time: 0, getcpu: 0, misaligned: 0 }, pageFaults: 0, crashes: 0 };
+  const s: ProcessStats = { pid, comm: info.comm, emulated: zeroEntries(), pageFaults: 0, crashes: 0 };
   if (info.exe) s.exe = info.exe;
   if (info.container) s.container = info.container;
   return s;
@@ -115,7 +115,7 @@ export function perContainer(processes: ProcessStats[]): ContainerStats[] {
     const key = `${p.container.runtime}:${p.container.id}`;
     let c = by.get(key);
     if (!c) {
-      c = { container: p.container, pids: [], emulated: { gettimeofday: 0, time: 0, getcpu: 0, misaligned: 0 }, pageFaults: 0, crashes: 0 };
+      c = { container: p.container, pids: [], emulated: zeroEntries(), pageFaults: 0, crashes: 0 };
       by.set(key, c);
     }
     c.pids.push(p.pid);
@@ -195,7 +195,7 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
         if (pid === undefined) throw new VsysError('CHILD_FAILED', `cannot start ${cmd}`);
         await waitStopped(pid);
         // The wrapper is still `sh` here; name the process after the command it becomes.
-        perPid.set(pid, { pid, comm: path.basename(cmd).slice(0, 15), exe: cmd, emulated: { gettimeofday: 0, time: 0, getcpu: 0, misaligned: 0 }, pageFaults: 0, crashes: 0 });
+        perPid.set(pid, { pid, comm: path.basename(cmd).slice(0, 15), exe: cmd, emulated: zeroEntries(), pageFaults: 0, crashes: 0 });
         rememberComm(pid, path.basename(cmd).slice(0, 15));
         bpf?.addMembers([pid]);
         open({ pid, inherit: true }, pid);
