@@ -164,16 +164,6 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
   const wanted = o.backend ?? 'auto';
   let bpf: BpfCounters | undefined;
   let fallbackReason: string | undefined;
-  if (wanted !== 'perf' && emulation) {
-    const maps = fs.readFileSync('/proc/self/maps', 'utf8');
-    try {
-      // cgroup targets get their filter below, once the cgroup is open.
-      if (o.target.k !== 'cgroup') bpf = attached(new BpfCounters({ modeNone: modeFromMaps(maps).says === 'none', members: o.target.k === 'command' || o.target.k === 'pids' }));
-    } catch (e) {
-      if (wanted === 'bpf' || !(e instanceof VsysError)) throw e; // auto: perf may still be allowed
-      fallbackReason = e.message.split('\n')[0];
-    }
-  }
 
   const open = (scope: CounterScope, pid?: number) => {
     // With bpf counting, perf keeps only the comparison counter (system calls).
@@ -184,6 +174,25 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
   const sources = () => (o.events ? eventSources(true) : bpf ? [] : eventSources(false));
 
   try {
+    if (o.target.k === 'cgroup') {
+      try {
+        cgroupFd = fs.openSync(o.target.path, 'r');
+      } catch (e) {
+        throw new VsysError('IO_FAILED', `cannot open cgroup ${o.target.path}: ${(e as Error).message}`, { path: o.target.path });
+      }
+    }
+    if (wanted !== 'perf' && emulation) {
+      try {
+        bpf = attached(new BpfCounters({
+          ...(cgroupFd !== undefined ? { cgroupFd } : {}),
+          modeNone: modeFromMaps(fs.readFileSync('/proc/self/maps', 'utf8')).says === 'none',
+          members: o.target.k === 'command' || o.target.k === 'pids',
+        }));
+      } catch (e) {
+        if (wanted === 'bpf' || !(e instanceof VsysError)) throw e; // auto: perf may still be allowed
+        fallbackReason = e.message.split('\n')[0];
+      }
+    }
     switch (o.target.k) {
       case 'command': {
         const [cmd, ...args] = o.target.argv;
@@ -224,22 +233,7 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
       }
       case 'cgroup':
       case 'all': {
-        if (o.target.k === 'cgroup') {
-          label = `cgroup ${o.target.path}`;
-          try {
-            cgroupFd = fs.openSync(o.target.path, 'r');
-          } catch (e) {
-            throw new VsysError('IO_FAILED', `cannot open cgroup ${o.target.path}: ${(e as Error).message}`, { path: o.target.path });
-          }
-          if (wanted !== 'perf' && emulation) {
-            try {
-              bpf = attached(new BpfCounters({ cgroupFd, modeNone: modeFromMaps(fs.readFileSync('/proc/self/maps', 'utf8')).says === 'none' }));
-            } catch (e) {
-              if (wanted === 'bpf' || !(e instanceof VsysError)) throw e; // auto: perf may still be allowed
-              fallbackReason = e.message.split('\n')[0];
-            }
-          }
-        } else label = 'all processes';
+        label = o.target.k === 'cgroup' ? `cgroup ${o.target.path}` : 'all processes';
         for (const cpu of cpus) open(cgroupFd === undefined ? { cpu } : { cpu, cgroupFd });
         const scope = cgroupFd === undefined ? {} : { cgroupFd };
         if (o.events) samplerSets.push(openSamplers(eventSources(true), scope, cpus));
