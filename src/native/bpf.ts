@@ -8,14 +8,12 @@ import { SYS_X86_64 } from '../model/syscalls.js';
 import { loadLibc } from './koffi.js';
 import { errno, libcBindings, rawSyscall } from './libc.js';
 import { ExecPage } from './memory.js';
-import { openPerfEvent, tracepointAttr } from './perf.js';
+import { PERF_IOC, openPerfEvent, tracepointAttr } from './perf.js';
 
 const CMD = { MAP_CREATE: 0, MAP_LOOKUP_ELEM: 1, MAP_UPDATE_ELEM: 2, MAP_DELETE_ELEM: 3, MAP_GET_NEXT_KEY: 4, PROG_LOAD: 5, RAW_TRACEPOINT_OPEN: 17 } as const;
 export const MAP_TYPE = { HASH: 1, ARRAY: 2, PERCPU_ARRAY: 6, CGROUP_ARRAY: 8 } as const;
 const PROG_TYPE_RAW_TRACEPOINT = 17;
 const PROG_TYPE_TRACEPOINT = 5;
-const PERF_EVENT_IOC_SET_BPF = 0x40042408;
-const PERF_EVENT_IOC_ENABLE = 0x2400;
 const ATTR_SIZE = 144;
 
 /** Helper function ids (enum bpf_func_id). */
@@ -251,7 +249,7 @@ export function attachRawTracepoint(progFd: number, tracepoint: string): number 
 export function attachTracepointProgram(progFd: number, tracepointId: number): number {
   const fd = openPerfEvent(tracepointAttr(tracepointId, false), { pid: -1, cpu: 0 });
   const lc = libcBindings();
-  if (lc.ioctl(fd, PERF_EVENT_IOC_SET_BPF, progFd) !== 0 || lc.ioctl(fd, PERF_EVENT_IOC_ENABLE, 0) !== 0) {
+  if (lc.ioctl(fd, PERF_IOC.SET_BPF, progFd) !== 0 || lc.ioctl(fd, PERF_IOC.ENABLE, 0) !== 0) {
     const e = errno();
     lc.close(fd);
     throw new VsysError('BPF_UNAVAILABLE', `attaching a program to tracepoint ${tracepointId}: ${lc.strerror(e)}`, { syscall: 'ioctl', errno: e });

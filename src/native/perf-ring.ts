@@ -5,7 +5,7 @@ import { VsysError } from '../errors.js';
 import { loadKoffi } from './koffi.js';
 import { addressOf, pointerAt } from './memory.js';
 import { libcBindings, PROT_READ, PROT_WRITE, type NativePtr } from './libc.js';
-import { openPerfEvent, tracepointAttr } from './perf.js';
+import { PERF_IOC, openPerfEvent, tracepointAttr } from './perf.js';
 
 const MAP_SHARED = 0x01;
 const PAGE = 4096;
@@ -18,8 +18,6 @@ const RECORD_SAMPLE = 9;
 // struct perf_event_mmap_page: data_head at 1024, data_tail at 1032.
 const DATA_HEAD = 1024;
 const DATA_TAIL = 1032;
-const IOC_ENABLE = 0x2400;
-const IOC_DISABLE = 0x2401;
 
 export interface SamplerOptions {
   tracepointId: number;
@@ -65,11 +63,11 @@ export class PerfSampler {
   }
 
   enable(): void {
-    libcBindings().ioctl(this.fd, IOC_ENABLE, 0);
+    libcBindings().ioctl(this.fd, PERF_IOC.ENABLE, 0);
   }
 
   disable(): void {
-    libcBindings().ioctl(this.fd, IOC_DISABLE, 0);
+    libcBindings().ioctl(this.fd, PERF_IOC.DISABLE, 0);
   }
 
   /**

@@ -8,9 +8,8 @@ import { SYS_X86_64 } from '../model/syscalls.js';
 export const PERF_TYPE_TRACEPOINT = 2;
 const PERF_ATTR_SIZE = 128;
 const PERF_FLAG_FD_CLOEXEC = 8;
-const IOC_ENABLE = 0x2400;
-const IOC_DISABLE = 0x2401;
-const IOC_RESET = 0x2403;
+/** perf_event ioctl requests (include/uapi/linux/perf_event.h). */
+export const PERF_IOC = { ENABLE: 0x2400, DISABLE: 0x2401, RESET: 0x2403, SET_FILTER: 0x40082406, SET_BPF: 0x40042408 } as const;
 
 let perfSyscall: ((nr: number, attr: Buffer, pid: number, cpu: number, group: number, flags: number) => number) | undefined;
 
@@ -34,7 +33,6 @@ export interface CounterOptions {
   cgroupFd?: number;
 }
 
-const IOC_SET_FILTER = 0x40082406;
 const PERF_FLAG_PID_CGROUP = 4;
 
 let filterIoctl: ((fd: number, req: number, filter: string) => number) | undefined;
@@ -55,7 +53,7 @@ export function openPerfEvent(attr: Buffer, opts: { pid?: number; cpu?: number; 
   }
   if (opts.filter !== undefined) {
     filterIoctl ??= loadLibc().func('int ioctl(int fd, unsigned long req, const char *filter)') as never;
-    if (filterIoctl!(fd, IOC_SET_FILTER, opts.filter) !== 0) {
+    if (filterIoctl!(fd, PERF_IOC.SET_FILTER, opts.filter) !== 0) {
       const e = errno();
       libcBindings().close(fd);
       throw new VsysError('PERF_UNAVAILABLE', `perf filter '${opts.filter}' rejected: ${libcBindings().strerror(e)}`, { syscall: 'ioctl', errno: e });
@@ -89,9 +87,9 @@ export class PerfCounter {
     if (libcBindings().ioctl(this.fd, req, 0) !== 0) throw new VsysError('PERF_UNAVAILABLE', `ioctl(${what}) on a perf event failed: errno ${errno()}`, { syscall: 'ioctl', errno: errno() });
   }
 
-  reset(): void { this.ioctl(IOC_RESET, 'RESET'); }
-  enable(): void { this.ioctl(IOC_ENABLE, 'ENABLE'); }
-  disable(): void { this.ioctl(IOC_DISABLE, 'DISABLE'); }
+  reset(): void { this.ioctl(PERF_IOC.RESET, 'RESET'); }
+  enable(): void { this.ioctl(PERF_IOC.ENABLE, 'ENABLE'); }
+  disable(): void { this.ioctl(PERF_IOC.DISABLE, 'DISABLE'); }
 
   read(): bigint {
     const buf = Buffer.alloc(8);
