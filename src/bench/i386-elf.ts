@@ -3,13 +3,8 @@
 // field offsets come from the layout tables in src/elf/layouts.ts.
 import { VsysError } from '../errors.js';
 import { EHDR32, PHDR32, SHDR32, type Field } from '../elf/layouts.js';
-import { ELFCLASS32, ELFDATA2LSB, EV_CURRENT, PF, PT, SHT } from '../elf/constants.js';
+import { ELFCLASS32, ELFDATA2LSB, EM, ET, EV_CURRENT, PF, PT, SHF, SHT } from '../elf/constants.js';
 
-const ET_EXEC = 2;
-const EM_386 = 3;
-const SHF_WRITE = 1;
-const SHF_ALLOC = 2;
-const SHF_EXECINSTR = 4;
 const PAGE = 0x1000;
 
 /** The traditional i386 load address; the file is mapped from offset 0 here. */
@@ -88,8 +83,8 @@ export function buildI386Elf(code: Uint8Array, opts: I386ElfOptions = {}): Uint8
 
   out.set([0x7f, 0x45, 0x4c, 0x46, ELFCLASS32, ELFDATA2LSB, EV_CURRENT], EHDR32.f.e_ident.offset);
   const eh = EHDR32.f;
-  put(view, 0, eh.e_type, ET_EXEC);
-  put(view, 0, eh.e_machine, EM_386);
+  put(view, 0, eh.e_type, ET.EXEC);
+  put(view, 0, eh.e_machine, EM.I386);
   put(view, 0, eh.e_version, EV_CURRENT);
   put(view, 0, eh.e_entry, I386_CODE_ADDRESS + entryOffset);
   put(view, 0, eh.e_phoff, EHDR32.size);
@@ -134,8 +129,8 @@ export function buildI386Elf(code: Uint8Array, opts: I386ElfOptions = {}): Uint8
     put(view, b, sh.sh_addralign, alignment);
   };
   // Section 0 stays all zeros (SHN_UNDEF).
-  shdr(1, '.text', SHT.PROGBITS, SHF_ALLOC | SHF_EXECINSTR, I386_CODE_ADDRESS, CODE_OFFSET, code.length, 16);
-  if (hasBss) shdr(2, '.bss', SHT.NOBITS, SHF_ALLOC | SHF_WRITE, I386_BSS_ADDRESS, codeEnd, bssSize, 16);
+  shdr(1, '.text', SHT.PROGBITS, SHF.ALLOC | SHF.EXECINSTR, I386_CODE_ADDRESS, CODE_OFFSET, code.length, 16);
+  if (hasBss) shdr(2, '.bss', SHT.NOBITS, SHF.ALLOC | SHF.WRITE, I386_BSS_ADDRESS, codeEnd, bssSize, 16);
   shdr(shnum - 1, '.shstrtab', SHT.STRTAB, 0, 0, strOff, strSize, 1);
   return out;
 }

@@ -20,14 +20,25 @@ export const PT = {
 
 export const PF = { X: 1, W: 2, R: 4 } as const;
 
+export const ET = { REL: 1, EXEC: 2, DYN: 3, CORE: 4 } as const;
+export const EM = { I386: 3, X86_64: 62 } as const;
+
+/** Section flags (sh_flags). */
+export const SHF = { WRITE: 1, ALLOC: 2, EXECINSTR: 4 } as const;
+export const SHN_ABS = 0xfff1;
+
+/** Symbol types and bindings (st_info). */
+export const STT = { NOTYPE: 0, OBJECT: 1, FUNC: 2, SECTION: 3, FILE: 4, TLS: 6, GNU_IFUNC: 10 } as const;
+export const STB = { LOCAL: 0, GLOBAL: 1, WEAK: 2, GNU_UNIQUE: 10 } as const;
+
 export const SHT = {
   NULL: 0, PROGBITS: 1, SYMTAB: 2, STRTAB: 3, RELA: 4, HASH: 5, DYNAMIC: 6, NOTE: 7, NOBITS: 8, REL: 9,
   DYNSYM: 11, GNU_HASH: 0x6ffffff6, GNU_VERDEF: 0x6ffffffd, GNU_VERNEED: 0x6ffffffe, GNU_VERSYM: 0x6fffffff,
 } as const;
 
 export const DT = {
-  NULL: 0, NEEDED: 1, STRTAB: 5, SYMTAB: 6, STRSZ: 10, SONAME: 14, RPATH: 15, RUNPATH: 29,
-  VERSYM: 0x6ffffff0, VERDEF: 0x6ffffffc, VERDEFNUM: 0x6ffffffd, VERNEED: 0x6ffffffe, VERNEEDNUM: 0x6fffffff,
+  NULL: 0, NEEDED: 1, HASH: 4, STRTAB: 5, SYMTAB: 6, STRSZ: 10, SONAME: 14, RPATH: 15, RUNPATH: 29,
+  GNU_HASH: 0x6ffffef5, VERSYM: 0x6ffffff0, VERDEF: 0x6ffffffc, VERDEFNUM: 0x6ffffffd, VERNEED: 0x6ffffffe, VERNEEDNUM: 0x6fffffff,
 } as const;
 
 export const NT_GNU_ABI_TAG = 1;

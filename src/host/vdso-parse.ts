@@ -4,6 +4,7 @@
 // Works on bytes, so a live image and a dumped file go through the same code.
 import { VsysError } from '../errors.js';
 import { ByteReader, toSafeNumber } from '../elf/bytes.js';
+import { DT, PT, SHN_ABS } from '../elf/constants.js';
 
 export type VdsoSymbolType = 'func' | 'object' | 'notype' | 'other';
 
@@ -28,10 +29,6 @@ export interface ParsedVdso {
   soname: string | null;
 }
 
-const PT_LOAD = 1;
-const SHN_ABS = 0xfff1;
-const PT_DYNAMIC = 2;
-const DT = { NULL: 0, HASH: 4, STRTAB: 5, SYMTAB: 6, STRSZ: 10, SONAME: 14, GNU_HASH: 0x6ffffef5, VERSYM: 0x6ffffff0, VERDEF: 0x6ffffffc } as const;
 
 interface Layout {
   cls: 32 | 64;
@@ -64,8 +61,8 @@ function readLayout(bytes: Uint8Array): Layout {
     const off = cls === 64 ? r.u64(p + 8) : BigInt(r.u32(p + 4));
     const vaddr = cls === 64 ? r.u64(p + 16) : BigInt(r.u32(p + 8));
     const filesz = cls === 64 ? r.u64(p + 32) : BigInt(r.u32(p + 16));
-    if (type === PT_LOAD && !load) load = { off, vaddr };
-    if (type === PT_DYNAMIC) dynamic = { off, size: filesz };
+    if (type === PT.LOAD && !load) load = { off, vaddr };
+    if (type === PT.DYNAMIC) dynamic = { off, size: filesz };
   }
   if (!load) fail('no PT_LOAD segment');
   if (!dynamic) fail('no PT_DYNAMIC segment');

@@ -4,6 +4,7 @@
 import { isElf, readElf } from '../elf/read-elf.js';
 import { readSymbols } from '../elf/symbols.js';
 import type { ElfSymbol } from '../elf/types.js';
+import { EM, STB, STT } from '../elf/constants.js';
 import { isVsysError } from '../errors.js';
 import type { SiteKind } from '../x86/call-sites.js';
 import { buildFunctionIndex, type FunctionIndex } from './functions.js';
@@ -32,10 +33,6 @@ export interface FileReport {
   error?: { code: string; message: string };
 }
 
-const STB_LOCAL = 0;
-const STT_FUNC = 2;
-const STT_NOTYPE = 0;
-const STT_GNU_IFUNC = 10;
 
 export function classOf(findings: Finding[]): FileClass {
   const kinds = new Set<SiteKind>(findings.map((f) => f.kind));
@@ -49,7 +46,7 @@ export function classOf(findings: Finding[]): FileClass {
 function importsOf(dynsym: ElfSymbol[]): Symbolic[] {
   const out: Symbolic[] = [];
   for (const s of dynsym) {
-    if (s.shndx !== 0 || s.name === '' || (s.type !== STT_FUNC && s.type !== STT_NOTYPE && s.type !== STT_GNU_IFUNC)) continue;
+    if (s.shndx !== 0 || s.name === '' || (s.type !== STT.FUNC && s.type !== STT.NOTYPE && s.type !== STT.GNU_IFUNC)) continue;
     const i: Symbolic = { name: s.name };
     if (s.version !== undefined) i.version = s.version.name;
     out.push(i);
@@ -60,7 +57,7 @@ function importsOf(dynsym: ElfSymbol[]): Symbolic[] {
 function exportsByAddress(dynsym: ElfSymbol[]): Map<number, Symbolic[]> {
   const m = new Map<number, Symbolic[]>();
   for (const s of dynsym) {
-    if (s.shndx === 0 || s.bind === STB_LOCAL || (s.type !== STT_FUNC && s.type !== STT_GNU_IFUNC)) continue;
+    if (s.shndx === 0 || s.bind === STB.LOCAL || (s.type !== STT.FUNC && s.type !== STT.GNU_IFUNC)) continue;
     if (s.value > BigInt(Number.MAX_SAFE_INTEGER)) continue;
     const a = Number(s.value);
     const list = m.get(a) ?? [];
@@ -91,14 +88,14 @@ export function analyseBytes(bytes: Uint8Array, path: string): FileReport | unde
     };
     const dynsym = table('.dynsym');
     report.imports = importsOf(dynsym);
-    if (elf.header.class !== 64 || elf.header.machine !== 62) return report; // the page exists only for x86-64 code
+    if (elf.header.class !== 64 || elf.header.machine !== EM.X86_64) return report; // the page exists only for x86-64 code
     let symtab: ElfSymbol[] | undefined;
     let fns: FunctionIndex | undefined;
     const symtabOnce = (): ElfSymbol[] => (symtab ??= table('.symtab'));
     const functions = (): FunctionIndex => (fns ??= buildFunctionIndex(elf, { dynsym, symtab: symtabOnce() }));
     report.findings = findUses(elf, functions, () => (symtabOnce().length > 0 ? symtabOnce() : dynsym));
     report.class = classOf(report.findings);
-    if (report.class !== 'clean' && report.class !== 'data-ref' && dynsym.some((s) => s.shndx !== 0 && s.bind !== STB_LOCAL)) {
+    if (report.class !== 'clean' && report.class !== 'data-ref' && dynsym.some((s) => s.shndx !== 0 && s.bind !== STB.LOCAL)) {
       const reach = reachingFunctions(report.findings, functions(), regionsOf(elf));
       report.affectedExports = affectedExports(reach, functions(), exportsByAddress(dynsym));
     }

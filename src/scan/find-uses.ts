@@ -4,16 +4,12 @@
 import type { ElfFile } from '../elf/read-elf.js';
 import { offsetToVaddr } from '../elf/read-elf.js';
 import type { ElfSymbol } from '../elf/types.js';
+import { EM, PF, PT, SHF, SHT } from '../elf/constants.js';
 import { entryNameOf } from '../model/vsyscall-page.js';
 import { findDataWords } from '../x86/candidates.js';
 import { findCodeSites, findWordUses, type CodeRegion, type CodeSite, type SiteKind, type SiteUse } from '../x86/call-sites.js';
 import { describeFunction, type FunctionIndex } from './functions.js';
 
-const SHT_PROGBITS = 1;
-const SHF_ALLOC = 0x2n;
-const SHF_EXECINSTR = 0x4n;
-const PT_LOAD = 1;
-const PF_X = 1;
 
 export type EntryName = 'gettimeofday' | 'time' | 'getcpu' | 'misaligned';
 
@@ -46,19 +42,19 @@ export interface Regions {
 export function regionsOf(elf: ElfFile): Regions {
   const code: CodeRegion[] = [];
   const data: CodeRegion[] = [];
-  const alloc = elf.sections.filter((s) => s.type === SHT_PROGBITS && (s.flags & SHF_ALLOC) !== 0n && s.size > 0);
+  const alloc = elf.sections.filter((s) => s.type === SHT.PROGBITS && (s.flags & BigInt(SHF.ALLOC)) !== 0n && s.size > 0);
   if (alloc.length > 0) {
     for (const s of alloc) {
       if (!elf.reader.has(s.offset, s.size)) continue;
       const r = { bytes: elf.bytes, start: s.offset, end: s.offset + s.size, ip: s.addr };
-      ((s.flags & SHF_EXECINSTR) !== 0n ? code : data).push(r);
+      ((s.flags & BigInt(SHF.EXECINSTR)) !== 0n ? code : data).push(r);
     }
     return { code, data };
   }
   for (const p of elf.programHeaders) {
-    if (p.type !== PT_LOAD || p.filesz === 0 || !elf.reader.has(p.offset, p.filesz)) continue;
+    if (p.type !== PT.LOAD || p.filesz === 0 || !elf.reader.has(p.offset, p.filesz)) continue;
     const r = { bytes: elf.bytes, start: p.offset, end: p.offset + p.filesz, ip: p.vaddr };
-    ((p.flags & PF_X) !== 0 ? code : data).push(r);
+    ((p.flags & PF.X) !== 0 ? code : data).push(r);
   }
   return { code, data };
 }
@@ -103,7 +99,7 @@ function findingOf(s: CodeSite, kind: SiteKind, dataWord: Finding['dataWord'], f
 }
 
 export function findUses(elf: ElfFile, functions: () => FunctionIndex, dataSymbols: () => ElfSymbol[]): Finding[] {
-  if (elf.header.class !== 64 || elf.header.machine !== 62) return [];
+  if (elf.header.class !== 64 || elf.header.machine !== EM.X86_64) return [];
   const out: Finding[] = [];
   const { code, data } = regionsOf(elf);
   for (const region of code) {

@@ -5,10 +5,8 @@ import type { ElfFile } from '../elf/read-elf.js';
 import type { ElfSymbol } from '../elf/types.js';
 import { readSymbols } from '../elf/symbols.js';
 import { readFunctionRanges } from '../elf/eh-frame.js';
+import { STB, STT } from '../elf/constants.js';
 
-const STT_FUNC = 2;
-const STT_GNU_IFUNC = 10;
-const STB_LOCAL = 0;
 
 export interface FunctionInfo {
   start: number;
@@ -29,7 +27,7 @@ export interface FunctionIndex {
 }
 
 function isFunc(s: ElfSymbol): boolean {
-  return (s.type === STT_FUNC || s.type === STT_GNU_IFUNC) && s.shndx !== 0 && s.value !== 0n;
+  return (s.type === STT.FUNC || s.type === STT.GNU_IFUNC) && s.shndx !== 0 && s.value !== 0n;
 }
 
 function rank(name: string, exported: boolean): number {
@@ -46,16 +44,16 @@ export function buildFunctionIndex(elf: ElfFile, symbols?: { dynsym: ElfSymbol[]
     if (!isFunc(s) || s.value > BigInt(Number.MAX_SAFE_INTEGER)) return;
     const start = Number(s.value);
     const end = start + Math.max(1, Number(s.size > 0x10000000n ? 1n : s.size));
-    const exported = source === 'dynsym' && s.bind !== STB_LOCAL;
+    const exported = source === 'dynsym' && s.bind !== STB.LOCAL;
     const f = byStart.get(start);
     if (!f) {
-      byStart.set(start, { start, end, name: s.name, aliases: [s.name], exported, ifunc: s.type === STT_GNU_IFUNC, source });
+      byStart.set(start, { start, end, name: s.name, aliases: [s.name], exported, ifunc: s.type === STT.GNU_IFUNC, source });
       return;
     }
     if (!f.aliases.includes(s.name)) f.aliases.push(s.name);
     f.end = Math.max(f.end, end);
     f.exported ||= exported;
-    f.ifunc ||= s.type === STT_GNU_IFUNC;
+    f.ifunc ||= s.type === STT.GNU_IFUNC;
     if (f.name === undefined || rank(s.name, exported) < rank(f.name, f.exported && exported)) f.name = s.name;
   };
   for (const s of dynsym) add(s, 'dynsym');

@@ -7,6 +7,7 @@ import { readDynamic } from '../elf/dynamic.js';
 import { readBuildId } from '../elf/notes.js';
 import { isGoBinary, readGoBuildInfo } from '../elf/go-buildinfo.js';
 import { readVersionDefinitions, readVersionNeeds } from '../elf/symbols.js';
+import { ET } from '../elf/constants.js';
 import { isVsysError } from '../errors.js';
 
 export type FileType = 'executable' | 'pie' | 'shared-library' | 'relocatable' | 'core' | 'other';
@@ -88,10 +89,10 @@ export function identify(elf: ElfFile): Identity {
   const interpreter = safe(warnings, 'PT_INTERP', () => readInterp(elf));
   const dyn = safe(warnings, 'dynamic section', () => readDynamic(elf));
   const type: FileType =
-    h.type === 2 ? 'executable'
-    : h.type === 3 ? (dyn?.soname !== undefined || interpreter === undefined ? 'shared-library' : 'pie')
-    : h.type === 1 ? 'relocatable'
-    : h.type === 4 ? 'core'
+    h.type === ET.EXEC ? 'executable'
+    : h.type === ET.DYN ? (dyn?.soname !== undefined || interpreter === undefined ? 'shared-library' : 'pie')
+    : h.type === ET.REL ? 'relocatable'
+    : h.type === ET.CORE ? 'core'
     : 'other';
   const id: Identity = {
     class: h.class,
