@@ -2,7 +2,7 @@
 // without root. Built from the probe; every part that cannot run says why.
 import { parseArgs } from 'node:util';
 import { seedSlowdown } from '../model/figures.js';
-import { probeHost, type HostReport } from '../host/probe.js';
+import { probeHost, traceBlocker, type HostReport } from '../host/probe.js';
 import { formatHostHeader, formatVsyscallBlock } from './format-host.js';
 import { EXIT, toJson } from './io.js';
 import type { Command } from './main.js';
@@ -119,7 +119,8 @@ function headline(c: { emulatedNs: number; vdsoNs: number; savedAt?: string }): 
 }
 
 export async function runDoctor(): Promise<DoctorReport> {
-  const host = await probeHost({});
+  // Which counting method trace would use is probe's detail; the doctor needs only whether it can.
+  const host = await probeHost({ traceCounting: false });
   const skipped = [...host.skipped];
   const slowdown = await measureHeadline(host.vsyscall.mode, skipped);
   let processes: ProcessCheck | null = null;
@@ -158,7 +159,8 @@ export function formatDoctor(d: DoctorReport): string {
     }
     if (p.affected.length) {
       const pids = [...new Set(p.affected.flatMap((a) => a.processes.map((x) => x.pid)))].slice(0, 8).join(',');
-      out.push(`  How often they call it, and what it costs: vsys trace -p ${pids} --duration 10${r.traceCounting.backend === 'none' ? ` (${r.traceCounting.reason})` : ''}`);
+      const blocker = traceBlocker(r.perf);
+      out.push(`  How often they call it, and what it costs: vsys trace -p ${pids} --duration 10${blocker ? ` (${blocker})` : ''}`);
     }
   }
   if (r.container.inContainer) out.push(`  Running in a container (${r.container.kind ?? 'unknown'}): the vsyscall mode is the host kernel's.`);

@@ -44,7 +44,7 @@ export function formatProbe(r: HostReport): string {
   for (const v of affected) out.push(row('', `${v.name}: ${v.status}`));
   out.push(`32-bit paths:   ${r.ia32.available === null ? 'unknown' : r.ia32.available ? 'available' : 'unavailable'} (${r.ia32.evidence.join('; ') || 'no evidence'})`);
   out.push(`perf:           ${r.perf.tracepointsUsable ? 'tracepoints usable' : 'tracepoints not usable'} — ${r.perf.reason}; paranoid=${r.perf.paranoid ?? '?'}; tracefs ${r.perf.tracefs ?? 'not mounted'}${r.perf.tracefs ? `; vsyscall:emulate_vsyscall ${r.perf.vsyscallTracepoint ? 'present' : 'absent'}` : ''}`);
-  out.push(`vsys trace:     ${r.traceCounting.backend === 'bpf' ? 'counts with eBPF' : r.traceCounting.backend === 'perf' ? 'counts with perf counters' : 'cannot count here'} (${r.traceCounting.reason})`);
+  if (r.traceCounting) out.push(`vsys trace:     ${r.traceCounting.backend === 'bpf' ? 'counts with eBPF' : r.traceCounting.backend === 'perf' ? 'counts with perf counters' : 'cannot count here'} (${r.traceCounting.reason})`);
   out.push(`container:      ${r.container.inContainer ? `yes (${r.container.kind ?? 'unknown kind'}: ${r.container.evidence.join('; ')})` : 'no evidence of one'}`);
   out.push(`seccomp:        ${r.seccomp.mode}${r.seccomp.filters ? ` (${r.seccomp.filters} filters)` : ''}${r.seccomp.note ? ` — ${r.seccomp.note}` : ''}`);
   if (r.skipped.length) {

@@ -34,8 +34,11 @@ export interface HostReport {
   vulnerabilities: Vulnerability[];
   ia32: Ia32Facts;
   perf: PerfFacts;
-  /** How `vsys trace` would count here: eBPF (its programs loaded and verified now), perf, or not at all. */
-  traceCounting: { backend: 'bpf' | 'perf' | 'none'; reason: string };
+  /**
+   * How `vsys trace` would count here: eBPF (its programs loaded and verified now), perf, or not at
+   * all; null when not asked (ProbeOptions.traceCounting false).
+   */
+  traceCounting: { backend: 'bpf' | 'perf' | 'none'; reason: string } | null;
   container: ContainerFacts;
   seccomp: SeccompFacts;
   cmdline: CmdlineFacts | null;
@@ -50,6 +53,8 @@ export interface ProbeOptions {
   vdsoHealth?: boolean;
   /** Write the vDSO image here. */
   dumpVdsoTo?: string;
+  /** Load and attach vsys trace's eBPF programs to see whether they are allowed (~100 ms; default true). */
+  traceCounting?: boolean;
 }
 
 export function assertSupportedHost(): void {
@@ -58,10 +63,17 @@ export function assertSupportedHost(): void {
   }
 }
 
+/** Why `vsys trace` cannot count here at all (from the perf facts alone), or null. */
+export function traceBlocker(perf: PerfFacts): string | null {
+  if (!perf.tracepointsUsable) return perf.reason;
+  if (!perf.vsyscallTracepoint) return 'no vsyscall:emulate_vsyscall tracepoint (a kernel without vsyscall emulation)';
+  return null;
+}
+
 /** Loads (and drops) vsys trace's eBPF programs to learn whether this kernel and these privileges allow them. */
-async function traceCounting(perf: PerfFacts): Promise<HostReport['traceCounting']> {
-  if (!perf.tracepointsUsable) return { backend: 'none', reason: perf.reason };
-  if (!perf.vsyscallTracepoint) return { backend: 'none', reason: 'no vsyscall:emulate_vsyscall tracepoint (a kernel without vsyscall emulation)' };
+async function traceCounting(perf: PerfFacts): Promise<NonNullable<HostReport['traceCounting']>> {
+  const blocker = traceBlocker(perf);
+  if (blocker) return { backend: 'none', reason: blocker };
   try {
     const { bpfCountersProblem } = await import('../trace/bpf-counters.js');
     const problem = bpfCountersProblem();
@@ -123,7 +135,7 @@ export async function probeHost(opts: ProbeOptions = {}): Promise<HostReport> {
     vulnerabilities,
     ia32: ia32Facts(kconfig, cmdline, readText('/proc/sys/abi/vsyscall32')),
     perf,
-    traceCounting: await traceCounting(perf),
+    traceCounting: opts.traceCounting === false ? null : await traceCounting(perf),
     container: containerFacts(readText('/proc/self/cgroup'), { dockerenv: existsSync('/.dockerenv'), containerenv: existsSync('/run/.containerenv') }),
     seccomp: seccompFacts(status),
     cmdline,
