@@ -9,6 +9,7 @@ import tar from 'tar-stream';
 import { Decompress } from 'fzstd';
 import { VsysError } from '../errors.js';
 import { analyseBytes, type FileReport } from '../scan/analyse-file.js';
+import { releaseHugeScratch, scratchBuffer } from '../scan/read-file.js';
 import { normalisePath, type LayerOp } from './image-fs.js';
 
 export interface LayerLimits {
@@ -130,17 +131,15 @@ function semaphore(n: number): { acquire(): Promise<void>; release(): void } {
   };
 }
 
-let scratch = Buffer.alloc(0);
-
-/** The chunks copied into one buffer reused from file to file (grown as needed, never shrunk). */
+/** The chunks copied into the thread's reused buffer (scratchBuffer). */
 function assemble(chunks: Buffer[], have: number): Buffer {
-  if (scratch.length < have) scratch = Buffer.allocUnsafe(Math.max(have, Math.min(scratch.length * 2, 1 << 30)));
+  const buf = scratchBuffer(have);
   let at = 0;
   for (const c of chunks) {
-    c.copy(scratch, at);
+    c.copy(buf, at);
     at += c.length;
   }
-  return scratch.subarray(0, have);
+  return buf;
 }
 
 export async function readLayer(src: Readable, what: string, limits: LayerLimits): Promise<LayerResult> {
@@ -234,6 +233,7 @@ export async function readLayer(src: Readable, what: string, limits: LayerLimits
             } catch (e) {
               fail(e);
             }
+            releaseHugeScratch();
             next();
             return;
           }

@@ -13,15 +13,26 @@ export type FileResult =
 
 const MAGIC = [0x7f, 0x45, 0x4c, 0x46];
 
-// One buffer per thread, reused from file to file: analysis is synchronous and its report copies
-// what it keeps, so nothing points into the buffer afterwards. Saves the allocation and the GC
-// of a gigabyte of short-lived buffers over a scan of /usr.
+// One buffer per thread, reused from file to file (files read here, ELF files assembled from an
+// image layer's chunks): analysis is synchronous and its report copies what it keeps, so nothing
+// points into the buffer afterwards. Saves the allocation and the GC of a gigabyte of short-lived
+// buffers over a scan of /usr or an image.
 let scratch = Buffer.allocUnsafeSlow(0);
 const KEEP_LIMIT = 256 * 1024 * 1024;
 
-function readAll(fd: number, size: number): Buffer {
+/** `size` bytes of the thread's reused buffer; valid until the next call. */
+export function scratchBuffer(size: number): Buffer {
   if (scratch.length < size) scratch = Buffer.allocUnsafeSlow(Math.max(size, Math.min(scratch.length * 2, KEEP_LIMIT)));
-  const buf = scratch.subarray(0, size);
+  return scratch.subarray(0, size);
+}
+
+/** After a huge file: do not keep its buffer. */
+export function releaseHugeScratch(): void {
+  if (scratch.length > KEEP_LIMIT) scratch = Buffer.allocUnsafeSlow(0);
+}
+
+function readAll(fd: number, size: number): Buffer {
+  const buf = scratchBuffer(size);
   let off = 0;
   while (off < size) {
     const n = fs.readSync(fd, buf, off, size - off, off);
@@ -45,7 +56,7 @@ export function analyseFile(path: string, maxBytes = DEFAULT_MAX_FILE_BYTES): Fi
     }
     const bytes = readAll(fd, size);
     const report = analyseBytes(bytes, path);
-    if (scratch.length > KEEP_LIMIT) scratch = Buffer.allocUnsafeSlow(0); // do not keep a huge file's buffer
+    releaseHugeScratch();
     return report ? { kind: 'elf', report } : { kind: 'not-elf', path, size };
   } catch (e) {
     if (e instanceof VsysError) return { kind: 'error', path, size, error: { code: e.code, message: e.message } };
