@@ -19,6 +19,8 @@ const emulation = fs.existsSync('/sys/kernel/tracing/events/vsyscall/emulate_vsy
 const skip = !root ? 'needs root' : !emulation ? 'no vsyscall emulation tracepoint here (tracefs not mounted, or vsyscall=none)' : false;
 // eBPF may be refused where perf is allowed (a seccomp profile, no CAP_BPF): then only perf is tested.
 const noBpf = skip || (bpfCountersProblem()?.message ?? false);
+/** The counting methods this host allows: both, or perf alone where eBPF is refused. */
+const BACKENDS = noBpf ? (['perf'] as const) : (['bpf', 'perf'] as const);
 
 for (const n of [1, 17, 1000, 25_000]) {
   test(`a program that calls the time entry exactly ${n} times is counted exactly, attributed to its pid`, { skip }, async () => {
@@ -88,7 +90,7 @@ test('bpf crash records: a misaligned call (fetch at +0x10) and a read of the pa
 });
 
 test('a command whose second thread execs the program that calls the page is still followed (both backends)', { skip }, async () => {
-  for (const backend of noBpf ? (['perf'] as const) : (['bpf', 'perf'] as const)) {
+  for (const backend of BACKENDS) {
     const s = await runTrace({ target: { k: 'command', argv: [buildTraceFixture(), 'thread-exec', '1000'] }, stdio: 'ignore', backend });
     assert.equal(s.exit?.code, 0, backend);
     assert.equal(s.counts.emulated.time, 1000, `${backend}: ${JSON.stringify(s.counts)}`);
@@ -96,7 +98,7 @@ test('a command whose second thread execs the program that calls the page is sti
 });
 
 test('a SIGSEGV a handler catches is not a crash (both backends); the misaligned calls are still counted', { skip }, async () => {
-  for (const backend of noBpf ? (['perf'] as const) : (['bpf', 'perf'] as const)) {
+  for (const backend of BACKENDS) {
     const s = await runTrace({ target: { k: 'command', argv: [buildTraceFixture(), 'caught', '3', 'misaligned', '1'] }, stdio: 'ignore', backend });
     assert.equal(s.exit?.signal, 'SIGSEGV', backend);
     assert.equal(s.counts.emulated.misaligned, 4, backend);
@@ -107,7 +109,7 @@ test('a SIGSEGV a handler catches is not a crash (both backends); the misaligned
 });
 
 test('a handler that re-raises SIGSEGV (as crash reporters do): the crash is the page fault’s (both backends)', { skip }, async () => {
-  for (const backend of noBpf ? (['perf'] as const) : (['bpf', 'perf'] as const)) {
+  for (const backend of BACKENDS) {
     const s = await runTrace({ target: { k: 'command', argv: [buildTraceFixture(), 'reraise', '1'] }, stdio: 'ignore', backend });
     assert.equal(s.exit?.signal, 'SIGSEGV', backend);
     assert.deepEqual(s.crashes.map((c) => [c.address, c.error]), [['0xffffffffff600010', 0x14]], `${backend}: ${JSON.stringify(s.crashes)}`);
@@ -115,7 +117,7 @@ test('a handler that re-raises SIGSEGV (as crash reporters do): the crash is the
 });
 
 test('an emulated call the kernel refuses (bad result pointer) kills the command: a crash on both backends', { skip }, async () => {
-  for (const backend of noBpf ? (['perf'] as const) : (['bpf', 'perf'] as const)) {
+  for (const backend of BACKENDS) {
     const s = await runTrace({ target: { k: 'command', argv: [buildTraceFixture(), 'badptr', '1'] }, stdio: 'ignore', backend });
     assert.equal(s.exit?.signal, 'SIGSEGV', backend);
     assert.equal(s.counts.emulated.gettimeofday, 1, backend);
@@ -152,7 +154,7 @@ test('--cgroup counts only the tasks in that cgroup (both backends); a docker-na
   const outside = spawn(bin, ['getcpu', '400000000'], { stdio: 'ignore' });
   try {
     await new Promise((r) => setTimeout(r, 150));
-    for (const backend of noBpf ? (['perf'] as const) : (['bpf', 'perf'] as const)) {
+    for (const backend of BACKENDS) {
       const s = await runTrace({ target: { k: 'cgroup', path: dir }, durationS: 0.4, backend });
       assert.equal(s.backend.name, backend);
       assert.ok(s.counts.emulated.time > 1000, `${backend}: ${JSON.stringify(s.counts)}`);
