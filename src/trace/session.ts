@@ -351,7 +351,6 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
     };
 
     for (const c of counterSets) c.set.enable();
-    bpf?.enable();
     if (bpf && o.target.k === 'pids') {
       // Threads started between the first listing and the members' insertion: list them again.
       // Threads listed then that have ended since left no exit to remove them: remove them here,
