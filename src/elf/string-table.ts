@@ -4,10 +4,7 @@ import { VsysError } from '../errors.js';
 import type { ByteReader } from './bytes.js';
 
 export class StringTable {
-  /** Sorted positions of the NUL bytes inside the table, found once in one linear pass. */
-  private nuls: Int32Array | undefined;
-  /** The whole table decoded once; each name is then a cheap substring. */
-  private text: string | undefined;
+  private readonly buf: Buffer;
 
   constructor(
     private readonly r: ByteReader,
@@ -16,38 +13,22 @@ export class StringTable {
     readonly what: string,
   ) {
     r.need(offset, size, what, 'ELF_BAD_OFFSET');
+    this.buf = Buffer.from(r.bytes.buffer, r.bytes.byteOffset + offset, size);
   }
 
+  /**
+   * The string at `index`. Each lookup finds its own NUL (memchr speed) and decodes only that
+   * string: a file's analysis asks for a few hundred names out of tables of tens of thousands, so
+   * indexing or decoding the whole table up front cost more than it saved.
+   */
   get(index: number): string {
     if (!Number.isSafeInteger(index) || index < 0 || index >= this.size) {
       throw new VsysError('ELF_BAD_OFFSET', `${this.r.source}: string index ${index} lies outside ${this.what} (${this.size} bytes)`, { path: this.r.source });
     }
-    const end = this.nulAtOrAfter(index);
+    const end = this.buf.indexOf(0, index);
     if (end < 0) {
       throw new VsysError('ELF_MALFORMED', `${this.r.source}: the string at ${this.what}+${index} has no NUL before the table ends`, { path: this.r.source });
     }
-    this.text ??= Buffer.from(this.r.bytes.buffer, this.r.bytes.byteOffset + this.offset, this.size).toString('latin1');
-    return this.text.slice(index, end);
-  }
-
-  /** Index of the first NUL at or after `index`, or -1. Binary search, so n lookups cost O(n log k). */
-  private nulAtOrAfter(index: number): number {
-    if (!this.nuls) this.nuls = this.findNuls();
-    const nuls = this.nuls;
-    let lo = 0;
-    let hi = nuls.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (nuls[mid]! < index) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo < nuls.length ? nuls[lo]! : -1;
-  }
-
-  private findNuls(): Int32Array {
-    const table = this.r.bytes.subarray(this.offset, this.offset + this.size);
-    const found: number[] = [];
-    for (let i = table.indexOf(0); i >= 0; i = table.indexOf(0, i + 1)) found.push(i);
-    return Int32Array.from(found);
+    return this.buf.toString('latin1', index, end);
   }
 }

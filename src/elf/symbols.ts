@@ -20,7 +20,12 @@ function versionNames(elf: ElfFile): { defs: Map<number, string>; needs: Map<num
   return { defs, needs };
 }
 
-export function readSymbols(elf: ElfFile, table: SymbolTableName): ElfSymbol[] {
+/**
+ * The symbols of `table`, in order. `where(info, shndx)`, when given, picks the entries to decode
+ * before their names, values and versions are read (a library's imports are a few hundred of its
+ * tens of thousands of symbols).
+ */
+export function readSymbols(elf: ElfFile, table: SymbolTableName, where?: (info: number, shndx: number) => boolean): ElfSymbol[] {
   const type = table === '.symtab' ? SHT.SYMTAB : SHT.DYNSYM;
   const sec = elf.sections.find((s) => s.type === type) ?? elf.sections.find((s) => s.name === table && s.type !== SHT.NOBITS);
   if (!sec) return [];
@@ -43,11 +48,12 @@ export function readSymbols(elf: ElfFile, table: SymbolTableName): ElfSymbol[] {
   }
 
   const f = L.sym.f;
-  const out: ElfSymbol[] = new Array(count);
+  const out: ElfSymbol[] = where ? [] : new Array(count);
   for (let i = 0; i < count; i++) {
     const b = sec.offset + i * entsize;
     const info = r.u8(b + f.st_info.offset);
     const shndx = r.u16(b + f.st_shndx.offset);
+    if (where && !where(info, shndx)) continue;
     const sym: ElfSymbol = {
       index: i,
       name: strs.get(num(r, b, f.st_name, 'st_name')),
@@ -63,7 +69,8 @@ export function readSymbols(elf: ElfFile, table: SymbolTableName): ElfSymbol[] {
       const version = resolveVersion(v, shndx, names);
       if (version) sym.version = version;
     }
-    out[i] = sym;
+    if (where) out.push(sym);
+    else out[i] = sym;
   }
   return out;
 }

@@ -8,7 +8,7 @@ import { EM, STB, STT } from '../elf/constants.js';
 import { isVsysError } from '../errors.js';
 import type { SiteKind } from '../x86/call-sites.js';
 import { buildFunctionIndex, type FunctionIndex } from './functions.js';
-import { findUses, regionsOf, type Finding } from './find-uses.js';
+import { findUses, regionsOf, type Finding, type Searched } from './find-uses.js';
 import { identify, type Identity } from './identify.js';
 import { affectedExports, reachingFunctions, type AffectedExport } from './reach.js';
 
@@ -43,10 +43,16 @@ export function classOf(findings: Finding[]): FileClass {
   return 'clean';
 }
 
-function importsOf(dynsym: ElfSymbol[]): Symbolic[] {
+/** An undefined function (or untyped) symbol: what a file imports. Decided from st_info and st_shndx alone. */
+function isImport(info: number, shndx: number): boolean {
+  const type = info & 0xf;
+  return shndx === 0 && (type === STT.FUNC || type === STT.NOTYPE || type === STT.GNU_IFUNC);
+}
+
+function importsOf(undefinedFns: ElfSymbol[]): Symbolic[] {
   const out: Symbolic[] = [];
-  for (const s of dynsym) {
-    if (s.shndx !== 0 || s.name === '' || (s.type !== STT.FUNC && s.type !== STT.NOTYPE && s.type !== STT.GNU_IFUNC)) continue;
+  for (const s of undefinedFns) {
+    if (s.name === '') continue;
     const i: Symbolic = { name: s.name };
     if (s.version !== undefined) i.version = s.version.name;
     out.push(i);
@@ -69,35 +75,42 @@ function exportsByAddress(dynsym: ElfSymbol[]): Map<number, Symbolic[]> {
   return m;
 }
 
-/** Analyses one file's bytes. Returns undefined when the bytes are not ELF at all. */
-export function analyseBytes(bytes: Uint8Array, path: string): FileReport | undefined {
+/**
+ * Analyses one file's bytes. Returns undefined when the bytes are not ELF at all. `searched`: regions
+ * the caller searched already (a sparse read; see sparse-read.ts).
+ */
+export function analyseBytes(bytes: Uint8Array, path: string, searched?: Searched): FileReport | undefined {
   if (!isElf(bytes)) return undefined;
   const report: FileReport = { path, size: bytes.length, class: 'clean', findings: [], affectedExports: [], imports: [] };
   try {
     const elf = readElf(bytes, path);
     report.identity = identify(elf);
     const warnings = report.identity.warnings;
-    const table = (name: '.dynsym' | '.symtab'): ElfSymbol[] => {
+    let broken = false;
+    const table = (name: '.dynsym' | '.symtab', where?: (info: number, shndx: number) => boolean): ElfSymbol[] => {
       try {
-        return readSymbols(elf, name);
+        return name === '.dynsym' && broken ? [] : readSymbols(elf, name, where);
       } catch (e) {
         if (!isVsysError(e)) throw e;
         warnings.push(`${name}: ${e.code}`);
+        if (name === '.dynsym') broken = true; // said once: the whole table is not read again
         return [];
       }
     };
-    const dynsym = table('.dynsym');
-    report.imports = importsOf(dynsym);
+    // The imports are read on their own: the rest of .dynsym is needed only when there are findings.
+    report.imports = importsOf(table('.dynsym', isImport));
     if (elf.header.class !== 64 || elf.header.machine !== EM.X86_64) return report; // the page exists only for x86-64 code
     let symtab: ElfSymbol[] | undefined;
+    let dynsym: ElfSymbol[] | undefined;
     let fns: FunctionIndex | undefined;
     const symtabOnce = (): ElfSymbol[] => (symtab ??= table('.symtab'));
-    const functions = (): FunctionIndex => (fns ??= buildFunctionIndex(elf, { dynsym, symtab: symtabOnce() }));
-    report.findings = findUses(elf, functions, () => (symtabOnce().length > 0 ? symtabOnce() : dynsym));
+    const dynsymOnce = (): ElfSymbol[] => (dynsym ??= table('.dynsym'));
+    const functions = (): FunctionIndex => (fns ??= buildFunctionIndex(elf, { dynsym: dynsymOnce(), symtab: symtabOnce() }));
+    report.findings = findUses(elf, functions, () => (symtabOnce().length > 0 ? symtabOnce() : dynsymOnce()), searched);
     report.class = classOf(report.findings);
-    if (report.class !== 'clean' && report.class !== 'data-ref' && dynsym.some((s) => s.shndx !== 0 && s.bind !== STB.LOCAL)) {
+    if (report.class !== 'clean' && report.class !== 'data-ref' && dynsymOnce().some((s) => s.shndx !== 0 && s.bind !== STB.LOCAL)) {
       const reach = reachingFunctions(report.findings, functions(), regionsOf(elf));
-      report.affectedExports = affectedExports(reach, functions(), exportsByAddress(dynsym));
+      report.affectedExports = affectedExports(reach, functions(), exportsByAddress(dynsymOnce()));
     }
   } catch (e) {
     if (!isVsysError(e)) throw e;

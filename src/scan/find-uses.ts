@@ -98,18 +98,26 @@ function findingOf(s: CodeSite, kind: SiteKind, dataWord: Finding['dataWord'], f
   return f;
 }
 
-export function findUses(elf: ElfFile, functions: () => FunctionIndex, dataSymbols: () => ElfSymbol[]): Finding[] {
+/** Regions searched already (while streaming a large file): their code candidates; data regions held no page word. */
+export type Searched = Map<number, { end: number; candidates: number[] }>;
+
+export function findUses(elf: ElfFile, functions: () => FunctionIndex, dataSymbols: () => ElfSymbol[], searched?: Searched): Finding[] {
   if (elf.header.class !== 64 || elf.header.machine !== EM.X86_64) return [];
   const out: Finding[] = [];
   const { code, data } = regionsOf(elf);
+  const done = (r: CodeRegion) => {
+    const s = searched?.get(r.start);
+    return s?.end === r.end ? s : undefined;
+  };
   for (const region of code) {
-    for (const s of findCodeSites(region)) {
+    for (const s of findCodeSites(region, done(region)?.candidates)) {
       out.push(findingOf(s, s.kind, undefined, functions));
     }
   }
   // Data words: their addresses and values, then the code that loads them.
   const words = new Map<bigint, { offset: number; value: bigint }>();
   for (const region of data) {
+    if (done(region)) continue;
     for (const p of findDataWords(region.bytes, region.start, region.end)) {
       const address = offsetToVaddr(elf, p) ?? region.ip + BigInt(p - region.start);
       // Pointers in data are 8-byte aligned; unaligned matches are other data (Go's stack object

@@ -1,65 +1,142 @@
-// Spreads file analysis over worker threads (each reads and decodes its own files, so I/O and
-// decoding overlap); falls back to the calling thread for small jobs or workers=0.
+// Spreads file analysis over worker threads, and over the calling thread too: files go out in
+// batches (a message per file cost more than small files take to analyse), each to the lane with
+// the fewest bytes queued. Reading is bound by memory bandwidth and does not scale with threads;
+// the decoding, tables and identification do. `workers: 0` analyses everything in this thread.
 import { Worker } from 'node:worker_threads';
 import os from 'node:os';
 import { analyseBuffer, analyseFile, type FileResult } from './read-file.js';
 
+export interface PoolFile {
+  path: string;
+  size: number;
+}
+
 export interface Pool {
-  analyse(path: string): Promise<FileResult>;
+  /** Analyses a batch of files (by path); results in the same order. */
+  analyseFiles(files: PoolFile[]): Promise<FileResult[]>;
   /** Analyses bytes in a worker; the buffer is transferred (unusable here afterwards). */
   analyseBytes(path: string, bytes: Uint8Array): Promise<FileResult>;
+  /** Threads analysing batches, the calling one included. */
+  readonly lanes: number;
   close(): Promise<void>;
 }
 
+/** Worker threads beside the calling thread, which takes a share of the files itself. */
 export function defaultWorkers(): number {
-  return Math.max(1, Math.min(8, os.availableParallelism()));
+  return Math.max(1, Math.min(8, os.availableParallelism() - 1));
+}
+
+interface Lane {
+  queued: number;
+  run(files: PoolFile[]): Promise<FileResult[]>;
+}
+
+/** The calling thread as a lane: one batch per turn of the event loop, so workers' messages are seen between batches. */
+function localLane(maxBytes: number): Lane {
+  let chain: Promise<unknown> = Promise.resolve();
+  const lane: Lane = {
+    queued: 0,
+    run(files) {
+      const bytes = files.reduce((a, f) => a + f.size, 0);
+      lane.queued += bytes;
+      const p = chain.then(
+        () =>
+          new Promise<FileResult[]>((resolve) =>
+            setImmediate(() => {
+              const out = files.map((f) => analyseFile(f.path, maxBytes));
+              lane.queued -= bytes;
+              resolve(out);
+            }),
+          ),
+      );
+      chain = p;
+      return p;
+    },
+  };
+  return lane;
+}
+
+interface WorkerLane extends Lane {
+  worker: Worker;
+  send(msg: Record<string, unknown>, transfer?: ArrayBuffer[]): Promise<unknown>;
+}
+
+function workerLane(url: URL): WorkerLane {
+  const worker = new Worker(url);
+  const pending = new Map<number, (r: unknown) => void>();
+  let next = 0;
+  worker.on('message', (m: { id: number; result: unknown }) => {
+    const done = pending.get(m.id);
+    pending.delete(m.id);
+    done?.(m.result);
+  });
+  const fail = (message: string) => {
+    // A worker that dies fails its outstanding files with a coded error, not the scan.
+    for (const [id, done] of pending) done({ failed: `#${id}`, message });
+    pending.clear();
+  };
+  worker.on('error', (e) => fail(`worker failed: ${e.message}`));
+  worker.on('exit', (code) => fail(`worker exited with code ${code}`));
+  const lane: WorkerLane = {
+    worker,
+    queued: 0,
+    send(msg, transfer = []) {
+      const id = next++;
+      return new Promise((resolve) => {
+        pending.set(id, resolve);
+        worker.postMessage({ id, ...msg }, transfer);
+      });
+    },
+    async run(files) {
+      const bytes = files.reduce((a, f) => a + f.size, 0);
+      lane.queued += bytes;
+      const r = await lane.send({ paths: files.map((f) => f.path) });
+      lane.queued -= bytes;
+      if (Array.isArray(r)) return r as FileResult[];
+      const message = (r as { message: string }).message;
+      return files.map((f) => ({ kind: 'error', path: f.path, size: f.size, error: { code: 'INTERNAL_ERROR', message: `${f.path}: ${message}` } }));
+    },
+  };
+  return lane;
 }
 
 export function createPool(workers: number, maxBytes: number): Pool {
+  const local = localLane(maxBytes);
   if (workers <= 0) {
-    return { analyse: async (p) => analyseFile(p, maxBytes), analyseBytes: async (p, b) => analyseBuffer(b, p), close: async () => {} };
+    return {
+      lanes: 1,
+      analyseFiles: (files) => local.run(files),
+      analyseBytes: async (p, b) => analyseBuffer(b, p),
+      close: async () => {},
+    };
   }
   const url = new URL('./worker.js', import.meta.url);
-  const threads = Array.from({ length: workers }, () => new Worker(url));
-  const pending = new Map<number, (r: FileResult) => void>();
-  const load = threads.map(() => 0);
-  let next = 0;
-  for (const [i, w] of threads.entries()) {
-    w.on('message', (m: { id: number; result: FileResult }) => {
-      load[i] = (load[i] as number) - 1;
-      const done = pending.get(m.id);
-      pending.delete(m.id);
-      done?.(m.result);
-    });
-    w.on('error', (e) => {
-      // A worker that dies fails its outstanding files with a coded error, not the scan.
-      for (const [id, done] of pending) {
-        done({ kind: 'error', path: `#${id}`, size: 0, error: { code: 'INTERNAL_ERROR', message: `worker failed: ${e.message}` } });
-      }
-      pending.clear();
-    });
-  }
-  const send = (msg: { path: string; maxBytes: number; bytes?: Uint8Array }, transfer: ArrayBuffer[] = []): Promise<FileResult> => {
-    const id = next++;
-    let best = 0;
-    for (let i = 1; i < threads.length; i++) if ((load[i] as number) < (load[best] as number)) best = i;
-    load[best] = (load[best] as number) + 1;
-    return new Promise((resolve) => {
-      pending.set(id, resolve);
-      (threads[best] as Worker).postMessage({ id, ...msg }, transfer);
-    });
-  };
+  const threads = Array.from({ length: workers }, () => workerLane(url));
+  for (const t of threads) t.send({ maxBytes }); // settings first; messages arrive in order
+  const lanes: Lane[] = [local, ...threads];
+  let closing = false;
   return {
-    analyse(path: string): Promise<FileResult> {
-      return send({ path, maxBytes });
+    lanes: lanes.length,
+    analyseFiles(files) {
+      let best = lanes[0] as Lane;
+      for (const l of lanes) if (l.queued < best.queued) best = l;
+      return best.run(files);
     },
-    analyseBytes(path: string, bytes: Uint8Array): Promise<FileResult> {
+    async analyseBytes(path, bytes) {
       // Own the memory outright so it can be transferred, not copied.
       const own = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && !(bytes.buffer instanceof SharedArrayBuffer) ? bytes : bytes.slice();
-      return send({ path, maxBytes, bytes: own }, [own.buffer as ArrayBuffer]);
+      let best = threads[0] as WorkerLane;
+      for (const t of threads) if (t.queued < best.queued) best = t;
+      best.queued += own.byteLength;
+      const r = await best.send({ path, bytes: own }, [own.buffer as ArrayBuffer]);
+      best.queued -= own.byteLength;
+      if (r && typeof r === 'object' && 'failed' in r) return { kind: 'error', path, size: own.byteLength, error: { code: 'INTERNAL_ERROR', message: `${path}: ${(r as unknown as { message: string }).message}` } };
+      return r as FileResult;
     },
-    async close(): Promise<void> {
-      await Promise.all(threads.map((w) => w.terminate()));
+    async close() {
+      if (closing) return;
+      closing = true;
+      await Promise.all(threads.map((t) => t.worker.terminate()));
     },
   };
 }

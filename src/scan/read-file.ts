@@ -3,6 +3,8 @@
 import fs from 'node:fs';
 import { VsysError } from '../errors.js';
 import { analyseBytes, type FileReport } from './analyse-file.js';
+import type { Searched } from './find-uses.js';
+import { fillHoles, readSparse } from './sparse-read.js';
 
 export const DEFAULT_MAX_FILE_BYTES = 2 * 1024 ** 3 - 1;
 
@@ -42,6 +44,30 @@ function readAll(fd: number, size: number): Buffer {
   return off === size ? buf : buf.subarray(0, off);
 }
 
+/** Files from this size on are read sparsely (sparse-read.ts); smaller ones whole, into a buffer that stays in cache. */
+const SPARSE_MIN = 1024 * 1024;
+
+/**
+ * A large file: sparse read, and its analysis kept only when it can have read nothing from a hole —
+ * no finding (those need the function index, .eh_frame, the call graph), no error (it may be a
+ * hole's stale bytes), and not a libc (its banner is searched in .rodata). Else the holes are
+ * filled and the file analysed whole, as a small one.
+ */
+function analyseSparse(fd: number, size: number, path: string): FileReport | undefined {
+  const sparse = readSparse(fd, size, scratchBuffer);
+  if (sparse) {
+    const searched: Searched = new Map(sparse.holes.filter((h) => h.searched).map((h) => [h.start, h]));
+    const report = analyseBytes(sparse.bytes, path, searched);
+    const id = report?.identity;
+    const clean = report && report.findings.length === 0 && !report.error && id && id.warnings.length === 0 && id.go === undefined;
+    if (clean && id.linkage === 'dynamic' && id.libc?.source !== 'banner' && !/^libc[.-]/.test(id.soname ?? '')) {
+      return report;
+    }
+    if (fillHoles(fd, sparse)) return analyseBytes(sparse.bytes, path);
+  }
+  return analyseBytes(readAll(fd, size), path);
+}
+
 /** Never throws: I/O failures and analysis bugs become a coded error for this file. */
 export function analyseFile(path: string, maxBytes = DEFAULT_MAX_FILE_BYTES): FileResult {
   let fd: number | undefined;
@@ -54,8 +80,7 @@ export function analyseFile(path: string, maxBytes = DEFAULT_MAX_FILE_BYTES): Fi
     if (size > maxBytes) {
       throw new VsysError('FILE_TOO_LARGE', `${path}: ${size} bytes is over the ${maxBytes}-byte limit (--max-file-size)`, { path });
     }
-    const bytes = readAll(fd, size);
-    const report = analyseBytes(bytes, path);
+    const report = size >= SPARSE_MIN ? analyseSparse(fd, size, path) : analyseBytes(readAll(fd, size), path);
     releaseHugeScratch();
     return report ? { kind: 'elf', report } : { kind: 'not-elf', path, size };
   } catch (e) {

@@ -107,10 +107,12 @@ export interface LookupContext {
   root: RootView;
   confDirs: string[];
   cache: Map<string, string | undefined>;
+  /** Library name (plus the file's own RUNPATH/RPATH and origin, when it has them) → the file found. */
+  found: Map<string, string | undefined>;
 }
 
 export function lookupContext(root: RootView): LookupContext {
-  return { root, confDirs: ldSoConfDirs(root), cache: new Map() };
+  return { root, confDirs: ldSoConfDirs(root), cache: new Map(), found: new Map() };
 }
 
 function cachedResolve(ctx: LookupContext, inner: string): string | undefined {
@@ -122,6 +124,18 @@ function cachedResolve(ctx: LookupContext, inner: string): string | undefined {
 
 function findLibrary(ctx: LookupContext, name: string, from: FileReport): string | undefined {
   if (name.includes('/')) return cachedResolve(ctx, name.startsWith('/') ? name : `/${name}`);
+  const id = from.identity;
+  // Most files have neither RUNPATH nor RPATH: their lookups of a name all search the same dirs.
+  if (id?.runpath === undefined && id?.rpath === undefined) {
+    if (ctx.found.has(name)) return ctx.found.get(name);
+    const hit = searchDirs(ctx, name, from);
+    ctx.found.set(name, hit);
+    return hit;
+  }
+  return searchDirs(ctx, name, from);
+}
+
+function searchDirs(ctx: LookupContext, name: string, from: FileReport): string | undefined {
   const originInner = path.posix.dirname(ctx.root.innerOf(from) ?? '/');
   const id = from.identity;
   const dirs = [

@@ -6,8 +6,8 @@ import type { VsyscallMode } from '../model/modes.js';
 import { VSYSCALL_MODES } from '../model/modes.js';
 import type { FileReport } from './analyse-file.js';
 import { callerOf } from './find-uses.js';
-import { createPool, defaultWorkers } from './pool.js';
-import { analyseFile, DEFAULT_MAX_FILE_BYTES } from './read-file.js';
+import { createPool, defaultWorkers, type PoolFile } from './pool.js';
+import { analyseFile, DEFAULT_MAX_FILE_BYTES, type FileResult } from './read-file.js';
 import { hostRoot, lookupContext, resolveProgram, type LookupContext, type LoadedLibrary, type ReachThrough } from './resolve.js';
 import { seedSlowdowns, verdictsOf, type ModeVerdict, type Outcome, type SlowdownFor, type Use } from './verdict.js';
 import { walk, type WalkSkip } from './walk.js';
@@ -102,6 +102,10 @@ export function judgeFile(r: FileReport, ctx: LookupContext, reportOf: (key: str
   return s;
 }
 
+/** A batch ends at this many files or bytes, whichever comes first. */
+const BATCH_FILES = 48;
+const BATCH_BYTES = 24 * 1024 * 1024;
+
 export async function scanPaths(opts: ScanOptions): Promise<ScanResult> {
   const t0 = performance.now();
   const root = opts.root ?? guessRoot(opts.paths);
@@ -131,10 +135,11 @@ export async function scanPaths(opts: ScanOptions): Promise<ScanResult> {
   const pool = createPool(workers, maxBytes);
   try {
     const inflight = new Set<Promise<void>>();
-    const limit = Math.max(2, workers * 4);
-    // Files are dispatched as the walk finds them, so reading and decoding start at once.
-    for await (const f of files) {
-      const p = pool.analyse(f.path).then((r) => {
+    // Two batches queued per thread keep each busy while the walk goes on.
+    const limit = pool.lanes * 2;
+    const take = (batch: PoolFile[], results: FileResult[]) => {
+      for (const [i, r] of results.entries()) {
+        const f = batch[i] as PoolFile;
         progress.files++;
         progress.bytes += f.size;
         progress.current = f.path;
@@ -144,12 +149,28 @@ export async function scanPaths(opts: ScanOptions): Promise<ScanResult> {
           if (r.report.error) errors.push({ path: r.report.path, code: r.report.error.code, message: r.report.error.message });
         } else if (r.kind === 'not-elf') notElf++;
         else errors.push({ path: f.path, code: r.error.code, message: r.error.message });
-        opts.onProgress?.(progress);
-      });
+      }
+      opts.onProgress?.(progress);
+    };
+    const dispatch = async (batch: PoolFile[]) => {
+      const p = pool.analyseFiles(batch).then((r) => take(batch, r));
       inflight.add(p);
       void p.finally(() => inflight.delete(p));
       if (inflight.size >= limit) await Promise.race(inflight);
+    };
+    // Files are dispatched as the walk finds them, in batches of a few dozen files or megabytes.
+    let batch: PoolFile[] = [];
+    let batchBytes = 0;
+    for await (const f of files) {
+      batch.push(f);
+      batchBytes += f.size;
+      if (batch.length >= BATCH_FILES || batchBytes >= BATCH_BYTES) {
+        await dispatch(batch);
+        batch = [];
+        batchBytes = 0;
+      }
     }
+    if (batch.length > 0) await dispatch(batch);
     await Promise.all(inflight);
   } finally {
     await pool.close();

@@ -1,9 +1,12 @@
-// Worker thread body: analyses the files (by path) or the bytes (from image layers) the pool sends
-// and posts the results back.
+// Worker thread body: analyses the batches of files (by path) or the bytes (from image layers) the
+// pool sends, and posts the results back. The first message carries the settings.
 import { parentPort } from 'node:worker_threads';
-import { analyseFile, analyseBuffer } from './read-file.js';
+import { analyseFile, analyseBuffer, DEFAULT_MAX_FILE_BYTES } from './read-file.js';
 
-parentPort?.on('message', (m: { id: number; path: string; maxBytes: number; bytes?: Uint8Array }) => {
-  const result = m.bytes ? analyseBuffer(m.bytes, m.path) : analyseFile(m.path, m.maxBytes);
+let maxBytes = DEFAULT_MAX_FILE_BYTES;
+
+parentPort?.on('message', (m: { id: number; maxBytes?: number; paths?: string[]; path?: string; bytes?: Uint8Array }) => {
+  if (m.maxBytes !== undefined) maxBytes = m.maxBytes;
+  const result = m.paths ? m.paths.map((p) => analyseFile(p, maxBytes)) : m.bytes && m.path !== undefined ? analyseBuffer(m.bytes, m.path) : null;
   parentPort?.postMessage({ id: m.id, result });
 });

@@ -46,18 +46,22 @@ interface Ctx {
   region: CodeRegion;
 }
 
+// The instruction and the formatter hold no state between uses: one of each per thread, not one per
+// decode window (a large library has hundreds of windows, and each WebAssembly object costs).
+let shared: { instr: Ctx['instr']; fmt: Ctx['fmt'] } | undefined;
+
 function withDecoder<T>(region: CodeRegion, fn: (c: Ctx) => T): T {
   const iced = loadIced();
+  if (!shared) {
+    const fmt = new iced.Formatter(iced.FormatterSyntax.Gas);
+    fmt.uppercaseHex = false; // as objdump prints: $0xffffffffff600400
+    shared = { instr: new iced.Instruction(), fmt };
+  }
   const slice = region.bytes.subarray(region.start, region.end);
   const decoder = new iced.Decoder(64, slice, iced.DecoderOptions.None);
-  const instr = new iced.Instruction();
-  const fmt = new iced.Formatter(iced.FormatterSyntax.Gas);
-  fmt.uppercaseHex = false; // as objdump prints: $0xffffffffff600400
   try {
-    return fn({ iced, decoder, instr, fmt, region });
+    return fn({ iced, decoder, instr: shared.instr, fmt: shared.fmt, region });
   } finally {
-    instr.free();
-    fmt.free();
     decoder.free();
   }
 }
@@ -206,18 +210,26 @@ function classifyDecoded(c: Ctx, offset: number, target: bigint): CodeSite {
   return site;
 }
 
-/** All instructions in the region that carry a vsyscall-page constant, classified. */
-export function findCodeSites(region: CodeRegion): CodeSite[] {
-  const candidates = findImm32Candidates(region.bytes, region.start, region.end);
+/**
+ * The bytes [start, end) decoded for a candidate at `p` in a region [regionStart, regionEnd): the
+ * instruction can start 14 bytes before the constant, and following the register reads at most
+ * MAX_FOLLOW instructions of ≤ 15 bytes after it. Nothing outside it is read.
+ */
+export function decodeWindowOf(p: number, regionStart: number, regionEnd: number): [number, number] {
+  return [Math.max(regionStart, p - 16), Math.min(regionEnd, p + 4 + (MAX_FOLLOW + 1) * 15)];
+}
+
+/**
+ * All instructions in the region that carry a vsyscall-page constant, classified: the byte search's
+ * candidates (or `candidates` found already, e.g. while streaming the file), each decoded in its
+ * window rather than handing the whole text, often tens of megabytes, to the decoder.
+ */
+export function findCodeSites(region: CodeRegion, candidates = findImm32Candidates(region.bytes, region.start, region.end)): CodeSite[] {
   if (candidates.length === 0) return [];
-  // Decode a window around each candidate (the instruction can start 14 bytes before the constant;
-  // following the register reads at most MAX_FOLLOW instructions of ≤ 15 bytes after it) rather
-  // than hand the whole text, often tens of megabytes, to the decoder.
   const seen = new Set<number>();
   const out: CodeSite[] = [];
   for (const p of candidates) {
-    const start = Math.max(region.start, p - 16);
-    const end = Math.min(region.end, p + 4 + (MAX_FOLLOW + 1) * 15);
+    const [start, end] = decodeWindowOf(p, region.start, region.end);
     const window: CodeRegion = { bytes: region.bytes, start, end, ip: region.ip + BigInt(start - region.start) };
     const site = withDecoder(window, (c) => {
       const hit = instructionCovering(c, p);
