@@ -27,6 +27,16 @@ export interface Hole {
   candidates: number[];
 }
 
+/** Tests shrink these to put chunk boundaries everywhere. */
+export interface SparseOptions {
+  /** Sections from this size on are holes. */
+  holeMin?: number;
+  /** Bytes streamed at a time. */
+  chunk?: number;
+  /** Bytes read first, and never part of a hole. */
+  head?: number;
+}
+
 export interface SparseFile {
   bytes: Buffer;
   holes: Hole[];
@@ -116,13 +126,14 @@ function sectionRows(fd: number, buf: Buffer, size: number, names: (shstrndx: nu
   return rows;
 }
 
-/** True when the program headers (in the head) show neither an interpreter nor a dynamic section: a static file. */
-function isStatic(buf: Buffer, size: number): boolean | undefined {
+/** True when the program headers show neither an interpreter nor a dynamic section: a static file. */
+function isStatic(fd: number, buf: Buffer, size: number): boolean | undefined {
   const phoff = buf.readBigUInt64LE(0x20);
   const phentsize = buf.readUInt16LE(0x36);
   const phnum = buf.readUInt16LE(0x38);
-  if (phentsize !== 56 || phoff + BigInt(phnum * 56) > BigInt(Math.min(size, HEAD))) return undefined;
+  if (phentsize !== 56 || phoff + BigInt(phnum * 56) > BigInt(size)) return undefined;
   const at = Number(phoff);
+  if (!fill(fd, buf, at, at + phnum * 56)) return undefined;
   for (let i = 0; i < phnum; i++) {
     const t = buf.readUInt32LE(at + i * 56);
     if (t === PT_INTERP || t === PT_DYNAMIC) return false;
@@ -136,20 +147,22 @@ function isStatic(buf: Buffer, size: number): boolean | undefined {
  * better read whole: odd headers, a static or Go file, a data word holding a page address, a read
  * that came up short.
  */
-export function readSparse(fd: number, size: number, scratch: (n: number) => Buffer): SparseFile | undefined {
+export function readSparse(fd: number, size: number, scratch: (n: number) => Buffer, o: SparseOptions = {}): SparseFile | undefined {
+  const holeMin = o.holeMin ?? HOLE_MIN;
+  const chunk = Math.max(KEEP_TAIL + OVERLAP, o.chunk ?? CHUNK);
   const buf = scratch(size);
-  const head = Math.min(size, HEAD);
+  const head = Math.min(size, Math.max(64, o.head ?? HEAD));
   let shstrndx = 0;
   if (!readFully(fd, buf, 0, head, 0)) return undefined;
   if (buf[4] !== 2 || buf[5] !== 1 || buf.readUInt16LE(0x12) !== 62) return undefined; // ELF64, little-endian, x86-64
-  if (isStatic(buf, size) !== false) return undefined;
+  if (isStatic(fd, buf, size) !== false) return undefined;
   const rows = sectionRows(fd, buf, size, (sh) => (shstrndx = sh));
   if (!rows || rows.some((r) => GO_SECTIONS.has(r.name))) return undefined;
   // String tables that analysis reads: linked from .dynsym, the version sections and .dynamic, and the section names.
   const needed = new Set<number>([shstrndx]);
   for (const r of rows) if (r.type === SHT.DYNSYM || r.type === SHT.DYNAMIC || r.type === SHT.GNU_VERDEF || r.type === SHT.GNU_VERNEED) needed.add(r.link);
   const big = rows
-    .filter((r) => SKIPPABLE.has(r.type) && r.size >= HOLE_MIN && !KEEP.has(r.name) && !needed.has(r.index) && r.offset >= head)
+    .filter((r) => SKIPPABLE.has(r.type) && r.size >= holeMin && !KEEP.has(r.name) && !needed.has(r.index) && r.offset >= head)
     .sort((a, b) => a.offset - b.offset);
   for (let i = 1; i < big.length; i++) if ((big[i] as SectionRow).offset < (big[i - 1] as SectionRow).offset + (big[i - 1] as SectionRow).size) return undefined;
   if (big.length === 0) return undefined;
@@ -160,7 +173,7 @@ export function readSparse(fd: number, size: number, scratch: (n: number) => Buf
     at = r.offset + r.size;
   }
   if (!fill(fd, buf, at, size)) return undefined;
-  if (hot.length < CHUNK) hot = Buffer.allocUnsafeSlow(CHUNK);
+  if (hot.length < chunk) hot = Buffer.allocUnsafeSlow(chunk);
   const holes: Hole[] = [];
   for (const r of big) {
     // As regionsOf: loaded PROGBITS sections are the code and data the byte search covers.
@@ -168,17 +181,17 @@ export function readSparse(fd: number, size: number, scratch: (n: number) => Buf
     const code = searched && (r.flags & BigInt(SHF.EXECINSTR)) !== 0n;
     const hole: Hole = { start: r.offset, end: r.offset + r.size, searched, code, candidates: [] };
     holes.push(hole);
-    if (searched && !streamSection(fd, buf, r, hole)) return undefined;
+    if (searched && !streamSection(fd, buf, r, hole, chunk)) return undefined;
   }
   return { bytes: buf, holes };
 }
 
 /** Streams one section through the hot buffer; false when a data word needs the whole file or a read came up short. */
-function streamSection(fd: number, buf: Buffer, r: SectionRow, hole: Hole): boolean {
+function streamSection(fd: number, buf: Buffer, r: SectionRow, hole: Hole, chunk: number): boolean {
   const windows: [number, number][] = [];
   let lastCandidate = -1;
-  for (let pos = hole.start; pos < hole.end; pos += CHUNK - OVERLAP) {
-    const n = Math.min(CHUNK, hole.end - pos);
+  for (let pos = hole.start; pos < hole.end; pos += chunk - OVERLAP) {
+    const n = Math.min(chunk, hole.end - pos);
     if (!readFully(fd, hot, 0, n, pos)) return false;
     if (hole.code) {
       for (const rel of findImm32Candidates(hot, 0, n)) {
