@@ -14,7 +14,8 @@ Benchmarks vsys scan over DIR... (default: /usr/bin /usr/lib/x86_64-linux-gnu) a
 with objdump -d --no-show-raw-insn FILE | grep -E 'ff60(0000|0400|0800)' on the ELF files.
 
 options:
-  --runs R               timed runs with the default worker count (default 3), plus one single-thread run
+  --runs R               timed runs with the default worker count (default 3), plus one run with the
+                         other choice (one worker if the default is none, else none)
   --baseline-sample MB   run objdump on a sample of about MB megabytes of ELF files (every k-th by path);
                          "all" for every ELF file (default: all if the ELF files total under 200 MB, else 150)
   --json                 print the figures as one JSON object (bigints as hex strings)
@@ -100,6 +101,7 @@ if (!fs.existsSync(scanJs)) {
   }
 }
 const { scanPaths } = await import(pathToFileURL(scanJs).href);
+const { defaultWorkers } = await import(pathToFileURL(path.join(repo, 'dist/src/scan/pool.js')).href);
 
 // 2. The file set: regular files, symlinks not followed, each inode once (as vsys scan counts them).
 function listFiles(dirs) {
@@ -178,7 +180,7 @@ say(`files: ${files.length} regular files (symlinks skipped, hard links once) in
 say(`page cache warmed by reading every file once (${secs(warmSeconds)} s; ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB RAM)`);
 if (totalBytes > os.totalmem() / 2) process.stderr.write(`warning: the files (${mb(totalBytes)} MB) are over half the RAM; they may not all stay in the page cache\n`);
 
-// 3. vsys scan: R runs with the default workers, one with workers: 0.
+// 3. vsys scan: R runs with the default workers, one with the other choice (none ⇔ one).
 async function timeScan(workers) {
   const t0 = performance.now();
   const r = await scanPaths(workers === undefined ? { paths: opts.dirs } : { paths: opts.dirs, workers });
@@ -196,11 +198,14 @@ for (let i = 0; i < opts.runs; i++) {
   say(`vsys scan run ${i + 1}: ${secs(seconds)} s (${rate(totalBytes, seconds).toFixed(0)} MB/s), ${runs.at(-1).findings} findings, ${result.errors.length} errors`);
   last = result;
 }
-progress('vsys scan single thread …');
-const single = await timeScan(0);
+const defaultCount = defaultWorkers();
+const altWorkers = defaultCount === 0 ? 1 : 0;
+const altLabel = altWorkers === 0 ? 'single thread (workers: 0)' : 'with one worker beside the main thread (workers: 1)';
+progress(`vsys scan ${altLabel} …`);
+const single = await timeScan(altWorkers);
 progressDone();
 const singleRun = { seconds: single.seconds, findings: findingCount(single.result), errors: single.result.errors.length };
-say(`vsys scan single thread (workers: 0): ${secs(single.seconds)} s (${rate(totalBytes, single.seconds).toFixed(0)} MB/s), ${singleRun.findings} findings`);
+say(`vsys scan ${altLabel}: ${secs(single.seconds)} s (${rate(totalBytes, single.seconds).toFixed(0)} MB/s), ${singleRun.findings} findings`);
 single.result = undefined;
 
 const times = runs.map((r) => r.seconds);
@@ -213,14 +218,15 @@ const vsys = {
   summaryBytes: last.summary.bytes,
   errors: last.errors.length,
   errorCodes: last.errors.reduce((m, e) => ({ ...m, [e.code]: (m[e.code] ?? 0) + 1 }), {}),
-  workers: Math.min(8, os.availableParallelism()), // scanPaths' default (pool.ts defaultWorkers)
+  workers: defaultCount, // scanPaths' default (pool.ts defaultWorkers)
+  altWorkers,
   runs: times,
   minSeconds: Math.min(...times),
   medianSeconds: median(times),
   minMBps: rate(totalBytes, Math.min(...times)),
   medianMBps: rate(totalBytes, median(times)),
-  singleThreadSeconds: singleRun.seconds,
-  singleThreadMBps: rate(totalBytes, singleRun.seconds),
+  altSeconds: singleRun.seconds,
+  altMBps: rate(totalBytes, singleRun.seconds),
   findings: runs.at(-1).findings,
   findingsStable: runs.every((r) => r.findings === runs[0].findings) && singleRun.findings === runs[0].findings,
 };
@@ -379,7 +385,7 @@ if (opts.json) {
   for (const m of missed) say(`MISSED by vsys: ${m.path}: ${m.line}`);
   if (noise.length > 0) say(`grep lines without a page address (not references, not compared): ${noise.length}, e.g. ${noise[0].path}: ${noise[0].line}`);
   say('');
-  say(`vsys scan: ${files.length} files, ${elfFiles.length} ELF, ${mb(totalBytes)} MB — min ${secs(vsys.minSeconds)} s (${vsys.minMBps.toFixed(0)} MB/s), median ${secs(vsys.medianSeconds)} s (${vsys.medianMBps.toFixed(0)} MB/s); single thread ${secs(vsys.singleThreadSeconds)} s (${vsys.singleThreadMBps.toFixed(0)} MB/s)`);
+  say(`vsys scan: ${files.length} files, ${elfFiles.length} ELF, ${mb(totalBytes)} MB — min ${secs(vsys.minSeconds)} s (${vsys.minMBps.toFixed(0)} MB/s), median ${secs(vsys.medianSeconds)} s (${vsys.medianMBps.toFixed(0)} MB/s); ${vsys.workers} worker(s) by default; with ${altWorkers}: ${secs(vsys.altSeconds)} s (${vsys.altMBps.toFixed(0)} MB/s)`);
   say(`objdump -d | grep: ${mb(sampleBytes)} MB ${isSample ? 'sample' : '(all ELF files)'} (${sample.length} ELF files) in ${secs(baseSeconds)} s (${baseline.MBps.toFixed(2)} MB/s), ${cpus} at a time`);
   say(`ratio: vsys is ${ratio.toFixed(0)}× objdump's throughput (target ≥ ${TARGET_RATIO}×: ${ratio >= TARGET_RATIO ? 'yes' : 'no'}); vsys ≥ ${TARGET_MBPS} MB/s: ${vsys.minMBps >= TARGET_MBPS ? 'yes' : 'no'}`);
   say(`agreement checked on ${checked.length} ELF files: the ${sample.length} of the baseline and ${extra.length} more where vsys reported uses (objdump run on them untimed)`);

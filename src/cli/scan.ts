@@ -34,7 +34,9 @@ options:
                        directory if it looks like a rootfs, else /)
   --all                list clean files too (text output)
   --processes          scan the files mapped by every running process
-  --workers N          worker threads (default: one per core, max 8; 0 = none)
+  --workers N          worker threads beside the main one (default: one per core
+                       but one, max 8; none on 2 cores or fewer, where they cost
+                       more than they save; 0 = none)
   --max-file-size MB   skip larger files with FILE_TOO_LARGE (default 2048)
   --from FILE          read more PATHs/IMAGEs from FILE, one per line
   --max-layer-size MB  cap on a layer's decompressed bytes (default 8192)

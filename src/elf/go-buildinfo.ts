@@ -119,5 +119,6 @@ export function readGoBuildInfo(elf: ElfFile): GoBuildInfo | undefined {
 
 export function isGoBinary(elf: ElfFile): boolean {
   if (elf.sections.some((s) => s.name === '.go.buildinfo' || s.name === '.gopclntab' || s.name === '.note.go.buildid')) return true;
-  return readNotes(elf).some((n) => n.name === 'Go' && n.type === NT_GO_BUILD_ID);
+  // With section headers, Go's note has its own section (above); without, look for it in PT_NOTE.
+  return elf.sections.length === 0 && readNotes(elf).some((n) => n.name === 'Go' && n.type === NT_GO_BUILD_ID);
 }

@@ -56,7 +56,7 @@ export async function scanImageRefs(refs: string[], o: ImageScanOptions = {}): P
   // ELF files out of the layers are analysed on worker threads while the tar keeps streaming.
   // On two cores the tar parsing thread and the copies to a worker cost what the worker saves
   // (measured: bench/image.mjs); with more cores the workers win.
-  const workers = o.workers ?? (os.availableParallelism() > 2 ? defaultWorkers() - 1 : 0);
+  const workers = o.workers ?? defaultWorkers();
   const pool = createPool(workers, o.maxFileBytes ?? 512 * 1024 ** 2);
   const analyse = async (bytes: Buffer, p: string): Promise<FileReport | undefined> => {
     const r = await pool.analyseBytes(p, bytes);
