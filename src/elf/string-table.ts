@@ -3,8 +3,13 @@
 import { VsysError } from '../errors.js';
 import type { ByteReader } from './bytes.js';
 
+/** A name found within this many bytes is decoded on its own; a longer search switches to the table-wide index. */
+const NEAR = 4096;
+
 export class StringTable {
   private readonly buf: Buffer;
+  /** Built on the first lookup whose NUL is not near: sorted NUL positions and the table decoded once. */
+  private index: { nuls: Int32Array; text: string } | undefined;
 
   constructor(
     private readonly r: ByteReader,
@@ -17,18 +22,37 @@ export class StringTable {
   }
 
   /**
-   * The string at `index`. Each lookup finds its own NUL (memchr speed) and decodes only that
-   * string: a file's analysis asks for a few hundred names out of tables of tens of thousands, so
-   * indexing or decoding the whole table up front cost more than it saved.
+   * The string at `index`. A real name ends within a few KiB: its NUL is found nearby and only it is
+   * decoded (a file's analysis asks for a few hundred names out of tables of tens of thousands). A
+   * hostile table (one NUL at the very end, every symbol pointing before it) would make that
+   * quadratic, so past the first long search the table is indexed once and names become slices.
    */
   get(index: number): string {
     if (!Number.isSafeInteger(index) || index < 0 || index >= this.size) {
       throw new VsysError('ELF_BAD_OFFSET', `${this.r.source}: string index ${index} lies outside ${this.what} (${this.size} bytes)`, { path: this.r.source });
     }
-    const end = this.buf.indexOf(0, index);
-    if (end < 0) {
+    if (!this.index) {
+      const near = this.buf.subarray(index, Math.min(this.size, index + NEAR)).indexOf(0);
+      if (near >= 0) return this.buf.toString('latin1', index, index + near);
+      this.index = this.buildIndex();
+    }
+    const { nuls, text } = this.index;
+    let lo = 0;
+    let hi = nuls.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if ((nuls[mid] as number) < index) lo = mid + 1;
+      else hi = mid;
+    }
+    if (lo >= nuls.length) {
       throw new VsysError('ELF_MALFORMED', `${this.r.source}: the string at ${this.what}+${index} has no NUL before the table ends`, { path: this.r.source });
     }
-    return this.buf.toString('latin1', index, end);
+    return text.slice(index, nuls[lo]);
+  }
+
+  private buildIndex(): { nuls: Int32Array; text: string } {
+    const found: number[] = [];
+    for (let i = this.buf.indexOf(0); i >= 0; i = this.buf.indexOf(0, i + 1)) found.push(i);
+    return { nuls: Int32Array.from(found), text: this.buf.toString('latin1') };
   }
 }

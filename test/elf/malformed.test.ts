@@ -227,6 +227,13 @@ test('hostile: a string table without any NUL costs time linear in its size', { 
   const c = patched(() => undefined);
   c.fill(0x41, shstr.offset, shstr.offset + shstr.size);
   assert.throws(() => timed(() => readElf(c, 'hostile')), { code: 'ELF_MALFORMED' });
+  // One NUL at the very end, so every name runs to it: still linear (one index of the table), and
+  // every symbol still gets its (long) name.
+  const d = patched(() => undefined);
+  d.fill(0x41, dynstr.offset, dynstr.offset + dynstr.size - 1);
+  const syms = timed(() => readSymbols(readElf(d, 'hostile'), '.dynsym'));
+  assert.ok(syms.length > 100);
+  for (const s of syms) if (s.name !== '') assert.match(s.name, /^A+$/);
 });
 
 test('hostile: verneed/verdef chains that would loop in 32-bit pointer arithmetic, and huge counts', { skip }, () => {
