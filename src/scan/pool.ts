@@ -48,7 +48,7 @@ function localLane(maxBytes: number): Lane {
         () =>
           new Promise<FileResult[]>((resolve) =>
             setImmediate(() => {
-              const out = files.map((f) => analyseFile(f.path, maxBytes));
+              const out = files.map((f) => analyseFile(f.path, maxBytes, f.size));
               lane.queued -= bytes;
               resolve(out);
             }),
@@ -95,7 +95,7 @@ function workerLane(url: URL): WorkerLane {
     async run(files) {
       const bytes = files.reduce((a, f) => a + f.size, 0);
       lane.queued += bytes;
-      const r = await lane.send({ paths: files.map((f) => f.path) });
+      const r = await lane.send({ paths: files.map((f) => f.path), sizes: files.map((f) => f.size) });
       lane.queued -= bytes;
       if (Array.isArray(r)) return r as FileResult[];
       const message = (r as { message: string }).message;

@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { FileReport } from './analyse-file.js';
 import type { AffectedExport } from './reach.js';
-import { innerPath, resolveInRoot } from './root-path.js';
+import { innerPath, resolveInRoot, type LinkStep } from './root-path.js';
 
 const DEFAULT_DIRS = ['/lib/x86_64-linux-gnu', '/usr/lib/x86_64-linux-gnu', '/lib64', '/usr/lib64', '/lib', '/usr/lib'];
 const MAX_LIBS = 512;
@@ -43,10 +43,12 @@ export interface RootView {
 
 /** The host's filesystem below `root` (absolute symlinks restart at `root`). Keys are host paths. */
 export function hostRoot(root: string): RootView {
+  // Lookups within one scan share what they learnt about each path (the files do not move meanwhile).
+  const seen = new Map<string, LinkStep>();
   return {
     name: root,
     fileKey(inner) {
-      const host = resolveInRoot(root, inner);
+      const host = resolveInRoot(root, inner, seen);
       if (host === undefined) return undefined;
       try {
         return fs.statSync(host).isFile() ? host : undefined;
@@ -55,7 +57,7 @@ export function hostRoot(root: string): RootView {
       }
     },
     readText(inner) {
-      const host = resolveInRoot(root, inner);
+      const host = resolveInRoot(root, inner, seen);
       try {
         return host === undefined ? undefined : fs.readFileSync(host, 'utf8');
       } catch {
@@ -63,7 +65,7 @@ export function hostRoot(root: string): RootView {
       }
     },
     list(innerDir) {
-      const host = resolveInRoot(root, innerDir);
+      const host = resolveInRoot(root, innerDir, seen);
       try {
         return host === undefined ? [] : fs.readdirSync(host).sort();
       } catch {

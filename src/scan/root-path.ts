@@ -39,17 +39,23 @@ export function walkLinks(inner: string, step: (prefix: string[]) => LinkStep): 
 
 /**
  * Resolves `inner` (an absolute path inside the root) to a real host path that stays inside `root`,
- * or undefined when it does not exist, loops, or would escape.
+ * or undefined when it does not exist, loops, or would escape. `seen` remembers what each host path
+ * was (a library search asks about /usr, /usr/lib, … for every name it tries).
  */
-export function resolveInRoot(root: string, inner: string): string | undefined {
+export function resolveInRoot(root: string, inner: string, seen?: Map<string, LinkStep>): string | undefined {
   const rootAbs = path.resolve(root);
   const done = walkLinks(inner, (prefix) => {
     const host = path.join(rootAbs, ...prefix);
+    const known = seen?.get(host);
+    if (known !== undefined) return known;
+    let step: LinkStep;
     try {
-      return fs.lstatSync(host).isSymbolicLink() ? { link: fs.readlinkSync(host) } : 'other';
+      step = fs.lstatSync(host).isSymbolicLink() ? { link: fs.readlinkSync(host) } : 'other';
     } catch {
-      return 'missing';
+      step = 'missing';
     }
+    seen?.set(host, step);
+    return step;
   });
   return done === undefined ? undefined : path.join(rootAbs, ...done);
 }

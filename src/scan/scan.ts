@@ -179,9 +179,23 @@ export async function scanPaths(opts: ScanOptions): Promise<ScanResult> {
 
   // Libraries by real path: the scanned ones, and others from the root analysed on demand.
   const byReal = new Map<string, FileReport | undefined>();
+  // A file the walk found inside a directory is not a symlink, so its real path is its directory's
+  // plus its name: one realpath per directory rather than a walk of every component per file.
+  const args = new Set(opts.paths);
+  const realDirs = new Map<string, string>();
+  const realPathOf = (p: string): string => {
+    if (args.has(p)) return fs.realpathSync(p);
+    const dir = path.dirname(p);
+    let real = realDirs.get(dir);
+    if (real === undefined) {
+      real = fs.realpathSync(dir);
+      realDirs.set(dir, real);
+    }
+    return path.join(real, path.basename(p));
+  };
   for (const r of reports) {
     try {
-      byReal.set(fs.realpathSync(r.path), r);
+      byReal.set(realPathOf(r.path), r);
     } catch {
       // vanished since: it is still reported, just not usable as a library
     }
@@ -191,7 +205,8 @@ export async function scanPaths(opts: ScanOptions): Promise<ScanResult> {
     let real = realOf.get(hostPath);
     if (real === undefined) {
       try {
-        real = fs.realpathSync(hostPath);
+        // The lookup resolved every link inside the root already: only the directories can be links.
+        real = realPathOf(hostPath);
       } catch {
         return undefined;
       }

@@ -5,8 +5,8 @@ import { analyseFile, analyseBuffer, DEFAULT_MAX_FILE_BYTES } from './read-file.
 
 let maxBytes = DEFAULT_MAX_FILE_BYTES;
 
-parentPort?.on('message', (m: { id: number; maxBytes?: number; paths?: string[]; path?: string; bytes?: Uint8Array }) => {
+parentPort?.on('message', (m: { id: number; maxBytes?: number; paths?: string[]; sizes?: number[]; path?: string; bytes?: Uint8Array }) => {
   if (m.maxBytes !== undefined) maxBytes = m.maxBytes;
-  const result = m.paths ? m.paths.map((p) => analyseFile(p, maxBytes)) : m.bytes && m.path !== undefined ? analyseBuffer(m.bytes, m.path) : null;
+  const result = m.paths ? m.paths.map((p, i) => analyseFile(p, maxBytes, m.sizes?.[i])) : m.bytes && m.path !== undefined ? analyseBuffer(m.bytes, m.path) : null;
   parentPort?.postMessage({ id: m.id, result });
 });
