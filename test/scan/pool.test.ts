@@ -1,0 +1,48 @@
+// The worker pool: files spread over worker threads and the calling thread, in batches, give exactly
+// the results of analysing everything in one thread (this machine's default has no workers on two
+// CPUs, so the threaded path is exercised here on purpose).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { isDeepStrictEqual } from 'node:util';
+import { scanPaths } from '../../src/scan/scan.js';
+import { createPool } from '../../src/scan/pool.js';
+import { CORPUS } from '../helpers.js';
+
+test('scanPaths with 2 and 3 worker threads reports exactly what it reports with none', async () => {
+  const paths = ['/usr/bin', ...(fs.existsSync(CORPUS) ? [CORPUS] : [])];
+  const strip = (r: Awaited<ReturnType<typeof scanPaths>>) => ({ files: r.files, errors: r.errors, summary: { ...r.summary, seconds: 0 } });
+  const none = strip(await scanPaths({ paths, workers: 0 }));
+  assert.ok(none.files.length > 100, `ELF files in ${paths.join(' ')}: ${none.files.length}`);
+  for (const workers of [2, 3]) {
+    const threaded = strip(await scanPaths({ paths, workers }));
+    assert.equal(threaded.files.length, none.files.length);
+    assert.ok(isDeepStrictEqual(threaded, none), `workers: ${workers} differs from workers: 0`);
+  }
+});
+
+test('the pool answers every file of a batch in order, from threads and the calling one alike', async () => {
+  const pool = createPool(2, 2 ** 31 - 1);
+  try {
+    assert.equal(pool.lanes, 3);
+    const names = fs.readdirSync('/usr/bin').slice(0, 300).map((n) => path.join('/usr/bin', n)).filter((p) => fs.lstatSync(p).isFile());
+    const batches: string[][] = [];
+    for (let i = 0; i < names.length; i += 17) batches.push(names.slice(i, i + 17));
+    const results = await Promise.all(batches.map((b) => pool.analyseFiles(b.map((p) => ({ path: p, size: fs.statSync(p).size })))));
+    for (const [i, b] of batches.entries()) {
+      const r = results[i]!;
+      assert.equal(r.length, b.length);
+      for (const [j, p] of b.entries()) {
+        const x = r[j]!;
+        assert.equal(x.kind === 'elf' ? x.report.path : x.path, p);
+      }
+    }
+    // A file that vanished is a coded error for that file, not a failed batch.
+    const [gone] = await pool.analyseFiles([{ path: '/nonexistent/vsys-test', size: 1 }]);
+    assert.equal(gone?.kind, 'error');
+    assert.equal(gone?.kind === 'error' && gone.error.code, 'IO_FAILED');
+  } finally {
+    await pool.close();
+  }
+});
