@@ -2,10 +2,10 @@
 // images, layers applied in order to an in-memory filesystem, the result analysed; several images
 // at once with a bound, identical layers analysed once.
 import fs from 'node:fs';
-import os from 'node:os';
 import { VsysError } from '../errors.js';
 import type { FileReport } from '../scan/analyse-file.js';
 import { createPool, defaultWorkers } from '../scan/pool.js';
+import { tuneAllocatorForStreaming } from '../native/libc.js';
 import type { SlowdownFor } from '../scan/verdict.js';
 import { analyseImage, type ImageReport } from './analyse-image.js';
 import { ImageFs } from './image-fs.js';
@@ -52,6 +52,7 @@ export interface ImageError {
 }
 
 export async function scanImageRefs(refs: string[], o: ImageScanOptions = {}): Promise<{ images: ImageReport[]; errors: ImageError[] }> {
+  tuneAllocatorForStreaming();
   const cache = new Map<string, Promise<LayerResult>>();
   // ELF files out of the layers are analysed on worker threads while the tar keeps streaming.
   // On two cores the tar parsing thread and the copies to a worker cost what the worker saves
