@@ -9,16 +9,47 @@ export function toSafeNumber(v: bigint, what: string): number {
   return Number(v);
 }
 
+/**
+ * Thrown by a reader over a sparse buffer (see scan/sparse-read.ts) when a read touches bytes that
+ * were never read from the file. Not a VsysError: nothing in the ELF readers catches it, so it
+ * reaches the caller, which then reads the file whole.
+ */
+export class HoleRead extends Error {
+  constructor(readonly offset: number) {
+    super(`read of unread bytes at offset ${offset}`);
+  }
+}
+
 export class ByteReader {
   readonly bytes: Uint8Array;
   private readonly view: DataView;
   /** Name used in error messages (a path, or "vDSO"). */
   readonly source: string;
+  /** Sorted, disjoint [start, end) ranges of `bytes` that hold no file data (a sparse read). */
+  readonly holes: readonly (readonly [number, number])[];
 
-  constructor(bytes: Uint8Array, source = 'buffer') {
+  constructor(bytes: Uint8Array, source = 'buffer', holes: readonly (readonly [number, number])[] = []) {
     this.bytes = bytes;
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     this.source = source;
+    this.holes = holes;
+  }
+
+  /** Throws HoleRead when [off, off+len) meets a hole. */
+  private checkHoles(off: number, len: number): void {
+    for (const [s, e] of this.holes) {
+      if (off + len <= s) return;
+      if (off < e && len > 0) throw new HoleRead(off);
+    }
+  }
+
+  /** True when [off, off+len) meets a hole. */
+  inHole(off: number, len: number): boolean {
+    for (const [s, e] of this.holes) {
+      if (off + len <= s) return false;
+      if (off < e && len > 0) return true;
+    }
+    return false;
   }
 
   get length(): number {
@@ -30,6 +61,7 @@ export class ByteReader {
     if (!Number.isSafeInteger(off) || !Number.isSafeInteger(len) || off < 0 || len < 0 || off + len > this.bytes.length) {
       throw new VsysError(code, `${this.source}: ${what} at offset ${off} (+${len} bytes) lies outside the ${this.bytes.length}-byte file`, { path: this.source });
     }
+    if (this.holes.length > 0) this.checkHoles(off, len);
   }
 
   has(off: number, len: number): boolean {
@@ -55,6 +87,7 @@ export class ByteReader {
     const end = Math.min(this.bytes.length, off + max);
     let i = off;
     while (i < end && this.bytes[i] !== 0) i++;
+    if (this.holes.length > 0) this.checkHoles(off, Math.min(i + 1, end) - off);
     return Buffer.from(this.bytes.buffer, this.bytes.byteOffset + off, i - off).toString('latin1');
   }
 }

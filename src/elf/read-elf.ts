@@ -25,9 +25,10 @@ function fail(code: ErrorCode, path: string, msg: string): never {
   throw new VsysError(code, `${path}: ${msg}`, { path });
 }
 
-export function readElf(bytes: Uint8Array, path: string): ElfFile {
+/** `holes`: ranges of `bytes` that were not read from the file (a sparse read); reading them throws HoleRead. */
+export function readElf(bytes: Uint8Array, path: string, holes?: readonly (readonly [number, number])[]): ElfFile {
   if (!isElf(bytes)) fail('ELF_BAD_MAGIC', path, 'not an ELF file (no \\x7fELF magic)');
-  const r = new ByteReader(bytes, path);
+  const r = new ByteReader(bytes, path, holes);
   r.need(0, 16, 'e_ident');
   const ei = bytes.subarray(0, 16);
   const cls: ElfClass = ei[4] === ELFCLASS64 ? 64 : ei[4] === ELFCLASS32 ? 32 : fail('ELF_UNSUPPORTED', path, `unknown ELF class ${ei[4]}`);

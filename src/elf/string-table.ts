@@ -10,6 +10,8 @@ export class StringTable {
   private readonly buf: Buffer;
   /** Built on the first lookup whose NUL is not near: sorted NUL positions and the table decoded once. */
   private index: { nuls: Int32Array; text: string } | undefined;
+  /** Bytes decoded name by name so far; past the table's size, names become slices of one decoding. */
+  private decoded = 0;
 
   constructor(
     private readonly r: ByteReader,
@@ -33,7 +35,9 @@ export class StringTable {
     }
     if (!this.index) {
       const near = this.buf.subarray(index, Math.min(this.size, index + NEAR)).indexOf(0);
-      if (near >= 0) return this.buf.toString('latin1', index, index + near);
+      // Copies are bounded by the table's size: many symbols naming the same long string (a hostile
+      // file) switch to slices, which share one decoding.
+      if (near >= 0 && (this.decoded += near) <= this.size) return this.buf.toString('latin1', index, index + near);
       this.index = this.buildIndex();
     }
     const { nuls, text } = this.index;

@@ -75,15 +75,21 @@ function exportsByAddress(dynsym: ElfSymbol[]): Map<number, Symbolic[]> {
   return m;
 }
 
+/** A sparse read (sparse-read.ts): the ranges never read, and the regions searched while streaming. */
+export interface SparseInput {
+  holes: readonly (readonly [number, number])[];
+  searched: Searched;
+}
+
 /**
- * Analyses one file's bytes. Returns undefined when the bytes are not ELF at all. `searched`: regions
- * the caller searched already (a sparse read; see sparse-read.ts).
+ * Analyses one file's bytes. Returns undefined when the bytes are not ELF at all. With `sparse`, a
+ * read of a hole throws HoleRead (the caller then reads the file whole).
  */
-export function analyseBytes(bytes: Uint8Array, path: string, searched?: Searched): FileReport | undefined {
+export function analyseBytes(bytes: Uint8Array, path: string, sparse?: SparseInput): FileReport | undefined {
   if (!isElf(bytes)) return undefined;
   const report: FileReport = { path, size: bytes.length, class: 'clean', findings: [], affectedExports: [], imports: [] };
   try {
-    const elf = readElf(bytes, path);
+    const elf = readElf(bytes, path, sparse?.holes);
     report.identity = identify(elf);
     const warnings = report.identity.warnings;
     let broken = false;
@@ -106,7 +112,7 @@ export function analyseBytes(bytes: Uint8Array, path: string, searched?: Searche
     const symtabOnce = (): ElfSymbol[] => (symtab ??= table('.symtab'));
     const dynsymOnce = (): ElfSymbol[] => (dynsym ??= table('.dynsym'));
     const functions = (): FunctionIndex => (fns ??= buildFunctionIndex(elf, { dynsym: dynsymOnce(), symtab: symtabOnce() }));
-    report.findings = findUses(elf, functions, () => (symtabOnce().length > 0 ? symtabOnce() : dynsymOnce()), searched);
+    report.findings = findUses(elf, functions, () => (symtabOnce().length > 0 ? symtabOnce() : dynsymOnce()), sparse?.searched);
     report.class = classOf(report.findings);
     if (report.class !== 'clean' && report.class !== 'data-ref' && dynsymOnce().some((s) => s.shndx !== 0 && s.bind !== STB.LOCAL)) {
       const reach = reachingFunctions(report.findings, functions(), regionsOf(elf));

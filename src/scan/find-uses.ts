@@ -5,6 +5,7 @@ import type { ElfFile } from '../elf/read-elf.js';
 import { offsetToVaddr } from '../elf/read-elf.js';
 import type { ElfSymbol } from '../elf/types.js';
 import { EM, PF, PT, SHF, SHT } from '../elf/constants.js';
+import { HoleRead } from '../elf/bytes.js';
 import { entryNameOf } from '../model/vsyscall-page.js';
 import { findDataWords } from '../x86/candidates.js';
 import { findCodeSites, findWordUses, type CodeRegion, type CodeSite, type SiteKind, type SiteUse } from '../x86/call-sites.js';
@@ -98,7 +99,11 @@ function findingOf(s: CodeSite, kind: SiteKind, dataWord: Finding['dataWord'], f
   return f;
 }
 
-/** Regions searched already (while streaming a large file): their code candidates; data regions held no page word. */
+/**
+ * Regions searched already (while streaming a large file), by start offset: their code candidates;
+ * data regions held no page word. Any other region that meets a hole of the sparse buffer is not
+ * searched on stale bytes: HoleRead, and the caller reads the file whole.
+ */
 export type Searched = Map<number, { end: number; candidates: number[] }>;
 
 export function findUses(elf: ElfFile, functions: () => FunctionIndex, dataSymbols: () => ElfSymbol[], searched?: Searched): Finding[] {
@@ -107,7 +112,9 @@ export function findUses(elf: ElfFile, functions: () => FunctionIndex, dataSymbo
   const { code, data } = regionsOf(elf);
   const done = (r: CodeRegion) => {
     const s = searched?.get(r.start);
-    return s?.end === r.end ? s : undefined;
+    if (s?.end === r.end) return s;
+    if (elf.reader.inHole(r.start, r.end - r.start)) throw new HoleRead(r.start);
+    return undefined;
   };
   for (const region of code) {
     for (const s of findCodeSites(region, done(region)?.candidates)) {

@@ -8,6 +8,7 @@ import { readBuildId } from '../elf/notes.js';
 import { isGoBinary, readGoBuildInfo } from '../elf/go-buildinfo.js';
 import { readVersionDefinitions, readVersionNeeds } from '../elf/symbols.js';
 import { ET } from '../elf/constants.js';
+import { HoleRead } from '../elf/bytes.js';
 import { isVsysError } from '../errors.js';
 
 export type FileType = 'executable' | 'pie' | 'shared-library' | 'relocatable' | 'core' | 'other';
@@ -62,7 +63,10 @@ function maxGlibc(names: string[]): string | undefined {
 const BANNER = Buffer.from('GNU C Library');
 
 /** glibc's banner: "GNU C Library (Debian EGLIBC 2.13-38) stable release version 2.13, by …". */
-function readBanner(bytes: Uint8Array): LibcInfo | undefined {
+function readBanner(elf: ElfFile): LibcInfo | undefined {
+  // The banner is searched in the whole file: a sparse read does not have it.
+  if (elf.reader.holes.length > 0) throw new HoleRead(0);
+  const bytes = elf.bytes;
   const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const at = buf.indexOf(BANNER);
   if (at < 0) return undefined;
@@ -111,7 +115,7 @@ export function identify(elf: ElfFile): Identity {
   if (buildId !== undefined) id.buildId = buildId;
 
   // glibc's banner is in libc itself and in static binaries; a search of every other file is wasted.
-  const banner = id.linkage === 'static' || /^libc[.-]/.test(id.soname ?? '') ? readBanner(elf.bytes) : undefined;
+  const banner = id.linkage === 'static' || /^libc[.-]/.test(id.soname ?? '') ? readBanner(elf) : undefined;
   const defs = safe(warnings, 'version definitions', () => readVersionDefinitions(elf)) ?? [];
   const defined = maxGlibc(defs.map((d) => d.name));
   if (banner && /^libc[.-]/.test(id.soname ?? 'libc.')) id.libc = banner.version === undefined && defined ? { ...banner, version: defined, source: 'version-definitions' } : banner;

@@ -63,10 +63,12 @@ function localLane(maxBytes: number): Lane {
 
 interface WorkerLane extends Lane {
   worker: Worker;
+  /** Set once the worker has died: the lane takes no more work. */
+  dead?: string;
   send(msg: Record<string, unknown>, transfer?: ArrayBuffer[]): Promise<unknown>;
 }
 
-function workerLane(url: URL): WorkerLane {
+function workerLane(url: URL, onDeath: (lane: WorkerLane) => void): WorkerLane {
   const worker = new Worker(url);
   const pending = new Map<number, (r: unknown) => void>();
   let next = 0;
@@ -76,9 +78,12 @@ function workerLane(url: URL): WorkerLane {
     done?.(m.result);
   });
   const fail = (message: string) => {
-    // A worker that dies fails its outstanding files with a coded error, not the scan.
+    // A worker that dies (out of memory on a hostile file, say) fails its outstanding files with a
+    // coded error, not the scan, and leaves the pool: later work goes to the other lanes.
+    lane.dead ??= message;
     for (const [id, done] of pending) done({ failed: `#${id}`, message });
     pending.clear();
+    onDeath(lane);
   };
   worker.on('error', (e) => fail(`worker failed: ${e.message}`));
   worker.on('exit', (code) => fail(`worker exited with code ${code}`));
@@ -86,6 +91,7 @@ function workerLane(url: URL): WorkerLane {
     worker,
     queued: 0,
     send(msg, transfer = []) {
+      if (lane.dead) return Promise.resolve({ failed: 'dead', message: lane.dead });
       const id = next++;
       return new Promise((resolve) => {
         pending.set(id, resolve);
@@ -116,18 +122,32 @@ export function createPool(workers: number, maxBytes: number): Pool {
     };
   }
   const url = new URL('./worker.js', import.meta.url);
-  const threads = Array.from({ length: workers }, () => workerLane(url));
-  for (const t of threads) t.send({ maxBytes }); // settings first; messages arrive in order
-  const lanes: Lane[] = [local, ...threads];
   let closing = false;
+  const threads: WorkerLane[] = [];
+  const lanes: Lane[] = [local];
+  const retire = (dead: WorkerLane) => {
+    for (const list of [threads, lanes] as Lane[][]) {
+      const i = list.indexOf(dead);
+      if (i >= 0) list.splice(i, 1);
+    }
+  };
+  for (let i = 0; i < workers; i++) {
+    const t = workerLane(url, retire);
+    threads.push(t);
+    lanes.push(t);
+    void t.send({ maxBytes }); // settings first; messages arrive in order
+  }
   return {
-    lanes: lanes.length,
+    get lanes() {
+      return lanes.length;
+    },
     analyseFiles(files) {
       let best = lanes[0] as Lane;
       for (const l of lanes) if (l.queued < best.queued) best = l;
       return best.run(files);
     },
     async analyseBytes(path, bytes) {
+      if (threads.length === 0) return analyseBuffer(bytes, path); // every worker died: this thread
       // Own the memory outright so it can be transferred, not copied.
       const own = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && !(bytes.buffer instanceof SharedArrayBuffer) ? bytes : bytes.slice();
       let best = threads[0] as WorkerLane;
@@ -141,7 +161,7 @@ export function createPool(workers: number, maxBytes: number): Pool {
     async close() {
       if (closing) return;
       closing = true;
-      await Promise.all(threads.map((t) => t.worker.terminate()));
+      await Promise.all([...threads].map((t) => t.worker.terminate()));
     },
   };
 }

@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import { VsysError } from '../errors.js';
 import { analyseBytes, type FileReport } from './analyse-file.js';
 import type { Searched } from './find-uses.js';
+import { HoleRead } from '../elf/bytes.js';
 import { fillHoles, readSparse } from './sparse-read.js';
 
 export const DEFAULT_MAX_FILE_BYTES = 2 * 1024 ** 3 - 1;
@@ -53,11 +54,18 @@ const SPARSE_MIN = 1024 * 1024;
  * hole's stale bytes), and not a libc (its banner is searched in .rodata). Else the holes are
  * filled and the file analysed whole, as a small one.
  */
-function analyseSparse(fd: number, size: number, path: string): FileReport | undefined {
-  const sparse = readSparse(fd, size, scratchBuffer);
+export function analyseSparse(fd: number, size: number, path: string, scratch: (n: number) => Buffer = scratchBuffer): FileReport | undefined {
+  const sparse = readSparse(fd, size, scratch);
   if (sparse) {
     const searched: Searched = new Map(sparse.holes.filter((h) => h.searched).map((h) => [h.start, h]));
-    const report = analyseBytes(sparse.bytes, path, searched);
+    let report: FileReport | undefined;
+    try {
+      report = analyseBytes(sparse.bytes, path, { holes: sparse.holes.map((h) => [h.start, h.end] as const), searched });
+    } catch (e) {
+      if (!(e instanceof HoleRead)) throw e;
+      // Something this file's analysis reads lies in a hole: read it whole.
+      return fillHoles(fd, sparse) ? analyseBytes(sparse.bytes, path) : analyseBytes(readAll(fd, size), path);
+    }
     const id = report?.identity;
     const clean = report && report.findings.length === 0 && !report.error && id && id.warnings.length === 0 && id.go === undefined;
     if (clean && id.linkage === 'dynamic' && id.libc?.source !== 'banner' && !/^libc[.-]/.test(id.soname ?? '')) {

@@ -60,6 +60,8 @@ const KEEP_TAIL = 32;
 const KEEP = new Set(['.interp', '.go.buildinfo']);
 /** Sections whose presence means the whole file is needed (Go's build info lookups, pclntab). */
 const GO_SECTIONS = new Set(['.go.buildinfo', '.gopclntab', '.note.go.buildid']);
+const MAX_NAME = 256;
+const PT_LOAD = 1;
 const PT_DYNAMIC = 2;
 const PT_INTERP = 3;
 
@@ -117,28 +119,48 @@ function sectionRows(fd: number, buf: Buffer, size: number, names: (shstrndx: nu
   for (let i = 0; i < shnum; i++) {
     const s = raw(i);
     if (s.nameAt >= ss) return undefined;
-    const nul = buf.indexOf(0, so + s.nameAt);
-    if (nul < 0 || nul >= so + ss) return undefined;
+    // Section names are short; a long or unterminated one is left to the whole-file reader.
+    const nul = buf.subarray(so + s.nameAt, Math.min(so + ss, so + s.nameAt + MAX_NAME)).indexOf(0);
+    if (nul < 0) return undefined;
     const hasBytes = s.type !== SHT.NOBITS && s.size > 0n;
     if (hasBytes && s.offset + s.size > BigInt(size)) return undefined;
-    rows.push({ index: i, link: s.link, name: buf.toString('latin1', so + s.nameAt, nul), type: s.type, flags: s.flags, addr: s.addr, offset: hasBytes ? Number(s.offset) : 0, size: hasBytes ? Number(s.size) : 0 });
+    rows.push({ index: i, link: s.link, name: buf.toString('latin1', so + s.nameAt, so + s.nameAt + nul), type: s.type, flags: s.flags, addr: s.addr, offset: hasBytes ? Number(s.offset) : 0, size: hasBytes ? Number(s.size) : 0 });
   }
   return rows;
 }
 
-/** True when the program headers show neither an interpreter nor a dynamic section: a static file. */
-function isStatic(fd: number, buf: Buffer, size: number): boolean | undefined {
+/** A PT_LOAD entry: where file bytes are loaded. */
+interface Load {
+  offset: number;
+  filesz: number;
+  vaddr: bigint;
+}
+
+/**
+ * The program headers: whether they show an interpreter or a dynamic section (else a static file,
+ * read whole), and the PT_LOAD entries. Undefined when the table is odd.
+ */
+function programHeaders(fd: number, buf: Buffer, size: number): { dynamic: boolean; loads: Load[] } | undefined {
   const phoff = buf.readBigUInt64LE(0x20);
   const phentsize = buf.readUInt16LE(0x36);
   const phnum = buf.readUInt16LE(0x38);
   if (phentsize !== 56 || phoff + BigInt(phnum * 56) > BigInt(size)) return undefined;
   const at = Number(phoff);
   if (!fill(fd, buf, at, at + phnum * 56)) return undefined;
+  let dynamic = false;
+  const loads: Load[] = [];
   for (let i = 0; i < phnum; i++) {
-    const t = buf.readUInt32LE(at + i * 56);
-    if (t === PT_INTERP || t === PT_DYNAMIC) return false;
+    const p = at + i * 56;
+    const t = buf.readUInt32LE(p);
+    if (t === PT_INTERP || t === PT_DYNAMIC) dynamic = true;
+    if (t === PT_LOAD) {
+      const offset = buf.readBigUInt64LE(p + 8);
+      const filesz = buf.readBigUInt64LE(p + 0x20);
+      if (offset + filesz > BigInt(size)) return undefined;
+      loads.push({ offset: Number(offset), filesz: Number(filesz), vaddr: buf.readBigUInt64LE(p + 0x10) });
+    }
   }
-  return true;
+  return { dynamic, loads };
 }
 
 /**
@@ -155,14 +177,16 @@ export function readSparse(fd: number, size: number, scratch: (n: number) => Buf
   let shstrndx = 0;
   if (!readFully(fd, buf, 0, head, 0)) return undefined;
   if (buf[4] !== 2 || buf[5] !== 1 || buf.readUInt16LE(0x12) !== 62) return undefined; // ELF64, little-endian, x86-64
-  if (isStatic(fd, buf, size) !== false) return undefined;
+  const ph = programHeaders(fd, buf, size);
+  if (!ph?.dynamic) return undefined;
+  const loads = ph.loads;
   const rows = sectionRows(fd, buf, size, (sh) => (shstrndx = sh));
   if (!rows || rows.some((r) => GO_SECTIONS.has(r.name))) return undefined;
   // String tables that analysis reads: linked from .dynsym, the version sections and .dynamic, and the section names.
   const needed = new Set<number>([shstrndx]);
   for (const r of rows) if (r.type === SHT.DYNSYM || r.type === SHT.DYNAMIC || r.type === SHT.GNU_VERDEF || r.type === SHT.GNU_VERNEED) needed.add(r.link);
   const big = rows
-    .filter((r) => SKIPPABLE.has(r.type) && r.size >= holeMin && !KEEP.has(r.name) && !needed.has(r.index) && r.offset >= head)
+    .filter((r) => SKIPPABLE.has(r.type) && r.size >= holeMin && !KEEP.has(r.name) && !needed.has(r.index))
     .sort((a, b) => a.offset - b.offset);
   for (let i = 1; i < big.length; i++) if ((big[i] as SectionRow).offset < (big[i - 1] as SectionRow).offset + (big[i - 1] as SectionRow).size) return undefined;
   if (big.length === 0) return undefined;
@@ -181,13 +205,13 @@ export function readSparse(fd: number, size: number, scratch: (n: number) => Buf
     const code = searched && (r.flags & BigInt(SHF.EXECINSTR)) !== 0n;
     const hole: Hole = { start: r.offset, end: r.offset + r.size, searched, code, candidates: [] };
     holes.push(hole);
-    if (searched && !streamSection(fd, buf, r, hole, chunk)) return undefined;
+    if (searched && !streamSection(fd, buf, r, hole, chunk, loads)) return undefined;
   }
   return { bytes: buf, holes };
 }
 
 /** Streams one section through the hot buffer; false when a data word needs the whole file or a read came up short. */
-function streamSection(fd: number, buf: Buffer, r: SectionRow, hole: Hole, chunk: number): boolean {
+function streamSection(fd: number, buf: Buffer, r: SectionRow, hole: Hole, chunk: number, loads: Load[]): boolean {
   const windows: [number, number][] = [];
   let lastCandidate = -1;
   for (let pos = hole.start; pos < hole.end; pos += chunk - OVERLAP) {
@@ -203,8 +227,12 @@ function streamSection(fd: number, buf: Buffer, r: SectionRow, hole: Hole, chunk
       }
     } else {
       for (const rel of findDataWords(hot, 0, n)) {
-        // As find-uses counts them: 8-byte aligned by address.
-        if (((r.addr + BigInt(pos + rel - r.offset)) & 7n) === 0n) return false;
+        // As find-uses counts them: 8-byte aligned by address, the address from PT_LOAD as
+        // offsetToVaddr gives it (else from the section's).
+        const off = pos + rel;
+        const load = loads.find((l) => off >= l.offset && off < l.offset + l.filesz);
+        const addr = load ? load.vaddr + BigInt(off - load.offset) : r.addr + BigInt(off - r.offset);
+        if ((addr & 7n) === 0n) return false;
       }
     }
     // Keep the parts of the candidates' decode windows that this chunk holds, and its tail.

@@ -6,10 +6,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { readSparse, type SparseOptions } from '../../src/scan/sparse-read.js';
-import { analyseFile } from '../../src/scan/read-file.js';
+import { analyseFile, analyseSparse } from '../../src/scan/read-file.js';
 import { analyseBytes } from '../../src/scan/analyse-file.js';
 import { findImm32Candidates } from '../../src/x86/candidates.js';
 import { decodeWindowOf } from '../../src/x86/call-sites.js';
@@ -119,4 +120,108 @@ test('analyseFile on large files (read sparsely) reports exactly what analysing 
     compared++;
   }
   assert.ok(compared >= 20, `files compared: ${compared}`);
+});
+
+/** Section headers of an ELF64 file: where each header is, its name, type, flags, offset and size. */
+function sections(b: Buffer): { at: number; name: string; type: number; flags: bigint; off: number; size: number }[] {
+  const shoff = Number(b.readBigUInt64LE(0x28));
+  const n = b.readUInt16LE(0x3c);
+  const strs = shoff + b.readUInt16LE(0x3e) * 64;
+  const strOff = Number(b.readBigUInt64LE(strs + 0x18));
+  return Array.from({ length: n }, (_, i) => {
+    const at = shoff + i * 64;
+    const nameAt = strOff + b.readUInt32LE(at);
+    return {
+      at, name: b.toString('latin1', nameAt, b.indexOf(0, nameAt)), type: b.readUInt32LE(at + 4), flags: b.readBigUInt64LE(at + 8),
+      off: Number(b.readBigUInt64LE(at + 0x18)), size: Number(b.readBigUInt64LE(at + 0x20)),
+    };
+  });
+}
+
+test('hostile layouts: what analysis reads in a hole sends the file to a whole read, so the sparse report equals the whole one', { skip: !fs.existsSync(path.join(CORPUS, 'debian-wheezy-libc-2.13')) && 'no corpus' }, () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vsys-sparse-'));
+  try {
+    // wheezy's libc with its soname renamed (so it is not read whole as a libc): direct calls in .text.
+    const b = fs.readFileSync(path.join(CORPUS, 'debian-wheezy-libc-2.13', 'libc-2.13.so'));
+    const dynstr = sections(b).find((s) => s.name === '.dynstr')!;
+    b[b.indexOf('libc.so.6\0', dynstr.off)] = 0x78; // xibc.so.6
+    const renamed = path.join(dir, 'renamed.so');
+    fs.writeFileSync(renamed, b);
+    // No loaded PROGBITS section: the regions come from PT_LOAD, which covers the holes.
+    const c = Buffer.from(b);
+    for (const s of sections(c)) if (s.type === 1) c.writeBigUInt64LE(s.flags & ~2n, s.at + 8);
+    const noAlloc = path.join(dir, 'noalloc.so');
+    fs.writeFileSync(noAlloc, c);
+    // A fake SYMTAB section where .text was (a hole), and .text shrunk to 8 KiB around its first
+    // page address (too small to be a hole itself): .text lies inside a hole it does not match.
+    const d = Buffer.from(b);
+    const ds = sections(d);
+    const text = ds.find((s) => s.name === '.text')!;
+    const link = ds.find((s) => s.name === '.gnu_debuglink' || s.name === '.comment')!;
+    d.writeUInt32LE(2, link.at + 4); // SHT_SYMTAB
+    d.writeBigUInt64LE(BigInt(text.off), link.at + 0x18);
+    d.writeBigUInt64LE(BigInt(text.size), link.at + 0x20);
+    d.writeBigUInt64LE(24n, link.at + 0x38);
+    const first = findImm32Candidates(b, text.off, text.off + text.size)[0]!;
+    const start = (first - 0x1000) & ~0xf;
+    d.writeBigUInt64LE(d.readBigUInt64LE(text.at + 0x10) + BigInt(start - text.off), text.at + 0x10);
+    d.writeBigUInt64LE(BigInt(start), text.at + 0x18);
+    d.writeBigUInt64LE(0x2000n, text.at + 0x20);
+    const nested = path.join(dir, 'nested.so');
+    fs.writeFileSync(nested, d);
+    for (const p of [renamed, noAlloc, nested]) {
+      // The holes hold bytes that are not the file's (0xcc), as a reused buffer would.
+      const fd = fs.openSync(p, 'r');
+      let r;
+      try {
+        assert.ok(readSparse(fd, fs.fstatSync(fd).size, (n) => Buffer.alloc(n, 0xcc)), `${path.basename(p)} is read sparsely`);
+        r = analyseSparse(fd, fs.fstatSync(fd).size, p, (n) => Buffer.alloc(n, 0xcc));
+      } finally {
+        fs.closeSync(fd);
+      }
+      const whole = analyseBytes(fs.readFileSync(p), p);
+      assert.ok(whole && whole.findings.length > 0, `${path.basename(p)} has findings when read whole`);
+      assert.ok(isDeepStrictEqual(r, whole), `${path.basename(p)}: sparse and whole reports differ`);
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('hostile: 65,000 sections naming one 1 MB string are read whole, in bounded time and memory', () => {
+  const N = 65000;
+  const STR = 1_000_000;
+  const shoff = 0x1000;
+  const stroff = shoff + N * 64;
+  const b = Buffer.alloc(stroff + STR + 1);
+  b.write('\x7fELF', 0, 'latin1');
+  b[4] = 2; b[5] = 1; b[6] = 1;
+  b.writeUInt16LE(3, 0x10); b.writeUInt16LE(62, 0x12); b.writeUInt32LE(1, 0x14);
+  b.writeBigUInt64LE(0x40n, 0x20); b.writeBigUInt64LE(BigInt(shoff), 0x28);
+  b.writeUInt16LE(64, 0x34); b.writeUInt16LE(56, 0x36); b.writeUInt16LE(1, 0x38);
+  b.writeUInt16LE(64, 0x3a); b.writeUInt16LE(N, 0x3c); b.writeUInt16LE(1, 0x3e);
+  b.writeUInt32LE(3, 0x40); b.writeBigUInt64LE(0x200n, 0x48); b.writeBigUInt64LE(0x20n, 0x60); // PT_INTERP
+  b.write('/lib64/ld-linux-x86-64.so.2', 0x200);
+  for (let i = 0; i < N; i++) b.writeUInt32LE(0x70000000, shoff + i * 64 + 4);
+  b.writeUInt32LE(3, shoff + 64 + 4);
+  b.writeBigUInt64LE(BigInt(stroff), shoff + 64 + 0x18);
+  b.writeBigUInt64LE(BigInt(STR + 1), shoff + 64 + 0x20);
+  b.fill(0x41, stroff, stroff + STR);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vsys-sparse-'));
+  try {
+    const p = path.join(dir, 'names.elf');
+    fs.writeFileSync(p, b);
+    const fd = fs.openSync(p, 'r');
+    try {
+      assert.equal(readSparse(fd, b.length, (n) => Buffer.alloc(n)), undefined);
+    } finally {
+      fs.closeSync(fd);
+    }
+    const before = process.memoryUsage().rss;
+    const r = analyseFile(p);
+    assert.equal(r.kind, 'elf');
+    assert.ok(process.memoryUsage().rss - before < 512 * MiB, 'memory stayed bounded');
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
