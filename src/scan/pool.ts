@@ -111,7 +111,8 @@ function workerLane(url: URL, onDeath: (lane: WorkerLane) => void): WorkerLane {
   return lane;
 }
 
-export function createPool(workers: number, maxBytes: number): Pool {
+/** `workerUrl`: the worker's module (tests use one that can be made to die). */
+export function createPool(workers: number, maxBytes: number, o: { workerUrl?: URL } = {}): Pool {
   const local = localLane(maxBytes);
   if (workers <= 0) {
     return {
@@ -121,7 +122,7 @@ export function createPool(workers: number, maxBytes: number): Pool {
       close: async () => {},
     };
   }
-  const url = new URL('./worker.js', import.meta.url);
+  const url = o.workerUrl ?? new URL('./worker.js', import.meta.url);
   let closing = false;
   const threads: WorkerLane[] = [];
   const lanes: Lane[] = [local];

@@ -46,3 +46,23 @@ test('the pool answers every file of a batch in order, from threads and the call
     await pool.close();
   }
 });
+
+test('a worker that dies fails its batch with a coded error, leaves the pool, and the scan goes on', async () => {
+  const pool = createPool(1, 2 ** 31 - 1, { workerUrl: new URL('../support/dying-worker.js', import.meta.url) });
+  try {
+    assert.equal(pool.lanes, 2);
+    // The calling thread's lane is busy with a big batch, so the next one goes to the worker.
+    const busy = pool.analyseFiles([{ path: '/usr/bin/ls', size: 2 ** 40 }]);
+    const died = await pool.analyseFiles([{ path: '/vsys-test/die', size: 1 }, { path: '/usr/bin/cat', size: 1 }]);
+    assert.deepEqual(died.map((r) => r.kind), ['error', 'error']);
+    assert.ok(died.every((r) => r.kind === 'error' && r.error.code === 'INTERNAL_ERROR' && /worker exited with code 7/.test(r.error.message)));
+    await busy;
+    assert.equal(pool.lanes, 1);
+    // Later batches go to the lanes left, and settle.
+    const after = await Promise.all([pool.analyseFiles([{ path: '/usr/bin/cat', size: 1 }]), pool.analyseFiles([{ path: '/usr/bin/ls', size: 1 }])]);
+    assert.deepEqual(after.map((r) => r[0]?.kind), ['elf', 'elf']);
+    assert.equal((await pool.analyseBytes('bytes', new Uint8Array(16))).kind, 'not-elf');
+  } finally {
+    await pool.close();
+  }
+});
