@@ -56,12 +56,20 @@ export class ByteReader {
     return this.bytes.length;
   }
 
-  /** Throws ELF_TRUNCATED (or `code`) unless [off, off+len) lies inside the buffer. */
+  /**
+   * Before reading [off, off+len): throws ELF_TRUNCATED (or `code`) unless it lies inside the buffer,
+   * and HoleRead when part of it was never read from the file.
+   */
   need(off: number, len: number, what: string, code: ErrorCode = 'ELF_TRUNCATED'): void {
+    this.within(off, len, what, code);
+    if (this.holes.length > 0) this.checkHoles(off, len);
+  }
+
+  /** Bounds only (a section or segment the file claims, not yet read): throws unless inside the buffer. */
+  within(off: number, len: number, what: string, code: ErrorCode = 'ELF_TRUNCATED'): void {
     if (!Number.isSafeInteger(off) || !Number.isSafeInteger(len) || off < 0 || len < 0 || off + len > this.bytes.length) {
       throw new VsysError(code, `${this.source}: ${what} at offset ${off} (+${len} bytes) lies outside the ${this.bytes.length}-byte file`, { path: this.source });
     }
-    if (this.holes.length > 0) this.checkHoles(off, len);
   }
 
   has(off: number, len: number): boolean {

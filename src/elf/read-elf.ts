@@ -102,7 +102,7 @@ function readSectionHeaders(r: ByteReader, L: ClassLayouts, h: ElfHeader): Secti
       addralign: big(r, b, f.sh_addralign),
       entsize: num(r, b, f.sh_entsize, `sh_entsize of section ${i}`),
     };
-    if (type !== SHT.NOBITS && type !== SHT.NULL) r.need(s.offset, s.size, `section ${i}`, 'ELF_BAD_OFFSET');
+    if (type !== SHT.NOBITS && type !== SHT.NULL) r.within(s.offset, s.size, `section ${i}`, 'ELF_BAD_OFFSET');
     sections.push(s);
   }
   if (strndx !== SHN_UNDEF) {
@@ -133,7 +133,7 @@ function readProgramHeaders(r: ByteReader, L: ClassLayouts, h: ElfHeader, sectio
       memsz: big(r, b, f.p_memsz),
       align: big(r, b, f.p_align),
     };
-    r.need(p.offset, p.filesz, `segment ${i}`, 'ELF_BAD_OFFSET');
+    r.within(p.offset, p.filesz, `segment ${i}`, 'ELF_BAD_OFFSET');
     out.push(p);
   }
   return out;

@@ -50,30 +50,29 @@ const SPARSE_MIN = 1024 * 1024;
 
 /**
  * A large file: sparse read, and its analysis kept only when it can have read nothing from a hole —
- * no finding (those need the function index, .eh_frame, the call graph), no error (it may be a
- * hole's stale bytes), and not a libc (its banner is searched in .rodata). Else the holes are
- * filled and the file analysed whole, as a small one.
+ * no read of one (HoleRead), no finding (those need the function index, .eh_frame, the call graph),
+ * no error or warning, and not a libc, Go or static file. Else the holes are filled and the file
+ * analysed whole, as a small one. `how` says which (tests check that large files do go sparse).
  */
-export function analyseSparse(fd: number, size: number, path: string, scratch: (n: number) => Buffer = scratchBuffer): FileReport | undefined {
+export function analyseSparse(fd: number, size: number, path: string, scratch: (n: number) => Buffer = scratchBuffer): { report: FileReport | undefined; how: 'sparse' | 'whole' } {
   const sparse = readSparse(fd, size, scratch);
-  if (sparse) {
-    const searched: Searched = new Map(sparse.holes.filter((h) => h.searched).map((h) => [h.start, h]));
-    let report: FileReport | undefined;
-    try {
-      report = analyseBytes(sparse.bytes, path, { holes: sparse.holes.map((h) => [h.start, h.end] as const), searched });
-    } catch (e) {
-      if (!(e instanceof HoleRead)) throw e;
-      // Something this file's analysis reads lies in a hole: read it whole.
-      return fillHoles(fd, sparse) ? analyseBytes(sparse.bytes, path) : analyseBytes(readAll(fd, size), path);
-    }
-    const id = report?.identity;
-    const clean = report && report.findings.length === 0 && !report.error && id && id.warnings.length === 0 && id.go === undefined;
-    if (clean && id.linkage === 'dynamic' && id.libc?.source !== 'banner' && !/^libc[.-]/.test(id.soname ?? '')) {
-      return report;
-    }
-    if (fillHoles(fd, sparse)) return analyseBytes(sparse.bytes, path);
+  const whole = (): { report: FileReport | undefined; how: 'whole' } => ({
+    report: sparse && fillHoles(fd, sparse) ? analyseBytes(sparse.bytes, path) : analyseBytes(readAll(fd, size), path),
+    how: 'whole',
+  });
+  if (!sparse) return whole();
+  const searched: Searched = new Map(sparse.holes.filter((h) => h.searched).map((h) => [h.start, h]));
+  let report: FileReport | undefined;
+  try {
+    report = analyseBytes(sparse.bytes, path, { holes: sparse.holes.map((h) => [h.start, h.end] as const), searched });
+  } catch (e) {
+    if (!(e instanceof HoleRead)) throw e;
+    return whole(); // something this file's analysis reads lies in a hole
   }
-  return analyseBytes(readAll(fd, size), path);
+  const id = report?.identity;
+  const clean = report && report.findings.length === 0 && !report.error && id && id.warnings.length === 0 && id.go === undefined;
+  if (clean && id.linkage === 'dynamic' && id.libc?.source !== 'banner' && !/^libc[.-]/.test(id.soname ?? '')) return { report, how: 'sparse' };
+  return whole();
 }
 
 /** Never throws: I/O failures and analysis bugs become a coded error for this file. */
@@ -94,7 +93,7 @@ export function analyseFile(path: string, maxBytes = DEFAULT_MAX_FILE_BYTES, siz
     if (size > maxBytes) {
       throw new VsysError('FILE_TOO_LARGE', `${path}: ${size} bytes is over the ${maxBytes}-byte limit (--max-file-size)`, { path });
     }
-    const report = size >= SPARSE_MIN ? analyseSparse(fd, size, path) : analyseBytes(readAll(fd, size), path);
+    const report = size >= SPARSE_MIN ? analyseSparse(fd, size, path).report : analyseBytes(readAll(fd, size), path);
     releaseHugeScratch();
     return report ? { kind: 'elf', report } : { kind: 'not-elf', path, size };
   } catch (e) {
