@@ -6,9 +6,11 @@
 // candidate (what the decoder looks at) are kept. Copying a whole file into a cold buffer runs at
 // ~1–2 GB/s here; streaming through 1 MiB at ~5 GB/s.
 //
-// The result is a "sparse" buffer: analysis that reads a hole gets stale bytes. It is only used
-// for files where what analysis reads is known to be present (see analyseFile): a file with a
-// finding, an error, or an identity that needs the whole file (static, Go, libc) is read whole.
+// The result is a "sparse" buffer whose holes hold stale bytes. The ELF reader over it knows the
+// holes and throws HoleRead on any read that meets one, and a code or data region that is not
+// exactly a searched hole is refused the same way; then, and for a file with a finding, an error,
+// or an identity that needs the whole file (static, Go, libc), the file is read whole
+// (analyseSparse in read-file.ts).
 import fs from 'node:fs';
 import { SHF, SHT } from '../elf/constants.js';
 import { findDataWords, findImm32Candidates } from '../x86/candidates.js';
@@ -33,7 +35,7 @@ export interface SparseOptions {
   holeMin?: number;
   /** Bytes streamed at a time. */
   chunk?: number;
-  /** Bytes read first, and never part of a hole. */
+  /** Bytes read first (the headers); a section starting in them can still be a hole. */
   head?: number;
 }
 
@@ -45,7 +47,7 @@ export interface SparseFile {
 /**
  * Section types a clean file's analysis never reads: code and data (searched on the way), relocations,
  * the static symbol table, hash tables. String tables too, except those the dynamic symbols, the
- * versions, .dynamic and the section names use (see `neededStrings`).
+ * versions, .dynamic and the section names use (`needed` in readSparse).
  */
 const SKIPPABLE = new Set<number>([SHT.PROGBITS, SHT.RELA, SHT.REL, SHT.SYMTAB, SHT.STRTAB, SHT.HASH, SHT.GNU_HASH]);
 /** Sections smaller than this are read like tables. */
@@ -97,7 +99,7 @@ interface SectionRow {
 function sectionRows(fd: number, buf: Buffer, size: number, names: (shstrndx: number) => void): SectionRow[] | undefined {
   const shoff = buf.readBigUInt64LE(0x28);
   const shentsize = buf.readUInt16LE(0x3a);
-  const shnum = buf.readUInt16LE(0x3e - 2);
+  const shnum = buf.readUInt16LE(0x3c);
   const shstrndx = buf.readUInt16LE(0x3e);
   if (shoff === 0n || shnum === 0 || shentsize !== 64 || shstrndx >= shnum || shoff > BigInt(size - shnum * 64)) return undefined;
   const sh = Number(shoff);
