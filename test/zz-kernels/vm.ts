@@ -5,7 +5,7 @@ import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, re
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
-export const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..');
+export const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..', '..');
 export const CACHE = path.join(ROOT, '.cache', 'kernels');
 export const CORPUS = path.resolve(ROOT, '..', 'shared', 'corpus');
 
@@ -167,7 +167,7 @@ export function boot(vmlinuz: string, initrd: string, mode: string, timeoutMs = 
 
 export function buildPrograms(outDir: string): { callEntry: string; entries: Record<'gettimeofday' | 'time' | 'getcpu' | 'misaligned', string>; readPage: string; timeLibc: string } {
   mkdirSync(outDir, { recursive: true });
-  const src = path.join(ROOT, 'test-kernels', 'progs');
+  const src = path.join(ROOT, 'test', 'zz-kernels', 'progs');
   const build = (name: string, out = name, flags: string[] = []) => {
     const dest = path.join(outDir, out);
     execFileSync('gcc', ['-O2', '-static', ...flags, '-o', dest, path.join(src, `${name}.c`)]);

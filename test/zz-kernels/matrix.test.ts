@@ -6,8 +6,8 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { MODE_BEHAVIOUR, type VsyscallMode } from '../src/model/modes.js';
-import { scanPaths, type ScannedFile } from '../src/scan/scan.js';
+import { MODE_BEHAVIOUR, type VsyscallMode } from '../../src/model/modes.js';
+import { scanPaths, type ScannedFile } from '../../src/scan/scan.js';
 import { boot, buildInitramfs, buildPrograms, CORPUS, ensureKernel, makeWorkDir, type BootResult, type GuestProgram } from './vm.js';
 
 const MODES: VsyscallMode[] = ['none', 'xonly', 'emulate'];
