@@ -37,19 +37,21 @@ export class ByteReader {
 
   /** Throws HoleRead when [off, off+len) meets a hole. */
   private checkHoles(off: number, len: number): void {
-    for (const [s, e] of this.holes) {
-      if (off + len <= s) return;
-      if (off < e && len > 0) throw new HoleRead(off);
-    }
+    if (this.inHole(off, len)) throw new HoleRead(off);
   }
 
-  /** True when [off, off+len) meets a hole. */
+  /** True when [off, off+len) meets a hole (the holes are sorted: a binary search for the first that ends after `off`). */
   inHole(off: number, len: number): boolean {
-    for (const [s, e] of this.holes) {
-      if (off + len <= s) return false;
-      if (off < e && len > 0) return true;
+    const h = this.holes;
+    if (len <= 0 || h.length === 0) return false;
+    let lo = 0;
+    let hi = h.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if ((h[mid] as readonly [number, number])[1] <= off) lo = mid + 1;
+      else hi = mid;
     }
-    return false;
+    return lo < h.length && (h[lo] as readonly [number, number])[0] < off + len;
   }
 
   get length(): number {

@@ -100,35 +100,43 @@ function findingOf(s: CodeSite, kind: SiteKind, dataWord: Finding['dataWord'], f
 }
 
 /**
- * Regions searched already (while streaming a large file), by start offset: their code candidates;
- * data regions held no page word. Any other region that meets a hole of the sparse buffer is not
- * searched on stale bytes: HoleRead, and the caller reads the file whole.
+ * Regions searched already (while streaming a large file), by start offset: whether it is code, its
+ * imm32 candidates (code), the offsets of byte patterns that may be page words (data). A region is
+ * taken as searched only when it is exactly such a hole of the same kind; any other region that
+ * meets a hole of the sparse buffer is not searched on stale bytes: HoleRead, and the caller reads
+ * the file whole. So does a data hole with a page word that counts (8-byte aligned by this file's
+ * own address rule), since its uses are found by decoding every code region.
  */
-export type Searched = Map<number, { end: number; candidates: number[] }>;
+export type Searched = Map<number, { end: number; code: boolean; candidates: number[]; words: number[] }>;
 
 export function findUses(elf: ElfFile, functions: () => FunctionIndex, dataSymbols: () => ElfSymbol[], searched?: Searched): Finding[] {
   if (elf.header.class !== 64 || elf.header.machine !== EM.X86_64) return [];
   const out: Finding[] = [];
   const { code, data } = regionsOf(elf);
-  const done = (r: CodeRegion) => {
+  const done = (r: CodeRegion, code: boolean) => {
     const s = searched?.get(r.start);
-    if (s?.end === r.end) return s;
+    if (s?.end === r.end && s.code === code) return s;
     if (elf.reader.inHole(r.start, r.end - r.start)) throw new HoleRead(r.start);
     return undefined;
   };
   for (const region of code) {
-    for (const s of findCodeSites(region, done(region)?.candidates)) {
+    for (const s of findCodeSites(region, done(region, true)?.candidates)) {
       out.push(findingOf(s, s.kind, undefined, functions));
     }
   }
   // Data words: their addresses and values, then the code that loads them.
   const words = new Map<bigint, { offset: number; value: bigint }>();
+  // Pointers in data are 8-byte aligned; unaligned matches are other data (Go's stack object
+  // records hold such byte patterns by chance).
+  const addressOf = (region: CodeRegion, p: number) => offsetToVaddr(elf, p) ?? region.ip + BigInt(p - region.start);
   for (const region of data) {
-    if (done(region)) continue;
+    const hole = done(region, false);
+    if (hole) {
+      if (hole.words.some((p) => (addressOf(region, p) & 7n) === 0n)) throw new HoleRead(region.start);
+      continue;
+    }
     for (const p of findDataWords(region.bytes, region.start, region.end)) {
-      const address = offsetToVaddr(elf, p) ?? region.ip + BigInt(p - region.start);
-      // Pointers in data are 8-byte aligned; unaligned matches are other data (Go's stack object
-      // records hold such byte patterns by chance).
+      const address = addressOf(region, p);
       if ((address & 7n) !== 0n) continue;
       words.set(address, { offset: p, value: elf.reader.u64(p) });
     }

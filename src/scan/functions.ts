@@ -5,6 +5,7 @@ import type { ElfFile } from '../elf/read-elf.js';
 import type { ElfSymbol } from '../elf/types.js';
 import { readSymbols } from '../elf/symbols.js';
 import { readFunctionRanges } from '../elf/eh-frame.js';
+import { HoleRead } from '../elf/bytes.js';
 import { STB, STT } from '../elf/constants.js';
 
 
@@ -62,7 +63,8 @@ export function buildFunctionIndex(elf: ElfFile, symbols?: { dynsym: ElfSymbol[]
   let fdes: { start: bigint; end: bigint }[] = [];
   try {
     fdes = readFunctionRanges(elf);
-  } catch {
+  } catch (e) {
+    if (e instanceof HoleRead) throw e; // a sparse read: the caller reads the file whole
     fdes = []; // a broken .eh_frame only costs names, not findings
   }
   for (const r of fdes) {

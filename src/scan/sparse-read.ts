@@ -27,6 +27,8 @@ export interface Hole {
   code: boolean;
   /** Imm32 candidates (file offsets) in a code section; their decode windows are in the buffer. */
   candidates: number[];
+  /** Offsets in a data section of byte patterns that may be page words (find-uses judges them). */
+  words: number[];
 }
 
 /** Tests shrink these to put chunk boundaries everywhere. */
@@ -63,7 +65,9 @@ const KEEP = new Set(['.interp', '.go.buildinfo']);
 /** Sections whose presence means the whole file is needed (Go's build info lookups, pclntab). */
 const GO_SECTIONS = new Set(['.go.buildinfo', '.gopclntab', '.note.go.buildid']);
 const MAX_NAME = 256;
-const PT_LOAD = 1;
+/** More holes or possible page words than this (a real file has a handful): read it whole. */
+const MAX_HOLES = 64;
+const MAX_WORDS = 4096;
 const PT_DYNAMIC = 2;
 const PT_INTERP = 3;
 
@@ -131,38 +135,23 @@ function sectionRows(fd: number, buf: Buffer, size: number, names: (shstrndx: nu
   return rows;
 }
 
-/** A PT_LOAD entry: where file bytes are loaded. */
-interface Load {
-  offset: number;
-  filesz: number;
-  vaddr: bigint;
-}
-
 /**
- * The program headers: whether they show an interpreter or a dynamic section (else a static file,
- * read whole), and the PT_LOAD entries. Undefined when the table is odd.
+ * Whether the program headers show an interpreter or a dynamic section (else a static file, read
+ * whole). Undefined when the table is odd, absent, or counted elsewhere (PN_XNUM): the whole-file
+ * reader handles those.
  */
-function programHeaders(fd: number, buf: Buffer, size: number): { dynamic: boolean; loads: Load[] } | undefined {
+function isDynamic(fd: number, buf: Buffer, size: number): boolean | undefined {
   const phoff = buf.readBigUInt64LE(0x20);
   const phentsize = buf.readUInt16LE(0x36);
   const phnum = buf.readUInt16LE(0x38);
-  if (phentsize !== 56 || phoff + BigInt(phnum * 56) > BigInt(size)) return undefined;
+  if (phoff === 0n || phnum === 0 || phnum === 0xffff || phentsize !== 56 || phoff + BigInt(phnum * 56) > BigInt(size)) return undefined;
   const at = Number(phoff);
   if (!fill(fd, buf, at, at + phnum * 56)) return undefined;
-  let dynamic = false;
-  const loads: Load[] = [];
   for (let i = 0; i < phnum; i++) {
-    const p = at + i * 56;
-    const t = buf.readUInt32LE(p);
-    if (t === PT_INTERP || t === PT_DYNAMIC) dynamic = true;
-    if (t === PT_LOAD) {
-      const offset = buf.readBigUInt64LE(p + 8);
-      const filesz = buf.readBigUInt64LE(p + 0x20);
-      if (offset + filesz > BigInt(size)) return undefined;
-      loads.push({ offset: Number(offset), filesz: Number(filesz), vaddr: buf.readBigUInt64LE(p + 0x10) });
-    }
+    const t = buf.readUInt32LE(at + i * 56);
+    if (t === PT_INTERP || t === PT_DYNAMIC) return true;
   }
-  return { dynamic, loads };
+  return false;
 }
 
 /**
@@ -179,9 +168,7 @@ export function readSparse(fd: number, size: number, scratch: (n: number) => Buf
   let shstrndx = 0;
   if (!readFully(fd, buf, 0, head, 0)) return undefined;
   if (buf[4] !== 2 || buf[5] !== 1 || buf.readUInt16LE(0x12) !== 62) return undefined; // ELF64, little-endian, x86-64
-  const ph = programHeaders(fd, buf, size);
-  if (!ph?.dynamic) return undefined;
-  const loads = ph.loads;
+  if (!isDynamic(fd, buf, size)) return undefined;
   const rows = sectionRows(fd, buf, size, (sh) => (shstrndx = sh));
   if (!rows || rows.some((r) => GO_SECTIONS.has(r.name))) return undefined;
   // String tables that analysis reads: linked from .dynsym, the version sections and .dynamic, and the section names.
@@ -190,8 +177,14 @@ export function readSparse(fd: number, size: number, scratch: (n: number) => Buf
   const big = rows
     .filter((r) => SKIPPABLE.has(r.type) && r.size >= holeMin && !KEEP.has(r.name) && !needed.has(r.index))
     .sort((a, b) => a.offset - b.offset);
+  if (big.length === 0 || big.length > MAX_HOLES) return undefined;
   for (let i = 1; i < big.length; i++) if ((big[i] as SectionRow).offset < (big[i - 1] as SectionRow).offset + (big[i - 1] as SectionRow).size) return undefined;
-  if (big.length === 0) return undefined;
+  // No other section may share a hole's bytes (it would be read, or searched, as something else).
+  const isHole = new Set(big);
+  for (const r of rows) {
+    if (r.size === 0 || isHole.has(r)) continue;
+    if (big.some((h) => r.offset < h.offset + h.size && h.offset < r.offset + r.size)) return undefined;
+  }
   // Everything between the holes, in one read each.
   let at = head;
   for (const r of big) {
@@ -205,15 +198,15 @@ export function readSparse(fd: number, size: number, scratch: (n: number) => Buf
     // As regionsOf: loaded PROGBITS sections are the code and data the byte search covers.
     const searched = r.type === SHT.PROGBITS && (r.flags & BigInt(SHF.ALLOC)) !== 0n;
     const code = searched && (r.flags & BigInt(SHF.EXECINSTR)) !== 0n;
-    const hole: Hole = { start: r.offset, end: r.offset + r.size, searched, code, candidates: [] };
+    const hole: Hole = { start: r.offset, end: r.offset + r.size, searched, code, candidates: [], words: [] };
     holes.push(hole);
-    if (searched && !streamSection(fd, buf, r, hole, chunk, loads)) return undefined;
+    if (searched && !streamSection(fd, buf, hole, chunk)) return undefined;
   }
   return { bytes: buf, holes };
 }
 
-/** Streams one section through the hot buffer; false when a data word needs the whole file or a read came up short. */
-function streamSection(fd: number, buf: Buffer, r: SectionRow, hole: Hole, chunk: number, loads: Load[]): boolean {
+/** Streams one section through the hot buffer; false when a read came up short or it holds too many possible page words. */
+function streamSection(fd: number, buf: Buffer, hole: Hole, chunk: number): boolean {
   const windows: [number, number][] = [];
   let lastCandidate = -1;
   for (let pos = hole.start; pos < hole.end; pos += chunk - OVERLAP) {
@@ -228,13 +221,13 @@ function streamSection(fd: number, buf: Buffer, r: SectionRow, hole: Hole, chunk
         windows.push(decodeWindowOf(p, hole.start, hole.end));
       }
     } else {
+      let lastWord = hole.words.at(-1) ?? -1;
       for (const rel of findDataWords(hot, 0, n)) {
-        // As find-uses counts them: 8-byte aligned by address, the address from PT_LOAD as
-        // offsetToVaddr gives it (else from the section's).
-        const off = pos + rel;
-        const load = loads.find((l) => off >= l.offset && off < l.offset + l.filesz);
-        const addr = load ? load.vaddr + BigInt(off - load.offset) : r.addr + BigInt(off - r.offset);
-        if ((addr & 7n) === 0n) return false;
+        const p = pos + rel;
+        if (p <= lastWord) continue; // seen in the previous chunk's overlap
+        lastWord = p;
+        hole.words.push(p);
+        if (hole.words.length > MAX_WORDS) return false;
       }
     }
     // Keep the parts of the candidates' decode windows that this chunk holds, and its tail.
