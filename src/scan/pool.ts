@@ -68,10 +68,17 @@ interface WorkerLane extends Lane {
   send(msg: Record<string, unknown>, transfer?: ArrayBuffer[]): Promise<unknown>;
 }
 
-function workerLane(url: URL, onDeath: (lane: WorkerLane) => void): WorkerLane {
+/**
+ * `reroute` analyses files elsewhere in the pool: the batches a dying worker had only queued (it
+ * takes messages in order, so all but the oldest outstanding one were never started) go there
+ * rather than failing with it.
+ */
+function workerLane(url: URL, onDeath: (lane: WorkerLane) => void, reroute: (files: PoolFile[]) => Promise<FileResult[]>): WorkerLane {
   const worker = new Worker(url);
   const pending = new Map<number, (r: unknown) => void>();
   let next = 0;
+  /** The first message a worker gets carries its settings. */
+  const settingsId = 0;
   worker.on('message', (m: { id: number; result: unknown }) => {
     const done = pending.get(m.id);
     pending.delete(m.id);
@@ -81,9 +88,12 @@ function workerLane(url: URL, onDeath: (lane: WorkerLane) => void): WorkerLane {
     // A worker that dies (out of memory on a hostile file, say) fails its outstanding files with a
     // coded error, not the scan, and leaves the pool: later work goes to the other lanes.
     lane.dead ??= message;
-    for (const [id, done] of pending) done({ failed: `#${id}`, message });
-    pending.clear();
     onDeath(lane);
+    // The oldest outstanding work message may be the one that killed it: that one fails, never
+    // rerouted (it could kill the next thread too). The settings message does not count.
+    const oldest = Math.min(...[...pending.keys()].filter((id) => id !== settingsId));
+    for (const [id, done] of pending) done(id === oldest ? { failed: `#${id}`, message } : { reroute: true, message });
+    pending.clear();
   };
   worker.on('error', (e) => fail(`worker failed: ${e.message}`));
   worker.on('exit', (code) => fail(`worker exited with code ${code}`));
@@ -104,6 +114,7 @@ function workerLane(url: URL, onDeath: (lane: WorkerLane) => void): WorkerLane {
       const r = await lane.send({ paths: files.map((f) => f.path), sizes: files.map((f) => f.size) });
       lane.queued -= bytes;
       if (Array.isArray(r)) return r as FileResult[];
+      if ((r as { reroute?: boolean }).reroute) return reroute(files);
       const message = (r as { message: string }).message;
       return files.map((f) => ({ kind: 'error', path: f.path, size: f.size, error: { code: 'INTERNAL_ERROR', message: `${f.path}: ${message}` } }));
     },
@@ -132,8 +143,13 @@ export function createPool(workers: number, maxBytes: number, o: { workerUrl?: U
       if (i >= 0) list.splice(i, 1);
     }
   };
+  const pick = (): Lane => {
+    let best = lanes[0] as Lane;
+    for (const l of lanes) if (l.queued < best.queued) best = l;
+    return best;
+  };
   for (let i = 0; i < workers; i++) {
-    const t = workerLane(url, retire);
+    const t = workerLane(url, retire, (files) => pick().run(files));
     threads.push(t);
     lanes.push(t);
     void t.send({ maxBytes }); // settings first; messages arrive in order
@@ -143,9 +159,7 @@ export function createPool(workers: number, maxBytes: number, o: { workerUrl?: U
       return lanes.length;
     },
     analyseFiles(files) {
-      let best = lanes[0] as Lane;
-      for (const l of lanes) if (l.queued < best.queued) best = l;
-      return best.run(files);
+      return pick().run(files);
     },
     async analyseBytes(path, bytes) {
       if (threads.length === 0) return analyseBuffer(bytes, path); // every worker died: this thread
@@ -156,7 +170,8 @@ export function createPool(workers: number, maxBytes: number, o: { workerUrl?: U
       best.queued += own.byteLength;
       const r = await best.send({ path, bytes: own }, [own.buffer as ArrayBuffer]);
       best.queued -= own.byteLength;
-      if (r && typeof r === 'object' && 'failed' in r) return { kind: 'error', path, size: own.byteLength, error: { code: 'INTERNAL_ERROR', message: `${path}: ${(r as unknown as { message: string }).message}` } };
+      // A dead worker's bytes went with it (they were transferred): a coded error for this file.
+      if (r && typeof r === 'object' && ('failed' in r || 'reroute' in r)) return { kind: 'error', path, size: own.byteLength, error: { code: 'INTERNAL_ERROR', message: `${path}: ${(r as unknown as { message: string }).message}` } };
       return r as FileResult;
     },
     async close() {

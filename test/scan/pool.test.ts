@@ -51,11 +51,15 @@ test('a worker that dies fails its batch with a coded error, leaves the pool, an
   const pool = createPool(1, 2 ** 31 - 1, { workerUrl: new URL('../support/dying-worker.js', import.meta.url) });
   try {
     assert.equal(pool.lanes, 2);
-    // The calling thread's lane is busy with a big batch, so the next one goes to the worker.
+    // The calling thread's lane is busy with a big batch, so the next two go to the worker: the
+    // first kills it, the second was only queued behind it and is analysed elsewhere.
     const busy = pool.analyseFiles([{ path: '/usr/bin/ls', size: 2 ** 40 }]);
-    const died = await pool.analyseFiles([{ path: '/vsys-test/die', size: 1 }, { path: '/usr/bin/cat', size: 1 }]);
+    const dying = pool.analyseFiles([{ path: '/vsys-test/die', size: 1 }, { path: '/usr/bin/cat', size: 1 }]);
+    const queued = pool.analyseFiles([{ path: '/usr/bin/ls', size: 1 }]);
+    const died = await dying;
     assert.deepEqual(died.map((r) => r.kind), ['error', 'error']);
     assert.ok(died.every((r) => r.kind === 'error' && r.error.code === 'INTERNAL_ERROR' && /worker exited with code 7/.test(r.error.message)));
+    assert.deepEqual((await queued).map((r) => r.kind), ['elf'], 'the batch queued behind it was rerouted, not failed');
     await busy;
     assert.equal(pool.lanes, 1);
     // Later batches go to the lanes left, and settle.
