@@ -33,7 +33,6 @@ export interface FileReport {
   error?: { code: string; message: string };
 }
 
-
 export function classOf(findings: Finding[]): FileClass {
   const kinds = new Set<SiteKind>(findings.map((f) => f.kind));
   if (kinds.has('misaligned')) return 'misaligned';

@@ -11,7 +11,6 @@ import { findDataWords } from '../x86/candidates.js';
 import { findCodeSites, findWordUses, type CodeRegion, type CodeSite, type SiteKind, type SiteUse } from '../x86/call-sites.js';
 import { describeFunction, type FunctionIndex } from './functions.js';
 
-
 export type EntryName = 'gettimeofday' | 'time' | 'getcpu' | 'misaligned';
 
 export interface Finding {
@@ -84,10 +83,6 @@ function isVdsoSlot(name: string | undefined): boolean {
   return name !== undefined && /vdso/i.test(name);
 }
 
-/**
- * `functions` and `symbols` are asked for only when something was found: most files have no use
- * of the page, and building their function index would cost more than the search itself.
- */
 /** A decoded site as a finding, placed in its function. */
 function findingOf(s: CodeSite, kind: SiteKind, dataWord: Finding['dataWord'], functions: () => FunctionIndex): Finding {
   const f: Finding = { kind, use: s.use, entry: entryNameOf(s.target), target: s.target, offset: s.offset, address: s.ip, instruction: s.instruction };
@@ -109,6 +104,10 @@ function findingOf(s: CodeSite, kind: SiteKind, dataWord: Finding['dataWord'], f
  */
 export type Searched = Map<number, { end: number; code: boolean; candidates: number[]; words: number[] }>;
 
+/**
+ * `functions` and `symbols` are asked for only when something was found: most files have no use
+ * of the page, and building their function index would cost more than the search itself.
+ */
 export function findUses(elf: ElfFile, functions: () => FunctionIndex, dataSymbols: () => ElfSymbol[], searched?: Searched): Finding[] {
   if (elf.header.class !== 64 || elf.header.machine !== EM.X86_64) return [];
   const out: Finding[] = [];

@@ -8,7 +8,6 @@ import { readFunctionRanges } from '../elf/eh-frame.js';
 import { HoleRead } from '../elf/bytes.js';
 import { STB, STT } from '../elf/constants.js';
 
-
 export interface FunctionInfo {
   start: number;
   end: number;

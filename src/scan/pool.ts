@@ -36,6 +36,18 @@ interface Lane {
   run(files: PoolFile[]): Promise<FileResult[]>;
 }
 
+/** The lane with the fewest bytes queued (the first on a tie). */
+function leastQueued<T extends Lane>(lanes: T[]): T {
+  let best = lanes[0] as T;
+  for (const l of lanes) if (l.queued < best.queued) best = l;
+  return best;
+}
+
+/** A file a dead worker took with it. */
+function workerError(path: string, size: number, message: string): FileResult {
+  return { kind: 'error', path, size, error: { code: 'INTERNAL_ERROR', message: `${path}: ${message}` } };
+}
+
 /** The calling thread as a lane: one batch per turn of the event loop, so workers' messages are seen between batches. */
 function localLane(maxBytes: number): Lane {
   let chain: Promise<unknown> = Promise.resolve();
@@ -116,7 +128,7 @@ function workerLane(url: URL, onDeath: (lane: WorkerLane) => void, reroute: (fil
       if (Array.isArray(r)) return r as FileResult[];
       if ((r as { reroute?: boolean }).reroute) return reroute(files);
       const message = (r as { message: string }).message;
-      return files.map((f) => ({ kind: 'error', path: f.path, size: f.size, error: { code: 'INTERNAL_ERROR', message: `${f.path}: ${message}` } }));
+      return files.map((f) => workerError(f.path, f.size, message));
     },
   };
   return lane;
@@ -143,13 +155,8 @@ export function createPool(workers: number, maxBytes: number, o: { workerUrl?: U
       if (i >= 0) list.splice(i, 1);
     }
   };
-  const pick = (): Lane => {
-    let best = lanes[0] as Lane;
-    for (const l of lanes) if (l.queued < best.queued) best = l;
-    return best;
-  };
   for (let i = 0; i < workers; i++) {
-    const t = workerLane(url, retire, (files) => pick().run(files));
+    const t = workerLane(url, retire, (files) => leastQueued(lanes).run(files));
     threads.push(t);
     lanes.push(t);
     void t.send({ maxBytes }); // settings first; messages arrive in order
@@ -159,19 +166,18 @@ export function createPool(workers: number, maxBytes: number, o: { workerUrl?: U
       return lanes.length;
     },
     analyseFiles(files) {
-      return pick().run(files);
+      return leastQueued(lanes).run(files);
     },
     async analyseBytes(path, bytes) {
       if (threads.length === 0) return analyseBuffer(bytes, path); // every worker died: this thread
       // Own the memory outright so it can be transferred, not copied.
       const own = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && !(bytes.buffer instanceof SharedArrayBuffer) ? bytes : bytes.slice();
-      let best = threads[0] as WorkerLane;
-      for (const t of threads) if (t.queued < best.queued) best = t;
+      const best = leastQueued(threads);
       best.queued += own.byteLength;
       const r = await best.send({ path, bytes: own }, [own.buffer as ArrayBuffer]);
       best.queued -= own.byteLength;
       // A dead worker's bytes went with it (they were transferred): a coded error for this file.
-      if (r && typeof r === 'object' && ('failed' in r || 'reroute' in r)) return { kind: 'error', path, size: own.byteLength, error: { code: 'INTERNAL_ERROR', message: `${path}: ${(r as unknown as { message: string }).message}` } };
+      if (r && typeof r === 'object' && ('failed' in r || 'reroute' in r)) return workerError(path, own.byteLength, (r as unknown as { message: string }).message);
       return r as FileResult;
     },
     async close() {

@@ -75,21 +75,21 @@ export function analyseSparse(fd: number, size: number, path: string, scratch: (
   return whole();
 }
 
-/** Never throws: I/O failures and analysis bugs become a coded error for this file. */
 const head = Buffer.alloc(4);
 
 /**
- * `sizeHint`: the size the walk saw; a file that is not ELF is then answered without an fstat (half
- * of /usr is not ELF). An ELF file's size is always taken from the open file.
+ * Never throws: I/O failures and analysis bugs become a coded error for this file. `sizeHint`: the
+ * size the walk saw; a file that is not ELF is then answered without an fstat (half of /usr is not
+ * ELF). An ELF file's size is always taken from the open file.
  */
 export function analyseFile(path: string, maxBytes = DEFAULT_MAX_FILE_BYTES, sizeHint?: number): FileResult {
   let fd: number | undefined;
   let size = sizeHint ?? 0;
   try {
     fd = fs.openSync(path, 'r');
-    if (sizeHint === undefined) size = fs.fstatSync(fd).size;
-    if (fs.readSync(fd, head, 0, 4, 0) < 4 || MAGIC.some((b, i) => head[i] !== b)) return { kind: 'not-elf', path, size };
-    size = fs.fstatSync(fd).size;
+    const elf = fs.readSync(fd, head, 0, 4, 0) === 4 && MAGIC.every((b, i) => head[i] === b);
+    if (elf || sizeHint === undefined) size = fs.fstatSync(fd).size;
+    if (!elf) return { kind: 'not-elf', path, size };
     if (size > maxBytes) {
       throw new VsysError('FILE_TOO_LARGE', `${path}: ${size} bytes is over the ${maxBytes}-byte limit (--max-file-size)`, { path });
     }

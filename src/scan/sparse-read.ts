@@ -94,7 +94,6 @@ interface SectionRow {
   name: string;
   type: number;
   flags: bigint;
-  addr: bigint;
   offset: number;
   size: number;
 }
@@ -111,7 +110,7 @@ function sectionRows(fd: number, buf: Buffer, size: number, names: (shstrndx: nu
   const raw = (i: number) => {
     const b = sh + i * 64;
     return {
-      nameAt: buf.readUInt32LE(b), type: buf.readUInt32LE(b + 4), flags: buf.readBigUInt64LE(b + 8), addr: buf.readBigUInt64LE(b + 0x10),
+      nameAt: buf.readUInt32LE(b), type: buf.readUInt32LE(b + 4), flags: buf.readBigUInt64LE(b + 8),
       offset: buf.readBigUInt64LE(b + 0x18), size: buf.readBigUInt64LE(b + 0x20), link: buf.readUInt32LE(b + 0x28),
     };
   };
@@ -130,7 +129,7 @@ function sectionRows(fd: number, buf: Buffer, size: number, names: (shstrndx: nu
     if (nul < 0) return undefined;
     const hasBytes = s.type !== SHT.NOBITS && s.size > 0n;
     if (hasBytes && s.offset + s.size > BigInt(size)) return undefined;
-    rows.push({ index: i, link: s.link, name: buf.toString('latin1', so + s.nameAt, so + s.nameAt + nul), type: s.type, flags: s.flags, addr: s.addr, offset: hasBytes ? Number(s.offset) : 0, size: hasBytes ? Number(s.size) : 0 });
+    rows.push({ index: i, link: s.link, name: buf.toString('latin1', so + s.nameAt, so + s.nameAt + nul), type: s.type, flags: s.flags, offset: hasBytes ? Number(s.offset) : 0, size: hasBytes ? Number(s.size) : 0 });
   }
   return rows;
 }
@@ -157,8 +156,8 @@ function isDynamic(fd: number, buf: Buffer, size: number): boolean | undefined {
 /**
  * Reads a large dynamically linked x86-64 ELF64 file sparsely: tables into the returned buffer (the
  * thread's reused one from `scratch`), big sections searched on the way. Undefined when the file is
- * better read whole: odd headers, a static or Go file, a data word holding a page address, a read
- * that came up short.
+ * better read whole: odd headers, a static or Go file, a section sharing a hole's bytes, too many
+ * holes or possible page words, a read that came up short.
  */
 export function readSparse(fd: number, size: number, scratch: (n: number) => Buffer, o: SparseOptions = {}): SparseFile | undefined {
   const holeMin = o.holeMin ?? HOLE_MIN;
