@@ -67,13 +67,16 @@ describe('kernel matrix', { skip }, () => {
         assert.match(b.console, new RegExp(`VSYS-BOOTED .*vsyscall=${mode}`));
         return b;
       };
+      /** The output of a vsys command run in the guest, which must have run and exited 0. */
+      const ran = (name: string) => {
+        const c = r().commands.get(name);
+        assert.ok(c, `${name} ran`);
+        assert.equal(c.status, 0, `${name}: ${c.stderr}`);
+        return c.stdout;
+      };
 
       test('probe reports the booted mode, and its evidence agrees', () => {
-        const b = r();
-        const p = b.commands.get('probe');
-        assert.ok(p, 'probe ran');
-        assert.equal(p.status, 0, p.stderr);
-        const j = JSON.parse(p.stdout);
+        const j = JSON.parse(ran('probe'));
         assert.equal(j.vsyscall.mode, mode);
         assert.equal(j.vsyscall.agree, true, JSON.stringify(j.vsyscall.evidence));
         const cmd = j.vsyscall.evidence.find((e: { source: string }) => e.source === 'cmdline');
@@ -112,13 +115,7 @@ describe('kernel matrix', { skip }, () => {
       });
 
       test('trace inside the guest: the eBPF and perf counters agree with what the call did; faults carry this mode\'s error code; crashes are recorded', () => {
-        const b = r();
-        const summary = (name: string) => {
-          const c = b.commands.get(name);
-          assert.ok(c, `${name} ran`);
-          assert.equal(c.status, 0, `${name}: ${c.stderr}`);
-          return JSON.parse(c.stdout.trim().split('\n').pop() as string).summary;
-        };
+        const summary = (name: string) => JSON.parse(ran(name).trim().split('\n').pop() as string).summary;
         const call = summary('trace-bpf');
         const perf = summary('trace-perf');
         assert.equal(call.backend.name, 'bpf', JSON.stringify(call.backend));
@@ -140,11 +137,7 @@ describe('kernel matrix', { skip }, () => {
       });
 
       test('bench inside the guest: vsyscall paths unavailable under none, measured otherwise; never a crash', () => {
-        const b = r();
-        const c = b.commands.get('bench');
-        assert.ok(c, 'bench ran');
-        assert.equal(c.status, 0, c.stderr);
-        const j = JSON.parse(c.stdout);
+        const j = JSON.parse(ran('bench'));
         const by = new Map<string, { status: string; reason?: string; ns?: { min: number } }>(j.results.map((x: { id: string }) => [x.id, x]));
         assert.equal(by.get('vdso-time')?.status, 'measured');
         assert.ok((by.get('syscall-getpid')?.ns?.min ?? 0) > 0);
