@@ -143,18 +143,39 @@ export const traceCommand: Command = {
     const onSigint = () => stopResolve();
     process.once('SIGINT', onSigint);
     const cost = await costNs();
+    // Events are written up to 1 MiB at a time, one write each (a write per event cost a
+    // system call per line); a drain is synchronous, so what is left is flushed right after it, and
+    // a slow reader of a pipe holds vsys back (losses counted) rather than piling lines up in memory.
+    const out = Buffer.allocUnsafe(1 << 20);
+    let used = 0;
+    const flush = () => {
+      if (used === 0) return;
+      const text = out.toString('utf8', 0, used);
+      used = 0;
+      io.stdout.write(text);
+    };
+    const put = (line: string) => {
+      // A line is at most a few hundred bytes: 4 KiB of room is plenty.
+      if (used === 0) queueMicrotask(flush);
+      else if (used > out.length - 4096) flush();
+      used += out.write(line, used);
+      out[used++] = 0x0a;
+    };
     try {
       const summary = await runTrace({
         target,
         events: !!values.events,
         backend,
-        onEvent: (e: TraceEvent) => io.stdout.write(values.json ? toJson({ event: e }, 0) + '\n' : formatEvent(e) + '\n'),
+        onEvent: (e: TraceEvent) => {
+          put(values.json ? toJson({ event: e }, 0) : formatEvent(e));
+        },
         ...(intervalS ? { intervalS, onInterval: (s: TraceSummary) => io.stderr.write(formatSummary(s)) } : {}),
         ...(durationS ? { durationS } : {}),
         stop,
         stdio: values.json ? 'ignore' : 'inherit',
         ...(cost ? { costNs: cost } : {}),
       });
+      flush();
       io.stdout.write(values.json ? toJson({ summary }, 0) + '\n' : formatSummary(summary));
       return EXIT.ok;
     } finally {

@@ -39,6 +39,8 @@ export class PerfSampler {
   private readonly mapLen: number;
   private closed = false;
   private ring: Buffer | undefined;
+  /** A record that wraps around the ring's end, made contiguous. */
+  private wrapped = Buffer.alloc(256);
 
   constructor(o: SamplerOptions) {
     const pages = o.pages ?? 64;
@@ -71,44 +73,50 @@ export class PerfSampler {
   }
 
   /**
-   * Visits every complete sample since the last drain without copying it: `visit` gets the record
-   * buffer and the offset/size of the raw tracepoint data (valid only during the call). Returns
-   * the number of samples the kernel reported lost.
+   * Visits the complete samples since the last drain, at most `max` of them, without copying
+   * them: `visit` gets the record buffer and the offset/size of the raw tracepoint data (valid
+   * only during the call). The space visited is handed back to the kernel at once. Returns the
+   * number of samples the kernel reported lost, and whether records are left (the cap was hit).
    */
-  visit(visit: (pid: number, tid: number, time: number, cpu: number, buf: Buffer, rawOffset: number, rawSize: number) => void): number {
+  visit(visit: (pid: number, tid: number, time: number, cpu: number, buf: Buffer, rawOffset: number, rawSize: number) => void, max = Infinity): { lost: number; more: boolean } {
     const k = loadKoffi();
     const head = Number(k.decode(this.base as never, DATA_HEAD, 'uint64_t') as bigint | number);
     const tail = Number(k.decode(this.base as never, DATA_TAIL, 'uint64_t') as bigint | number);
-    if (head === tail) return 0;
+    if (head === tail) return { lost: 0, more: false };
     const avail = head - tail;
     this.ring ??= Buffer.from(k.view(pointerAt(this.baseAddr + BigInt(PAGE)) as never, this.dataSize));
     const ring = this.ring;
-    const start = tail % this.dataSize;
-    let buf: Buffer;
-    if (start + avail <= this.dataSize) buf = ring.subarray(start, start + avail);
-    else {
-      // The records wrap around the end of the ring: make them contiguous.
-      buf = Buffer.allocUnsafe(avail);
-      const first = this.dataSize - start;
-      ring.copy(buf, 0, start, this.dataSize);
-      ring.copy(buf, first, 0, avail - first);
-    }
     let lost = 0;
     let off = 0;
+    let seen = 0;
     while (off + 8 <= avail) {
-      const type = buf.readUInt32LE(off);
-      const size = buf.readUInt16LE(off + 6);
+      // Records are 8-byte aligned and the ring a multiple of 8, so a header never wraps; a
+      // record that does is copied out alone (a copy of everything since the tail, per call,
+      // cost more than the decoding once the reader fell behind).
+      const at = (tail + off) % this.dataSize;
+      const type = ring.readUInt32LE(at);
+      const size = ring.readUInt16LE(at + 6);
       if (size < 8 || off + size > avail) break;
+      let buf = ring;
+      let rec = at;
+      if (at + size > this.dataSize) {
+        if (this.wrapped.length < size) this.wrapped = Buffer.alloc(size);
+        buf = this.wrapped;
+        rec = 0;
+        ring.copy(buf, 0, at, this.dataSize);
+        ring.copy(buf, this.dataSize - at, 0, size - (this.dataSize - at));
+      }
       if (type === RECORD_SAMPLE && size >= 36) {
-        const rawSize = buf.readUInt32LE(off + 32);
-        visit(buf.readUInt32LE(off + 8), buf.readUInt32LE(off + 12), Number(buf.readBigUInt64LE(off + 16)), buf.readUInt32LE(off + 24), buf, off + 36, Math.min(rawSize, size - 36));
+        if (seen++ >= max) break;
+        const rawSize = buf.readUInt32LE(rec + 32);
+        visit(buf.readUInt32LE(rec + 8), buf.readUInt32LE(rec + 12), Number(buf.readBigUInt64LE(rec + 16)), buf.readUInt32LE(rec + 24), buf, rec + 36, Math.min(rawSize, size - 36));
       } else if (type === RECORD_LOST && size >= 24) {
-        lost += Number(buf.readBigUInt64LE(off + 16));
+        lost += Number(buf.readBigUInt64LE(rec + 16));
       }
       off += size;
     }
     k.encode(this.base as never, DATA_TAIL, 'uint64_t', BigInt(tail + off));
-    return lost;
+    return { lost, more: off + 8 <= avail };
   }
 
   close(): void {

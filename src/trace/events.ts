@@ -97,92 +97,194 @@ export function rememberComm(tid: number, comm: string): void {
   comms.set(tid, comm);
 }
 
-/** Drains every sampler, decodes, and returns the events in time order plus the lost count. */
-export function drainEvents(set: SamplerSet): { events: Omit<TraceEvent, 'n'>[]; lost: number } {
-  const events: Omit<TraceEvent, 'n'>[] = [];
-  let lost = 0;
-  for (const { kind, format, sampler } of set.samplers) {
-    const rd = readers(format);
-    lost += sampler.visit((pid, tid, time, cpu, buf, at, size) => {
-      const e: Omit<TraceEvent, 'n'> = { time, cpu, pid, tid, comm: '', kind };
-      switch (kind) {
-        case 'page_fault':
-          e.address = rd.u64(buf, at, size, 'address');
-          e.ip = rd.u64(buf, at, size, 'ip');
-          e.error = Number(rd.u64(buf, at, size, 'error_code'));
-          e.comm = commOf(tid);
-          break;
-        case 'emulate':
-          e.nr = rd.i32(buf, at, size, 'nr');
-          e.comm = commOf(tid);
-          break;
-        case 'signaldeliver':
-          e.sig = rd.i32(buf, at, size, 'sig');
-          e.handled = rd.u64(buf, at, size, 'sa_handler') !== 0n;
-          e.code = rd.i32(buf, at, size, 'code');
-          e.comm = commOf(tid);
-          break;
-        case 'procexit':
-          e.comm = rd.str(buf, at, size, 'comm') ?? commOf(tid);
-          rememberComm(tid, e.comm);
-          break;
-      }
-      events.push(e);
-    });
-  }
-  if (set.samplers.length > 1) events.sort((a, b) => a.time - b.time);
-  return { events, lost };
+/** A decoded event before it is numbered: every field present, so all events share one shape. */
+function blank(kind: EventKind, pid: number, tid: number, time: number, cpu: number): TraceEvent {
+  return { n: 0, time, cpu, pid, tid, comm: '', kind, address: undefined, ip: undefined, error: undefined, nr: undefined, sig: undefined, handled: undefined, code: undefined, status: undefined } as unknown as TraceEvent;
 }
 
-interface Readers {
-  u64(buf: Buffer, at: number, size: number, name: string): bigint;
-  i32(buf: Buffer, at: number, size: number, name: string): number;
-  str(buf: Buffer, at: number, size: number, name: string): string | undefined;
+/** Records decoded from one ring per round: bounds the events alive at once, so they die young. */
+const BATCH = 2048;
+
+/**
+ * Reads a sampler set's rings in time order. Each ring holds one tracepoint on one CPU and is
+ * written in time order, so its events form a sorted run; the runs are merged, not sorted. Rings
+ * are read while the kernel writes them, one after another, so an event may reach its ring after
+ * a later one was read from another: a round (every ring read once) gives out only events no later
+ * than the latest time the previous round saw (what perf's own reader does), the rest wait. A ring
+ * is read at most BATCH records a round, and while one is left with more, nothing later than the
+ * last time read from it is given out either. The final drain, with the samplers stopped, gives
+ * out everything.
+ */
+export class EventReader {
+  private readonly pending: TraceEvent[][];
+  /** The latest time seen by the rounds before this one. */
+  private seen = -Infinity;
+
+  constructor(private readonly set: SamplerSet) {
+    this.pending = set.samplers.map(() => []);
+  }
+
+  /** Gives out the events that are ready (all when `final`), in time order, numbered 0 (the caller numbers them). Returns the lost count. */
+  drain(final: boolean, emit: (e: TraceEvent) => void): number {
+    let lost = 0;
+    for (;;) {
+      let limit = final ? Infinity : this.seen;
+      let capped = false;
+      let latest = this.seen;
+      this.set.samplers.forEach(({ kind, format, sampler }, i) => {
+        const run = this.pending[i] as TraceEvent[];
+        if (run.length < BATCH) {
+          const rd = readers(format);
+          const got = sampler.visit((pid, tid, time, cpu, buf, at, size) => insert(run, decode(kind, rd, pid, tid, time, cpu, buf, at, size)), BATCH - run.length);
+          lost += got.lost;
+          if (!got.more) return;
+        }
+        capped = true;
+        limit = Math.min(limit, (run[run.length - 1] as TraceEvent).time);
+      });
+      for (const run of this.pending) if (run.length) latest = Math.max(latest, (run[run.length - 1] as TraceEvent).time);
+      mergeRuns(this.pending, limit, emit);
+      this.seen = latest;
+      if (!capped) return lost;
+    }
+  }
 }
+
+/** Appends in time order (a ring out of order, which should never happen, costs a step back each). */
+function insert(run: TraceEvent[], e: TraceEvent): void {
+  let i = run.length;
+  while (i > 0 && (run[i - 1] as TraceEvent).time > e.time) i--;
+  if (i === run.length) run.push(e);
+  else run.splice(i, 0, e);
+}
+
+function decode(kind: EventKind, rd: Readers, pid: number, tid: number, time: number, cpu: number, buf: Buffer, at: number, size: number): TraceEvent {
+  // Every field present, so all events share one shape.
+  const e = { n: 0, time, cpu, pid, tid, comm: '', kind, address: undefined, ip: undefined, error: undefined, nr: undefined, sig: undefined, handled: undefined, code: undefined, status: undefined } as unknown as TraceEvent;
+  switch (kind) {
+    case 'page_fault':
+      e.address = rd.address.u64(buf, at, size);
+      e.ip = rd.ip.u64(buf, at, size);
+      e.error = Number(rd.error_code.u64(buf, at, size));
+      e.comm = commOf(tid);
+      break;
+    case 'emulate':
+      e.nr = rd.nr.i32(buf, at, size);
+      e.comm = commOf(tid);
+      break;
+    case 'signaldeliver':
+      e.sig = rd.sig.i32(buf, at, size);
+      e.handled = rd.sa_handler.u64(buf, at, size) !== 0n;
+      e.code = rd.code.i32(buf, at, size);
+      e.comm = commOf(tid);
+      break;
+    case 'procexit':
+      e.comm = rd.comm.str(buf, at, size) ?? commOf(tid);
+      rememberComm(tid, e.comm);
+      break;
+  }
+  return e;
+}
+
+/** Gives out, in time order, the events of the sorted runs with time ≤ limit, and removes them from the runs (ties keep run order). */
+export function mergeRuns(runs: TraceEvent[][], limit: number, emit: (e: TraceEvent) => void): void {
+  const at = runs.map(() => 0);
+  for (;;) {
+    let best = -1;
+    let bestTime = limit;
+    for (let j = 0; j < runs.length; j++) {
+      const e = (runs[j] as TraceEvent[])[at[j] as number];
+      if (e !== undefined && (e.time < bestTime || (best < 0 && e.time === bestTime))) {
+        best = j;
+        bestTime = e.time;
+      }
+    }
+    if (best < 0) break;
+    emit((runs[best] as TraceEvent[])[at[best] as number] as TraceEvent);
+    at[best] = (at[best] as number) + 1;
+  }
+  runs.forEach((r, j) => r.splice(0, at[j] as number));
+}
+
+interface FieldReader {
+  u64(buf: Buffer, at: number, size: number): bigint;
+  i32(buf: Buffer, at: number, size: number): number;
+  str(buf: Buffer, at: number, size: number): string | undefined;
+}
+
+type Readers = Record<'address' | 'ip' | 'error_code' | 'nr' | 'sig' | 'sa_handler' | 'code' | 'comm', FieldReader>;
 
 const readerCache = new WeakMap<EventFormat, Readers>();
 
-/** Field readers straight off the ring buffer, by the format's offsets (no per-sample copies). */
+/** A field read straight off the ring buffer at the format's offset (no per-sample copies or lookups); 0 when absent or cut short. */
+function fieldReader(f: EventFormat, name: string): FieldReader {
+  const ff = f.fields.get(name);
+  const offset = ff?.offset ?? 0;
+  const width = ff?.size ?? 0;
+  const present = ff !== undefined;
+  return {
+    u64: (buf, at, size) => (present && offset + 8 <= size ? buf.readBigUInt64LE(at + offset) : 0n),
+    i32: (buf, at, size) => (present && offset + 4 <= size ? buf.readInt32LE(at + offset) : 0),
+    str(buf, at, size) {
+      if (!present || offset + width > size) return undefined;
+      const s = buf.subarray(at + offset, at + offset + width);
+      const nul = s.indexOf(0);
+      return s.toString('utf8', 0, nul < 0 ? s.length : nul);
+    },
+  };
+}
+
 function readers(f: EventFormat): Readers {
   let r = readerCache.get(f);
   if (r) return r;
-  r = {
-    u64(buf, at, size, name) {
-      const ff = f.fields.get(name);
-      if (!ff || ff.offset + 8 > size) return 0n;
-      return buf.readBigUInt64LE(at + ff.offset);
-    },
-    i32(buf, at, size, name) {
-      const ff = f.fields.get(name);
-      if (!ff || ff.offset + 4 > size) return 0;
-      return buf.readInt32LE(at + ff.offset);
-    },
-    str(buf, at, size, name) {
-      const ff = f.fields.get(name);
-      if (!ff || ff.offset + ff.size > size) return undefined;
-      const s = buf.subarray(at + ff.offset, at + ff.offset + ff.size);
-      const nul = s.indexOf(0);
-      return s.subarray(0, nul < 0 ? s.length : nul).toString('utf8');
-    },
-  };
+  const names = ['address', 'ip', 'error_code', 'nr', 'sig', 'sa_handler', 'code', 'comm'] as const;
+  r = Object.fromEntries(names.map((n) => [n, fieldReader(f, n)])) as Readers;
   readerCache.set(f, r);
   return r;
 }
 
 const SIGNALS: Record<number, string> = { 11: 'SIGSEGV', 7: 'SIGBUS', 4: 'SIGILL', 6: 'SIGABRT' };
 
+const hexTexts = new Map<bigint, string>();
+
+/** Upper-case hex; the few addresses a trace shows over and over are made once (at most 4096 kept). */
 function hexUpper(v: bigint | undefined): string {
-  return (v ?? 0n).toString(16).toUpperCase();
+  const x = v ?? 0n;
+  let t = hexTexts.get(x);
+  if (t === undefined) {
+    t = x.toString(16).toUpperCase();
+    if (hexTexts.size < 4096) hexTexts.set(x, t);
+  }
+  return t;
 }
+
+let clockSecond = -1;
+let clockPrefix = '';
 
 function clock(t: number): string {
   // perf's clock is since boot: shown as HH:MM:SS.nnnnnnnnn of that, as sysdig shows its own clock.
-  const ns = t % 1_000_000_000;
+  // The HH:MM:SS. part is made once a second.
   const s = Math.floor(t / 1_000_000_000);
-  const hh = String(Math.floor(s / 3600) % 24).padStart(2, '0');
-  const mm = String(Math.floor(s / 60) % 60).padStart(2, '0');
-  const ss = String(s % 60).padStart(2, '0');
-  return `${hh}:${mm}:${ss}.${ns.toString().padStart(9, '0')}`;
+  if (s !== clockSecond) {
+    const hh = String(Math.floor(s / 3600) % 24).padStart(2, '0');
+    const mm = String(Math.floor(s / 60) % 60).padStart(2, '0');
+    const ss = String(s % 60).padStart(2, '0');
+    clockSecond = s;
+    clockPrefix = `${hh}:${mm}:${ss}.`;
+  }
+  return clockPrefix + String(t % 1_000_000_000).padStart(9, '0');
+}
+
+const errorTexts = new Map<number, string>();
+
+/** `0x14(PAGE_NOT_PRESENT|…)`, made once per error code. */
+function errorText(error: number): string {
+  let t = errorTexts.get(error);
+  if (t === undefined) {
+    t = `0x${error.toString(16)}(${describePageFault(error)})`;
+    errorTexts.set(error, t);
+  }
+  return t;
 }
 
 /** One line in seed 003's sysdig format. */
@@ -190,7 +292,7 @@ export function formatEvent(e: TraceEvent): string {
   const head = `${String(e.n).padStart(10)} ${clock(e.time)} ${e.cpu} ${e.comm} (${e.tid}) >`;
   switch (e.kind) {
     case 'page_fault':
-      return `${head} page_fault addr=${hexUpper(e.address)} ip=${hexUpper(e.ip)} error=0x${(e.error ?? 0).toString(16)}(${describePageFault(e.error ?? 0)})`;
+      return `${head} page_fault addr=${hexUpper(e.address)} ip=${hexUpper(e.ip)} error=${errorText(e.error ?? 0)}`;
     case 'emulate':
       return `${head} emulate_vsyscall nr=${e.nr}`;
     case 'signaldeliver':

@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { VsysError } from '../errors.js';
 import { CounterSet, addCounts, entryOfNr, zeroCounts, zeroEntries, type Counts, type CounterScope, type EntryKey } from './counters.js';
-import { drainEvents, eventSources, openSamplers, rememberComm, type SamplerSet, type TraceEvent } from './events.js';
+import { EventReader, eventSources, openSamplers, rememberComm, type SamplerSet, type TraceEvent } from './events.js';
 import { BpfCounters, type BpfDropped } from './bpf-counters.js';
 import { modeFromMaps } from '../host/vsyscall-mode.js';
 import { processInfo, type Container } from './attribution.js';
@@ -149,6 +149,7 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
   const cpus = onlineCpus();
   const counterSets: { pid?: number; set: CounterSet }[] = [];
   const samplerSets: SamplerSet[] = [];
+  const readers = new Map<SamplerSet, EventReader>();
   let child: ReturnType<typeof spawn> | undefined;
   let cgroupFd: number | undefined;
   let exit: TraceSummary['exit'];
@@ -245,14 +246,14 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
       }
     }
 
-    const drain = () => {
+    const drain = (final = false) => {
       for (const set of samplerSets) {
-        const d = drainEvents(set);
-        lost += d.lost;
-        for (const raw of d.events) {
-          const e: TraceEvent = { ...raw, n: ++seq };
+        let reader = readers.get(set);
+        if (!reader) readers.set(set, (reader = new EventReader(set)));
+        lost += reader.drain(final, (e) => {
+          e.n = ++seq;
           if (e.kind === 'procexit' && pendingSegv.has(e.tid)) e.status = 11;
-          if (e.kind === 'procexit' && !pendingSegv.has(e.tid) && !o.events) continue;
+          if (e.kind === 'procexit' && !pendingSegv.has(e.tid) && !o.events) return;
           if (e.kind === 'page_fault') lastFault.set(e.tid, e);
           // An emulated call's fault is dealt with: no signal follows it.
           if (e.kind === 'emulate' && (e.nr ?? -1) >= 0) lastFault.delete(e.tid);
@@ -287,7 +288,7 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
             perPid.set(e.pid, p);
           }
           if (o.events) o.onEvent?.(e);
-        }
+        });
       }
     };
 
@@ -369,7 +370,7 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
     for (const set of samplerSets) for (const x of set.samplers) x.sampler.enable();
     if (child?.pid !== undefined) process.kill(child.pid, 'SIGCONT');
 
-    const ticker = setInterval(drain, 10);
+    const ticker = setInterval(() => drain(), 10);
     let intervalTimer: NodeJS.Timeout | undefined;
     if (o.intervalS && o.onInterval) intervalTimer = setInterval(() => o.onInterval?.(summary()), o.intervalS * 1000);
     try {
@@ -395,7 +396,7 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
     for (const set of samplerSets) for (const x of set.samplers) x.sampler.disable();
     for (const c of counterSets) c.set.disable();
     bpf?.disable();
-    drain();
+    drain(true);
     // The command itself died of SIGSEGV: a crash even if its fault sample was not kept.
     if (!bpf && child && exit?.signal === 'SIGSEGV' && child.pid !== undefined && !crashes.some((c) => c.pid === child!.pid)) {
       const f = lastFault.get(child.pid);
