@@ -4,7 +4,8 @@
 // traced ÷ untraced (the program times its own loop, so process start and the tracer's attach are
 // left out), alternating in the same run (target ≤ 1.02 at ~1 M/s); beside it, for context, the same
 // ratio under an empty eBPF program on the tracepoint (the floor of any per-call hook in this
-// kernel) and under `perf stat -e vsyscall:emulate_vsyscall`; (2) the event rate --events
+// kernel), under empty programs on both tracepoints vsys hooks (the floor of its design; the rest
+// is its map work), and under `perf stat -e vsyscall:emulate_vsyscall`; (2) the event rate --events
 // sustains, and how many events were lost (target ≥ 200k events/s). Needs root + tracefs.
 // usage: node bench/trace.mjs [--calls N] [--rounds R] [--json]
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -66,17 +67,25 @@ const modes = {
     if (s.counts.emulated.time !== calls) throw new Error(`perf counted ${s.counts.emulated.time}, expected ${calls}`);
   },
   async emptyProgram() {
-    const prog = bpf.loadRawTracepointProgram(new bpf.Asm().mov(0, { imm: 0 }).exit().build(), 'vsys_empty');
-    const link = bpf.attachRawTracepoint(prog, 'emulate_vsyscall');
-    try {
-      spawnSync(bin, argv.slice(1));
-    } finally {
-      libcBindings().close(link);
-      libcBindings().close(prog);
-    }
+    emptyOn(['emulate_vsyscall']);
+  },
+  async emptyPrograms() {
+    emptyOn(['emulate_vsyscall', 'page_fault_user']);
   },
   ...(hasPerf ? { async perfStat() { spawnSync('perf', ['stat', '-x,', '-o', '/dev/null', '-e', 'vsyscall:emulate_vsyscall', ...argv]); } } : {}),
 };
+/** Runs the workload with an empty eBPF program on each of these raw tracepoints: the cost of the hooks alone. */
+function emptyOn(tracepoints) {
+  const prog = bpf.loadRawTracepointProgram(new bpf.Asm().mov(0, { imm: 0 }).exit().build(), 'vsys_empty');
+  const links = [];
+  try {
+    for (const t of tracepoints) links.push(bpf.attachRawTracepoint(prog, t));
+    spawnSync(bin, argv.slice(1));
+  } finally {
+    for (const l of links) libcBindings().close(l);
+    libcBindings().close(prog);
+  }
+}
 const min = (a) => Math.min(...a);
 async function overheadOf(args) {
   argv = [bin, ...args];
@@ -155,7 +164,7 @@ const result = {
 };
 if (json) console.log(JSON.stringify(result, null, 2));
 else {
-  const what = { bpf: 'vsys trace (eBPF, the default)', perf: 'vsys trace --backend perf', emptyProgram: 'an empty eBPF program on the tracepoint (floor of any per-call hook)', perfStat: 'perf stat -e vsyscall:emulate_vsyscall' };
+  const what = { bpf: 'vsys trace (eBPF, the default)', perf: 'vsys trace --backend perf', emptyProgram: 'an empty eBPF program on emulate_vsyscall (floor of any per-call hook)', emptyPrograms: 'empty programs on both hooks vsys uses (+ page_fault_user)', perfStat: 'perf stat -e vsyscall:emulate_vsyscall' };
   for (const [label, o, target] of [[`with ${workPerCall} steps of work after each call`, paced, true], ['back to back', backToBack, false]]) {
     console.log(`counting, ${label}: ${calls.toLocaleString('en')} emulated time() calls (${Math.round(o.callsPerSecond).toLocaleString('en')}/s untraced), min of ${rounds}: untraced ${o.untracedSeconds.toFixed(3)} s, traced ${o.tracedSeconds.toFixed(3)} s → ${o.overhead.toFixed(3)}×${target ? ` (target ≤ 1.02: ${result.overheadMet ? 'met' : 'MISSED'})` : ''}`);
     for (const [m, v] of Object.entries(o.context)) console.log(`  ${what[m].padEnd(70)} ${v.seconds.toFixed(3)} s  ${v.ratio.toFixed(3)}×`);
