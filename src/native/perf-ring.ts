@@ -1,10 +1,14 @@
 // Sampling tracepoints through perf_event_open's mmap'd ring buffer (include/uapi/linux/perf_event.h:
-// struct perf_event_mmap_page, PERF_RECORD_SAMPLE with TID|TIME|CPU|RAW, PERF_RECORD_LOST).
-// One sampler per (event, CPU); samples are read in place, lost records counted, never dropped silently.
+// struct perf_event_mmap_page, PERF_RECORD_SAMPLE with IDENTIFIER|TID|TIME|CPU|RAW, PERF_RECORD_LOST).
+// One ring per CPU, whatever the number of events and threads traced: the first event opened on a
+// CPU owns the mapping and every later one writes into it (PERF_EVENT_IOC_SET_OUTPUT), each sample
+// naming its event by id. So memory is CPUs × ring size (a ring per event, thread and CPU made
+// `trace -p` of a 200-thread process on 64 CPUs map 51 GB), and a ring is in time order across all
+// its events. Samples are read in place; lost records are counted, never dropped silently.
 import { VsysError } from '../errors.js';
-import { loadKoffi } from './koffi.js';
+import { loadKoffi, loadLibc } from './koffi.js';
 import { addressOf, pointerAt } from './memory.js';
-import { libcBindings, PROT_READ, PROT_WRITE, type NativePtr } from './libc.js';
+import { errno, libcBindings, PROT_READ, PROT_WRITE, type NativePtr } from './libc.js';
 import { PERF_IOC, openPerfEvent, tracepointAttr } from './perf.js';
 
 const MAP_SHARED = 0x01;
@@ -13,28 +17,35 @@ const SAMPLE_TID = 1n << 1n;
 const SAMPLE_TIME = 1n << 2n;
 const SAMPLE_CPU = 1n << 7n;
 const SAMPLE_RAW = 1n << 10n;
+const SAMPLE_IDENTIFIER = 1n << 16n;
 const RECORD_LOST = 2;
 const RECORD_SAMPLE = 9;
+/** header 8, id 8, pid/tid 8, time 8, cpu/res 8, raw size 4: the raw data starts at 44. */
+const RAW_AT = 44;
 // struct perf_event_mmap_page: data_head at 1024, data_tail at 1032.
 const DATA_HEAD = 1024;
 const DATA_TAIL = 1032;
+/** _IO('$', 5) and _IOR('$', 7, __u64 *). */
+const IOC_SET_OUTPUT = 0x2405;
+const IOC_ID = 0x80082407;
 
-export interface SamplerOptions {
+export interface TracepointSampling {
   tracepointId: number;
-  cpu: number;
   /** -1 for every task on the CPU. */
   pid?: number;
   cgroupFd?: number;
   inherit?: boolean;
   filter?: string;
-  /** Data pages, a power of two (default 64 = 256 KiB). */
-  pages?: number;
 }
 
-export class PerfSampler {
-  readonly fd: number;
-  private readonly base: NativePtr;
-  private readonly baseAddr: bigint;
+export type SampleVisitor = (id: number, pid: number, tid: number, time: number, cpu: number, buf: Buffer, rawOffset: number, rawSize: number) => void;
+
+let idIoctl: ((fd: number, req: number, out: Buffer) => number) | undefined;
+
+export class PerfRing {
+  private readonly fds: number[] = [];
+  private base: NativePtr | undefined;
+  private baseAddr = 0n;
   private readonly dataSize: number;
   private readonly mapLen: number;
   private closed = false;
@@ -42,43 +53,62 @@ export class PerfSampler {
   /** A record that wraps around the ring's end, made contiguous. */
   private wrapped = Buffer.alloc(256);
 
-  constructor(o: SamplerOptions) {
-    const pages = o.pages ?? 64;
+  /** `pages`: data pages, a power of two. */
+  constructor(readonly cpu: number, pages: number) {
     if (pages <= 0 || (pages & (pages - 1)) !== 0) throw new VsysError('PERF_UNAVAILABLE', `ring buffer pages must be a power of two, not ${pages}`);
+    this.dataSize = pages * PAGE;
+    this.mapLen = (pages + 1) * PAGE;
+  }
+
+  /** Opens a sampling event for a tracepoint on this ring's CPU, disabled; returns its sample id. */
+  add(o: TracepointSampling): number {
     // watermark (flag bit 14): wake a poller only when the buffer is half full. vsys drains on a
     // timer and never polls, and a wakeup per sample costs the traced task an irq_work each time.
     const attr = tracepointAttr(o.tracepointId, o.inherit, 1n << 14n);
     attr.writeBigUInt64LE(1n, 16); // sample_period: every event
-    attr.writeBigUInt64LE(SAMPLE_TID | SAMPLE_TIME | SAMPLE_CPU | SAMPLE_RAW, 24);
-    attr.writeUInt32LE((pages * PAGE) / 2, 48); // wakeup_watermark
-    this.fd = openPerfEvent(attr, { pid: o.pid ?? -1, cpu: o.cpu, ...(o.cgroupFd !== undefined ? { cgroupFd: o.cgroupFd } : {}), ...(o.filter !== undefined ? { filter: o.filter } : {}) });
-    this.dataSize = pages * PAGE;
-    this.mapLen = (pages + 1) * PAGE;
-    const p = libcBindings().mmap(null, this.mapLen, PROT_READ | PROT_WRITE, MAP_SHARED, this.fd, 0);
-    const addr = addressOf(p);
-    if (addr === 0xffffffffffffffffn) {
-      libcBindings().close(this.fd);
-      throw new VsysError('PERF_UNAVAILABLE', 'mmap of the perf ring buffer failed (perf_event_mlock_kb too small?)', { syscall: 'mmap' });
+    attr.writeBigUInt64LE(SAMPLE_IDENTIFIER | SAMPLE_TID | SAMPLE_TIME | SAMPLE_CPU | SAMPLE_RAW, 24);
+    attr.writeUInt32LE(this.dataSize / 2, 48); // wakeup_watermark
+    const fd = openPerfEvent(attr, { pid: o.pid ?? -1, cpu: this.cpu, ...(o.cgroupFd !== undefined ? { cgroupFd: o.cgroupFd } : {}), ...(o.filter !== undefined ? { filter: o.filter } : {}) });
+    try {
+      if (this.base === undefined) this.map(fd);
+      else if (libcBindings().ioctl(fd, IOC_SET_OUTPUT, this.fds[0] as number) !== 0) {
+        throw new VsysError('PERF_UNAVAILABLE', `PERF_EVENT_IOC_SET_OUTPUT failed: ${libcBindings().strerror(errno())}`, { syscall: 'ioctl', errno: errno() });
+      }
+      idIoctl ??= loadLibc().func('int ioctl(int fd, unsigned long req, void *out)') as never;
+      const id = Buffer.alloc(8);
+      if (idIoctl!(fd, IOC_ID, id) !== 0) throw new VsysError('PERF_UNAVAILABLE', `PERF_EVENT_IOC_ID failed: ${libcBindings().strerror(errno())}`, { syscall: 'ioctl', errno: errno() });
+      this.fds.push(fd);
+      return Number(id.readBigUInt64LE(0));
+    } catch (e) {
+      libcBindings().close(fd);
+      throw e;
     }
+  }
+
+  private map(fd: number): void {
+    const p = libcBindings().mmap(null, this.mapLen, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    const addr = addressOf(p);
+    if (addr === 0xffffffffffffffffn) throw new VsysError('PERF_UNAVAILABLE', 'mmap of the perf ring buffer failed (perf_event_mlock_kb too small?)', { syscall: 'mmap' });
     this.base = p;
     this.baseAddr = addr;
   }
 
   enable(): void {
-    libcBindings().ioctl(this.fd, PERF_IOC.ENABLE, 0);
+    for (const fd of this.fds) libcBindings().ioctl(fd, PERF_IOC.ENABLE, 0);
   }
 
   disable(): void {
-    libcBindings().ioctl(this.fd, PERF_IOC.DISABLE, 0);
+    for (const fd of this.fds) libcBindings().ioctl(fd, PERF_IOC.DISABLE, 0);
   }
 
   /**
    * Visits the complete samples since the last drain, at most `max` of them, without copying
-   * them: `visit` gets the record buffer and the offset/size of the raw tracepoint data (valid
-   * only during the call). The space visited is handed back to the kernel at once. Returns the
-   * number of samples the kernel reported lost, and whether records are left (the cap was hit).
+   * them: `visit` gets the event's id, the record buffer and the offset/size of the raw
+   * tracepoint data (valid only during the call). The space visited is handed back to the kernel
+   * at once. Returns the number of samples the kernel reported lost, and whether records are left.
    */
-  visit(visit: (pid: number, tid: number, time: number, cpu: number, buf: Buffer, rawOffset: number, rawSize: number) => void, max = Infinity): { lost: number; more: boolean } {
+  visit(visit: SampleVisitor, max = Infinity): { lost: number; more: boolean } {
+    if (this.base === undefined) return { lost: 0, more: false };
     const k = loadKoffi();
     const head = Number(k.decode(this.base as never, DATA_HEAD, 'uint64_t') as bigint | number);
     const tail = Number(k.decode(this.base as never, DATA_TAIL, 'uint64_t') as bigint | number);
@@ -106,10 +136,11 @@ export class PerfSampler {
         ring.copy(buf, 0, at, this.dataSize);
         ring.copy(buf, this.dataSize - at, 0, size - (this.dataSize - at));
       }
-      if (type === RECORD_SAMPLE && size >= 36) {
+      if (type === RECORD_SAMPLE && size >= RAW_AT) {
         if (seen++ >= max) break;
-        const rawSize = buf.readUInt32LE(rec + 32);
-        visit(buf.readUInt32LE(rec + 8), buf.readUInt32LE(rec + 12), Number(buf.readBigUInt64LE(rec + 16)), buf.readUInt32LE(rec + 24), buf, rec + 36, Math.min(rawSize, size - 36));
+        const id = buf.readUInt32LE(rec + 8) + buf.readUInt32LE(rec + 12) * 2 ** 32;
+        const rawSize = buf.readUInt32LE(rec + 40);
+        visit(id, buf.readUInt32LE(rec + 16), buf.readUInt32LE(rec + 20), Number(buf.readBigUInt64LE(rec + 24)), buf.readUInt32LE(rec + 32), buf, rec + RAW_AT, Math.min(rawSize, size - RAW_AT));
       } else if (type === RECORD_LOST && size >= 24) {
         lost += Number(buf.readBigUInt64LE(rec + 16));
       }
@@ -123,7 +154,7 @@ export class PerfSampler {
     if (this.closed) return;
     this.closed = true;
     this.ring = undefined; // no view may outlive the mapping
-    libcBindings().munmap(this.base, this.mapLen);
-    libcBindings().close(this.fd);
+    if (this.base !== undefined) libcBindings().munmap(this.base, this.mapLen);
+    for (const fd of this.fds) libcBindings().close(fd);
   }
 }

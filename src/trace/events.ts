@@ -1,7 +1,7 @@
 // Sampled tracepoint events, decoded with tracefs formats into sysdig-style records (seed 003):
 // page faults in the vsyscall page, emulated calls, SIGSEGV deliveries, process exits.
 import { readComm } from './attribution.js';
-import { PerfSampler } from '../native/perf-ring.js';
+import { PerfRing, type SampleVisitor } from '../native/perf-ring.js';
 import { describePageFault } from '../model/page-fault.js';
 import { readEventFormat, type EventFormat } from './tracefs.js';
 import { PAGE_FILTER } from './counters.js';
@@ -60,26 +60,75 @@ export function eventSources(all: boolean): Source[] {
   return out;
 }
 
-export interface SamplerSet {
-  samplers: { kind: EventKind; format: EventFormat; sampler: PerfSampler }[];
+export type SamplerScope = { pid: number; inherit: boolean } | { cgroupFd?: number };
+
+export interface SampledSource {
+  kind: EventKind;
+  format: EventFormat;
+  rd: Readers;
 }
 
-export function openSamplers(sources: Source[], scope: { pid: number; inherit: boolean } | { cgroupFd?: number }, cpus: number[]): SamplerSet {
-  const samplers: SamplerSet['samplers'] = [];
-  try {
+/** A tracepoint as the reader decodes it: its kind, its format, and its fields' readers. */
+export function sampledSource(kind: EventKind, format: EventFormat): SampledSource {
+  return { kind, format, rd: readers(format) };
+}
+
+/** What the reader needs of a sampler set: its rings, and which tracepoint a sample id stands for. */
+export interface RingSource {
+  readonly rings: readonly Pick<PerfRing, 'visit'>[];
+  sourceOf(id: number): SampledSource | undefined;
+}
+
+/**
+ * Ring data pages per CPU: for every event of every call (--events, or perf counting of a whole
+ * system or cgroup), 64 MiB shared among the CPUs, 512 KiB to 8 MiB each; for the rare events
+ * crash detection samples, 256 KiB.
+ */
+export function ringPages(cpus: number, everyCall: boolean): number {
+  if (!everyCall) return 64;
+  const want = Math.floor((64 * 1024 * 1024) / Math.max(1, cpus) / 4096);
+  return Math.min(2048, Math.max(128, 2 ** Math.floor(Math.log2(Math.max(1, want)))));
+}
+
+/** The rings events are sampled into: one per CPU, shared by every tracepoint and thread traced. */
+export class SamplerSet implements RingSource {
+  readonly rings: PerfRing[];
+  private readonly sources = new Map<number, SampledSource>();
+
+  constructor(cpus: number[], pages: number) {
+    this.rings = cpus.map((cpu) => new PerfRing(cpu, pages));
+  }
+
+  /** Opens (disabled) a sampling event for each source on each CPU, for a task (and what it starts) or a cgroup or everything. */
+  open(sources: Source[], scope: SamplerScope): void {
     for (const s of sources) {
-      for (const cpu of cpus) {
-        const o = 'pid' in scope
-          ? { tracepointId: s.format.id, cpu, pid: scope.pid, inherit: scope.inherit }
-          : { tracepointId: s.format.id, cpu, pid: -1, ...(scope.cgroupFd !== undefined ? { cgroupFd: scope.cgroupFd } : {}) };
-        samplers.push({ kind: s.kind, format: s.format, sampler: new PerfSampler({ ...o, ...(s.filter ? { filter: s.filter } : {}), pages: s.kind === 'page_fault' || s.kind === 'emulate' ? 1024 : 8 }) });
+      const sampled = sampledSource(s.kind, s.format);
+      for (const ring of this.rings) {
+        const id = ring.add({
+          tracepointId: s.format.id,
+          ...('pid' in scope ? { pid: scope.pid, inherit: scope.inherit } : { pid: -1, ...(scope.cgroupFd !== undefined ? { cgroupFd: scope.cgroupFd } : {}) }),
+          ...(s.filter ? { filter: s.filter } : {}),
+        });
+        this.sources.set(id, sampled);
       }
     }
-  } catch (e) {
-    for (const x of samplers) x.sampler.close();
-    throw e;
   }
-  return { samplers };
+
+  sourceOf(id: number): SampledSource | undefined {
+    return this.sources.get(id);
+  }
+
+  enable(): void {
+    for (const r of this.rings) r.enable();
+  }
+
+  disable(): void {
+    for (const r of this.rings) r.disable();
+  }
+
+  close(): void {
+    for (const r of this.rings) r.close();
+  }
 }
 
 const comms = new Map<number, string>();
@@ -97,19 +146,14 @@ export function rememberComm(tid: number, comm: string): void {
   comms.set(tid, comm);
 }
 
-/** A decoded event before it is numbered: every field present, so all events share one shape. */
-function blank(kind: EventKind, pid: number, tid: number, time: number, cpu: number): TraceEvent {
-  return { n: 0, time, cpu, pid, tid, comm: '', kind, address: undefined, ip: undefined, error: undefined, nr: undefined, sig: undefined, handled: undefined, code: undefined, status: undefined } as unknown as TraceEvent;
-}
-
 /** Records decoded from one ring per round: bounds the events alive at once, so they die young. */
 const BATCH = 2048;
 
 /**
- * Reads a sampler set's rings in time order. Each ring holds one tracepoint on one CPU and is
- * written in time order, so its events form a sorted run; the runs are merged, not sorted. Rings
- * are read while the kernel writes them, one after another, so an event may reach its ring after
- * a later one was read from another: a round (every ring read once) gives out only events no later
+ * Reads a sampler set's rings in time order. A ring holds every event of one CPU and is written
+ * in time order, so its events form a sorted run; the CPUs' runs are merged, not sorted. Rings are
+ * read while the kernel writes them, one after another, so an event may reach its ring after a
+ * later one was read from another: a round (every ring read once) gives out only events no later
  * than the latest time the previous round saw (what perf's own reader does), the rest wait. A ring
  * is read at most BATCH records a round, and while one is left with more, nothing later than the
  * last time read from it is given out either. The final drain, with the samplers stopped, gives
@@ -120,22 +164,25 @@ export class EventReader {
   /** The latest time seen by the rounds before this one. */
   private seen = -Infinity;
 
-  constructor(private readonly set: SamplerSet) {
-    this.pending = set.samplers.map(() => []);
+  constructor(private readonly set: RingSource) {
+    this.pending = set.rings.map(() => []);
   }
 
   /** Gives out the events that are ready (all when `final`), in time order, numbered 0 (the caller numbers them). Returns the lost count. */
   drain(final: boolean, emit: (e: TraceEvent) => void): number {
     let lost = 0;
+    const visitor = (run: TraceEvent[]): SampleVisitor => (id, pid, tid, time, cpu, buf, at, size) => {
+      const src = this.set.sourceOf(id);
+      if (src) insert(run, decode(src.kind, src.rd, pid, tid, time, cpu, buf, at, size));
+    };
     for (;;) {
       let limit = final ? Infinity : this.seen;
       let capped = false;
       let latest = this.seen;
-      this.set.samplers.forEach(({ kind, format, sampler }, i) => {
+      this.set.rings.forEach((ring, i) => {
         const run = this.pending[i] as TraceEvent[];
         if (run.length < BATCH) {
-          const rd = readers(format);
-          const got = sampler.visit((pid, tid, time, cpu, buf, at, size) => insert(run, decode(kind, rd, pid, tid, time, cpu, buf, at, size)), BATCH - run.length);
+          const got = ring.visit(visitor(run), BATCH - run.length);
           lost += got.lost;
           if (!got.more) return;
         }

@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { VsysError } from '../errors.js';
 import { CounterSet, addCounts, entryOfNr, zeroCounts, zeroEntries, type Counts, type CounterScope, type EntryKey } from './counters.js';
-import { EventReader, eventSources, openSamplers, rememberComm, type SamplerSet, type TraceEvent } from './events.js';
+import { EventReader, SamplerSet, eventSources, ringPages, rememberComm, type TraceEvent } from './events.js';
 import { BpfCounters, type BpfDropped } from './bpf-counters.js';
 import { modeFromMaps } from '../host/vsyscall-mode.js';
 import { processInfo, type Container } from './attribution.js';
@@ -148,8 +148,12 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
   const t0 = performance.now();
   const cpus = onlineCpus();
   const counterSets: { pid?: number; set: CounterSet }[] = [];
-  const samplerSets: SamplerSet[] = [];
-  const readers = new Map<SamplerSet, EventReader>();
+  // One ring per CPU for every sampled event: every call's events for --events, and for perf
+  // counting of a whole system or cgroup (attribution comes from samples); else only rare ones.
+  const everyCall = !!o.events || ((o.target.k === 'all' || o.target.k === 'cgroup') && o.backend === 'perf');
+  let samplers: SamplerSet | undefined;
+  let reader: EventReader | undefined;
+  const sampled = () => (samplers ??= new SamplerSet(cpus, ringPages(cpus.length, everyCall)));
   let child: ReturnType<typeof spawn> | undefined;
   let cgroupFd: number | undefined;
   let exit: TraceSummary['exit'];
@@ -209,7 +213,7 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
         rememberComm(pid, path.basename(cmd).slice(0, 15));
         bpf?.addMembers([pid]);
         open({ pid, inherit: true }, pid);
-        samplerSets.push(openSamplers(sources(), { pid, inherit: true }, cpus));
+        sampled().open(sources(), { pid, inherit: true });
         break;
       }
       case 'pids': {
@@ -227,7 +231,7 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
           for (const t of tids) firstListed.add(t);
           for (const tid of tids) {
             open({ pid: tid, inherit: true }, tgid);
-            samplerSets.push(openSamplers(sources(), { pid: tid, inherit: true }, cpus));
+            sampled().open(sources(), { pid: tid, inherit: true });
           }
         }
         break;
@@ -237,59 +241,57 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
         label = o.target.k === 'cgroup' ? `cgroup ${o.target.path}` : 'all processes';
         for (const cpu of cpus) open(cgroupFd === undefined ? { cpu } : { cpu, cgroupFd });
         const scope = cgroupFd === undefined ? {} : { cgroupFd };
-        if (o.events) samplerSets.push(openSamplers(eventSources(true), scope, cpus));
+        if (o.events) sampled().open(eventSources(true), scope);
         else if (!bpf) {
           // perf counters are not per process: attribution needs samples of every emulated call.
-          samplerSets.push(openSamplers(eventSources(true).filter((s) => s.kind !== 'page_fault' || s.filter?.includes('!=')), scope, cpus));
+          sampled().open(eventSources(true).filter((s) => s.kind !== 'page_fault' || s.filter?.includes('!=')), scope);
         }
         break;
       }
     }
 
     const drain = (final = false) => {
-      for (const set of samplerSets) {
-        let reader = readers.get(set);
-        if (!reader) readers.set(set, (reader = new EventReader(set)));
-        lost += reader.drain(final, (e) => {
-          e.n = ++seq;
-          if (e.kind === 'procexit' && pendingSegv.has(e.tid)) e.status = 11;
-          if (e.kind === 'procexit' && !pendingSegv.has(e.tid) && !o.events) return;
-          if (e.kind === 'page_fault') lastFault.set(e.tid, e);
-          // An emulated call's fault is dealt with: no signal follows it.
-          if (e.kind === 'emulate' && (e.nr ?? -1) >= 0) lastFault.delete(e.tid);
-          if (e.kind === 'signaldeliver' && e.sig === 11 && e.handled) {
-            // Caught: not a crash, unless the program raises SIGSEGV again (as crash reporters do).
-            const f = lastFault.get(e.tid);
-            if (f) handledFault.set(e.tid, f);
-            lastFault.delete(e.tid);
-          }
-          if (e.kind === 'signaldeliver' && e.sig === 11 && !e.handled) {
-            pendingSegv.add(e.tid);
-            const f = lastFault.get(e.tid) ?? ((e.code ?? 1) <= 0 ? handledFault.get(e.tid) : undefined);
-            lastFault.delete(e.tid);
-            handledFault.delete(e.tid);
-            if (f && !bpf) {
-              crashes.push({ pid: e.pid, tid: e.tid, comm: e.comm, address: `0x${(f.address ?? 0n).toString(16)}`, ip: `0x${(f.ip ?? 0n).toString(16)}`, error: f.error ?? 0 });
-              const p = perPid.get(e.pid) ?? stats(e.pid, e.comm);
-              p.crashes++;
-              perPid.set(e.pid, p);
-            }
-          }
-          if (e.kind === 'procexit') rememberComm(e.tid, e.comm);
-          if (!bpf && (o.target.k === 'all' || o.target.k === 'cgroup') && e.kind === 'emulate') {
+      if (!samplers) return;
+      reader ??= new EventReader(samplers);
+      lost += reader.drain(final, (e) => {
+        e.n = ++seq;
+        if (e.kind === 'procexit' && pendingSegv.has(e.tid)) e.status = 11;
+        if (e.kind === 'procexit' && !pendingSegv.has(e.tid) && !o.events) return;
+        if (e.kind === 'page_fault') lastFault.set(e.tid, e);
+        // An emulated call's fault is dealt with: no signal follows it.
+        if (e.kind === 'emulate' && (e.nr ?? -1) >= 0) lastFault.delete(e.tid);
+        if (e.kind === 'signaldeliver' && e.sig === 11 && e.handled) {
+          // Caught: not a crash, unless the program raises SIGSEGV again (as crash reporters do).
+          const f = lastFault.get(e.tid);
+          if (f) handledFault.set(e.tid, f);
+          lastFault.delete(e.tid);
+        }
+        if (e.kind === 'signaldeliver' && e.sig === 11 && !e.handled) {
+          pendingSegv.add(e.tid);
+          const f = lastFault.get(e.tid) ?? ((e.code ?? 1) <= 0 ? handledFault.get(e.tid) : undefined);
+          lastFault.delete(e.tid);
+          handledFault.delete(e.tid);
+          if (f && !bpf) {
+            crashes.push({ pid: e.pid, tid: e.tid, comm: e.comm, address: `0x${(f.address ?? 0n).toString(16)}`, ip: `0x${(f.ip ?? 0n).toString(16)}`, error: f.error ?? 0 });
             const p = perPid.get(e.pid) ?? stats(e.pid, e.comm);
-            const k = entryOfNr(e.nr ?? 0);
-            p.emulated[k]++;
+            p.crashes++;
             perPid.set(e.pid, p);
           }
-          if (!bpf && (o.target.k === 'all' || o.target.k === 'cgroup') && e.kind === 'page_fault') {
-            const p = perPid.get(e.pid) ?? stats(e.pid, e.comm);
-            p.pageFaults++;
-            perPid.set(e.pid, p);
-          }
-          if (o.events) o.onEvent?.(e);
-        });
-      }
+        }
+        if (e.kind === 'procexit') rememberComm(e.tid, e.comm);
+        if (!bpf && (o.target.k === 'all' || o.target.k === 'cgroup') && e.kind === 'emulate') {
+          const p = perPid.get(e.pid) ?? stats(e.pid, e.comm);
+          const k = entryOfNr(e.nr ?? 0);
+          p.emulated[k]++;
+          perPid.set(e.pid, p);
+        }
+        if (!bpf && (o.target.k === 'all' || o.target.k === 'cgroup') && e.kind === 'page_fault') {
+          const p = perPid.get(e.pid) ?? stats(e.pid, e.comm);
+          p.pageFaults++;
+          perPid.set(e.pid, p);
+        }
+        if (o.events) o.onEvent?.(e);
+      });
     };
 
     const summary = (): TraceSummary => {
@@ -367,7 +369,7 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
       bpf.addMembers([...listed]);
       bpf.removeMembers([...firstListed].filter((t) => !listed.has(t) && !fs.existsSync(`/proc/${t}`)));
     }
-    for (const set of samplerSets) for (const x of set.samplers) x.sampler.enable();
+    samplers?.enable();
     if (child?.pid !== undefined) process.kill(child.pid, 'SIGCONT');
 
     const ticker = setInterval(() => drain(), 10);
@@ -393,7 +395,7 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
     }
     // Samplers stop before counters (they started after them), so every sampled event was also
     // counted: per-process figures from samples never exceed the exact totals.
-    for (const set of samplerSets) for (const x of set.samplers) x.sampler.disable();
+    samplers?.disable();
     for (const c of counterSets) c.set.disable();
     bpf?.disable();
     drain(true);
@@ -418,7 +420,7 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
     return final;
   } finally {
     for (const c of counterSets) c.set.close();
-    for (const set of samplerSets) for (const x of set.samplers) x.sampler.close();
+    samplers?.close();
     bpf?.close();
     if (cgroupFd !== undefined) fs.closeSync(cgroupFd);
   }

@@ -314,3 +314,33 @@ test('--events through many ring wraps: 2 events per call, each decoded right, i
     last = t;
   });
 });
+
+test('-p --events on a 40-thread process: one perf ring per CPU (not per thread and tracepoint), events from many threads in time order', { skip, timeout: 60_000 }, async () => {
+  const child = spawn(buildTraceFixture('many-threads'), [], { stdio: 'ignore' });
+  try {
+    const pid = child.pid as number;
+    for (let i = 0; i < 100 && fs.readdirSync(`/proc/${pid}/task`).length < 41; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(fs.readdirSync(`/proc/${pid}/task`).length, 41);
+    const rings: number[] = [];
+    const tids = new Set<number>();
+    let last = -1;
+    let ordered = true;
+    const s = await runTrace({
+      target: { k: 'pids', pids: [pid] }, events: true, durationS: 0.6, intervalS: 0.2,
+      // perf ring mappings show in /proc/self/maps as anon_inode:[perf_event]
+      onInterval: () => rings.push(fs.readFileSync('/proc/self/maps', 'utf8').split('\n').filter((l) => l.includes('[perf_event]')).length),
+      onEvent: (e) => {
+        if (e.kind === 'emulate') tids.add(e.tid);
+        if (e.time < last) ordered = false;
+        last = e.time;
+      },
+    });
+    assert.equal(s.lostEvents, 0);
+    assert.ok(rings.length > 0);
+    for (const n of rings) assert.equal(n, os.cpus().length, `${n} ring mappings for ${os.cpus().length} CPUs (41 threads × 4 tracepoints traced)`);
+    assert.ok(tids.size >= 20, `emulated calls seen from ${tids.size} threads`);
+    assert.ok(ordered, 'events come in time order across threads and CPUs');
+  } finally {
+    child.kill('SIGKILL');
+  }
+});
