@@ -35,3 +35,12 @@ export function describePageFault(code: number): string {
   if (code & PF.SHSTK) parts.push('SHADOW_STACK');
   return parts.join('|');
 }
+
+/**
+ * The error code of a user-mode instruction fetch from the vsyscall page: USER|INSTR, plus PROT
+ * where the page is mapped (emulate maps it readable, not executable); xonly leaves it unmapped,
+ * so the fault is "not present" (0x14, what this host reports for every call).
+ */
+export function emulatedFetchError(mode: 'xonly' | 'emulate-or-native'): number {
+  return PF.USER | PF.INSTR | (mode === 'xonly' ? 0 : PF.PROT);
+}

@@ -7,12 +7,18 @@
 //                                               unless a handler catches the signal (then it is
 //                                               the crash of a later SIGSEGV the program raises)
 //   sched_process_exit                        → the thread's kept fault and membership are dropped
+// The emulated calls themselves (millions a second) pass the fault hook without a helper call: an
+// instruction fetch at an entry start with the error code every such fetch has in this mode (0x14
+// where the page is unmapped, 0x15 where emulate maps it readable) is always followed by the
+// emulation, so the fault hook leaves it and its count is the emulations of entries (nr ≥ 0). Any
+// other fault in the page takes the full path; one at an entry start with another code (none is
+// known) is counted under its code and taken back from the derived count, so the counts stay exact.
+// Each helper call costs ~25 ns on a guest with retpolines and "safe RET", so the hot path has three.
 // A command or -p target is followed in the kernel: `members` holds its threads, a program on the
 // sched:sched_process_fork tracepoint adds every child of a member, and the counting programs skip
 // non-members. A cgroup target adds a current_task_under_cgroup check instead. The maps are
 // bounded; an update that finds a map full is counted in `dropped`, never lost silently.
 import fs from 'node:fs';
-import os from 'node:os';
 import { VsysError } from '../errors.js';
 import { Asm, BpfMap, FP, HELPER, MAP_TYPE, UPDATE, attachRawTracepoint, attachTracepointProgram, loadRawTracepointProgram, loadTracepointProgram, programMisses, type Reg } from '../native/bpf.js';
 import { readEventFormat } from './tracefs.js';
@@ -23,6 +29,8 @@ import { entryOfNr, zeroEntries, type EntryKey } from './counters.js';
 const TAG_EMULATE = 0x10000;
 const TAG_FAULT = 0x20000;
 const TAG_CRASH = 0x30000;
+/** An entry-start fetch fault counted under its own code: one less for the derived count. */
+const TAG_ADJUST = 0x40000;
 const PF_INSTR = 0x10;
 const PT_REGS_IP = 16 * 8;
 const MAX_KEYS = 16384;
@@ -66,6 +74,12 @@ export interface BpfCountersOptions {
   cgroupFd?: number;
   /** `none`: every fault in the page is fatal, so every one is kept for the crash report. */
   modeNone?: boolean;
+  /**
+   * The error code of an instruction fetch at an entry start in this mode (0x14 xonly, 0x15
+   * emulate): such faults skip the fault hook's work and are counted as the emulations that follow
+   * them. Unset (and always under none): every fault in the page takes the full path.
+   */
+  emulatedFetchError?: number;
   /** Count only members (threads added with addMembers, and their descendants). */
   members?: boolean;
 }
@@ -79,8 +93,8 @@ export class BpfCounters {
   private readonly comms: BpfMap;
   private readonly cgroup: BpfMap | undefined;
   private readonly memberMap: BpfMap | undefined;
-  /** Per CPU: { u32 tid, u32 member, u64 task } of the last fault in the page, for the emulation that follows it. */
-  private readonly lastFault: BpfMap | undefined;
+  /** The error code whose entry-start fetch faults are counted through the emulations (see the top). */
+  readonly emulatedFetchError: number | undefined;
   private readonly progs: { fd: number; tracepoint: string; classic?: number }[] = [];
   private links: number[] = [];
 
@@ -96,16 +110,14 @@ export class BpfCounters {
       this.maps.push(m);
       return m;
     };
+    this.emulatedFetchError = opts.modeNone ? undefined : opts.emulatedFetchError;
     try {
       this.counts = map(MAP_TYPE.HASH, 8, 8, MAX_KEYS, 'vsys_counts');
       this.misc = map(MAP_TYPE.ARRAY, 4, 8, 3, 'vsys_dropped');
       this.pending = map(MAP_TYPE.HASH, 4, 24, MAX_CRASHES, 'vsys_pending');
       this.crashMap = map(MAP_TYPE.HASH, 4, 40, MAX_CRASHES, 'vsys_crashes');
       this.comms = map(MAP_TYPE.HASH, 4, 16, MAX_KEYS, 'vsys_comms');
-      if (opts.members) {
-        this.memberMap = map(MAP_TYPE.HASH, 4, 4, MAX_MEMBERS, 'vsys_members');
-        this.lastFault = map(MAP_TYPE.PERCPU_ARRAY, 4, 16, 1, 'vsys_lastfault');
-      }
+      if (opts.members) this.memberMap = map(MAP_TYPE.HASH, 4, 4, MAX_MEMBERS, 'vsys_members');
       if (opts.cgroupFd !== undefined) {
         this.cgroup = map(MAP_TYPE.CGROUP_ARRAY, 4, 4, 1, 'vsys_cgroup');
         const v = Buffer.alloc(4);
@@ -171,49 +183,11 @@ export class BpfCounters {
       .jmp('jeq', 0, { imm: 0 }, skip).mov(1, { imm: 1 }).atomicAdd64(0, 0, 1).label(skip);
   }
 
-  /**
-   * Returns early unless the current thread (low half of r7) is a member; the answer is also left in
-   * this CPU's lastFault slot when `remember`. Clobbers r0-r5 and fp-60..fp-49.
-   */
-  private memberCheck(a: Asm, remember: boolean): void {
-    if (!this.memberMap || !this.lastFault) return;
-    const yes = a.fresh('member');
-    a.stx('w', FP, -60, 7).ldMap(1, this.memberMap).mov(2, FP).alu64('add', 2, { imm: -60 }).call(HELPER.map_lookup_elem);
-    if (!remember) {
-      a.jmp('jeq', 0, { imm: 0 }, 'out');
-      return;
-    }
-    // slot = { tid, member, task }: lookup of a per-CPU array, inlined by the verifier.
-    a.mov(1, { imm: 0 }).jmp('jeq', 0, { imm: 0 }, `${yes}-set`).mov(1, { imm: 1 })
-      .label(`${yes}-set`)
-      .stx('w', FP, -56, 1)
-      .call(HELPER.get_current_task).stx('dw', FP, -72, 0)
-      .st('w', FP, -52, 0).ldMap(1, this.lastFault).mov(2, FP).alu64('add', 2, { imm: -52 }).call(HELPER.map_lookup_elem)
-      .jmp('jeq', 0, { imm: 0 }, `${yes}-check`)
-      .stx('w', 0, 0, 7).ldx('w', 1, FP, -56).stx('w', 0, 4, 1).ldx('dw', 1, FP, -72).stx('dw', 0, 8, 1)
-      .label(`${yes}-check`)
-      .ldx('w', 1, FP, -56).jmp('jeq', 1, { imm: 0 }, 'out', true);
-  }
-
-  /**
-   * For the emulation hook, which follows the fault hook for the same fault: the fault hook's answer
-   * when this CPU's slot was left by this very task (it may have moved CPU in between: then the
-   * members map), used once and cleared. Clobbers r0-r5, fp-72..fp-57.
-   */
-  private memberCheckAfterFault(a: Asm): void {
-    if (!this.memberMap || !this.lastFault) return;
-    const ask = a.fresh('ask');
-    const ok = a.fresh('ok');
-    a.call(HELPER.get_current_task).stx('dw', FP, -72, 0)
-      .st('w', FP, -60, 0).ldMap(1, this.lastFault).mov(2, FP).alu64('add', 2, { imm: -60 }).call(HELPER.map_lookup_elem)
-      .jmp('jeq', 0, { imm: 0 }, ask)
-      .ldx('w', 1, 0, 0).jmp('jne', 1, 7, ask, true)
-      .ldx('dw', 1, 0, 8).ldx('dw', 2, FP, -72).jmp('jne', 1, 2, ask)
-      .ldx('w', 1, 0, 4).st('w', 0, 0, 0) // read, then clear: one use
-      .jmp('jeq', 1, { imm: 0 }, 'out', true).goto(ok)
-      .label(ask);
-    this.memberCheck(a, false);
-    a.label(ok);
+  /** Returns early unless the current thread (low half of r7) is a member. Clobbers r0-r5 and fp-60. */
+  private memberCheck(a: Asm): void {
+    if (!this.memberMap) return;
+    a.stx('w', FP, -60, 7).ldMap(1, this.memberMap).mov(2, FP).alu64('add', 2, { imm: -60 }).call(HELPER.map_lookup_elem)
+      .jmp('jeq', 0, { imm: 0 }, 'out');
   }
 
   /** key at fp-8 = { u32 tgid, u32 tag | (low 16 bits of `value`) } */
@@ -227,7 +201,7 @@ export class BpfCounters {
     a.ldx('dw', 6, 1, 0); // nr
     this.cgroupCheck(a);
     this.key(a, TAG_EMULATE, 6);
-    this.memberCheckAfterFault(a);
+    this.memberCheck(a);
     this.countKey(a);
     a.label('out').mov(0, { imm: 0 }).exit();
     return a.build();
@@ -237,16 +211,23 @@ export class BpfCounters {
     const a = new Asm();
     a.mov(6, 1)
       .ldx('dw', 8, 6, 0) // address
-      .mov(2, 8).alu64('and', 2, { imm: -4096 }).ld64(3, VSYSCALL_PAGE_ADDR).jmp('jne', 2, 3, 'out');
+      .mov(2, 8).alu64('and', 2, { imm: -4096 }).ld64(3, VSYSCALL_PAGE_ADDR).jmp('jne', 2, 3, 'out')
+      .ldx('dw', 9, 6, 16); // error code
+    if (this.emulatedFetchError !== undefined) {
+      // The emulated calls: left to the emulation hook, which counts them (see the top).
+      a.jmp('jne', 9, { imm: this.emulatedFetchError }, 'full');
+      for (const e of VSYSCALL_ENTRIES) a.ld64(2, e.address).jmp('jeq', 8, 2, 'out');
+      a.label('full');
+    }
     this.cgroupCheck(a);
-    a.ldx('dw', 9, 6, 16); // error code
     this.key(a, TAG_FAULT, 9);
-    this.memberCheck(a, true);
+    this.memberCheck(a);
     this.countKey(a);
     if (!modeNone) {
       // An instruction fetch at an entry start is emulated: nothing to keep for a crash report.
+      // Under another code than the one derived counts assume, it is taken back from those.
       a.mov(1, 9).alu64('and', 1, { imm: PF_INSTR }).jmp('jeq', 1, { imm: 0 }, 'keep');
-      for (const e of VSYSCALL_ENTRIES) a.ld64(2, e.address).jmp('jeq', 8, 2, 'out');
+      for (const e of VSYSCALL_ENTRIES) a.ld64(2, e.address).jmp('jeq', 8, 2, this.emulatedFetchError !== undefined ? 'adjust' : 'out');
       a.label('keep');
     }
     // pending[tid] = { error, pad, address, ip }; ip = address for a fetch, else regs->ip.
@@ -258,6 +239,11 @@ export class BpfCounters {
       .ldMap(1, this.pending).mov(2, FP).alu64('add', 2, { imm: -24 }).mov(3, FP).alu64('add', 3, { imm: -48 }).mov(4, { imm: UPDATE.ANY }).call(HELPER.map_update_elem)
       .jmp('jeq', 0, { imm: 0 }, 'out');
     this.bump(a, MISC.records);
+    if (!modeNone && this.emulatedFetchError !== undefined) {
+      a.goto('out').label('adjust');
+      this.key(a, TAG_ADJUST, 9);
+      this.countKey(a);
+    }
     a.label('out').mov(0, { imm: 0 }).exit();
     return a.build();
   }
@@ -363,8 +349,6 @@ export class BpfCounters {
       k.writeUInt32LE(t);
       this.memberMap.update(k, one);
     }
-    // A slot may hold a "not a member" answer given before these were added: clear every CPU's.
-    if (this.lastFault) this.lastFault.update(Buffer.alloc(4), Buffer.alloc(16 * possibleCpus()));
   }
 
   removeMembers(tids: number[]): void {
@@ -396,6 +380,7 @@ export class BpfCounters {
   /** Counts per process (tgid), and how many updates found a map full. */
   read(): { processes: Map<number, BpfProcessCounts>; dropped: BpfDropped } {
     const processes = new Map<number, BpfProcessCounts>();
+    const adjust = new Map<number, number>();
     for (const k of this.counts.keys()) {
       const v = this.counts.lookup(k);
       if (!v) continue;
@@ -412,6 +397,15 @@ export class BpfCounters {
       if ((tag & ~0xffff) === TAG_EMULATE) p.emulated[entryOfNr((low << 16) >> 16)] += n;
       else if ((tag & ~0xffff) === TAG_FAULT) p.faults.set(low, (p.faults.get(low) ?? 0) + n);
       else if ((tag & ~0xffff) === TAG_CRASH) p.crashes += n;
+      else if ((tag & ~0xffff) === TAG_ADJUST) adjust.set(tgid, (adjust.get(tgid) ?? 0) + n);
+    }
+    if (this.emulatedFetchError !== undefined) {
+      // Every emulation of an entry followed one entry-start fetch fault the fault hook left.
+      const code = this.emulatedFetchError;
+      for (const [tgid, p] of processes) {
+        const left = p.emulated.gettimeofday + p.emulated.time + p.emulated.getcpu - (adjust.get(tgid) ?? 0);
+        if (left > 0) p.faults.set(code, (p.faults.get(code) ?? 0) + left);
+      }
     }
     const dropped = { counts: 0, members: 0, records: 0, skipped: this.progs.reduce((n, p) => n + programMisses(p.fd), 0) };
     for (const [name, slot] of Object.entries(MISC) as [Exclude<keyof BpfDropped, 'skipped'>, number][]) {
@@ -457,22 +451,6 @@ export class BpfCounters {
     for (const m of this.maps) m.close();
     this.maps.length = 0;
   }
-}
-
-/** How many CPUs the kernel may bring up: a per-CPU map's value holds one slot for each. */
-export function possibleCpus(text = (() => {
-  try {
-    return fs.readFileSync('/sys/devices/system/cpu/possible', 'utf8');
-  } catch {
-    return '';
-  }
-})()): number {
-  let max = -1;
-  for (const part of text.trim().split(',')) {
-    const m = /^(\d+)(?:-(\d+))?$/.exec(part);
-    if (m) max = Math.max(max, Number(m[2] ?? m[1]));
-  }
-  return max >= 0 ? max + 1 : os.cpus().length;
 }
 
 /** The initial PID namespace's inode number (PROC_PID_INIT_INO). */

@@ -9,6 +9,7 @@ import { CounterSet, addCounts, entryOfNr, zeroCounts, zeroEntries, type Counts,
 import { EventReader, SamplerSet, eventSources, ringPages, rememberComm, type TraceEvent } from './events.js';
 import { BpfCounters, type BpfDropped } from './bpf-counters.js';
 import { modeFromMaps } from '../host/vsyscall-mode.js';
+import { emulatedFetchError } from '../model/page-fault.js';
 import { processInfo, type Container } from './attribution.js';
 import { tracefsProblem, tracefsRoot } from './tracefs.js';
 
@@ -188,9 +189,11 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
     }
     if (wanted !== 'perf' && emulation) {
       try {
+        const says = modeFromMaps(fs.readFileSync('/proc/self/maps', 'utf8')).says;
         bpf = attached(new BpfCounters({
           ...(cgroupFd !== undefined ? { cgroupFd } : {}),
-          modeNone: modeFromMaps(fs.readFileSync('/proc/self/maps', 'utf8')).says === 'none',
+          modeNone: says === 'none',
+          ...(says === 'xonly' || says === 'emulate-or-native' ? { emulatedFetchError: emulatedFetchError(says) } : {}),
           members: o.target.k === 'command' || o.target.k === 'pids',
         }));
       } catch (e) {
