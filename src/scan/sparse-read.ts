@@ -15,6 +15,7 @@ import fs from 'node:fs';
 import { SHF, SHT } from '../elf/constants.js';
 import { findDataWords, findImm32Candidates } from '../x86/candidates.js';
 import { decodeWindowOf } from '../x86/call-sites.js';
+import { alignedBuffer } from '../native/memory.js';
 
 /**
  * A large section not copied into the buffer. `searched`: a loaded PROGBITS section (one of the
@@ -191,7 +192,7 @@ export function readSparse(fd: number, size: number, scratch: (n: number) => Buf
     at = r.offset + r.size;
   }
   if (!fill(fd, buf, at, size)) return undefined;
-  if (hot.length < chunk) hot = Buffer.allocUnsafeSlow(chunk);
+  if (hot.length < chunk) hot = alignedBuffer(chunk);
   const holes: Hole[] = [];
   for (const r of big) {
     // As regionsOf: loaded PROGBITS sections are the code and data the byte search covers.
