@@ -25,6 +25,9 @@ const RAW_AT = 44;
 // struct perf_event_mmap_page: data_head at 1024, data_tail at 1032.
 const DATA_HEAD = 1024;
 const DATA_TAIL = 1032;
+/** read_format: the event's lost samples after its value (Linux 6.0). */
+const FORMAT_LOST = 1n << 4n;
+const EINVAL = 22;
 /** _IO('$', 5) and _IOR('$', 7, __u64 *). */
 const IOC_SET_OUTPUT = 0x2405;
 const IOC_ID = 0x80082407;
@@ -52,6 +55,8 @@ export class PerfRing {
   private ring: Buffer | undefined;
   /** A record that wraps around the ring's end, made contiguous. */
   private wrapped = Buffer.alloc(256);
+  /** Whether the kernel takes PERF_FORMAT_LOST (found out on the first event). */
+  private countsLost: boolean | undefined;
 
   /** `pages`: data pages, a power of two. */
   constructor(readonly cpu: number, pages: number) {
@@ -68,9 +73,28 @@ export class PerfRing {
     attr.writeBigUInt64LE(1n, 16); // sample_period: every event
     attr.writeBigUInt64LE(SAMPLE_IDENTIFIER | SAMPLE_TID | SAMPLE_TIME | SAMPLE_CPU | SAMPLE_RAW, 24);
     attr.writeUInt32LE(this.dataSize / 2, 48); // wakeup_watermark
-    const fd = openPerfEvent(attr, { pid: o.pid ?? -1, cpu: this.cpu, ...(o.cgroupFd !== undefined ? { cgroupFd: o.cgroupFd } : {}), ...(o.filter !== undefined ? { filter: o.filter } : {}) });
+    const where = { pid: o.pid ?? -1, cpu: this.cpu, ...(o.cgroupFd !== undefined ? { cgroupFd: o.cgroupFd } : {}), ...(o.filter !== undefined ? { filter: o.filter } : {}) };
+    let fd: number;
+    if (this.countsLost !== false) {
+      // The kernel counts every sample it could not write; a PERF_RECORD_LOST only reaches the
+      // ring with the next record that fits, so losses in a ring still full at the end are known
+      // only from this count.
+      attr.writeBigUInt64LE(FORMAT_LOST, 32);
+      try {
+        fd = openPerfEvent(attr, where);
+        this.countsLost = true;
+      } catch (e) {
+        if (!(e instanceof VsysError) || e.errno !== EINVAL || this.countsLost) throw e;
+        this.countsLost = false; // before 6.0: the LOST records are all there is
+        attr.writeBigUInt64LE(0n, 32);
+        fd = openPerfEvent(attr, where);
+      }
+    } else {
+      fd = openPerfEvent(attr, where);
+    }
+    const owner = this.base === undefined;
     try {
-      if (this.base === undefined) this.map(fd);
+      if (owner) this.map(fd);
       else if (libcBindings().ioctl(fd, IOC_SET_OUTPUT, this.fds[0] as number) !== 0) {
         throw new VsysError('PERF_UNAVAILABLE', `PERF_EVENT_IOC_SET_OUTPUT failed: ${libcBindings().strerror(errno())}`, { syscall: 'ioctl', errno: errno() });
       }
@@ -80,9 +104,28 @@ export class PerfRing {
       this.fds.push(fd);
       return Number(id.readBigUInt64LE(0));
     } catch (e) {
+      if (owner && this.base !== undefined) {
+        // The ring was this event's: it goes with it, and the next event maps its own.
+        libcBindings().munmap(this.base, this.mapLen);
+        this.base = undefined;
+      }
       libcBindings().close(fd);
       throw e;
     }
+  }
+
+  /**
+   * Samples the kernel could not write into this ring, summed over its events (and the children
+   * inherited ones made); undefined before Linux 6.0, where the LOST records are all there is.
+   */
+  lostSamples(): number | undefined {
+    if (!this.countsLost) return undefined;
+    let lost = 0;
+    const buf = Buffer.alloc(16);
+    for (const fd of this.fds) {
+      if (libcBindings().read(fd, buf, 16) === 16) lost += Number(buf.readBigUInt64LE(8));
+    }
+    return lost;
   }
 
   private map(fd: number): void {
@@ -108,7 +151,7 @@ export class PerfRing {
    * at once. Returns the number of samples the kernel reported lost, and whether records are left.
    */
   visit(visit: SampleVisitor, max = Infinity): { lost: number; more: boolean } {
-    if (this.base === undefined) return { lost: 0, more: false };
+    if (this.base === undefined || this.closed) return { lost: 0, more: false };
     const k = loadKoffi();
     const head = Number(k.decode(this.base as never, DATA_HEAD, 'uint64_t') as bigint | number);
     const tail = Number(k.decode(this.base as never, DATA_TAIL, 'uint64_t') as bigint | number);
@@ -155,6 +198,7 @@ export class PerfRing {
     this.closed = true;
     this.ring = undefined; // no view may outlive the mapping
     if (this.base !== undefined) libcBindings().munmap(this.base, this.mapLen);
+    this.base = undefined;
     for (const fd of this.fds) libcBindings().close(fd);
   }
 }

@@ -118,6 +118,17 @@ export class SamplerSet implements RingSource {
     return this.sources.get(id);
   }
 
+  /** Samples the kernel could not write, by its own count (Linux 6.0+; else undefined). */
+  lostSamples(): number | undefined {
+    let sum = 0;
+    for (const r of this.rings) {
+      const n = r.lostSamples();
+      if (n === undefined) return undefined;
+      sum += n;
+    }
+    return sum;
+  }
+
   enable(): void {
     for (const r of this.rings) r.enable();
   }
@@ -148,6 +159,8 @@ export function rememberComm(tid: number, comm: string): void {
 
 /** Records decoded from one ring per round: bounds the events alive at once, so they die young. */
 const BATCH = 2048;
+/** Rounds a drain reads before it returns (final drains excepted): 64k records a ring, ~6M events/s at a drain every 10 ms. */
+const MAX_ROUNDS = 32;
 
 /**
  * Reads a sampler set's rings in time order. A ring holds every event of one CPU and is written
@@ -168,14 +181,22 @@ export class EventReader {
     this.pending = set.rings.map(() => []);
   }
 
-  /** Gives out the events that are ready (all when `final`), in time order, numbered 0 (the caller numbers them). Returns the lost count. */
+  /**
+   * Gives out the events that are ready (all when `final`), in time order, numbered 0 (the caller
+   * numbers them). Returns the lost count. Outside the final drain it reads at most MAX_ROUNDS
+   * rounds and returns, even if the rings still hold more: a producer that fills them as fast as
+   * they are read must not keep the event loop (the timers for --duration and --interval, Ctrl-C)
+   * from running; what is left waits for the next drain, and overflow shows as lost samples.
+   */
   drain(final: boolean, emit: (e: TraceEvent) => void): number {
     let lost = 0;
     const visitor = (run: TraceEvent[]): SampleVisitor => (id, pid, tid, time, cpu, buf, at, size) => {
       const src = this.set.sourceOf(id);
+      // A sample of an event vsys did not open cannot be decoded: counted with the lost ones.
       if (src) insert(run, decode(src.kind, src.rd, pid, tid, time, cpu, buf, at, size));
+      else lost++;
     };
-    for (;;) {
+    for (let round = 0; final || round < MAX_ROUNDS; round++) {
       let limit = final ? Infinity : this.seen;
       let capped = false;
       let latest = this.seen;
@@ -184,7 +205,8 @@ export class EventReader {
         if (run.length < BATCH) {
           const got = ring.visit(visitor(run), BATCH - run.length);
           lost += got.lost;
-          if (!got.more) return;
+          // Nothing kept (no more records, or only ones not decoded): nothing to wait for.
+          if (!got.more || run.length === 0) return;
         }
         capped = true;
         limit = Math.min(limit, (run[run.length - 1] as TraceEvent).time);
@@ -192,8 +214,9 @@ export class EventReader {
       for (const run of this.pending) if (run.length) latest = Math.max(latest, (run[run.length - 1] as TraceEvent).time);
       mergeRuns(this.pending, limit, emit);
       this.seen = latest;
-      if (!capped) return lost;
+      if (!capped) break;
     }
+    return lost;
   }
 }
 

@@ -149,12 +149,13 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
   const t0 = performance.now();
   const cpus = onlineCpus();
   const counterSets: { pid?: number; set: CounterSet }[] = [];
-  // One ring per CPU for every sampled event: every call's events for --events, and for perf
-  // counting of a whole system or cgroup (attribution comes from samples); else only rare ones.
-  const everyCall = !!o.events || ((o.target.k === 'all' || o.target.k === 'cgroup') && o.backend === 'perf');
+  // One ring per CPU for every sampled event, sized when first needed (the backend is known by
+  // then): every call's events for --events, and for perf counting of a whole system or cgroup
+  // (attribution comes from samples, also when eBPF was refused and perf took over); else only
+  // the rare ones crash detection needs.
   let samplers: SamplerSet | undefined;
   let reader: EventReader | undefined;
-  const sampled = () => (samplers ??= new SamplerSet(cpus, ringPages(cpus.length, everyCall)));
+  const sampled = () => (samplers ??= new SamplerSet(cpus, ringPages(cpus.length, !!o.events || ((o.target.k === 'all' || o.target.k === 'cgroup') && !bpf))));
   let child: ReturnType<typeof spawn> | undefined;
   let cgroupFd: number | undefined;
   let exit: TraceSummary['exit'];
@@ -402,6 +403,9 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
     for (const c of counterSets) c.set.disable();
     bpf?.disable();
     drain(true);
+    // A ring still full at the end never got the LOST record for what it dropped last: the
+    // kernel's own count of lost samples covers those too.
+    lost = Math.max(lost, samplers?.lostSamples() ?? 0);
     // The command itself died of SIGSEGV: a crash even if its fault sample was not kept.
     if (!bpf && child && exit?.signal === 'SIGSEGV' && child.pid !== undefined && !crashes.some((c) => c.pid === child!.pid)) {
       const f = lastFault.get(child.pid);

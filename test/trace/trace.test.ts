@@ -13,6 +13,7 @@ import { runTrace } from '../../src/trace/session.js';
 import { BpfCounters, bpfCountersProblem } from '../../src/trace/bpf-counters.js';
 import { modeFromMaps } from '../../src/host/vsyscall-mode.js';
 import { parseFormat } from '../../src/trace/tracefs.js';
+import { formatEvent } from '../../src/trace/events.js';
 import { containerFromCgroup } from '../../src/trace/attribution.js';
 
 const root = process.getuid?.() === 0;
@@ -374,6 +375,38 @@ test('-p --events on a 40-thread process: one perf ring per CPU (not per thread 
     for (const n of rings) assert.equal(n, os.cpus().length, `${n} ring mappings for ${os.cpus().length} CPUs (41 threads × 4 tracepoints traced)`);
     assert.ok(tids.size >= 20, `emulated calls seen from ${tids.size} threads`);
     assert.ok(ordered, 'events come in time order across threads and CPUs');
+  } finally {
+    child.kill('SIGKILL');
+  }
+});
+
+test('--events with a consumer too slow for the producer: every event is either given out or counted lost, none vanish', { skip, timeout: 120_000 }, async () => {
+  // ~600k events at ~100k/s consumed: the ring overflows, and at the end it is still full, so
+  // the last losses have no PERF_RECORD_LOST (the kernel's own lost count has them).
+  const n = 300_000;
+  let seen = 0;
+  const spin = (us: number) => {
+    const until = performance.now() + us / 1000;
+    while (performance.now() < until);
+  };
+  const s = await runTrace({ target: { k: 'command', argv: [buildTraceFixture(), 'time', String(n)] }, events: true, stdio: 'ignore', onEvent: () => { seen++; spin(10); } });
+  assert.ok(s.lostEvents > 0, 'the consumer was slow enough to lose some');
+  assert.equal(seen + s.lostEvents, 2 * n + 1, `${seen} given out + ${s.lostEvents} lost (2 per call and the exit)`);
+});
+
+test('a producer that fills the rings as fast as they are read does not hold the trace past --duration', { skip, timeout: 120_000 }, async () => {
+  const spin = (us: number) => {
+    const until = performance.now() + us / 1000;
+    while (performance.now() < until);
+  };
+  const child = spawn(buildTraceFixture(), ['time', '3000000000'], { stdio: 'ignore' });
+  try {
+    const t0 = performance.now();
+    // Each event formatted and a little more: slower than the calls come (2 events a call).
+    const s = await runTrace({ target: { k: 'pids', pids: [child.pid as number] }, events: true, durationS: 1, onEvent: (e) => { void formatEvent(e); spin(2); } });
+    const took = (performance.now() - t0) / 1000;
+    assert.ok(s.counts.emulated.time > 0);
+    assert.ok(took < 20, `--duration 1 took ${took.toFixed(1)} s`);
   } finally {
     child.kill('SIGKILL');
   }
