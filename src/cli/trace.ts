@@ -144,8 +144,11 @@ export const traceCommand: Command = {
     process.once('SIGINT', onSigint);
     const cost = await costNs();
     // Events are written up to 1 MiB at a time, one write each (a write per event cost a
-    // system call per line); a drain is synchronous, so what is left is flushed right after it, and
-    // a slow reader of a pipe holds vsys back (losses counted) rather than piling lines up in memory.
+    // system call per line); a drain is synchronous, so what is left is flushed right after it.
+    // A pipe to a slow reader must hold vsys back (the rings overflow and the losses are counted)
+    // rather than pile lines up in memory: Node leaves a pipe's writes asynchronous once the
+    // command's stdout is not shared with it (--json), so it is made blocking here.
+    if (values.events && io.stdout === process.stdout) (process.stdout as unknown as { _handle?: { setBlocking?: (b: boolean) => void } })._handle?.setBlocking?.(true);
     const out = Buffer.allocUnsafe(1 << 20);
     let used = 0;
     const flush = () => {
@@ -155,9 +158,13 @@ export const traceCommand: Command = {
       io.stdout.write(text);
     };
     const put = (line: string) => {
-      // A line is at most a few hundred bytes: 4 KiB of room is plenty.
       if (used === 0) queueMicrotask(flush);
-      else if (used > out.length - 4096) flush();
+      const bytes = Buffer.byteLength(line) + 1;
+      if (used + bytes > out.length) flush();
+      if (bytes > out.length) {
+        io.stdout.write(`${line}\n`); // longer than the buffer: on its own
+        return;
+      }
       used += out.write(line, used);
       out[used++] = 0x0a;
     };

@@ -411,3 +411,24 @@ test('a producer that fills the rings as fast as they are read does not hold the
     child.kill('SIGKILL');
   }
 });
+
+test('--json --events into a pipe nobody reads for a while: vsys waits (memory stays bounded) and counts what the rings lost', { skip: skip || (!fs.existsSync('/usr/bin/time') && 'no /usr/bin/time'), timeout: 120_000 }, () => {
+  const n = 1_000_000;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vsys-pipe-'));
+  try {
+    const out = path.join(dir, 'out.ndjson');
+    // The reader sleeps 8 s while ~2 M events (~400 MB of NDJSON) are made, then reads it all.
+    const cmd = `/usr/bin/time -f '%M' -o ${dir}/rss ${process.execPath} ${BIN} trace --json --events -- ${buildTraceFixture()} -r 140000 time ${n} | (sleep 8; cat > ${out})`;
+    const r = spawnSync('sh', ['-c', cmd], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    const rssKb = Number(fs.readFileSync(path.join(dir, 'rss'), 'utf8').trim().split('\n').pop());
+    assert.ok(rssKb < 250_000, `vsys peaked at ${Math.round(rssKb / 1024)} MB`);
+    const lines = fs.readFileSync(out, 'utf8').trim().split('\n');
+    const summary = JSON.parse(lines.pop() as string).summary;
+    assert.equal(summary.counts.emulated.time, n);
+    assert.ok(summary.lostEvents > 0);
+    assert.equal(lines.length + summary.lostEvents, 2 * n + 1, `${lines.length} written + ${summary.lostEvents} lost`);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
