@@ -31,7 +31,7 @@ const TAG_FAULT = 0x20000;
 const TAG_CRASH = 0x30000;
 /** An entry-start fetch fault counted under its own code: one less for the derived count. */
 const TAG_ADJUST = 0x40000;
-const PF_INSTR = 0x10;
+const PF_WRITE = 0x2;
 const PT_REGS_IP = 16 * 8;
 const MAX_KEYS = 16384;
 const MAX_CRASHES = 1024;
@@ -223,19 +223,21 @@ export class BpfCounters {
     this.key(a, TAG_FAULT, 9);
     this.memberCheck(a);
     this.countKey(a);
+    // pending[tid] = { error, pad, address, ip }, ip read from regs->ip (0 if unreadable).
+    a.stx('w', FP, -24, 7)
+      .stx('w', FP, -48, 9).st('w', FP, -44, 0).stx('dw', FP, -40, 8).st('dw', FP, -32, 0)
+      .mov(1, FP).alu64('add', 1, { imm: -32 }).mov(2, { imm: 8 }).ldx('dw', 3, 6, 8).alu64('add', 3, { imm: PT_REGS_IP }).call(HELPER.probe_read_kernel);
     if (!modeNone) {
-      // An instruction fetch at an entry start is emulated: nothing to keep for a crash report.
-      // Under another code than the one derived counts assume, it is taken back from those.
-      a.mov(1, 9).alu64('and', 1, { imm: PF_INSTR }).jmp('jeq', 1, { imm: 0 }, 'keep');
+      // What the kernel emulates (vsyscall_64.c): no write, a fault at the instruction pointer
+      // (a fetch, whatever the error code says: a CPU without NX sets no INSTR bit), at an entry
+      // start. Nothing to keep for a crash report; and, under another code than the one derived
+      // counts assume, it is taken back from those.
+      a.mov(1, 9).alu64('and', 1, { imm: PF_WRITE }).jmp('jne', 1, { imm: 0 }, 'keep')
+        .ldx('dw', 1, FP, -32).jmp('jne', 1, 8, 'keep');
       for (const e of VSYSCALL_ENTRIES) a.ld64(2, e.address).jmp('jeq', 8, 2, this.emulatedFetchError !== undefined ? 'adjust' : 'out');
       a.label('keep');
     }
-    // pending[tid] = { error, pad, address, ip }; ip = address for a fetch, else regs->ip.
-    a.stx('w', FP, -24, 7)
-      .stx('w', FP, -48, 9).st('w', FP, -44, 0).stx('dw', FP, -40, 8).stx('dw', FP, -32, 8)
-      .mov(1, 9).alu64('and', 1, { imm: PF_INSTR }).jmp('jne', 1, { imm: 0 }, 'store')
-      .mov(1, FP).alu64('add', 1, { imm: -32 }).mov(2, { imm: 8 }).ldx('dw', 3, 6, 8).alu64('add', 3, { imm: PT_REGS_IP }).call(HELPER.probe_read_kernel)
-      .label('store')
+    a
       .ldMap(1, this.pending).mov(2, FP).alu64('add', 2, { imm: -24 }).mov(3, FP).alu64('add', 3, { imm: -48 }).mov(4, { imm: UPDATE.ANY }).call(HELPER.map_update_elem)
       .jmp('jeq', 0, { imm: 0 }, 'out');
     this.bump(a, MISC.records);

@@ -89,6 +89,15 @@ function hasEmulation(): boolean {
   return root !== undefined && fs.existsSync(`${root}/events/vsyscall/emulate_vsyscall`);
 }
 
+/** Whether the CPU has Linear Address Space Separation ("lass" in /proc/cpuinfo's flags). */
+function cpuHasLass(): boolean {
+  try {
+    return /^flags\s*:.*\blass\b/m.test(fs.readFileSync('/proc/cpuinfo', 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
 function stats(pid: number, comm?: string): ProcessStats {
   const info = processInfo(pid, comm);
   const s: ProcessStats = { pid, comm: info.comm, emulated: zeroEntries(), pageFaults: 0, crashes: 0 };
@@ -194,7 +203,9 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
         bpf = attached(new BpfCounters({
           ...(cgroupFd !== undefined ? { cgroupFd } : {}),
           modeNone: says === 'none',
-          ...(says === 'xonly' || says === 'emulate-or-native' ? { emulatedFetchError: emulatedFetchError(says) } : {}),
+          // With LASS (Linear Address Space Separation) the kernel emulates calls from a #GP, not
+          // a page fault: no fault to derive, so every fault in the page is taken as it comes.
+          ...((says === 'xonly' || says === 'emulate-or-native') && !cpuHasLass() ? { emulatedFetchError: emulatedFetchError(says) } : {}),
           members: o.target.k === 'command' || o.target.k === 'pids',
         }));
       } catch (e) {
