@@ -119,6 +119,7 @@ export class PerfRing {
    * inherited ones made); undefined before Linux 6.0, where the LOST records are all there is.
    */
   lostSamples(): number | undefined {
+    if (this.fds.length === 0) return 0;
     if (!this.countsLost) return undefined;
     let lost = 0;
     const buf = Buffer.alloc(16);

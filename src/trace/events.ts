@@ -38,6 +38,8 @@ interface Source {
   kind: EventKind;
   format: EventFormat;
   filter?: string;
+  /** Fires for every emulated call (millions a second), not only on the rare events crash detection needs. */
+  everyCall: boolean;
 }
 
 /** Which tracepoints to sample: everything for --events, only the rare ones for crash detection. */
@@ -47,16 +49,16 @@ export function eventSources(all: boolean): Source[] {
   // Faults at an entry start are the emulated calls themselves (millions a second): only --events
   // samples them; crash detection needs only the others (misaligned calls, data reads).
   const entryStarts = ['0xffffffffff600000', '0xffffffffff600400', '0xffffffffff600800'].map((a) => `address != ${a}`).join(' && ');
-  out.push({ kind: 'page_fault', format: pf, filter: all ? PAGE_FILTER : `${PAGE_FILTER} && ${entryStarts}` });
+  out.push({ kind: 'page_fault', format: pf, filter: all ? PAGE_FILTER : `${PAGE_FILTER} && ${entryStarts}`, everyCall: all });
   if (all) {
     try {
-      out.push({ kind: 'emulate', format: readEventFormat('vsyscall', 'emulate_vsyscall') });
+      out.push({ kind: 'emulate', format: readEventFormat('vsyscall', 'emulate_vsyscall'), everyCall: true });
     } catch {
       // no emulation in this kernel: nothing to sample
     }
   }
-  out.push({ kind: 'signaldeliver', format: readEventFormat('signal', 'signal_deliver'), filter: 'sig == 11' });
-  out.push({ kind: 'procexit', format: readEventFormat('sched', 'sched_process_exit') });
+  out.push({ kind: 'signaldeliver', format: readEventFormat('signal', 'signal_deliver'), filter: 'sig == 11', everyCall: false });
+  out.push({ kind: 'procexit', format: readEventFormat('sched', 'sched_process_exit'), everyCall: false });
   return out;
 }
 
@@ -80,9 +82,8 @@ export interface RingSource {
 }
 
 /**
- * Ring data pages per CPU: for every event of every call (--events, or perf counting of a whole
- * system or cgroup), 64 MiB shared among the CPUs, 512 KiB to 8 MiB each; for the rare events
- * crash detection samples, 256 KiB.
+ * Ring data pages per CPU: for the events of every call, 64 MiB shared among the CPUs, 512 KiB to
+ * 8 MiB each; for the rare events crash detection samples, 256 KiB.
  */
 export function ringPages(cpus: number, everyCall: boolean): number {
   if (!everyCall) return 64;
@@ -90,20 +91,29 @@ export function ringPages(cpus: number, everyCall: boolean): number {
   return Math.min(2048, Math.max(128, 2 ** Math.floor(Math.log2(Math.max(1, want)))));
 }
 
-/** The rings events are sampled into: one per CPU, shared by every tracepoint and thread traced. */
+/**
+ * The rings events are sampled into, shared by every tracepoint and thread traced: two per CPU,
+ * one for the events of every call and one for the rare ones (SIGSEGV deliveries, exits, faults
+ * that are not calls), so a flood that overflows the first cannot push crash evidence out of the
+ * second. A ring no event writes into is never mapped.
+ */
 export class SamplerSet implements RingSource {
+  private readonly flood: PerfRing[];
+  private readonly rare: PerfRing[];
   readonly rings: PerfRing[];
   private readonly sources = new Map<number, SampledSource>();
 
-  constructor(cpus: number[], pages: number) {
-    this.rings = cpus.map((cpu) => new PerfRing(cpu, pages));
+  constructor(cpus: number[]) {
+    this.flood = cpus.map((cpu) => new PerfRing(cpu, ringPages(cpus.length, true)));
+    this.rare = cpus.map((cpu) => new PerfRing(cpu, ringPages(cpus.length, false)));
+    this.rings = [...this.flood, ...this.rare];
   }
 
   /** Opens (disabled) a sampling event for each source on each CPU, for a task (and what it starts) or a cgroup or everything. */
   open(sources: Source[], scope: SamplerScope): void {
     for (const s of sources) {
       const sampled = sampledSource(s.kind, s.format);
-      for (const ring of this.rings) {
+      for (const ring of s.everyCall ? this.flood : this.rare) {
         const id = ring.add({
           tracepointId: s.format.id,
           ...('pid' in scope ? { pid: scope.pid, inherit: scope.inherit } : { pid: -1, ...(scope.cgroupFd !== undefined ? { cgroupFd: scope.cgroupFd } : {}) }),

@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { VsysError } from '../errors.js';
 import { CounterSet, addCounts, entryOfNr, zeroCounts, zeroEntries, type Counts, type CounterScope, type EntryKey } from './counters.js';
-import { EventReader, SamplerSet, eventSources, ringPages, rememberComm, type TraceEvent } from './events.js';
+import { EventReader, SamplerSet, eventSources, rememberComm, type TraceEvent } from './events.js';
 import { BpfCounters, type BpfDropped } from './bpf-counters.js';
 import { modeFromMaps } from '../host/vsyscall-mode.js';
 import { emulatedFetchError } from '../model/page-fault.js';
@@ -158,13 +158,10 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
   const t0 = performance.now();
   const cpus = onlineCpus();
   const counterSets: { pid?: number; set: CounterSet }[] = [];
-  // One ring per CPU for every sampled event, sized when first needed (the backend is known by
-  // then): every call's events for --events, and for perf counting of a whole system or cgroup
-  // (attribution comes from samples, also when eBPF was refused and perf took over); else only
-  // the rare ones crash detection needs.
+  // The rings every sampled event goes into (two per CPU, see SamplerSet), made when first needed.
   let samplers: SamplerSet | undefined;
   let reader: EventReader | undefined;
-  const sampled = () => (samplers ??= new SamplerSet(cpus, ringPages(cpus.length, !!o.events || ((o.target.k === 'all' || o.target.k === 'cgroup') && !bpf))));
+  const sampled = () => (samplers ??= new SamplerSet(cpus));
   let child: ReturnType<typeof spawn> | undefined;
   let cgroupFd: number | undefined;
   let exit: TraceSummary['exit'];
