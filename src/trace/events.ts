@@ -269,21 +269,26 @@ function decode(kind: EventKind, rd: Readers, pid: number, tid: number, time: nu
 /** Gives out, in time order, the events of the sorted runs with time ≤ limit, and removes them from the runs (ties keep run order). */
 export function mergeRuns(runs: TraceEvent[][], limit: number, emit: (e: TraceEvent) => void): void {
   const at = runs.map(() => 0);
-  for (;;) {
-    let best = -1;
-    let bestTime = limit;
-    for (let j = 0; j < runs.length; j++) {
-      const e = (runs[j] as TraceEvent[])[at[j] as number];
-      if (e !== undefined && (e.time < bestTime || (best < 0 && e.time === bestTime))) {
-        best = j;
-        bestTime = e.time;
+  try {
+    for (;;) {
+      let best = -1;
+      let bestTime = limit;
+      for (let j = 0; j < runs.length; j++) {
+        const e = (runs[j] as TraceEvent[])[at[j] as number];
+        if (e !== undefined && (e.time < bestTime || (best < 0 && e.time === bestTime))) {
+          best = j;
+          bestTime = e.time;
+        }
       }
+      if (best < 0) break;
+      // Counted as given out before `emit` runs: one that throws is not given out again.
+      const e = (runs[best] as TraceEvent[])[at[best] as number] as TraceEvent;
+      at[best] = (at[best] as number) + 1;
+      emit(e);
     }
-    if (best < 0) break;
-    emit((runs[best] as TraceEvent[])[at[best] as number] as TraceEvent);
-    at[best] = (at[best] as number) + 1;
+  } finally {
+    runs.forEach((r, j) => r.splice(0, at[j] as number));
   }
-  runs.forEach((r, j) => r.splice(0, at[j] as number));
 }
 
 interface FieldReader {
