@@ -159,10 +159,11 @@ export const traceCommand: Command = {
     };
     const put = (line: string) => {
       if (used === 0) queueMicrotask(flush);
-      const bytes = Buffer.byteLength(line) + 1;
-      if (used + bytes > out.length) flush();
-      if (bytes > out.length) {
-        io.stdout.write(`${line}\n`); // longer than the buffer: on its own
+      // UTF-8 takes at most 3 bytes per UTF-16 unit: room for that is room enough (no byte count per line).
+      const most = 3 * line.length + 1;
+      if (used + most > out.length) flush();
+      if (most > out.length) {
+        io.stdout.write(`${line}\n`); // too long for the buffer: on its own
         return;
       }
       used += out.write(line, used);

@@ -1,10 +1,10 @@
 // Sampling tracepoints through perf_event_open's mmap'd ring buffer (include/uapi/linux/perf_event.h:
 // struct perf_event_mmap_page, PERF_RECORD_SAMPLE with IDENTIFIER|TID|TIME|CPU|RAW, PERF_RECORD_LOST).
-// One ring per CPU, whatever the number of events and threads traced: the first event opened on a
-// CPU owns the mapping and every later one writes into it (PERF_EVENT_IOC_SET_OUTPUT), each sample
-// naming its event by id. So memory is CPUs × ring size (a ring per event, thread and CPU made
-// `trace -p` of a 200-thread process on 64 CPUs map 51 GB), and a ring is in time order across all
-// its events. Samples are read in place; lost records are counted, never dropped silently.
+// A ring on one CPU that any number of events and traced threads write into: the first event added
+// owns the mapping and every later one writes into it (PERF_EVENT_IOC_SET_OUTPUT), each sample
+// naming its event by id. So memory does not grow with threads or tracepoints (a ring per event,
+// thread and CPU made `trace -p` of a 200-thread process on 64 CPUs map 51 GB), and a ring is in
+// time order across all its events. Samples are read in place; losses are counted, never silent.
 import { VsysError } from '../errors.js';
 import { loadKoffi, loadLibc } from './koffi.js';
 import { addressOf, pointerAt } from './memory.js';
@@ -74,24 +74,20 @@ export class PerfRing {
     attr.writeBigUInt64LE(SAMPLE_IDENTIFIER | SAMPLE_TID | SAMPLE_TIME | SAMPLE_CPU | SAMPLE_RAW, 24);
     attr.writeUInt32LE(this.dataSize / 2, 48); // wakeup_watermark
     const where = { pid: o.pid ?? -1, cpu: this.cpu, ...(o.cgroupFd !== undefined ? { cgroupFd: o.cgroupFd } : {}), ...(o.filter !== undefined ? { filter: o.filter } : {}) };
+    // The kernel counts every sample it could not write; a PERF_RECORD_LOST only reaches the ring
+    // with the next record that fits, so losses in a ring still full at the end are known only
+    // from this count. A kernel before 6.0 refuses the read_format (EINVAL) on the first event.
+    if (this.countsLost !== false) attr.writeBigUInt64LE(FORMAT_LOST, 32);
     let fd: number;
-    if (this.countsLost !== false) {
-      // The kernel counts every sample it could not write; a PERF_RECORD_LOST only reaches the
-      // ring with the next record that fits, so losses in a ring still full at the end are known
-      // only from this count.
-      attr.writeBigUInt64LE(FORMAT_LOST, 32);
-      try {
-        fd = openPerfEvent(attr, where);
-        this.countsLost = true;
-      } catch (e) {
-        if (!(e instanceof VsysError) || e.errno !== EINVAL || this.countsLost) throw e;
-        this.countsLost = false; // before 6.0: the LOST records are all there is
-        attr.writeBigUInt64LE(0n, 32);
-        fd = openPerfEvent(attr, where);
-      }
-    } else {
+    try {
+      fd = openPerfEvent(attr, where);
+    } catch (e) {
+      if (this.countsLost !== undefined || !(e instanceof VsysError) || e.errno !== EINVAL) throw e;
+      this.countsLost = false; // the LOST records are all there is
+      attr.writeBigUInt64LE(0n, 32);
       fd = openPerfEvent(attr, where);
     }
+    this.countsLost ??= true;
     const owner = this.base === undefined;
     try {
       if (owner) this.map(fd);

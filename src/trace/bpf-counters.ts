@@ -237,8 +237,7 @@ export class BpfCounters {
       for (const e of VSYSCALL_ENTRIES) a.ld64(2, e.address).jmp('jeq', 8, 2, this.emulatedFetchError !== undefined ? 'adjust' : 'out');
       a.label('keep');
     }
-    a
-      .ldMap(1, this.pending).mov(2, FP).alu64('add', 2, { imm: -24 }).mov(3, FP).alu64('add', 3, { imm: -48 }).mov(4, { imm: UPDATE.ANY }).call(HELPER.map_update_elem)
+    a.ldMap(1, this.pending).mov(2, FP).alu64('add', 2, { imm: -24 }).mov(3, FP).alu64('add', 3, { imm: -48 }).mov(4, { imm: UPDATE.ANY }).call(HELPER.map_update_elem)
       .jmp('jeq', 0, { imm: 0 }, 'out');
     this.bump(a, MISC.records);
     if (!modeNone && this.emulatedFetchError !== undefined) {

@@ -21,6 +21,12 @@ const emulation = fs.existsSync('/sys/kernel/tracing/events/vsyscall/emulate_vsy
 const skip = !root ? 'needs root' : !emulation ? 'no vsyscall emulation tracepoint here (tracefs not mounted, or vsyscall=none)' : false;
 // eBPF may be refused where perf is allowed (a seccomp profile, no CAP_BPF): then only perf is tested.
 const noBpf = skip || (bpfCountersProblem()?.message ?? false);
+/** Busy-waits `us` microseconds: a consumer made slower than the producer on purpose. */
+function spin(us: number): void {
+  const until = performance.now() + us / 1000;
+  while (performance.now() < until);
+}
+
 /** The counting methods this host allows: both, or perf alone where eBPF is refused. */
 const BACKENDS = noBpf ? (['perf'] as const) : (['bpf', 'perf'] as const);
 
@@ -386,20 +392,12 @@ test('--events with a consumer too slow for the producer: every event is either 
   // the last losses have no PERF_RECORD_LOST (the kernel's own lost count has them).
   const n = 300_000;
   let seen = 0;
-  const spin = (us: number) => {
-    const until = performance.now() + us / 1000;
-    while (performance.now() < until);
-  };
   const s = await runTrace({ target: { k: 'command', argv: [buildTraceFixture(), 'time', String(n)] }, events: true, stdio: 'ignore', onEvent: () => { seen++; spin(10); } });
   assert.ok(s.lostEvents > 0, 'the consumer was slow enough to lose some');
   assert.equal(seen + s.lostEvents, 2 * n + 1, `${seen} given out + ${s.lostEvents} lost (2 per call and the exit)`);
 });
 
 test('a producer that fills the rings as fast as they are read does not hold the trace past --duration', { skip, timeout: 120_000 }, async () => {
-  const spin = (us: number) => {
-    const until = performance.now() + us / 1000;
-    while (performance.now() < until);
-  };
   const child = spawn(buildTraceFixture(), ['time', '3000000000'], { stdio: 'ignore' });
   try {
     const t0 = performance.now();
