@@ -9,7 +9,8 @@ import tar from 'tar-stream';
 import { Decompress } from 'fzstd';
 import { VsysError } from '../errors.js';
 import { analyseBytes, type FileReport } from '../scan/analyse-file.js';
-import { releaseHugeScratch, scratchBuffer } from '../scan/read-file.js';
+import { analyseRange, ioError, releaseHugeScratch, scratchBuffer, SPARSE_MIN, type FileResult } from '../scan/read-file.js';
+import { walkTar } from './tar-index.js';
 import { normalisePath, type LayerOp } from './image-fs.js';
 
 export interface LayerLimits {
@@ -21,6 +22,13 @@ export interface LayerLimits {
   analyse?: (bytes: Buffer, path: string) => Promise<FileReport | undefined>;
   /** Files analysed at once when `analyse` is set (bounds the bytes held). */
   inflight?: number;
+  /**
+   * A layer stored uncompressed in a file (readLayerAt): analyse a batch of its ELF entries
+   * elsewhere (worker threads, each reading them from `file` itself); default: here.
+   */
+  analyseAt?: (file: string, entries: { base: number; size: number; name: string }[]) => Promise<FileResult[]>;
+  /** Progress within a layer read by position: bytes passed so far, of the layer's total. */
+  onBytes?: (done: number, total: number) => void;
 }
 
 export interface LayerResult {
@@ -34,7 +42,6 @@ export interface LayerResult {
 }
 
 const TEXT_FILES = /^\/(etc|usr\/lib)\/os-release$|^\/etc\/ld\.so\.conf(\.d\/[^/]+)?$|^\/etc\/(debian_version|redhat-release|alpine-release)$/;
-const ELF = [0x7f, 0x45, 0x4c, 0x46];
 
 /** Counts bytes through a stream and fails it once the cap is passed (a decompression bomb stops here). */
 class ByteCap extends Transform {
@@ -142,122 +149,154 @@ function assemble(chunks: Buffer[], have: number): Buffer {
   return buf;
 }
 
+/** A layer's result, built entry by entry (names checked, whiteouts, links): shared by both readers. */
+class LayerBuilder {
+  readonly result: LayerResult = { ops: [], bytes: 0, files: 0, elfFiles: 0, problems: [] };
+  constructor(private readonly what: string, private readonly limits: LayerLimits) {}
+
+  /**
+   * Records an entry that is not a regular file. For a regular file returns its path in the image
+   * (the caller reads it, then calls `file`); undefined when there is nothing more to do.
+   */
+  entry(raw: string, type: string | null | undefined, linkname: string | null | undefined): string | undefined {
+    const { result, what } = this;
+    const name = normalisePath(raw);
+    if (name === undefined) {
+      result.problems.push({ path: raw, code: 'IMAGE_BAD_PATH', message: `${what}: entry '${raw}' climbs out of the image root; ignored` });
+      return undefined;
+    }
+    const base = name.slice(name.lastIndexOf('/') + 1);
+    const dir = name.slice(0, name.lastIndexOf('/')) || '/';
+    if (base === '.wh..wh..opq') {
+      result.ops.push({ op: 'opaque', dir });
+      return undefined;
+    }
+    if (base.startsWith('.wh.')) {
+      result.ops.push({ op: 'whiteout', path: dir === '/' ? `/${base.slice(4)}` : `${dir}/${base.slice(4)}` });
+      return undefined;
+    }
+    switch (type) {
+      case 'directory':
+        result.ops.push({ op: 'add', path: name, node: { kind: 'dir', layer: 0 } });
+        return undefined;
+      case 'symlink':
+        result.ops.push({ op: 'add', path: name, node: { kind: 'symlink', layer: 0, target: linkname ?? '' } });
+        return undefined;
+      case 'link': {
+        const target = normalisePath(linkname ?? '');
+        if (!target) {
+          result.problems.push({ path: name, code: 'IMAGE_BAD_PATH', message: `${what}: hard link ${name} → '${linkname}' climbs out of the image root; ignored` });
+          return undefined;
+        }
+        result.ops.push({ op: 'add', path: name, node: { kind: 'hardlink', layer: 0, target } });
+        return undefined;
+      }
+      case 'file':
+      case 'contiguous-file':
+        result.files++;
+        return name;
+      default:
+        // Devices, fifos: no programs there.
+        return undefined;
+    }
+  }
+
+  /** Small texts the report reads (os-release, ld.so.conf): kept whole. */
+  static keepsText(name: string, size: number): boolean {
+    return size <= 65536 && TEXT_FILES.test(name);
+  }
+
+  /** Whether an ELF file of this size is analysed; else a FILE_TOO_LARGE problem says why not. */
+  admitsElf(name: string, size: number): boolean {
+    if (size <= this.limits.maxFileBytes) return true;
+    this.result.problems.push({ path: name, code: 'FILE_TOO_LARGE', message: `${this.what}: ${name} is ${size} bytes, over the per-file limit; not analysed` });
+    return false;
+  }
+
+  /** The file's node, added in archive order; its report or text is filled in when known. */
+  file(name: string, size: number): FileNode {
+    const node: FileNode = { kind: 'file', layer: 0, size };
+    this.result.ops.push({ op: 'add', path: name, node });
+    return node;
+  }
+
+  analysed(node: FileNode, report: FileReport | undefined): void {
+    if (!report) return;
+    node.report = report;
+    this.result.elfFiles++;
+  }
+
+  failed(name: string, e: unknown, code = 'INTERNAL_ERROR'): void {
+    this.result.problems.push({ path: name, code, message: `${this.what}: ${name}: ${(e as Error)?.message ?? String(e)}` });
+  }
+}
+
+type FileNode = { kind: 'file'; layer: number; size: number; report?: FileReport; text?: string };
+
+function isElfHead(h: Uint8Array): boolean {
+  return h.length >= 4 && h[0] === 0x7f && h[1] === 0x45 && h[2] === 0x4c && h[3] === 0x46;
+}
+
 export async function readLayer(src: Readable, what: string, limits: LayerLimits): Promise<LayerResult> {
-  const result: LayerResult = { ops: [], bytes: 0, files: 0, elfFiles: 0, problems: [] };
+  const b = new LayerBuilder(what, limits);
+  const result = b.result;
   const { streams } = await decompressor(src);
   const cap = new ByteCap(limits.maxLayerBytes, what);
   const extract = tar.extract();
   const slots = semaphore(limits.inflight ?? 4);
   const jobs: Promise<void>[] = [];
   extract.on('entry', (header, body, next) => {
-    const done = (e?: unknown) => {
-      body.resume();
-      if (e) next(e as Error);
-      else body.on('end', () => next());
-    };
-    const name = normalisePath(header.name);
+    const name = b.entry(header.name, header.type, header.linkname);
     if (name === undefined) {
-      result.problems.push({ path: header.name, code: 'IMAGE_BAD_PATH', message: `${what}: entry '${header.name}' climbs out of the image root; ignored` });
-      return done();
+      body.resume();
+      body.on('end', () => next());
+      return;
     }
-    const base = name.slice(name.lastIndexOf('/') + 1);
-    const dir = name.slice(0, name.lastIndexOf('/')) || '/';
-    if (base === '.wh..wh..opq') {
-      result.ops.push({ op: 'opaque', dir });
-      return done();
-    }
-    if (base.startsWith('.wh.')) {
-      result.ops.push({ op: 'whiteout', path: dir === '/' ? `/${base.slice(4)}` : `${dir}/${base.slice(4)}` });
-      return done();
-    }
-    switch (header.type) {
-      case 'directory':
-        result.ops.push({ op: 'add', path: name, node: { kind: 'dir', layer: 0 } });
-        return done();
-      case 'symlink':
-        result.ops.push({ op: 'add', path: name, node: { kind: 'symlink', layer: 0, target: header.linkname ?? '' } });
-        return done();
-      case 'link': {
-        const target = normalisePath(header.linkname ?? '');
-        if (!target) {
-          result.problems.push({ path: name, code: 'IMAGE_BAD_PATH', message: `${what}: hard link ${name} → '${header.linkname}' climbs out of the image root; ignored` });
-          return done();
-        }
-        result.ops.push({ op: 'add', path: name, node: { kind: 'hardlink', layer: 0, target } });
-        return done();
+    const size = header.size ?? 0;
+    const keepText = LayerBuilder.keepsText(name, size);
+    const chunks: Buffer[] = [];
+    let have = 0;
+    let isElf: boolean | undefined;
+    body.on('data', (data: unknown) => {
+      const c = data as Buffer;
+      if (isElf === false && !keepText) return;
+      chunks.push(c);
+      have += c.length;
+      if (isElf === undefined && have >= 4) {
+        isElf = isElfHead(chunks.length === 1 ? c : Buffer.concat(chunks)) && b.admitsElf(name, size);
+        if (!isElf && !keepText) chunks.length = 0;
       }
-      case 'file':
-      case 'contiguous-file': {
-        result.files++;
-        const size = header.size ?? 0;
-        const keepText = TEXT_FILES.test(name) && size <= 65536;
-        const chunks: Buffer[] = [];
-        let have = 0;
-        let isElf: boolean | undefined;
-        body.on('data', (data: unknown) => {
-          const c = data as Buffer;
-          if (isElf === false && !keepText) return;
-          chunks.push(c);
-          have += c.length;
-          if (isElf === undefined && have >= 4) {
-            const h = chunks.length === 1 ? c : Buffer.concat(chunks);
-            isElf = ELF.every((b, i) => h[i] === b);
-            if (isElf && size > limits.maxFileBytes) {
-              result.problems.push({ path: name, code: 'FILE_TOO_LARGE', message: `${what}: ${name} is ${size} bytes, over the per-file limit; not analysed` });
-              isElf = false;
-            }
-            if (!isElf && !keepText) chunks.length = 0;
-          }
-        });
-        body.on('end', () => {
-          const node: { kind: 'file'; layer: number; size: number; report?: FileReport; text?: string } = { kind: 'file', layer: 0, size };
-          result.ops.push({ op: 'add', path: name, node: node as never });
-          if (!isElf) {
-            if (keepText) node.text = Buffer.concat(chunks, have).toString('utf8');
-            next();
-            return;
-          }
-          const fail = (e: unknown) => {
-            result.problems.push({ path: name, code: 'INTERNAL_ERROR', message: `${what}: ${name}: ${(e as Error).message}` });
-          };
-          if (!limits.analyse) {
-            // In this thread: assembled into one reused buffer (a file that arrived in one chunk is
-            // read in place) and analysed at once, in the same synchronous block, so nothing else
-            // can write the buffer meanwhile and no per-file allocation reaches the GC.
-            try {
-              const rep = analyseBytes(chunks.length === 1 ? (chunks[0] as Buffer) : assemble(chunks, have), name);
-              if (rep) {
-                node.report = rep;
-                result.elfFiles++;
-              }
-            } catch (e) {
-              fail(e);
-            }
-            releaseHugeScratch();
-            next();
-            return;
-          }
-          // A worker needs its own copy; take the next entry once a slot is free: at most `inflight`
-          // files are held.
-          const bytes = Buffer.concat(chunks, have);
-          const analyse = limits.analyse;
-          void slots.acquire().then(() => {
-            jobs.push(analyse(bytes, name).then((rep) => {
-              if (rep) {
-                node.report = rep;
-                result.elfFiles++;
-              }
-            }, fail).finally(() => slots.release()));
-            next();
-          });
-        });
-        body.on('error', (e) => next(e));
+    });
+    body.on('end', () => {
+      const node = b.file(name, size);
+      if (!isElf) {
+        if (keepText) node.text = Buffer.concat(chunks, have).toString('utf8');
+        next();
         return;
       }
-      default:
-        // Devices, fifos, pax globals: no programs there.
-        return done();
-    }
+      if (!limits.analyse) {
+        // In this thread: assembled into one reused buffer (a file that arrived in one chunk is
+        // read in place) and analysed at once, in the same synchronous block, so nothing else
+        // can write the buffer meanwhile and no per-file allocation reaches the GC.
+        try {
+          b.analysed(node, analyseBytes(chunks.length === 1 ? (chunks[0] as Buffer) : assemble(chunks, have), name));
+        } catch (e) {
+          b.failed(name, e);
+        }
+        releaseHugeScratch();
+        next();
+        return;
+      }
+      // A worker needs its own copy; take the next entry once a slot is free: at most `inflight`
+      // files are held.
+      const bytes = Buffer.concat(chunks, have);
+      const analyse = limits.analyse;
+      void slots.acquire().then(() => {
+        jobs.push(analyse(bytes, name).then((rep) => b.analysed(node, rep), (e) => b.failed(name, e)).finally(() => slots.release()));
+        next();
+      });
+    });
+    body.on('error', (e) => next(e));
   });
   try {
     await (pipeline as unknown as (s: unknown[]) => Promise<void>)([...streams, cap, extract]);
@@ -268,4 +307,90 @@ export async function readLayer(src: Readable, what: string, limits: LayerLimits
   await Promise.all(jobs);
   result.bytes = cap.bytes;
   return result;
+}
+
+/** A layer stored uncompressed at [start, start + size) of an open file (a docker-archive, an OCI blob). */
+export interface LayerFile {
+  fd: number;
+  path: string;
+  start: number;
+  size: number;
+}
+
+/** ELF entries sent to `analyseAt` at a time, and how many batches may be out at once. */
+const BATCH_BYTES = 8 * 1024 * 1024;
+const BATCH_FILES = 64;
+/** The walk gives the event loop a turn this often (progress, other images, Ctrl-C). */
+const YIELD_MS = 50;
+
+/**
+ * The same result as readLayer for a layer that is a plain tar inside a file, read by position
+ * (tar-index.ts): a body is read only when it is an ELF file or a text the report keeps, and an ELF
+ * file's bytes only by its analysis (large ones sparsely, as a scan of a directory reads them), so
+ * the layer is never copied through stream chunks. The layer's bytes are its size: the cap applies
+ * before anything is read.
+ */
+export async function readLayerAt(file: LayerFile, what: string, limits: LayerLimits): Promise<LayerResult> {
+  if (file.size > limits.maxLayerBytes) throw new VsysError('IMAGE_TOO_LARGE', `${what} expands past ${limits.maxLayerBytes} bytes (--max-layer-size); stopped there`);
+  const b = new LayerBuilder(what, limits);
+  const { fd, start, size } = file;
+  const slots = semaphore(limits.inflight ?? 4);
+  const jobs: Promise<void>[] = [];
+  let batch: { base: number; size: number; name: string; node: FileNode }[] = [];
+  let batchBytes = 0;
+  const flush = async () => {
+    const analyseAt = limits.analyseAt;
+    if (!analyseAt || batch.length === 0) return;
+    const sent = batch;
+    batch = [];
+    batchBytes = 0;
+    await slots.acquire();
+    jobs.push(analyseAt(file.path, sent.map(({ base, size, name }) => ({ base, size, name }))).then((results) => {
+      results.forEach((r, i) => {
+        const f = sent[i] as (typeof sent)[number];
+        if (r.kind === 'elf') b.analysed(f.node, r.report);
+        else if (r.kind === 'error') b.result.problems.push({ path: f.name, code: r.error.code, message: `${what}: ${r.error.message}` });
+      });
+    }, (e) => {
+      for (const f of sent) b.failed(f.name, e);
+    }).finally(() => slots.release()));
+  };
+  let turn = performance.now();
+  await walkTar(fd, start, start + size, what, (e, w) => {
+    const name = b.entry(e.name, e.type, e.linkname);
+    if (name !== undefined) {
+      const node = b.file(name, e.size);
+      // A small body comes with the window (read once, analysed in place); a big one is only peeked at.
+      const small = e.size < SPARSE_MIN;
+      const head = small ? w.at(e.dataAt, e.size) : w.peek(e.dataAt, 4);
+      if (small && head.length < e.size) throw new VsysError('IMAGE_BAD_LAYER', `${what}: ${name} is cut short (truncated?)`);
+      if (LayerBuilder.keepsText(name, e.size)) node.text = head.toString('utf8');
+      else if (isElfHead(head) && b.admitsElf(name, e.size)) {
+        if (limits.analyseAt) {
+          batch.push({ base: e.dataAt, size: e.size, name, node });
+          batchBytes += e.size;
+          if (batchBytes >= BATCH_BYTES || batch.length >= BATCH_FILES) return flush();
+        } else {
+          try {
+            b.analysed(node, small ? analyseBytes(head, name) : analyseRange(fd, e.dataAt, e.size, name));
+          } catch (err) {
+            const io = ioError(err, name);
+            b.failed(name, io ? new Error(io.message) : err, io ? io.code : 'INTERNAL_ERROR');
+          }
+        }
+      }
+    }
+    const now = performance.now();
+    if (now - turn < YIELD_MS) return undefined;
+    limits.onBytes?.(e.dataAt + e.size - start, size);
+    return new Promise<void>((r) => setImmediate(() => {
+      turn = performance.now();
+      r();
+    }));
+  });
+  await flush();
+  await Promise.all(jobs);
+  limits.onBytes?.(size, size);
+  b.result.bytes = size;
+  return b.result;
 }

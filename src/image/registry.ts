@@ -4,7 +4,7 @@
 import { Readable } from 'node:stream';
 import { VsysError } from '../errors.js';
 import { configPlatform, MEDIA, parseJson } from './manifests.js';
-import { collectLayers, pickManifest, type ResolvedImage, type SourceOptions } from './sources.js';
+import { collectLayers, pickManifest, streamedLayers, type ResolvedImage, type SourceOptions } from './sources.js';
 
 export interface RegistryRef {
   host: string;
@@ -140,6 +140,6 @@ export async function readRegistry(refText: string, o: SourceOptions & RegistryO
   const top = await client.manifest(ref.digest ?? (ref.tag as string));
   const { manifest, digest, platform, skipped } = await pickManifest(top.doc, top.digest, async (d) => (await client.manifest(d)).doc, refText);
   const cfg = await client.blobJson(manifest.config.digest);
-  const layers = await collectLayers(manifest.layers.map((l) => l.digest), (d) => client.blobStream(d), refText, o);
+  const layers = await collectLayers(manifest.layers.map((l) => l.digest), streamedLayers((d) => client.blobStream(d)), refText, o);
   return [{ ref: refText.replace(/^registry:\/\//, ''), source: 'registry', ...(digest ? { digest } : {}), platform: platform ?? configPlatform(cfg), skippedPlatforms: skipped, layers }];
 }

@@ -1,13 +1,14 @@
-// Where images come from: a `docker save` archive or an OCI layout packed in a tar (read in one
-// streaming pass: layers are analysed as they pass, manifests kept, the order applied after), an
-// OCI layout directory, or a registry. Each yields images as (manifest, config, layer results).
+// Where images come from: a `docker save` archive or an OCI layout packed in a tar (its entries
+// indexed by position first, then the manifests read and the layers they name analysed), an OCI
+// layout directory, or a registry. Each yields images as (manifest, config, layer results). A layer
+// stored uncompressed in a local file is read by position (readLayerAt); a compressed one, or one
+// from a registry, is streamed (readLayer).
 import fs from 'node:fs';
 import path from 'node:path';
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import tar from 'tar-stream';
+import type { Readable } from 'node:stream';
 import { VsysError } from '../errors.js';
-import { readLayer, type LayerLimits, type LayerResult } from './read-layer.js';
+import { readLayer, readLayerAt, type LayerLimits, type LayerResult } from './read-layer.js';
+import { walkTar, type TarEntry } from './tar-index.js';
 import { configPlatform, isIndex, parseDockerSaveManifest, parseJson, parseManifest, pickAmd64, platformName, type Descriptor, type ImageManifest } from './manifests.js';
 
 export interface ResolvedImage {
@@ -40,21 +41,72 @@ function checkTotal(layers: { result: LayerResult }[], max: number, what: string
   if (total > max) throw new VsysError('IMAGE_TOO_LARGE', `${what}: layers expand to ${total} bytes, over the ${max}-byte image limit (--max-image-size)`);
 }
 
+/** Reads one layer under the given limits (the image's remaining budget folded in). */
+export type LayerReader = (key: string, what: string, limits: LayerLimits) => Promise<LayerResult>;
+
+/** A registry blob (or any stream) as a layer reader. */
+export function streamedLayers(open: (digest: string) => Readable | Promise<Readable>): LayerReader {
+  return async (key, what, limits) => readLayer(await open(key), what, limits);
+}
+
 /**
- * The layers a manifest names, in order, each read and analysed once per run (a digest already in
- * the cache is not read again); `open` gives a layer blob's bytes as a stream.
+ * The layers a manifest names, in order, each read and analysed once per run (a key already in the
+ * cache is not read again). Each layer may expand only to what is left of the image's budget.
  */
-export async function collectLayers(digests: string[], open: (digest: string) => Readable | Promise<Readable>, what: string, o: SourceOptions): Promise<ResolvedImage['layers']> {
+export async function collectLayers(keys: string[], read: LayerReader, what: string, o: SourceOptions, cache: Map<string, Promise<LayerResult>> = o.cache): Promise<ResolvedImage['layers']> {
   const out: ResolvedImage['layers'] = [];
-  for (const d of digests) {
-    const cached = o.cache.has(d);
-    if (!cached) o.cache.set(d, Promise.resolve().then(() => open(d)).then((src) => readLayer(src, `${what} ${d.slice(0, 19)}`, o.limits)));
-    const result = await (o.cache.get(d) as Promise<LayerResult>);
-    o.onLayer?.(d, result.bytes);
-    out.push({ key: d, result, cached });
+  let total = 0;
+  for (const k of keys) {
+    const cached = cache.has(k);
+    if (!cached) {
+      const limits = { ...o.limits, maxLayerBytes: Math.min(o.limits.maxLayerBytes, Math.max(0, o.maxImageBytes - total)) };
+      cache.set(k, read(k, `${what} ${k.slice(0, 19)}`, limits));
+    }
+    const result = await (cache.get(k) as Promise<LayerResult>);
+    total += result.bytes;
+    o.onLayer?.(k, result.bytes);
+    out.push({ key: k, result, cached });
   }
   checkTotal(out, o.maxImageBytes, what);
   return out;
+}
+
+const GZIP = [0x1f, 0x8b];
+const ZSTD = [0x28, 0xb5, 0x2f, 0xfd];
+
+/**
+ * A layer blob at [at, at + size) of a local file: read by position when it is a plain tar, else
+ * streamed through its decompressor.
+ */
+async function layerInFile(file: string, fd: number, at: number, size: number, what: string, limits: LayerLimits): Promise<LayerResult> {
+  const head = Buffer.alloc(4);
+  const n = size > 0 ? fs.readSync(fd, head, 0, Math.min(4, size), at) : 0;
+  const starts = (magic: number[]) => n >= magic.length && magic.every((b, i) => head[i] === b);
+  if (starts(GZIP) || starts(ZSTD)) {
+    return readLayer(fs.createReadStream(file, { start: at, end: at + size - 1, highWaterMark: 4 * 1024 * 1024 }), what, limits);
+  }
+  try {
+    return await readLayerAt({ fd, path: file, start: at, size }, what, limits);
+  } catch (e) {
+    if (e instanceof VsysError) throw e;
+    throw new VsysError('IMAGE_BAD_LAYER', `${what}: ${(e as Error).message}`, { path: file, cause: e });
+  }
+}
+
+/** `sha256:…` for an archive entry named by its digest (blobs/sha256/…); undefined for other names. */
+function digestKey(name: string): string | undefined {
+  const hex = /^blobs\/sha256\/([0-9a-f]{64})$/.exec(name)?.[1];
+  return hex ? `sha256:${hex}` : undefined;
+}
+
+/** Opens a local image file or fails with a coded error naming it. */
+function openImageFile(file: string): number {
+  try {
+    return fs.openSync(file, 'r');
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    throw new VsysError(err.code === 'ENOENT' ? 'FILE_NOT_FOUND' : 'IO_FAILED', `${file}: ${err.message}`, { path: file, cause: e });
+  }
 }
 
 /** A manifest, or an index resolved to its linux/amd64 manifest, with the platforms skipped. */
@@ -71,95 +123,65 @@ export async function pickManifest(doc: unknown, digest: string | undefined, rea
   return { manifest: parseManifest(doc, where), digest, platform, skipped };
 }
 
-/** A docker-archive or OCI-archive tar: one pass. */
+/**
+ * A docker-archive or OCI-archive tar: its entries indexed by position (headers only), the manifests
+ * read, then each layer they name analysed where it lies. A layer no manifest names is not read.
+ */
 export async function readArchive(file: string, o: SourceOptions): Promise<ResolvedImage[]> {
-  const jsons = new Map<string, string>();
-  const layers = new Map<string, LayerResult>();
-  const cachedNames = new Set<string>();
-  const extract = tar.extract();
-  let total = 0;
-  extract.on('entry', (header, body, next) => {
-    const name = header.name.replace(/^\.\//, '');
-    const size = header.size ?? 0;
-    if (header.type !== 'file' && header.type !== 'contiguous-file') {
-      body.resume();
-      body.on('end', () => next());
-      return;
-    }
-    const node = Readable.from(body as AsyncIterable<Buffer>);
-    const isJsonName = /(^|\/)(manifest|index)\.json$|^oci-layout$|^repositories$|\.json$/.test(name);
-    const handle = async () => {
-      // Configs and manifests are JSON ('{'); anything else in the archive is taken for a layer.
-      const it = node[Symbol.asyncIterator]();
-      const first = await it.next();
-      const head: Buffer = first.done ? Buffer.alloc(0) : (first.value as Buffer);
-      const rest = Readable.from((async function* () {
-        if (!first.done) yield head;
-        for (;;) {
-          const n = await it.next();
-          if (n.done) return;
-          yield n.value as Buffer;
-        }
-      })());
-      if (isJsonName || (size <= JSON_MAX && head[0] === 0x7b)) {
-        const chunks: Buffer[] = [];
-        for await (const c of rest) chunks.push(c as Buffer);
-        jsons.set(name, Buffer.concat(chunks).toString('utf8'));
-        return;
-      }
-      // A blob named by its digest that another image of this run already analysed: skip its data.
-      const digest = /^blobs\/sha256\/([0-9a-f]{64})$/.exec(name)?.[1];
-      const key = digest ? `sha256:${digest}` : undefined;
-      if (key && o.cache.has(key)) {
-        rest.resume();
-        await new Promise((r) => rest.on('end', r));
-        const r = await (o.cache.get(key) as Promise<LayerResult>);
-        layers.set(name, r);
-        cachedNames.add(name);
-        return;
-      }
-      const p = readLayer(rest, `${file}:${name}`, { ...o.limits, maxLayerBytes: Math.min(o.limits.maxLayerBytes, Math.max(0, o.maxImageBytes - total)) });
-      if (key) o.cache.set(key, p);
-      const r = await p;
-      total += r.bytes;
-      layers.set(name, r);
-      o.onLayer?.(name, r.bytes);
-    };
-    handle().then(() => next(), (e) => next(e as Error));
-  });
+  const fd = openImageFile(file);
   try {
-    await pipeline(fs.createReadStream(file, { highWaterMark: 4 * 1024 * 1024 }), extract);
-  } catch (e) {
-    if (e instanceof VsysError) throw e;
-    throw new VsysError('IMAGE_BAD_LAYER', `${file}: ${(e as Error).message} (truncated or not a tar?)`, { path: file, cause: e });
-  }
-  const getJson = (name: string, what: string): unknown => {
-    const t = jsons.get(name);
-    if (t === undefined) throw new VsysError('IMAGE_MISSING_BLOB', `${file}: ${what} names ${name}, which is not in the archive`, { path: file });
-    return parseJson(t, `${file}:${name}`);
-  };
-  const getLayer = (name: string, what: string): LayerResult => {
-    const l = layers.get(name);
-    if (!l) throw new VsysError('IMAGE_MISSING_BLOB', `${file}: ${what} names layer ${name}, which is not in the archive`, { path: file });
-    return l;
-  };
-  const out: ResolvedImage[] = [];
-  if (jsons.has('manifest.json')) {
-    for (const [i, m] of parseDockerSaveManifest(getJson('manifest.json', 'the archive')).entries()) {
-      const cfg = getJson(m.config, 'manifest.json');
-      const ls = m.layers.map((l) => ({ key: l, result: getLayer(l, 'manifest.json'), cached: cachedNames.has(l) }));
-      checkTotal(ls, o.maxImageBytes, file);
-      out.push({ ref: m.repoTags[0] ?? `${path.basename(file)}#${i}`, source: 'docker-archive', platform: configPlatform(cfg), skippedPlatforms: [], layers: ls });
+    const entries = new Map<string, TarEntry>();
+    await walkTar(fd, 0, fs.fstatSync(fd).size, file, (e) => {
+      if (e.type === 'file' || e.type === 'contiguous-file') entries.set(e.name.replace(/^(\.\/)+/, ''), e);
+    });
+    const entry = (name: string, what: string, kind: string): TarEntry => {
+      const e = entries.get(name);
+      if (!e) throw new VsysError('IMAGE_MISSING_BLOB', `${file}: ${what} names ${kind}${name}, which is not in the archive`, { path: file });
+      return e;
+    };
+    const getJson = (name: string, what: string): unknown => {
+      const e = entry(name, what, '');
+      if (e.size > JSON_MAX) throw new VsysError('IMAGE_BAD_MANIFEST', `${file}:${name} is ${e.size} bytes, too large for a manifest or config`, { path: file });
+      const b = Buffer.alloc(e.size);
+      if (e.size > 0 && fs.readSync(fd, b, 0, e.size, e.dataAt) !== e.size) throw new VsysError('IMAGE_BAD_LAYER', `${file}:${name} is cut short`, { path: file });
+      return parseJson(b.toString('utf8'), `${file}:${name}`);
+    };
+    // Layers by archive name, read once per archive however many images name them; a blob named by
+    // its digest is also shared with the other sources of this run.
+    const byName = new Map<string, Promise<LayerResult>>();
+    const layers = (names: string[], what: string) => {
+      for (const n of names) {
+        entry(n, what, 'layer ');
+        // Analysed already by another source of this run: taken from there (and said to be cached).
+        const key = digestKey(n);
+        const shared = key ? o.cache.get(key) : undefined;
+        if (shared && !byName.has(n)) byName.set(n, shared);
+      }
+      return collectLayers(names, (name, _what, limits) => {
+        const e = entries.get(name) as TarEntry;
+        const p = layerInFile(file, fd, e.dataAt, e.size, `${file}:${name}`, limits);
+        const key = digestKey(name);
+        if (key) o.cache.set(key, p);
+        return p;
+      }, file, o, byName);
+    };
+    const out: ResolvedImage[] = [];
+    if (entries.has('manifest.json')) {
+      for (const [i, m] of parseDockerSaveManifest(getJson('manifest.json', 'the archive')).entries()) {
+        const cfg = getJson(m.config, 'manifest.json');
+        out.push({ ref: m.repoTags[0] ?? `${path.basename(file)}#${i}`, source: 'docker-archive', platform: configPlatform(cfg), skippedPlatforms: [], layers: await layers(m.layers, 'manifest.json') });
+      }
+      return out;
+    }
+    if (!entries.has('index.json')) throw new VsysError('IMAGE_BAD_MANIFEST', `${file}: neither manifest.json (docker save) nor index.json (OCI layout) in the archive`, { path: file });
+    for (const img of await walkIndex(getJson('index.json', 'the archive'), (digest, what) => getJson(blobName(digest), what), file)) {
+      const ls = await layers(img.manifest.layers.map((l) => blobName(l.digest)), 'the manifest');
+      out.push({ ref: img.ref, source: 'oci-archive', digest: img.digest, platform: img.platform, skippedPlatforms: img.skipped, layers: ls.map((l) => ({ ...l, key: `sha256:${l.key.slice('blobs/sha256/'.length)}` })) });
     }
     return out;
+  } finally {
+    fs.closeSync(fd);
   }
-  if (!jsons.has('index.json')) throw new VsysError('IMAGE_BAD_MANIFEST', `${file}: neither manifest.json (docker save) nor index.json (OCI layout) in the archive`, { path: file });
-  for (const img of await walkIndex(getJson('index.json', 'the archive'), (digest, what) => getJson(blobName(digest), what), file)) {
-    const ls = img.manifest.layers.map((l) => ({ key: l.digest, result: getLayer(blobName(l.digest), 'the manifest'), cached: cachedNames.has(blobName(l.digest)) }));
-    checkTotal(ls, o.maxImageBytes, file);
-    out.push({ ref: img.ref, source: 'oci-archive', digest: img.digest, platform: img.platform, skippedPlatforms: img.skipped, layers: ls });
-  }
-  return out;
 }
 
 /** An image an OCI index names: its manifest (linux/amd64 chosen from a nested index) and platform. */
@@ -205,7 +227,15 @@ export async function readOciDir(dir: string, o: SourceOptions): Promise<Resolve
       const p = path.join(dir, blobName(l.digest));
       if (!fs.existsSync(p)) throw new VsysError('IMAGE_MISSING_BLOB', `${dir}: the manifest names layer ${l.digest}, which is missing`, { path: p });
     }
-    const ls = await collectLayers(img.manifest.layers.map((l) => l.digest), (d) => fs.createReadStream(path.join(dir, blobName(d)), { highWaterMark: 4 * 1024 * 1024 }), dir, o);
+    const ls = await collectLayers(img.manifest.layers.map((l) => l.digest), async (d, what, limits) => {
+      const file = path.join(dir, blobName(d));
+      const fd = openImageFile(file);
+      try {
+        return await layerInFile(file, fd, 0, fs.fstatSync(fd).size, what, limits);
+      } finally {
+        fs.closeSync(fd);
+      }
+    }, dir, o);
     out.push({ ref: img.ref, source: 'oci-dir', digest: img.digest, platform: img.platform, skippedPlatforms: img.skipped, layers: ls });
   }
   return out;

@@ -4,11 +4,13 @@
 // the decoding, tables and identification do. `workers: 0` analyses everything in this thread.
 import { Worker } from 'node:worker_threads';
 import os from 'node:os';
-import { analyseBuffer, analyseFile, type FileResult } from './read-file.js';
+import { analyseBuffer, analyseFile, type FileResult, type Inner } from './read-file.js';
 
 export interface PoolFile {
   path: string;
   size: number;
+  /** A file inside `path` (an entry of an uncompressed image layer): where it starts and its name. */
+  inner?: Inner;
 }
 
 export interface Pool {
@@ -60,7 +62,7 @@ function localLane(maxBytes: number): Lane {
         () =>
           new Promise<FileResult[]>((resolve) =>
             setImmediate(() => {
-              const out = files.map((f) => analyseFile(f.path, maxBytes, f.size));
+              const out = files.map((f) => analyseFile(f.path, maxBytes, f.size, f.inner));
               lane.queued -= bytes;
               resolve(out);
             }),
@@ -123,12 +125,12 @@ function workerLane(url: URL, onDeath: (lane: WorkerLane) => void, reroute: (fil
     async run(files) {
       const bytes = files.reduce((a, f) => a + f.size, 0);
       lane.queued += bytes;
-      const r = await lane.send({ paths: files.map((f) => f.path), sizes: files.map((f) => f.size) });
+      const r = await lane.send({ paths: files.map((f) => f.path), sizes: files.map((f) => f.size), inner: files.map((f) => f.inner) });
       lane.queued -= bytes;
       if (Array.isArray(r)) return r as FileResult[];
       if ((r as { reroute?: boolean }).reroute) return reroute(files);
       const message = (r as { message: string }).message;
-      return files.map((f) => workerError(f.path, f.size, message));
+      return files.map((f) => workerError(f.inner?.name ?? f.path, f.size, message));
     },
   };
   return lane;

@@ -36,11 +36,12 @@ export function releaseHugeScratch(): void {
   if (scratch.length > KEEP_LIMIT) scratch = Buffer.allocUnsafeSlow(0);
 }
 
-function readAll(fd: number, size: number): Buffer {
+/** The file's `size` bytes from `base` on in `fd`, into the reused buffer; shorter if the file ends first. */
+function readAll(fd: number, size: number, base = 0): Buffer {
   const buf = scratchBuffer(size);
   let off = 0;
   while (off < size) {
-    const n = fs.readSync(fd, buf, off, size - off, off);
+    const n = fs.readSync(fd, buf, off, size - off, base + off);
     if (n === 0) break;
     off += n;
   }
@@ -48,7 +49,7 @@ function readAll(fd: number, size: number): Buffer {
 }
 
 /** Files from this size on are read sparsely (sparse-read.ts); smaller ones whole, into a buffer that stays in cache. */
-const SPARSE_MIN = 1024 * 1024;
+export const SPARSE_MIN = 1024 * 1024;
 
 /**
  * A large file: sparse read, and its analysis kept only when it can have read nothing from a hole —
@@ -56,10 +57,10 @@ const SPARSE_MIN = 1024 * 1024;
  * no error or warning, and not a libc, Go or static file. Else the holes are filled and the file
  * analysed whole, as a small one. `how` says which (tests check that large files do go sparse).
  */
-export function analyseSparse(fd: number, size: number, path: string, scratch: (n: number) => Buffer = scratchBuffer): { report: FileReport | undefined; how: 'sparse' | 'whole' } {
-  const sparse = readSparse(fd, size, scratch);
+export function analyseSparse(fd: number, size: number, path: string, scratch: (n: number) => Buffer = scratchBuffer, base = 0): { report: FileReport | undefined; how: 'sparse' | 'whole' } {
+  const sparse = readSparse(fd, size, scratch, { base });
   const whole = (): { report: FileReport | undefined; how: 'whole' } => ({
-    report: sparse && fillHoles(fd, sparse) ? analyseBytes(sparse.bytes, path) : analyseBytes(readAll(fd, size), path),
+    report: sparse && fillHoles(fd, sparse) ? analyseBytes(sparse.bytes, path) : analyseBytes(readAll(fd, size, base), path),
     how: 'whole',
   });
   if (!sparse) return whole();
@@ -80,31 +81,55 @@ export function analyseSparse(fd: number, size: number, path: string, scratch: (
 const head = Buffer.alloc(4);
 
 /**
+ * The ELF file whose `size` bytes start at `base` in `fd` (a file: 0; an entry of an uncompressed
+ * tar: its data offset): small ones read whole into the reused buffer, large ones sparsely.
+ * Undefined when the bytes are not ELF. Throws what analysis throws (callers make it a coded error).
+ */
+export function analyseRange(fd: number, base: number, size: number, path: string): FileReport | undefined {
+  const report = size >= SPARSE_MIN ? analyseSparse(fd, size, path, scratchBuffer, base).report : analyseBytes(readAll(fd, size, base), path);
+  releaseHugeScratch();
+  return report;
+}
+
+/** An OS error (it has a syscall and an errno code) as vsys' IO_FAILED for `path`; undefined for anything else. */
+export function ioError(e: unknown, path: string): { code: 'IO_FAILED'; message: string } | undefined {
+  const err = e as NodeJS.ErrnoException;
+  if (typeof err?.code === 'string' && typeof err.syscall === 'string') return { code: 'IO_FAILED', message: `${path}: ${err.syscall}: ${err.message}` };
+  return undefined;
+}
+
+/** A file inside another: its bytes start at `base` in the file opened, and it is reported as `name`. */
+export interface Inner {
+  base: number;
+  name: string;
+}
+
+/**
  * Never throws: I/O failures and analysis bugs become a coded error for this file. `sizeHint`: the
  * size the walk saw; a file that is not ELF is then answered without an fstat (half of /usr is not
- * ELF). An ELF file's size is always taken from the open file.
+ * ELF). An ELF file's size is always taken from the open file, except for an `inner` one (an entry
+ * of an uncompressed layer), whose size is its entry's.
  */
-export function analyseFile(path: string, maxBytes = DEFAULT_MAX_FILE_BYTES, sizeHint?: number): FileResult {
+export function analyseFile(path: string, maxBytes = DEFAULT_MAX_FILE_BYTES, sizeHint?: number, inner?: Inner): FileResult {
   let fd: number | undefined;
   let size = sizeHint ?? 0;
+  const name = inner?.name ?? path;
+  const base = inner?.base ?? 0;
   try {
     fd = fs.openSync(path, 'r');
-    const elf = fs.readSync(fd, head, 0, 4, 0) === 4 && MAGIC.every((b, i) => head[i] === b);
-    if (elf || sizeHint === undefined) size = fs.fstatSync(fd).size;
-    if (!elf) return { kind: 'not-elf', path, size };
+    const elf = fs.readSync(fd, head, 0, 4, base) === 4 && MAGIC.every((b, i) => head[i] === b);
+    if (!inner && (elf || sizeHint === undefined)) size = fs.fstatSync(fd).size;
+    if (!elf) return { kind: 'not-elf', path: name, size };
     if (size > maxBytes) {
-      throw new VsysError('FILE_TOO_LARGE', `${path}: ${size} bytes is over the ${maxBytes}-byte limit (--max-file-size)`, { path });
+      throw new VsysError('FILE_TOO_LARGE', `${name}: ${size} bytes is over the ${maxBytes}-byte limit (--max-file-size)`, { path: name });
     }
-    const report = size >= SPARSE_MIN ? analyseSparse(fd, size, path).report : analyseBytes(readAll(fd, size), path);
-    releaseHugeScratch();
-    return report ? { kind: 'elf', report } : { kind: 'not-elf', path, size };
+    const report = analyseRange(fd, base, size, name);
+    return report ? { kind: 'elf', report } : { kind: 'not-elf', path: name, size };
   } catch (e) {
-    if (e instanceof VsysError) return { kind: 'error', path, size, error: { code: e.code, message: e.message } };
-    const err = e as NodeJS.ErrnoException;
-    if (typeof err.code === 'string' && typeof err.syscall === 'string') {
-      return { kind: 'error', path, size, error: { code: 'IO_FAILED', message: `${path}: ${err.syscall}: ${err.message}` } };
-    }
-    return { kind: 'error', path, size, error: { code: 'INTERNAL_ERROR', message: `${path}: ${err?.stack ?? String(e)}` } };
+    if (e instanceof VsysError) return { kind: 'error', path: name, size, error: { code: e.code, message: e.message } };
+    const io = ioError(e, name);
+    if (io) return { kind: 'error', path: name, size, error: io };
+    return { kind: 'error', path: name, size, error: { code: 'INTERNAL_ERROR', message: `${name}: ${(e as Error)?.stack ?? String(e)}` } };
   } finally {
     if (fd !== undefined) fs.closeSync(fd);
   }

@@ -40,11 +40,15 @@ export interface SparseOptions {
   chunk?: number;
   /** Bytes read first (the headers); a section starting in them can still be a hole. */
   head?: number;
+  /** Where the file starts in `fd` (an entry of an uncompressed tar); default 0. */
+  base?: number;
 }
 
 export interface SparseFile {
   bytes: Buffer;
   holes: Hole[];
+  /** Where the file starts in its fd. */
+  base: number;
 }
 
 /**
@@ -74,10 +78,17 @@ const PT_INTERP = 3;
 
 let hot = Buffer.allocUnsafeSlow(0);
 
-function readFully(fd: number, buf: Buffer, off: number, len: number, pos: number): boolean {
+/** A file's bytes: those of `fd` from `base` on (a whole file: base 0; an entry of a tar: its data offset). */
+interface At {
+  fd: number;
+  base: number;
+}
+
+/** Reads `len` bytes at the file's offset `pos` into `buf` at `off`; false when the file ends first. */
+export function readFully(at: At, buf: Buffer, off: number, len: number, pos: number): boolean {
   let done = 0;
   while (done < len) {
-    const n = fs.readSync(fd, buf, off + done, len - done, pos + done);
+    const n = fs.readSync(at.fd, buf, off + done, len - done, at.base + pos + done);
     if (n === 0) return false;
     done += n;
   }
@@ -85,8 +96,8 @@ function readFully(fd: number, buf: Buffer, off: number, len: number, pos: numbe
 }
 
 /** Reads bytes [start, end) of the file into `buf` at the same offsets. */
-function fill(fd: number, buf: Buffer, start: number, end: number): boolean {
-  return end <= start || readFully(fd, buf, start, end - start, start);
+function fill(at: At, buf: Buffer, start: number, end: number): boolean {
+  return end <= start || readFully(at, buf, start, end - start, start);
 }
 
 interface SectionRow {
@@ -100,14 +111,14 @@ interface SectionRow {
 }
 
 /** The section headers, from a buffer that holds the ELF header; undefined when anything is odd (the whole-file path then reports it). */
-function sectionRows(fd: number, buf: Buffer, size: number, names: (shstrndx: number) => void): SectionRow[] | undefined {
+function sectionRows(src: At, buf: Buffer, size: number, names: (shstrndx: number) => void): SectionRow[] | undefined {
   const shoff = buf.readBigUInt64LE(0x28);
   const shentsize = buf.readUInt16LE(0x3a);
   const shnum = buf.readUInt16LE(0x3c);
   const shstrndx = buf.readUInt16LE(0x3e);
   if (shoff === 0n || shnum === 0 || shentsize !== 64 || shstrndx >= shnum || shoff > BigInt(size - shnum * 64)) return undefined;
   const sh = Number(shoff);
-  if (!fill(fd, buf, sh, sh + shnum * 64)) return undefined;
+  if (!fill(src, buf, sh, sh + shnum * 64)) return undefined;
   const raw = (i: number) => {
     const b = sh + i * 64;
     return {
@@ -120,7 +131,7 @@ function sectionRows(fd: number, buf: Buffer, size: number, names: (shstrndx: nu
   if (strs.offset + strs.size > BigInt(size)) return undefined;
   const so = Number(strs.offset);
   const ss = Number(strs.size);
-  if (!fill(fd, buf, so, so + ss)) return undefined;
+  if (!fill(src, buf, so, so + ss)) return undefined;
   const rows: SectionRow[] = [];
   for (let i = 0; i < shnum; i++) {
     const s = raw(i);
@@ -140,13 +151,13 @@ function sectionRows(fd: number, buf: Buffer, size: number, names: (shstrndx: nu
  * whole). Undefined when the table is odd, absent, or counted elsewhere (PN_XNUM): the whole-file
  * reader handles those.
  */
-function isDynamic(fd: number, buf: Buffer, size: number): boolean | undefined {
+function isDynamic(src: At, buf: Buffer, size: number): boolean | undefined {
   const phoff = buf.readBigUInt64LE(0x20);
   const phentsize = buf.readUInt16LE(0x36);
   const phnum = buf.readUInt16LE(0x38);
   if (phoff === 0n || phnum === 0 || phnum === 0xffff || phentsize !== 56 || phoff + BigInt(phnum * 56) > BigInt(size)) return undefined;
   const at = Number(phoff);
-  if (!fill(fd, buf, at, at + phnum * 56)) return undefined;
+  if (!fill(src, buf, at, at + phnum * 56)) return undefined;
   for (let i = 0; i < phnum; i++) {
     const t = buf.readUInt32LE(at + i * 56);
     if (t === PT_INTERP || t === PT_DYNAMIC) return true;
@@ -160,16 +171,17 @@ function isDynamic(fd: number, buf: Buffer, size: number): boolean | undefined {
  * better read whole: odd headers, a static or Go file, a section sharing a hole's bytes, too many
  * holes or possible page words, a read that came up short.
  */
-export function readSparse(fd: number, size: number, scratch: (n: number) => Buffer, o: SparseOptions = {}): SparseFile | undefined {
+export function readSparse(file: number, size: number, scratch: (n: number) => Buffer, o: SparseOptions = {}): SparseFile | undefined {
+  const src: At = { fd: file, base: o.base ?? 0 };
   const holeMin = o.holeMin ?? HOLE_MIN;
   const chunk = Math.max(KEEP_TAIL + OVERLAP, o.chunk ?? CHUNK);
   const buf = scratch(size);
   const head = Math.min(size, Math.max(64, o.head ?? HEAD));
   let shstrndx = 0;
-  if (!readFully(fd, buf, 0, head, 0)) return undefined;
+  if (!readFully(src, buf, 0, head, 0)) return undefined;
   if (buf[4] !== 2 || buf[5] !== 1 || buf.readUInt16LE(0x12) !== 62) return undefined; // ELF64, little-endian, x86-64
-  if (!isDynamic(fd, buf, size)) return undefined;
-  const rows = sectionRows(fd, buf, size, (sh) => (shstrndx = sh));
+  if (!isDynamic(src, buf, size)) return undefined;
+  const rows = sectionRows(src, buf, size, (sh) => (shstrndx = sh));
   if (!rows || rows.some((r) => GO_SECTIONS.has(r.name))) return undefined;
   // String tables that analysis reads: linked from .dynsym, the version sections and .dynamic, and the section names.
   const needed = new Set<number>([shstrndx]);
@@ -188,10 +200,10 @@ export function readSparse(fd: number, size: number, scratch: (n: number) => Buf
   // Everything between the holes, in one read each.
   let at = head;
   for (const r of big) {
-    if (!fill(fd, buf, at, r.offset)) return undefined;
+    if (!fill(src, buf, at, r.offset)) return undefined;
     at = r.offset + r.size;
   }
-  if (!fill(fd, buf, at, size)) return undefined;
+  if (!fill(src, buf, at, size)) return undefined;
   if (hot.length < chunk) hot = alignedBuffer(chunk);
   const holes: Hole[] = [];
   for (const r of big) {
@@ -200,18 +212,18 @@ export function readSparse(fd: number, size: number, scratch: (n: number) => Buf
     const code = searched && (r.flags & BigInt(SHF.EXECINSTR)) !== 0n;
     const hole: Hole = { start: r.offset, end: r.offset + r.size, searched, code, candidates: [], words: [] };
     holes.push(hole);
-    if (searched && !streamSection(fd, buf, hole, chunk)) return undefined;
+    if (searched && !streamSection(src, buf, hole, chunk)) return undefined;
   }
-  return { bytes: buf, holes };
+  return { bytes: buf, holes, base: src.base };
 }
 
 /** Streams one section through the hot buffer; false when a read came up short or it holds too many possible page words. */
-function streamSection(fd: number, buf: Buffer, hole: Hole, chunk: number): boolean {
+function streamSection(src: At, buf: Buffer, hole: Hole, chunk: number): boolean {
   const windows: [number, number][] = [];
   let lastCandidate = -1;
   for (let pos = hole.start; pos < hole.end; pos += chunk - OVERLAP) {
     const n = Math.min(chunk, hole.end - pos);
-    if (!readFully(fd, hot, 0, n, pos)) return false;
+    if (!readFully(src, hot, 0, n, pos)) return false;
     if (hole.code) {
       for (const rel of findImm32Candidates(hot, 0, n)) {
         const p = pos + rel;
@@ -246,6 +258,7 @@ function streamSection(fd: number, buf: Buffer, hole: Hole, chunk: number): bool
 
 /** Reads the holes too, turning a sparse buffer into the whole file. */
 export function fillHoles(fd: number, sparse: SparseFile): boolean {
-  for (const h of sparse.holes) if (!fill(fd, sparse.bytes, h.start, h.end)) return false;
+  const at = { fd, base: sparse.base };
+  for (const h of sparse.holes) if (!fill(at, sparse.bytes, h.start, h.end)) return false;
   return true;
 }
