@@ -22,7 +22,11 @@ export class HoleRead extends Error {
 
 export class ByteReader {
   readonly bytes: Uint8Array;
-  private readonly view: DataView;
+  /**
+   * The bytes as a DataView with no checks of its own: only for loops over a range that `need` has
+   * checked already (a symbol table's entries), where a check per field would cost more than the read.
+   */
+  readonly view: DataView;
   /** Name used in error messages (a path, or "vDSO"). */
   readonly source: string;
   /** Sorted, disjoint [start, end) ranges of `bytes` that hold no file data (a sparse read). */

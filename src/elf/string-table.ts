@@ -3,14 +3,11 @@
 import { VsysError } from '../errors.js';
 import type { ByteReader } from './bytes.js';
 
-/** A name found within this many bytes is decoded on its own; a longer search switches to the table-wide index. */
-const NEAR = 4096;
-
 export class StringTable {
   private readonly buf: Buffer;
-  /** Built on the first lookup whose NUL is not near: sorted NUL positions and the table decoded once. */
+  /** Built once lookups have scanned more than the table's size: sorted NUL positions and the table decoded once. */
   private index: { nuls: Int32Array; text: string } | undefined;
-  /** Bytes decoded name by name so far; past the table's size, names become slices of one decoding. */
+  /** Bytes scanned name by name so far; past the table's size, names become slices of one decoding. */
   private decoded = 0;
 
   constructor(
@@ -24,20 +21,21 @@ export class StringTable {
   }
 
   /**
-   * The string at `index`. A real name ends within a few KiB: its NUL is found nearby and only it is
-   * decoded (a file's analysis asks for a few hundred names out of tables of tens of thousands). A
-   * hostile table (one NUL at the very end, every symbol pointing before it) would make that
-   * quadratic, so past the first long search the table is indexed once and names become slices.
+   * The string at `index`. A real name's NUL is a few bytes on, and only the name is decoded (a
+   * file's analysis asks for a few hundred names out of tables of tens of thousands). A hostile
+   * table (one NUL at the very end, every symbol pointing before it) would make that quadratic, so
+   * once the searches have scanned the table's size the table is indexed and names become slices.
    */
   get(index: number): string {
     if (!Number.isSafeInteger(index) || index < 0 || index >= this.size) {
       throw new VsysError('ELF_BAD_OFFSET', `${this.r.source}: string index ${index} lies outside ${this.what} (${this.size} bytes)`, { path: this.r.source });
     }
     if (!this.index) {
-      const near = this.buf.subarray(index, Math.min(this.size, index + NEAR)).indexOf(0);
-      // Copies are bounded by the table's size: many symbols naming the same long string (a hostile
-      // file) switch to slices, which share one decoding.
-      if (near >= 0 && (this.decoded += near) <= this.size) return this.buf.toString('latin1', index, index + near);
+      // Searched in place (no view allocated per name); what the searches scan is counted, so a
+      // hostile table costs at most its size before the index takes over.
+      const nul = this.buf.indexOf(0, index);
+      this.decoded += (nul < 0 ? this.size : nul) - index;
+      if (nul >= 0 && this.decoded <= this.size) return this.buf.toString('latin1', index, nul);
       this.index = this.buildIndex();
     }
     const { nuls, text } = this.index;

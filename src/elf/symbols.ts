@@ -49,10 +49,14 @@ export function readSymbols(elf: ElfFile, table: SymbolTableName, where?: (info:
 
   const f = L.sym.f;
   const out: ElfSymbol[] = where ? [] : new Array(count);
+  // The table's range was checked above (need): its entries' fixed fields are read unchecked.
+  const dv = r.view;
+  const infoAt = sec.offset + f.st_info.offset;
+  const shndxAt = sec.offset + f.st_shndx.offset;
   for (let i = 0; i < count; i++) {
     const b = sec.offset + i * entsize;
-    const info = r.u8(b + f.st_info.offset);
-    const shndx = r.u16(b + f.st_shndx.offset);
+    const info = dv.getUint8(infoAt + i * entsize);
+    const shndx = dv.getUint16(shndxAt + i * entsize, true);
     if (where && !where(info, shndx)) continue;
     const sym: ElfSymbol = {
       index: i,
@@ -61,7 +65,7 @@ export function readSymbols(elf: ElfFile, table: SymbolTableName, where?: (info:
       size: big(r, b, f.st_size),
       type: info & 0xf,
       bind: info >> 4,
-      visibility: r.u8(b + f.st_other.offset) & 0x3,
+      visibility: dv.getUint8(b + f.st_other.offset) & 0x3,
       shndx,
     };
     const v = versym?.[i];

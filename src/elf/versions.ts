@@ -126,6 +126,7 @@ export function readVersym(elf: ElfFile): Uint16Array | undefined {
   const count = Math.floor(sec.size / 2);
   elf.reader.need(sec.offset, count * 2, '.gnu.version', 'ELF_BAD_OFFSET');
   const out = new Uint16Array(count);
-  for (let i = 0; i < count; i++) out[i] = elf.reader.u16(sec.offset + 2 * i);
+  const dv = elf.reader.view; // the range is checked above
+  for (let i = 0; i < count; i++) out[i] = dv.getUint16(sec.offset + 2 * i, true);
   return out;
 }

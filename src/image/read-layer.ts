@@ -10,7 +10,7 @@ import { Decompress } from 'fzstd';
 import { VsysError } from '../errors.js';
 import { analyseBytes, type FileReport } from '../scan/analyse-file.js';
 import { analyseRange, ioError, releaseHugeScratch, scratchBuffer, SPARSE_MIN, type FileResult } from '../scan/read-file.js';
-import { walkTar } from './tar-index.js';
+import { walkTar, WINDOW } from './tar-index.js';
 import { normalisePath, type LayerOp } from './image-fs.js';
 
 export interface LayerLimits {
@@ -320,6 +320,8 @@ export interface LayerFile {
 /** ELF entries sent to `analyseAt` at a time, and how many batches may be out at once. */
 const BATCH_BYTES = 8 * 1024 * 1024;
 const BATCH_FILES = 64;
+/** Bytes read at a time when workers read the bodies: mostly headers, so little read twice. */
+const HEADERS_WINDOW = 64 * 1024;
 /** The walk gives the event loop a turn this often (progress, other images, Ctrl-C). */
 const YIELD_MS = 50;
 
@@ -360,12 +362,13 @@ export async function readLayerAt(file: LayerFile, what: string, limits: LayerLi
     const name = b.entry(e.name, e.type, e.linkname);
     if (name !== undefined) {
       const node = b.file(name, e.size);
-      // A small body comes with the window (read once, analysed in place); a big one is only peeked at.
-      const small = e.size < SPARSE_MIN;
+      // A small body comes with the window (read once, analysed in place) unless a worker is to read
+      // it; a big one is only peeked at.
+      const small = e.size < SPARSE_MIN && (!limits.analyseAt || LayerBuilder.keepsText(name, e.size));
       const head = small ? w.at(e.dataAt, e.size) : w.peek(e.dataAt, 4);
       if (small && head.length < e.size) throw new VsysError('IMAGE_BAD_LAYER', `${what}: ${name} is cut short (truncated?)`);
-      if (LayerBuilder.keepsText(name, e.size)) node.text = head.toString('utf8');
-      else if (isElfHead(head) && b.admitsElf(name, e.size)) {
+      // As the streaming reader: ELF first (an ELF file at a kept text's path is analysed), then texts.
+      if (isElfHead(head) && b.admitsElf(name, e.size)) {
         if (limits.analyseAt) {
           batch.push({ base: e.dataAt, size: e.size, name, node });
           batchBytes += e.size;
@@ -378,7 +381,7 @@ export async function readLayerAt(file: LayerFile, what: string, limits: LayerLi
             b.failed(name, io ? new Error(io.message) : err, io ? io.code : 'INTERNAL_ERROR');
           }
         }
-      }
+      } else if (small && LayerBuilder.keepsText(name, e.size)) node.text = head.toString('utf8');
     }
     const now = performance.now();
     if (now - turn < YIELD_MS) return undefined;
@@ -387,7 +390,7 @@ export async function readLayerAt(file: LayerFile, what: string, limits: LayerLi
       turn = performance.now();
       r();
     }));
-  });
+  }, limits.analyseAt ? HEADERS_WINDOW : WINDOW);
   await flush();
   await Promise.all(jobs);
   limits.onBytes?.(size, size);

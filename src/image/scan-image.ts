@@ -4,7 +4,8 @@
 import fs from 'node:fs';
 import { VsysError } from '../errors.js';
 import type { FileReport } from '../scan/analyse-file.js';
-import { createPool, defaultWorkers } from '../scan/pool.js';
+import { defaultWorkers, sharedPool } from '../scan/pool.js';
+import os from 'node:os';
 import { tuneAllocatorForStreaming } from '../native/libc.js';
 import type { SlowdownFor } from '../scan/verdict.js';
 import { analyseImage, type ImageReport } from './analyse-image.js';
@@ -18,7 +19,7 @@ export interface ImageScanOptions {
   maxImageBytes?: number;
   maxFileBytes?: number;
   concurrency?: number;
-  /** Worker threads for ELF analysis (default: one per core; 0 = this thread). */
+  /** Worker threads for ELF analysis beside this thread (default: imageWorkers(); 0 = this thread alone). */
   workers?: number;
   insecure?: boolean;
   creds?: string;
@@ -45,6 +46,12 @@ export function isImageRef(arg: string): boolean {
   }
 }
 
+/** Worker threads for image scans: one beside this thread from two cores on, up to 8. */
+export function imageWorkers(): number {
+  const n = os.availableParallelism();
+  return n < 2 ? 0 : Math.min(8, n - 1);
+}
+
 export interface ImageError {
   ref: string;
   code: string;
@@ -54,22 +61,27 @@ export interface ImageError {
 export async function scanImageRefs(refs: string[], o: ImageScanOptions = {}): Promise<{ images: ImageReport[]; errors: ImageError[] }> {
   tuneAllocatorForStreaming();
   const cache = new Map<string, Promise<LayerResult>>();
-  // ELF files out of the layers are analysed on worker threads while the tar keeps streaming.
-  // On two cores the tar parsing thread and the copies to a worker cost what the worker saves
-  // (measured: bench/image.mjs); with more cores the workers win.
-  const workers = o.workers ?? defaultWorkers();
-  const pool = createPool(workers, o.maxFileBytes ?? 512 * 1024 ** 2);
+  // ELF files out of the layers are analysed on worker threads as well as here. A layer stored
+  // plainly in a file costs a worker nothing to reach (it reads its share by position), so one
+  // pays even on two cores. A streamed layer's files must be copied to a worker: on two cores the
+  // copies cost what the worker saves (bench/image.mjs), so there they stay here.
+  const workers = o.workers ?? imageWorkers();
+  const streamedToWorkers = o.workers !== undefined ? workers > 0 : defaultWorkers() > 0;
+  const maxFileBytes = o.maxFileBytes ?? 512 * 1024 ** 2;
+  const pool = sharedPool(workers, maxFileBytes);
   const analyse = async (bytes: Buffer, p: string): Promise<FileReport | undefined> => {
     const r = await pool.analyseBytes(p, bytes);
     if (r.kind === 'elf') return r.report;
     if (r.kind === 'error') throw new VsysError(r.error.code as never, r.error.message);
     return undefined;
   };
+  const analyseAt = (file: string, entries: { base: number; size: number; name: string }[]) =>
+    pool.analyseFiles(entries.map((e) => ({ path: file, size: e.size, inner: { base: e.base, name: e.name } })), { workersFirst: true });
   const images: ImageReport[] = [];
   const errors: ImageError[] = [];
   const one = async (ref: string): Promise<void> => {
     const so: SourceOptions = {
-      limits: { maxLayerBytes: o.maxLayerBytes ?? 8 * 1024 ** 3, maxFileBytes: o.maxFileBytes ?? 512 * 1024 ** 2, ...(workers > 0 ? { analyse, inflight: workers * 2 } : {}) },
+      limits: { maxLayerBytes: o.maxLayerBytes ?? 8 * 1024 ** 3, maxFileBytes, ...(streamedToWorkers ? { analyse } : {}), ...(workers > 0 ? { analyseAt, inflight: (workers + 1) * 2 } : {}) },
       maxImageBytes: o.maxImageBytes ?? 32 * 1024 ** 3,
       cache,
       onLayer: (key, bytes) => o.onLayer?.(ref, key, bytes),

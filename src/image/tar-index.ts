@@ -42,29 +42,41 @@ export interface TarEntry extends TarHeader {
 
 /** As tar-stream's extract: a long name or pax record bigger than this is refused. */
 const MAX_LONG_HEADER = 4 * 1024 * 1024;
-/** Bytes read at a time for headers and small bodies; a small file comes with the header before it. */
-const WINDOW = 2 * 1024 * 1024;
+/**
+ * Bytes read at a time for headers and small bodies: a small file comes with the header before it.
+ * Big enough for a body just under the size from which files are read sparsely (1 MiB) plus its header.
+ */
+export const WINDOW = 2 * 1024 * 1024;
 const BLOCK = 512;
+/** The window's first refill after a jump. */
+const RAMP_MIN = 64 * 1024;
 
 /**
  * Bytes of one file region through a reused window: a header and the small files after it come in
- * one read; a big body is never pulled into the window (see `peek`).
+ * one read. The window grows (64 KiB, doubling to WINDOW) while reads follow on from it, and starts
+ * small again after a jump (a body skipped), so a header after a big body skipped pulls in at most
+ * 64 KiB of what follows; a big body's magic is `peek`ed without moving the window.
  */
 export class TarWindow {
   private buf = alignedBuffer(0);
   private start = 0;
   private length = 0;
+  /** Bytes the next refill reads: 64 KiB after a jump, doubling while reads follow on. */
+  private ramp = RAMP_MIN;
   private readonly small = Buffer.alloc(64);
   /** Bytes read from the file so far (the window's reads and peeks). */
   bytesRead = 0;
 
-  constructor(readonly fd: number, readonly end: number) {}
+  constructor(readonly fd: number, readonly end: number, private readonly size = WINDOW) {}
 
   /** Bytes [pos, pos + n) (n ≤ the window's size), shorter only where the region ends. */
   at(pos: number, n: number): Buffer {
     if (pos < this.start || pos + n > this.start + this.length) {
-      if (this.buf.length === 0) this.buf = alignedBuffer(WINDOW);
-      const want = Math.min(WINDOW, this.end - pos);
+      // Follows on: starts inside the window or within a block of its end (a body's padding).
+      const follows = this.length > 0 && pos >= this.start && pos <= this.start + this.length + BLOCK;
+      this.ramp = Math.min(this.size, follows ? this.ramp * 2 : RAMP_MIN);
+      const want = Math.min(Math.max(this.ramp, n), this.end - pos);
+      if (want > this.buf.length) this.buf = alignedBuffer(Math.max(want, Math.min(this.size, this.buf.length * 2)));
       let got = 0;
       while (got < want) {
         const r = fs.readSync(this.fd, this.buf, got, want - got, pos + got);
@@ -77,11 +89,6 @@ export class TarWindow {
     }
     const from = pos - this.start;
     return this.buf.subarray(from, Math.min(from + n, this.length));
-  }
-
-  /** Whether [pos, pos + n) is in the window already, or would fit in it. */
-  fits(n: number): boolean {
-    return n <= WINDOW;
   }
 
   /** A few bytes (n ≤ 64) at pos without moving the window: the magic of a big body. */
@@ -99,11 +106,12 @@ export class TarWindow {
  * what it wants of the body; the walk then moves past the body whether it was read or not. Ends at
  * the end-of-archive marker (two zero blocks) or the region's end. A checksum error, a header past
  * the end or a body cut short: IMAGE_BAD_LAYER naming `what`. `visit` may return a promise (the walk
- * waits), so a caller can yield to the event loop as it goes.
+ * waits), so a caller can yield to the event loop as it goes. `window`: bytes read at a time (a
+ * caller that reads no bodies through it wants a small one).
  */
-export async function walkTar(fd: number, start: number, end: number, what: string, visit: (e: TarEntry, w: TarWindow) => void | Promise<void>): Promise<TarWindow> {
+export async function walkTar(fd: number, start: number, end: number, what: string, visit: (e: TarEntry, w: TarWindow) => void | Promise<void>, window = WINDOW): Promise<TarWindow> {
   const h = headerCodec();
-  const w = new TarWindow(fd, end);
+  const w = new TarWindow(fd, end, window);
   const bad = (at: number, why: string) => new VsysError('IMAGE_BAD_LAYER', `${what}: ${why} at byte ${at - start} (truncated or not a tar?)`);
   let pax: Record<string, string> | null = null;
   let paxGlobal: Record<string, string> | null = null;
@@ -159,9 +167,11 @@ export async function walkTar(fd: number, start: number, end: number, what: stri
     pax = null;
     // Directories carry no data in a tar whatever their size field says (as tar-stream reads them).
     const body = entry.type === 'directory' ? 0 : entry.size;
-    if (dataAt + body > end) throw bad(dataAt - BLOCK, `${entry.name}: ${body} bytes of data past the end`);
+    const next = dataAt + Math.ceil(body / BLOCK) * BLOCK;
+    // A body, padding included, that runs past the end: cut short (GNU tar: "Unexpected EOF").
+    if (next > end) throw bad(dataAt - BLOCK, `${entry.name}: ${body} bytes of data (padded to ${next - dataAt}) past the end`);
     await visit(entry, w);
-    pos = dataAt + Math.ceil(body / BLOCK) * BLOCK;
+    pos = next;
   }
   return w;
 }

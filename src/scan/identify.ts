@@ -41,21 +41,19 @@ export interface Identity {
 
 const MACHINES: Record<number, string> = { 3: 'i386', 62: 'x86-64', 40: 'arm', 183: 'aarch64', 243: 'riscv', 8: 'mips', 21: 'ppc64', 22: 's390' };
 
-function compareVersions(a: string, b: string): number {
-  const pa = a.split('.').map(Number);
-  const pb = b.split('.').map(Number);
-  for (let i = 0; i < Math.max(pa.length, pb.length); i++) {
-    const d = (pa[i] ?? 0) - (pb[i] ?? 0);
-    if (d !== 0) return d;
-  }
-  return 0;
-}
-
+/** The highest GLIBC_x.y[.z] among version names, compared numerically (2.17 > 2.3). */
 function maxGlibc(names: string[]): string | undefined {
   let best: string | undefined;
+  let bestKey = -1;
   for (const n of names) {
-    const m = /^GLIBC_(\d+\.\d+(?:\.\d+)?)$/.exec(n);
-    if (m?.[1] && (best === undefined || compareVersions(m[1], best) > 0)) best = m[1];
+    if (!n.startsWith('GLIBC_')) continue;
+    const m = /^GLIBC_(\d{1,4})\.(\d{1,4})(?:\.(\d{1,4}))?$/.exec(n);
+    if (!m) continue;
+    const key = (Number(m[1]) * 10000 + Number(m[2])) * 10000 + Number(m[3] ?? 0);
+    if (key > bestKey) {
+      bestKey = key;
+      best = n.slice(6);
+    }
   }
   return best;
 }

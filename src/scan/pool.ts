@@ -14,8 +14,12 @@ export interface PoolFile {
 }
 
 export interface Pool {
-  /** Analyses a batch of files (by path); results in the same order. */
-  analyseFiles(files: PoolFile[]): Promise<FileResult[]>;
+  /**
+   * Analyses a batch of files (by path); results in the same order. `workersFirst`: the calling
+   * thread takes the batch only when every worker has two waiting already (it has other work: the
+   * caller producing the batches), so the workers never wait for it.
+   */
+  analyseFiles(files: PoolFile[], o?: { workersFirst?: boolean }): Promise<FileResult[]>;
   /** Analyses bytes in a worker; the buffer is transferred (unusable here afterwards). */
   analyseBytes(path: string, bytes: Uint8Array): Promise<FileResult>;
   /** Threads analysing batches, the calling one included. */
@@ -35,6 +39,8 @@ export function defaultWorkers(): number {
 
 interface Lane {
   queued: number;
+  /** Batches given and not yet answered. */
+  batches: number;
   run(files: PoolFile[]): Promise<FileResult[]>;
 }
 
@@ -55,15 +61,18 @@ function localLane(maxBytes: number): Lane {
   let chain: Promise<unknown> = Promise.resolve();
   const lane: Lane = {
     queued: 0,
+    batches: 0,
     run(files) {
       const bytes = files.reduce((a, f) => a + f.size, 0);
       lane.queued += bytes;
+      lane.batches++;
       const p = chain.then(
         () =>
           new Promise<FileResult[]>((resolve) =>
             setImmediate(() => {
               const out = files.map((f) => analyseFile(f.path, maxBytes, f.size, f.inner));
               lane.queued -= bytes;
+              lane.batches--;
               resolve(out);
             }),
           ),
@@ -93,9 +102,13 @@ function workerLane(url: URL, onDeath: (lane: WorkerLane) => void, reroute: (fil
   let next = 0;
   /** The first message a worker gets carries its settings. */
   const settingsId = 0;
+  // An idle worker does not keep the process alive (a pool kept for later scans must not hold a
+  // CLI open); one with work outstanding does.
+  worker.unref();
   worker.on('message', (m: { id: number; result: unknown }) => {
     const done = pending.get(m.id);
     pending.delete(m.id);
+    if (pending.size === 0) worker.unref();
     done?.(m.result);
   });
   const fail = (message: string) => {
@@ -114,10 +127,12 @@ function workerLane(url: URL, onDeath: (lane: WorkerLane) => void, reroute: (fil
   const lane: WorkerLane = {
     worker,
     queued: 0,
+    batches: 0,
     send(msg, transfer = []) {
       if (lane.dead) return Promise.resolve({ failed: 'dead', message: lane.dead });
       const id = next++;
       return new Promise((resolve) => {
+        if (pending.size === 0) worker.ref();
         pending.set(id, resolve);
         worker.postMessage({ id, ...msg }, transfer);
       });
@@ -125,8 +140,10 @@ function workerLane(url: URL, onDeath: (lane: WorkerLane) => void, reroute: (fil
     async run(files) {
       const bytes = files.reduce((a, f) => a + f.size, 0);
       lane.queued += bytes;
+      lane.batches++;
       const r = await lane.send({ paths: files.map((f) => f.path), sizes: files.map((f) => f.size), inner: files.map((f) => f.inner) });
       lane.queued -= bytes;
+      lane.batches--;
       if (Array.isArray(r)) return r as FileResult[];
       if ((r as { reroute?: boolean }).reroute) return reroute(files);
       const message = (r as { message: string }).message;
@@ -167,7 +184,11 @@ export function createPool(workers: number, maxBytes: number, o: { workerUrl?: U
     get lanes() {
       return lanes.length;
     },
-    analyseFiles(files) {
+    analyseFiles(files, how) {
+      if (how?.workersFirst) {
+        const free = threads.filter((t) => t.batches < 2);
+        if (free.length > 0) return leastQueued(free).run(files);
+      }
       return leastQueued(lanes).run(files);
     },
     async analyseBytes(path, bytes) {
@@ -188,4 +209,22 @@ export function createPool(workers: number, maxBytes: number, o: { workerUrl?: U
       await Promise.all([...threads].map((t) => t.worker.terminate()));
     },
   };
+}
+
+const shared = new Map<string, Pool>();
+
+/**
+ * A pool kept for the process: later scans find its workers started and their code compiled (a
+ * cold worker spends ~0.3 s compiling before it runs at speed). Its idle workers do not keep the
+ * process alive. One per (workers, maxBytes); `close` on it does nothing.
+ */
+export function sharedPool(workers: number, maxBytes: number): Pool {
+  const key = `${workers}:${maxBytes}`;
+  let pool = shared.get(key);
+  if (!pool) {
+    const p = createPool(workers, maxBytes);
+    pool = { get lanes() { return p.lanes; }, analyseFiles: (f, how) => p.analyseFiles(f, how), analyseBytes: (path, b) => p.analyseBytes(path, b), close: async () => {} };
+    shared.set(key, pool);
+  }
+  return pool;
 }

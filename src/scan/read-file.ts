@@ -3,6 +3,8 @@
 import fs from 'node:fs';
 import { VsysError } from '../errors.js';
 import { analyseBytes, type FileReport } from './analyse-file.js';
+import { identify, type Identity } from './identify.js';
+import { readElf } from '../elf/read-elf.js';
 import type { Searched } from './find-uses.js';
 import { HoleRead } from '../elf/bytes.js';
 import { fillHoles, readSparse } from './sparse-read.js';
@@ -58,12 +60,12 @@ export const SPARSE_MIN = 1024 * 1024;
  * analysed whole, as a small one. `how` says which (tests check that large files do go sparse).
  */
 export function analyseSparse(fd: number, size: number, path: string, scratch: (n: number) => Buffer = scratchBuffer, base = 0): { report: FileReport | undefined; how: 'sparse' | 'whole' } {
-  const sparse = readSparse(fd, size, scratch, { base });
+  const sparse = readSparse(fd, size, scratch, { base, wholeIf: (bytes, holes) => !identityAllowsSparse(bytes, holes, path) });
   const whole = (): { report: FileReport | undefined; how: 'whole' } => ({
     report: sparse && fillHoles(fd, sparse) ? analyseBytes(sparse.bytes, path) : analyseBytes(readAll(fd, size, base), path),
     how: 'whole',
   });
-  if (!sparse) return whole();
+  if (!sparse || sparse.holes.length === 0) return whole(); // read whole already when it has no holes
   const searched: Searched = new Map(sparse.holes.filter((h) => h.searched).map((h) => [h.start, h]));
   let report: FileReport | undefined;
   try {
@@ -73,9 +75,26 @@ export function analyseSparse(fd: number, size: number, path: string, scratch: (
     return whole(); // something this file's analysis reads lies in a hole
   }
   const id = report?.identity;
-  const clean = report && report.findings.length === 0 && !report.error && id && id.warnings.length === 0 && id.go === undefined;
-  if (clean && id.linkage === 'dynamic' && id.libc?.source !== 'banner' && !/^libc[.-]/.test(id.soname ?? '')) return { report, how: 'sparse' };
+  if (report && report.findings.length === 0 && !report.error && id && sparseIdentity(id)) return { report, how: 'sparse' };
   return whole();
+}
+
+/** An identity whose analysis reads nothing a sparse read leaves out: dynamic, no warnings, not Go, not a libc. */
+function sparseIdentity(id: Identity): boolean {
+  return id.linkage === 'dynamic' && id.warnings.length === 0 && id.go === undefined && id.libc?.source !== 'banner' && !/^libc[.-]/.test(id.soname ?? '');
+}
+
+/**
+ * Decided from the tables alone, before the big sections are streamed: whether the file's identity
+ * lets a sparse analysis stand. When not (a libc, a static or Go file, a data-only library with no
+ * dependencies), its holes are read straight away, not streamed first and read again.
+ */
+function identityAllowsSparse(bytes: Buffer, holes: readonly (readonly [number, number])[], path: string): boolean {
+  try {
+    return sparseIdentity(identify(readElf(bytes, path, holes)));
+  } catch {
+    return false; // a hole met, or something odd: the whole-file analysis says what
+  }
 }
 
 const head = Buffer.alloc(4);

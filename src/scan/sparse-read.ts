@@ -42,6 +42,12 @@ export interface SparseOptions {
   head?: number;
   /** Where the file starts in `fd` (an entry of an uncompressed tar); default 0. */
   base?: number;
+  /**
+   * Asked once the tables are in the buffer, before the big sections are streamed: true when the
+   * file will be analysed whole anyway (its identity says so), so the holes are read straight into
+   * the buffer instead of being streamed and then read again. The result then has no holes.
+   */
+  wholeIf?: (bytes: Buffer, holes: readonly (readonly [number, number])[]) => boolean;
 }
 
 export interface SparseFile {
@@ -204,6 +210,10 @@ export function readSparse(file: number, size: number, scratch: (n: number) => B
     at = r.offset + r.size;
   }
   if (!fill(src, buf, at, size)) return undefined;
+  if (o.wholeIf?.(buf, big.map((r) => [r.offset, r.offset + r.size] as const))) {
+    for (const r of big) if (!fill(src, buf, r.offset, r.offset + r.size)) return undefined;
+    return { bytes: buf, holes: [], base: src.base };
+  }
   if (hot.length < chunk) hot = alignedBuffer(chunk);
   const holes: Hole[] = [];
   for (const r of big) {
