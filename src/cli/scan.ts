@@ -8,6 +8,7 @@ import { mappedFiles } from '../scan/processes.js';
 import { formatImage, formatScan, formatSarif } from './format-scan.js';
 import { EXIT, numberOption, toJson, usageError, type Io } from './io.js';
 import type { Command } from './main.js';
+import type { LayerProgress } from '../image/sources.js';
 
 const HELP = `usage: vsys scan [OPTIONS] PATH|IMAGE...
        vsys scan --processes [OPTIONS]
@@ -35,8 +36,8 @@ options:
   --all                list clean files too (text output)
   --processes          scan the files mapped by every running process
   --workers N          worker threads beside the main one (default: one per core
-                       but one, max 8; none on 2 cores or fewer, where they cost
-                       more than they save; 0 = none)
+                       but one, max 8; for directories none on 2 cores or fewer,
+                       where they cost more than they save; 0 = none)
   --max-file-size MB   skip larger files with FILE_TOO_LARGE (default 2048)
   --from FILE          read more PATHs/IMAGEs from FILE, one per line
   --max-layer-size MB  cap on a layer's decompressed bytes (default 8192)
@@ -151,8 +152,9 @@ export const scanCommand: Command = {
       ...(conc !== undefined ? { concurrency: conc } : {}),
       ...(values.insecure ? { insecure: true } : {}),
       ...(creds ? { creds } : {}),
+      ...(workers !== undefined ? { workers } : {}),
       slowdown,
-      ...(io.stderr.isTTY ? { onLayer: (ref: string, key: string, bytes: number) => io.stderr.write(`\r\x1b[2K${ref}: layer ${key.slice(0, 19)} ${(bytes / 1e6).toFixed(0)} MB`) } : {}),
+      ...(io.stderr.isTTY ? { onProgress: imageProgress(io) } : {}),
     });
     if (io.stderr.isTTY && imageRefs.length) io.stderr.write('\r\x1b[2K');
     const result: ScanResult = await scanPaths({
@@ -188,6 +190,18 @@ export const scanCommand: Command = {
     return EXIT.ok;
   },
 };
+
+/** One line on stderr, redrawn at most 10 times a second: "IMAGE: layer 2/5 sha256:abcd… 340/1091 MB". */
+function imageProgress(io: Io): (ref: string, p: LayerProgress) => void {
+  let last = 0;
+  return (ref, p) => {
+    const now = performance.now();
+    if (now - last < 100 && p.done !== p.total) return;
+    last = now;
+    const mb = (n: number) => (n / 1e6).toFixed(0);
+    io.stderr.write(`\r\x1b[2K${ref}: layer ${p.index + 1}/${p.layers} ${p.key.slice(0, 19)} ${mb(p.done)}${p.total === undefined ? '' : `/${mb(p.total)}`} MB`);
+  };
+}
 
 function formatProcesses(r: ScanResult, procs: ReturnType<typeof mappedFiles>, mode: VsyscallMode): string {
   const byPath = new Map(procs.files.map((f) => [f.hostPath, f]));

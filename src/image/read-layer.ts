@@ -27,8 +27,11 @@ export interface LayerLimits {
    * elsewhere (worker threads, each reading them from `file` itself); default: here.
    */
   analyseAt?: (file: string, entries: { base: number; size: number; name: string }[]) => Promise<FileResult[]>;
-  /** Progress within a layer read by position: bytes passed so far, of the layer's total. */
-  onBytes?: (done: number, total: number) => void;
+  /**
+   * Progress within a layer: bytes passed so far and the layer's size (undefined for a compressed
+   * layer, whose expanded size is known only at its end). Called now and then, not per chunk.
+   */
+  onBytes?: (done: number, total: number | undefined) => void;
 }
 
 export interface LayerResult {
@@ -46,11 +49,16 @@ const TEXT_FILES = /^\/(etc|usr\/lib)\/os-release$|^\/etc\/ld\.so\.conf(\.d\/[^/
 /** Counts bytes through a stream and fails it once the cap is passed (a decompression bomb stops here). */
 class ByteCap extends Transform {
   bytes = 0;
-  constructor(private readonly cap: number, private readonly what: string) {
+  private said = 0;
+  constructor(private readonly cap: number, private readonly what: string, private readonly onBytes?: (done: number, total: undefined) => void) {
     super();
   }
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     this.bytes += chunk.length;
+    if (this.onBytes && this.bytes - this.said >= 16 * 1024 * 1024) {
+      this.said = this.bytes;
+      this.onBytes(this.bytes, undefined);
+    }
     if (this.bytes > this.cap) cb(new VsysError('IMAGE_TOO_LARGE', `${this.what} expands past ${this.cap} bytes (--max-layer-size); stopped there`));
     else cb(null, chunk);
   }
@@ -241,7 +249,7 @@ export async function readLayer(src: Readable, what: string, limits: LayerLimits
   const b = new LayerBuilder(what, limits);
   const result = b.result;
   const { streams } = await decompressor(src);
-  const cap = new ByteCap(limits.maxLayerBytes, what);
+  const cap = new ByteCap(limits.maxLayerBytes, what, limits.onBytes);
   const extract = tar.extract();
   const slots = semaphore(limits.inflight ?? 4);
   const jobs: Promise<void>[] = [];
@@ -306,6 +314,7 @@ export async function readLayer(src: Readable, what: string, limits: LayerLimits
   }
   await Promise.all(jobs);
   result.bytes = cap.bytes;
+  limits.onBytes?.(cap.bytes, cap.bytes);
   return result;
 }
 

@@ -12,7 +12,7 @@ import { analyseImage, type ImageReport } from './analyse-image.js';
 import { ImageFs } from './image-fs.js';
 import type { LayerResult } from './read-layer.js';
 import { readRegistry } from './registry.js';
-import { readArchive, readOciDir, type ResolvedImage, type SourceOptions } from './sources.js';
+import { readArchive, readOciDir, type LayerProgress, type ResolvedImage, type SourceOptions } from './sources.js';
 
 export interface ImageScanOptions {
   maxLayerBytes?: number;
@@ -25,6 +25,8 @@ export interface ImageScanOptions {
   creds?: string;
   slowdown?: SlowdownFor;
   onLayer?: (ref: string, key: string, bytes: number) => void;
+  /** Progress inside an image's layers, now and then. */
+  onProgress?: (ref: string, p: LayerProgress) => void;
 }
 
 /** Is this argument an image reference rather than a path to walk? */
@@ -85,6 +87,7 @@ export async function scanImageRefs(refs: string[], o: ImageScanOptions = {}): P
       maxImageBytes: o.maxImageBytes ?? 32 * 1024 ** 3,
       cache,
       onLayer: (key, bytes) => o.onLayer?.(ref, key, bytes),
+      ...(o.onProgress ? { onProgress: (p: LayerProgress) => o.onProgress?.(ref, p) } : {}),
     };
     try {
       let resolved: ResolvedImage[];

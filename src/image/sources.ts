@@ -28,6 +28,8 @@ export interface SourceOptions {
   /** Layer results shared across images: identical layers (same digest) are analysed once. */
   cache: Map<string, Promise<LayerResult>>;
   onLayer?: (key: string, bytes: number) => void;
+  /** Progress within the layers of one image (see LayerProgress). */
+  onProgress?: (p: LayerProgress) => void;
 }
 
 const JSON_MAX = 4 * 1024 * 1024;
@@ -39,6 +41,15 @@ function blobName(digest: string): string {
 function checkTotal(layers: { result: LayerResult }[], max: number, what: string): void {
   const total = layers.reduce((a, l) => a + l.result.bytes, 0);
   if (total > max) throw new VsysError('IMAGE_TOO_LARGE', `${what}: layers expand to ${total} bytes, over the ${max}-byte image limit (--max-image-size)`);
+}
+
+/** Where a scan is inside an image: layer `index` (from 0) of `layers`, `done` of its `total` bytes (undefined: compressed). */
+export interface LayerProgress {
+  key: string;
+  index: number;
+  layers: number;
+  done: number;
+  total: number | undefined;
 }
 
 /** Reads one layer under the given limits (the image's remaining budget folded in). */
@@ -56,10 +67,15 @@ export function streamedLayers(open: (digest: string) => Readable | Promise<Read
 export async function collectLayers(keys: string[], read: LayerReader, what: string, o: SourceOptions, cache: Map<string, Promise<LayerResult>> = o.cache): Promise<ResolvedImage['layers']> {
   const out: ResolvedImage['layers'] = [];
   let total = 0;
-  for (const k of keys) {
+  for (const [index, k] of keys.entries()) {
     const cached = cache.has(k);
     if (!cached) {
-      const limits = { ...o.limits, maxLayerBytes: Math.min(o.limits.maxLayerBytes, Math.max(0, o.maxImageBytes - total)) };
+      const onProgress = o.onProgress;
+      const limits: LayerLimits = {
+        ...o.limits,
+        maxLayerBytes: Math.min(o.limits.maxLayerBytes, Math.max(0, o.maxImageBytes - total)),
+        ...(onProgress ? { onBytes: (done: number, size: number | undefined) => onProgress({ key: k, index, layers: keys.length, done, total: size }) } : {}),
+      };
       cache.set(k, read(k, `${what} ${k.slice(0, 19)}`, limits));
     }
     const result = await (cache.get(k) as Promise<LayerResult>);

@@ -483,6 +483,29 @@ describe('archives through scanImageRefs', { skip: skipHost }, () => {
     return { archive: a, junk };
   }
 
+  test('progress: each layer of an image reported in order, a plain one with its size, a gzip one without until its end', async () => {
+    const a = path.join(work, 'progress-docker.tar');
+    buildDockerArchive(a, [{ dir: parityDir() }, { dir: parityDir(), compress: 'gzip' }], { repoTag: 'progress:1' });
+    const seen: { ref: string; index: number; layers: number; done: number; total: number | undefined }[] = [];
+    const { images, errors } = await scanImageRefs([a], { workers: 0, onProgress: (ref, p) => seen.push({ ref, ...p }) });
+    assert.deepEqual(errors, []);
+    assert.equal(images[0]?.layers.length, 2);
+    assert.ok(seen.every((p) => p.ref === a && p.layers === 2));
+    for (const index of [0, 1]) {
+      const mine = seen.filter((p) => p.index === index);
+      const bytes: number | undefined = images[0]?.layers[index]?.bytes;
+      assert.ok(mine.length > 0, `layer ${index} reported`);
+      const last = mine.at(-1)!;
+      assert.equal(last.done, bytes, 'the last report is the layer\'s whole size');
+      assert.equal(last.total, bytes);
+      for (let i = 1; i < mine.length; i++) assert.ok(mine[i]!.done >= mine[i - 1]!.done, 'never back');
+      if (index === 1) assert.ok(mine.slice(0, -1).every((p) => p.total === undefined), 'a gzip layer\'s size is unknown until its end');
+    }
+    // Reported layer by layer: every report of layer 0 comes before any of layer 1.
+    const lastOf0 = seen.map((p) => p.index).lastIndexOf(0);
+    assert.ok(seen.findIndex((p) => p.index === 1) > lastOf0);
+  });
+
   for (const workers of [0, 1]) {
     test(`a blob no manifest names (64 MiB appended with tar --append) is not read (workers: ${workers})`, { skip: skipIo }, async (t) => {
       const { archive: a, junk } = junkArchive();
@@ -549,7 +572,7 @@ describe('progress and responsiveness', { skip: skipHost }, () => {
     const tar = path.join(work, 'usr-lib.tar');
     packTar(dir, tar);
     const size = fs.statSync(tar).size;
-    const seen: [number, number][] = [];
+    const seen: [number, number | undefined][] = [];
     let last = performance.now();
     let maxGap = 0;
     let ticks = 0;
@@ -577,7 +600,7 @@ describe('progress and responsiveness', { skip: skipHost }, () => {
     for (const [i, [done, of]] of seen.entries()) {
       assert.equal(of, size);
       assert.ok(done <= size);
-      if (i > 0) assert.ok(done >= (seen[i - 1] as [number, number])[0], `progress went back at report ${i}`);
+      if (i > 0) assert.ok(done >= (seen[i - 1] as [number, number | undefined])[0], `progress went back at report ${i}`);
     }
     assert.deepEqual(seen.at(-1), [size, size]);
     assert.ok(maxGap < 500, `the event loop waited ${maxGap.toFixed(0)} ms`);
