@@ -79,9 +79,11 @@ try {
   const readS = [];
   const parseS = [];
   const searchS = [];
-  const whole = fs.readFileSync(archive);
   const inner = JSON.parse(execFileSync('tar', ['-xOf', archive, 'manifest.json'], { encoding: 'utf8' }))[0].Layers[0];
   let report;
+  // The comparison first: tar and vsys alternating, nothing else between them. Then the context,
+  // alternating among itself; the unpack to disk last of each round and followed by a sync, so its
+  // writeback does not run under the next measurement.
   for (let r = 0; r < rounds; r++) {
     for (const which of r % 2 ? ['vsys', 'tar'] : ['tar', 'vsys']) {
       const t0 = performance.now();
@@ -89,28 +91,6 @@ try {
         const x = spawnSync('sh', ['-c', `tar -xOf ${archive} > /dev/null`]);
         if (x.status !== 0) throw new Error('tar failed');
         tarS.push((performance.now() - t0) / 1000);
-        // Both levels: the layer's own entries read out too (what unpacking the image reads).
-        const t1 = performance.now();
-        const y = spawnSync('sh', ['-c', `tar -xOf ${archive} ${inner} | tar -xOf - > /dev/null`]);
-        if (y.status !== 0) throw new Error('nested tar failed');
-        nestedS.push((performance.now() - t1) / 1000);
-        // What an operator does without vsys: unpack the image to disk before scanning it.
-        const dest = path.join(work, `unpack-${r}`);
-        fs.mkdirSync(dest);
-        const t2 = performance.now();
-        const z = spawnSync('sh', ['-c', `tar -xOf ${archive} ${inner} | tar -xf - -C ${dest}`]);
-        if (z.status !== 0) throw new Error('unpack failed');
-        unpackS.push((performance.now() - t2) / 1000);
-        fs.rmSync(dest, { recursive: true, force: true });
-        const t3 = performance.now();
-        await readOnly(archive);
-        readS.push((performance.now() - t3) / 1000);
-        const t4 = performance.now();
-        await parseOnly(archive);
-        parseS.push((performance.now() - t4) / 1000);
-        const t5 = performance.now();
-        searchOnly(whole);
-        searchS.push((performance.now() - t5) / 1000);
       } else {
         const out = await scanImageRefs([archive]);
         if (out.errors.length) throw new Error(JSON.stringify(out.errors));
@@ -119,11 +99,38 @@ try {
       }
     }
   }
+  const whole = fs.readFileSync(archive);
+  for (let r = 0; r < Math.min(rounds, 3); r++) {
+    // Both levels: the layer's own entries read out too (what unpacking the image reads).
+    const t1 = performance.now();
+    const y = spawnSync('sh', ['-c', `tar -xOf ${archive} ${inner} | tar -xOf - > /dev/null`]);
+    if (y.status !== 0) throw new Error('nested tar failed');
+    nestedS.push((performance.now() - t1) / 1000);
+    const t3 = performance.now();
+    await readOnly(archive);
+    readS.push((performance.now() - t3) / 1000);
+    const t4 = performance.now();
+    await parseOnly(archive);
+    parseS.push((performance.now() - t4) / 1000);
+    const t5 = performance.now();
+    searchOnly(whole);
+    searchS.push((performance.now() - t5) / 1000);
+    // What an operator does without vsys: unpack the image to disk before scanning it.
+    const dest = path.join(work, `unpack-${r}`);
+    fs.mkdirSync(dest);
+    const t2 = performance.now();
+    const z = spawnSync('sh', ['-c', `tar -xOf ${archive} ${inner} | tar -xf - -C ${dest}`]);
+    if (z.status !== 0) throw new Error('unpack failed');
+    unpackS.push((performance.now() - t2) / 1000);
+    fs.rmSync(dest, { recursive: true, force: true });
+    spawnSync('sync');
+  }
   const min = (a) => Math.min(...a);
   const mbs = (s) => bytes / 1e6 / s;
   const res = {
     archiveBytes: bytes, elfFiles: report.elfFiles, tarSeconds: min(tarS), nestedTarSeconds: min(nestedS), unpackSeconds: min(unpackS), vsysSeconds: min(vsysS),
     readSeconds: min(readS), parseSeconds: min(parseS), searchSeconds: min(searchS),
+    vsysFirstSeconds: vsysS[0],
     tarMBs: mbs(min(tarS)), vsysMBs: mbs(min(vsysS)), ratio: min(tarS) / min(vsysS), ratioNested: min(nestedS) / min(vsysS), ratioUnpack: min(unpackS) / min(vsysS),
   };
   res.met = res.ratio >= 0.8;
@@ -131,6 +138,7 @@ try {
   else {
     console.log(`docker-archive of /usr/bin + /usr/lib/x86_64-linux-gnu: ${(bytes / 1e6).toFixed(0)} MB, ${report.elfFiles} ELF files; verdict under none: ${report.verdicts.none.outcome}`);
     console.log(`tar -xOf > /dev/null: ${res.tarSeconds.toFixed(2)} s (${res.tarMBs.toFixed(0)} MB/s); vsys scan: ${res.vsysSeconds.toFixed(2)} s (${res.vsysMBs.toFixed(0)} MB/s); min of ${rounds}`);
+    console.log(`vsys's first scan in this process (code not yet compiled, worker starting): ${res.vsysFirstSeconds.toFixed(2)} s`);
     console.log(`both levels, tar -xOf | tar -xOf - > /dev/null: ${res.nestedTarSeconds.toFixed(2)} s; unpacked to disk: ${res.unpackSeconds.toFixed(2)} s`);
     console.log(`floors, same run: the file stream alone ${res.readSeconds.toFixed(2)} s (${(res.tarSeconds / res.readSeconds).toFixed(2)}× tar); tar-stream parsing both levels, bodies discarded ${res.parseSeconds.toFixed(2)} s (${(res.tarSeconds / res.parseSeconds).toFixed(2)}× tar); indexOf(60 ff) over the archive in memory ${res.searchSeconds.toFixed(2)} s`);
     console.log(`vsys / tar throughput: ${res.ratio.toFixed(2)}× against tar -xOf (target ≥ 0.8×: ${res.met ? 'met' : 'MISSED'}); ${res.ratioNested.toFixed(2)}× against both levels; ${res.ratioUnpack.toFixed(2)}× against unpacking to disk`);
