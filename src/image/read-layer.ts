@@ -27,6 +27,8 @@ export interface LayerLimits {
    * elsewhere (worker threads, each reading them from `file` itself); default: here.
    */
   analyseAt?: (file: string, entries: { base: number; size: number; name: string }[]) => Promise<FileResult[]>;
+  /** Layers smaller than this are analysed here even when `analyseAt` is set. */
+  analyseAtFrom?: number;
   /**
    * Progress within a layer: bytes passed so far and the layer's size (undefined for a compressed
    * layer, whose expanded size is known only at its end). Called now and then, not per chunk.
@@ -343,8 +345,12 @@ const YIELD_MS = 50;
  */
 export async function readLayerAt(file: LayerFile, what: string, limits: LayerLimits): Promise<LayerResult> {
   if (file.size > limits.maxLayerBytes) throw new VsysError('IMAGE_TOO_LARGE', `${what} expands past ${limits.maxLayerBytes} bytes (--max-layer-size); stopped there`);
-  const b = new LayerBuilder(what, limits);
   const { fd, start, size } = file;
+  if (limits.analyseAt && size < (limits.analyseAtFrom ?? 0)) {
+    const { analyseAt: _, ...here } = limits;
+    limits = here;
+  }
+  const b = new LayerBuilder(what, limits);
   const slots = semaphore(limits.inflight ?? 4);
   const jobs: Promise<void>[] = [];
   let batch: { base: number; size: number; name: string; node: FileNode }[] = [];

@@ -215,15 +215,17 @@ const shared = new Map<string, Pool>();
 
 /**
  * A pool kept for the process: later scans find its workers started and their code compiled (a
- * cold worker spends ~0.3 s compiling before it runs at speed). Its idle workers do not keep the
- * process alive. One per (workers, maxBytes); `close` on it does nothing.
+ * cold worker spends ~0.3 s compiling before it runs at speed). Its workers start on its first
+ * use, not before, and when idle do not keep the process alive. One per (workers, maxBytes);
+ * `close` on it does nothing.
  */
 export function sharedPool(workers: number, maxBytes: number): Pool {
   const key = `${workers}:${maxBytes}`;
   let pool = shared.get(key);
   if (!pool) {
-    const p = createPool(workers, maxBytes);
-    pool = { get lanes() { return p.lanes; }, analyseFiles: (f, how) => p.analyseFiles(f, how), analyseBytes: (path, b) => p.analyseBytes(path, b), close: async () => {} };
+    let p: Pool | undefined;
+    const real = () => (p ??= createPool(workers, maxBytes));
+    pool = { get lanes() { return p ? p.lanes : workers + 1; }, analyseFiles: (f, how) => real().analyseFiles(f, how), analyseBytes: (path, b) => real().analyseBytes(path, b), close: async () => {} };
     shared.set(key, pool);
   }
   return pool;
