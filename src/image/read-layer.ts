@@ -1,7 +1,9 @@
-// Streams one layer (a tar, gzip'd, zstd'd or plain) into the list of operations it makes on the
-// image filesystem (OCI image spec, "Image Layer Filesystem Changeset"). ELF files are analysed as
-// they pass and only their reports kept; /etc/os-release and ld.so.conf texts are kept; other data
-// is discarded. Decompressed bytes are capped; hostile names are refused with a coded error each.
+// One layer into the list of operations it makes on the image filesystem (OCI image spec, "Image
+// Layer Filesystem Changeset"), two ways with one result: streamed (readLayer: a tar, gzip'd, zstd'd
+// or plain, from any stream) or read by position (readLayerAt: a plain tar inside a local file). ELF
+// files are analysed and only their reports kept; /etc/os-release and ld.so.conf texts are kept;
+// other data is discarded. Decompressed bytes are capped; hostile names are refused with a coded
+// error each.
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
