@@ -20,6 +20,11 @@ export interface LayerLimits {
   maxLayerBytes: number;
   /** Largest single ELF file analysed (bigger ones are reported, not read). */
   maxFileBytes: number;
+  /**
+   * Entries allowed in this layer (default MAX_ENTRIES): each is kept as an operation on the image's
+   * filesystem, so a layer of millions of empty files would otherwise hold gigabytes.
+   */
+  maxEntries?: number;
   /** Analyse ELF bytes elsewhere (worker threads); default: here, synchronously. */
   analyse?: (bytes: Buffer, path: string) => Promise<FileReport | undefined>;
   /** Files analysed at once when `analyse` is set (bounds the bytes held). */
@@ -47,6 +52,9 @@ export interface LayerResult {
   /** Entries refused (path traversal, oversized ELF, …), with codes. */
   problems: { path: string; code: string; message: string }[];
 }
+
+/** Entries a layer may hold by default: ~200 bytes each kept; real layers have up to a few hundred thousand. */
+export const MAX_ENTRIES = 2_000_000;
 
 const TEXT_FILES = /^\/(etc|usr\/lib)\/os-release$|^\/etc\/ld\.so\.conf(\.d\/[^/]+)?$|^\/etc\/(debian_version|redhat-release|alpine-release)$/;
 
@@ -164,6 +172,7 @@ function assemble(chunks: Buffer[], have: number): Buffer {
 /** A layer's result, built entry by entry (names checked, whiteouts, links): shared by both readers. */
 class LayerBuilder {
   readonly result: LayerResult = { ops: [], bytes: 0, files: 0, elfFiles: 0, problems: [] };
+  private entries = 0;
   constructor(private readonly what: string, private readonly limits: LayerLimits) {}
 
   /**
@@ -172,6 +181,8 @@ class LayerBuilder {
    */
   entry(raw: string, type: string | null | undefined, linkname: string | null | undefined): string | undefined {
     const { result, what } = this;
+    const max = this.limits.maxEntries ?? MAX_ENTRIES;
+    if (++this.entries > max) throw new VsysError('IMAGE_TOO_LARGE', `${what} has more than ${max} entries; stopped there`);
     const name = normalisePath(raw);
     if (name === undefined) {
       result.problems.push({ path: raw, code: 'IMAGE_BAD_PATH', message: `${what}: entry '${raw}' climbs out of the image root; ignored` });
@@ -258,7 +269,13 @@ export async function readLayer(src: Readable, what: string, limits: LayerLimits
   const slots = semaphore(limits.inflight ?? 4);
   const jobs: Promise<void>[] = [];
   extract.on('entry', (header, body, next) => {
-    const name = b.entry(header.name, header.type, header.linkname);
+    let name: string | undefined;
+    try {
+      name = b.entry(header.name, header.type, header.linkname);
+    } catch (e) {
+      next(e as Error);
+      return;
+    }
     if (name === undefined) {
       body.resume();
       body.on('end', () => next());

@@ -18,6 +18,8 @@ export interface ImageScanOptions {
   maxLayerBytes?: number;
   maxImageBytes?: number;
   maxFileBytes?: number;
+  /** Entries a layer may hold (default MAX_ENTRIES, 2 million): each is kept in memory. */
+  maxLayerEntries?: number;
   concurrency?: number;
   /**
    * Worker threads for ELF analysis beside this thread (default: imageWorkers(), on two cores only
@@ -95,7 +97,7 @@ export async function scanImageRefs(refs: string[], o: ImageScanOptions = {}): P
   const errors: ImageError[] = [];
   const one = async (ref: string): Promise<void> => {
     const so: SourceOptions = {
-      limits: { maxLayerBytes: o.maxLayerBytes ?? 8 * 1024 ** 3, maxFileBytes, ...(streamedToWorkers ? { analyse } : {}), ...(workers > 0 ? { analyseAt, analyseAtFrom: workerFrom, inflight: (workers + 1) * 2 } : {}) },
+      limits: { maxLayerBytes: o.maxLayerBytes ?? 8 * 1024 ** 3, maxFileBytes, ...(o.maxLayerEntries !== undefined ? { maxEntries: o.maxLayerEntries } : {}), ...(streamedToWorkers ? { analyse } : {}), ...(workers > 0 ? { analyseAt, analyseAtFrom: workerFrom, inflight: (workers + 1) * 2 } : {}) },
       maxImageBytes: o.maxImageBytes ?? 32 * 1024 ** 3,
       cache,
       onLayer: (key, bytes) => o.onLayer?.(ref, key, bytes),

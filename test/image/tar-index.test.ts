@@ -430,6 +430,20 @@ describe('broken and hostile plain layers on the positional path', { skip: skipH
     await bothFail(t, 'IMAGE_BAD_LAYER');
   });
 
+  test('a layer of more entries than maxEntries (millions of empty files would each be kept): IMAGE_TOO_LARGE from both readers', async () => {
+    const dir = path.join(work, 'many-entries');
+    fs.mkdirSync(dir, { recursive: true });
+    for (let i = 0; i < 300; i++) fs.writeFileSync(path.join(dir, `f${i}`), '');
+    const tar = path.join(work, 'many-entries.tar');
+    packTar(dir, tar);
+    const limits = { ...LIMITS, maxEntries: 100 };
+    assert.equal((await rejection(readAt(tar, limits))).code, 'IMAGE_TOO_LARGE');
+    assert.equal((await rejection(readStreamed(tar, limits))).code, 'IMAGE_TOO_LARGE');
+    // At the count exactly: read.
+    assert.equal((await readAt(tar, { ...LIMITS, maxEntries: 301 })).files, 300);
+    assert.equal((await readStreamed(tar, { ...LIMITS, maxEntries: 301 })).files, 300);
+  });
+
   test('a layer larger than maxLayerBytes: IMAGE_TOO_LARGE before anything is read; at the limit exactly it is read', { skip: skipIo }, async (t) => {
     const { tar } = parityTar();
     const size = fs.statSync(tar).size;
