@@ -12,7 +12,7 @@ import { Decompress } from 'fzstd';
 import { VsysError } from '../errors.js';
 import { analyseBytes, type FileReport } from '../scan/analyse-file.js';
 import { analyseRange, ioError, releaseHugeScratch, scratchBuffer, SPARSE_MIN, type FileResult } from '../scan/read-file.js';
-import { walkTar, WINDOW } from './tar-index.js';
+import { TarEndGuard, walkTar, WINDOW } from './tar-index.js';
 import { normalisePath, type LayerOp } from './image-fs.js';
 
 export interface LayerLimits {
@@ -328,7 +328,7 @@ export async function readLayer(src: Readable, what: string, limits: LayerLimits
     body.on('error', (e) => next(e));
   });
   try {
-    await (pipeline as unknown as (s: unknown[]) => Promise<void>)([...streams, cap, extract]);
+    await (pipeline as unknown as (s: unknown[]) => Promise<void>)([...streams, cap, new TarEndGuard(), extract]);
   } catch (e) {
     if (e instanceof VsysError) throw e;
     throw new VsysError('IMAGE_BAD_LAYER', `${what}: ${(e as Error).message} (truncated or not a tar?)`, { cause: e });

@@ -6,6 +6,7 @@
 // ways of reading an image agree on every name.
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
+import { Transform, type TransformCallback } from 'node:stream';
 import path from 'node:path';
 import { VsysError } from '../errors.js';
 import { alignedBuffer } from '../native/memory.js';
@@ -100,6 +101,86 @@ export class TarWindow {
   }
 }
 
+/** A header block, read: the end of the archive, a zero block, a long-name or pax record, or an entry. */
+export type Framed =
+  | { kind: 'end' }
+  | { kind: 'zero' }
+  /** Its body (`size` bytes, padded to blocks) goes to `record()`. */
+  | { kind: 'record'; size: number }
+  /** `body`: the bytes of data that follow (0 for a directory, whatever its size field says). */
+  | { kind: 'entry'; entry: TarHeader; body: number };
+
+/**
+ * The tar format's framing, block by block, with no I/O of its own: which blocks are headers, what
+ * long-name and pax records change in the next entry, where the archive ends (two zero blocks, where
+ * GNU tar and Go's archive/tar stop). Shared by the positional walk and the stream's end guard.
+ */
+export class TarFramer {
+  private readonly h = headerCodec();
+  private pax: Record<string, string> | null = null;
+  private paxGlobal: Record<string, string> | null = null;
+  private longPath: string | null = null;
+  private longLink: string | null = null;
+  private recordType: string | null = null;
+  private zeros = 0;
+
+  /** `bad(why)` makes the error for a malformed block (the caller knows where it is). */
+  constructor(private readonly bad: (why: string) => Error) {}
+
+  header(block: Buffer): Framed {
+    let header: ReturnType<HeaderCodec['decode']>;
+    try {
+      header = this.h.decode(block, 'utf-8', false);
+    } catch (e) {
+      throw this.bad((e as Error).message);
+    }
+    if (!header) return ++this.zeros === 2 ? { kind: 'end' } : { kind: 'zero' };
+    this.zeros = 0;
+    const size = header.size;
+    if (!(size >= 0) || !Number.isSafeInteger(size)) throw this.bad('an entry with an invalid size');
+    if (header.type === 'gnu-long-path' || header.type === 'gnu-long-link-path' || header.type === 'pax-header' || header.type === 'pax-global-header') {
+      if (size > MAX_LONG_HEADER) throw this.bad(`a ${header.type} record of ${size} bytes`);
+      this.recordType = header.type;
+      return { kind: 'record', size };
+    }
+    const entry: TarHeader = { name: header.name, type: header.type, size, linkname: header.linkname };
+    if (this.longPath !== null) entry.name = this.longPath;
+    if (this.longLink !== null) entry.linkname = this.longLink;
+    const pax = this.pax;
+    if (pax) {
+      if (pax.path) entry.name = pax.path;
+      if (pax.linkpath) entry.linkname = pax.linkpath;
+      if (pax.size) {
+        const s = Number.parseInt(pax.size, 10);
+        if (!(s >= 0) || !Number.isSafeInteger(s)) throw this.bad(`a pax size '${pax.size}'`);
+        entry.size = s;
+      }
+    }
+    this.longPath = this.longLink = null;
+    this.pax = null;
+    // Directories carry no data in a tar whatever their size field says (as tar-stream reads them).
+    return { kind: 'entry', entry, body: entry.type === 'directory' ? 0 : entry.size };
+  }
+
+  /** The body of the record `header` last returned (its `size` bytes, no padding). */
+  record(body: Buffer): void {
+    const h = this.h;
+    try {
+      if (this.recordType === 'gnu-long-path') this.longPath = h.decodeLongPath(body, 'utf-8');
+      else if (this.recordType === 'gnu-long-link-path') this.longLink = h.decodeLongPath(body, 'utf-8');
+      else if (this.recordType === 'pax-global-header') this.paxGlobal = h.decodePax(body);
+      else this.pax = this.paxGlobal === null ? h.decodePax(body) : { ...this.paxGlobal, ...h.decodePax(body) };
+    } catch (e) {
+      throw this.bad((e as Error).message);
+    }
+  }
+}
+
+/** Bytes from `at` to the end of the block holding the last of `n` bytes from it. */
+export function padded(n: number): number {
+  return Math.ceil(n / BLOCK) * BLOCK;
+}
+
 /**
  * The entries of the tar in [start, end) of `fd`, in order. `visit` gets each entry (directories,
  * links, files…; long-name and pax records applied, never given themselves) and the window, to read
@@ -110,68 +191,99 @@ export class TarWindow {
  * caller that reads no bodies through it wants a small one).
  */
 export async function walkTar(fd: number, start: number, end: number, what: string, visit: (e: TarEntry, w: TarWindow) => void | Promise<void>, window = WINDOW): Promise<TarWindow> {
-  const h = headerCodec();
   const w = new TarWindow(fd, end, window);
-  const bad = (at: number, why: string) => new VsysError('IMAGE_BAD_LAYER', `${what}: ${why} at byte ${at - start} (truncated or not a tar?)`);
-  let pax: Record<string, string> | null = null;
-  let paxGlobal: Record<string, string> | null = null;
-  let longPath: string | null = null;
-  let longLink: string | null = null;
-  let zeros = 0;
+  let at = start;
+  const bad = (why: string) => new VsysError('IMAGE_BAD_LAYER', `${what}: ${why} at byte ${at - start} (truncated or not a tar?)`);
+  const framer = new TarFramer(bad);
   for (let pos = start; pos < end; ) {
+    at = pos;
     const block = w.at(pos, BLOCK);
-    if (block.length < BLOCK) throw bad(pos, 'a header cut short');
-    let header: ReturnType<HeaderCodec['decode']>;
-    try {
-      header = h.decode(block, 'utf-8', false);
-    } catch (e) {
-      throw bad(pos, (e as Error).message);
-    }
+    if (block.length < BLOCK) throw bad('a header cut short');
+    const f = framer.header(block);
     pos += BLOCK;
-    if (!header) {
-      if (++zeros === 2) break; // end of archive
-      continue;
-    }
-    zeros = 0;
-    const size = header.size;
-    if (!(size >= 0) || !Number.isSafeInteger(size)) throw bad(pos - BLOCK, 'an entry with an invalid size');
+    if (f.kind === 'end') break;
+    if (f.kind === 'zero') continue;
     const dataAt = pos;
-    if (header.type === 'gnu-long-path' || header.type === 'gnu-long-link-path' || header.type === 'pax-header' || header.type === 'pax-global-header') {
-      if (size > MAX_LONG_HEADER) throw bad(dataAt - BLOCK, `a ${header.type} record of ${size} bytes`);
-      const body = Buffer.from(w.at(dataAt, size)); // copied: the window moves
-      if (body.length < size) throw bad(dataAt, 'a long-name record cut short');
-      try {
-        if (header.type === 'gnu-long-path') longPath = h.decodeLongPath(body, 'utf-8');
-        else if (header.type === 'gnu-long-link-path') longLink = h.decodeLongPath(body, 'utf-8');
-        else if (header.type === 'pax-global-header') paxGlobal = h.decodePax(body);
-        else pax = paxGlobal === null ? h.decodePax(body) : { ...paxGlobal, ...h.decodePax(body) };
-      } catch (e) {
-        throw bad(dataAt, (e as Error).message);
-      }
-      pos = dataAt + Math.ceil(size / BLOCK) * BLOCK;
+    if (f.kind === 'record') {
+      const body = Buffer.from(w.at(dataAt, f.size)); // copied: the window moves
+      at = dataAt;
+      if (body.length < f.size) throw bad('a long-name record cut short');
+      framer.record(body);
+      pos = dataAt + padded(f.size);
       continue;
     }
-    const entry: TarEntry = { name: header.name, type: header.type, size, linkname: header.linkname, dataAt };
-    if (longPath !== null) entry.name = longPath;
-    if (longLink !== null) entry.linkname = longLink;
-    if (pax) {
-      if (pax.path) entry.name = pax.path;
-      if (pax.linkpath) entry.linkname = pax.linkpath;
-      if (pax.size) {
-        const s = Number.parseInt(pax.size, 10);
-        if (!(s >= 0) || !Number.isSafeInteger(s)) throw bad(dataAt - BLOCK, `a pax size '${pax.size}'`);
-        entry.size = s;
-      }
-    }
-    longPath = longLink = null;
-    pax = null;
-    // Directories carry no data in a tar whatever their size field says (as tar-stream reads them).
-    const body = entry.type === 'directory' ? 0 : entry.size;
-    const next = dataAt + Math.ceil(body / BLOCK) * BLOCK;
+    const next = dataAt + padded(f.body);
     // A body, padding included, that runs past the end: cut short (GNU tar: "Unexpected EOF").
-    if (next > end) throw bad(dataAt - BLOCK, `${entry.name}: ${body} bytes of data (padded to ${next - dataAt}) past the end`);
-    await visit(entry, w);
+    if (next > end) throw bad(`${f.entry.name}: ${f.body} bytes of data (padded to ${next - dataAt}) past the end`);
+    await visit({ ...f.entry, dataAt }, w);
     pos = next;
   }
   return w;
+}
+
+/**
+ * A tar stream passed through up to its end-of-archive marker, and what follows it dropped: GNU tar
+ * and Go's archive/tar (so Docker) stop there, tar-stream would read on and show entries no
+ * container ever has. Malformed headers are passed on untouched, for tar-stream to report.
+ */
+export class TarEndGuard extends Transform {
+  private readonly framer = new TarFramer((why) => new Error(why));
+  /** Bytes of body still to pass before the next header. */
+  private skip = 0;
+  /** Bytes being gathered: a header (512) or a record's padded body. */
+  private want = BLOCK;
+  private recordSize = -1;
+  private gathered: Buffer[] = [];
+  private have = 0;
+  private ended = false;
+  private blind = false;
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    if (this.ended) return cb();
+    if (this.blind) return cb(null, chunk);
+    let i = 0;
+    while (i < chunk.length) {
+      if (this.skip > 0) {
+        const n = Math.min(this.skip, chunk.length - i);
+        this.skip -= n;
+        i += n;
+        continue;
+      }
+      const n = Math.min(this.want - this.have, chunk.length - i);
+      this.gathered.push(chunk.subarray(i, i + n));
+      this.have += n;
+      i += n;
+      if (this.have < this.want) break;
+      const bytes = this.gathered.length === 1 ? (this.gathered[0] as Buffer) : Buffer.concat(this.gathered);
+      this.gathered = [];
+      this.have = 0;
+      try {
+        if (this.recordSize >= 0) {
+          this.framer.record(bytes.subarray(0, this.recordSize));
+          this.recordSize = -1;
+          this.want = BLOCK;
+          continue;
+        }
+        const f = this.framer.header(bytes);
+        if (f.kind === 'end') {
+          this.ended = true;
+          return cb(null, chunk.subarray(0, i));
+        }
+        if (f.kind === 'record') {
+          this.recordSize = f.size;
+          this.want = padded(f.size);
+          if (this.want === 0) {
+            this.framer.record(Buffer.alloc(0));
+            this.recordSize = -1;
+            this.want = BLOCK;
+          }
+        } else if (f.kind === 'entry') this.skip = padded(f.body);
+      } catch {
+        // Not a header this guard can read: from here on tar-stream decides (and reports it).
+        this.blind = true;
+        return cb(null, chunk);
+      }
+    }
+    cb(null, chunk);
+  }
 }
