@@ -4,6 +4,7 @@
 // files are analysed and only their reports kept; /etc/os-release and ld.so.conf texts are kept;
 // other data is discarded. Decompressed bytes are capped; hostile names are refused with a coded
 // error each.
+import fs from 'node:fs';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
@@ -372,6 +373,10 @@ export async function readLayerAt(file: LayerFile, what: string, limits: LayerLi
   const b = new LayerBuilder(what, limits);
   const slots = semaphore(limits.inflight ?? 4);
   const jobs: Promise<void>[] = [];
+  // Workers open the file themselves, through this process's own descriptor where /proc has it: they
+  // read the file being scanned even if its path is given to another meanwhile (a new `docker save -o`).
+  const ownFd = `/proc/self/fd/${fd}`;
+  const workerPath = limits.analyseAt && fs.existsSync(ownFd) ? ownFd : file.path;
   let batch: { base: number; size: number; name: string; node: FileNode }[] = [];
   let batchBytes = 0;
   const flush = async () => {
@@ -381,7 +386,7 @@ export async function readLayerAt(file: LayerFile, what: string, limits: LayerLi
     batch = [];
     batchBytes = 0;
     await slots.acquire();
-    jobs.push(analyseAt(file.path, sent.map(({ base, size, name }) => ({ base, size, name }))).then((results) => {
+    jobs.push(analyseAt(workerPath, sent.map(({ base, size, name }) => ({ base, size, name }))).then((results) => {
       results.forEach((r, i) => {
         const f = sent[i] as (typeof sent)[number];
         if (r.kind === 'elf') b.analysed(f.node, r.report);

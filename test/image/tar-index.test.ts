@@ -586,6 +586,15 @@ describe('archives through scanImageRefs', { skip: skipHost }, () => {
       const here = await readAt(tar);
       assert.equal(sent.length, LIBC ? 5 : 4, 'every ELF file went through analyseAt');
       assert.deepEqual(pooled, here);
+      // The workers read through this process's descriptor, not the path: a path that names another
+      // file by now (here: none at all) changes nothing.
+      const fd = fs.openSync(tar, 'r');
+      try {
+        const gone = await readLayerAt({ fd, path: path.join(work, 'renamed-away.tar'), start: 0, size: fs.fstatSync(fd).size }, 'layer', { ...LIMITS, analyseAt });
+        assert.deepEqual(gone, here);
+      } finally {
+        fs.closeSync(fd);
+      }
     } finally {
       await pool.close();
     }
