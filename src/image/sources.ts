@@ -99,7 +99,8 @@ async function layerInFile(file: string, fd: number, at: number, size: number, w
   const n = size > 0 ? fs.readSync(fd, head, 0, Math.min(4, size), at) : 0;
   const starts = (magic: number[]) => n >= magic.length && magic.every((b, i) => head[i] === b);
   if (starts(GZIP) || starts(ZSTD)) {
-    return readLayer(fs.createReadStream(file, { start: at, end: at + size - 1, highWaterMark: 4 * 1024 * 1024 }), what, limits);
+    // Through the descriptor already open (not the path again), left open for the caller to close.
+    return readLayer(fs.createReadStream(file, { fd, autoClose: false, start: at, end: at + size - 1, highWaterMark: 4 * 1024 * 1024 }), what, limits);
   }
   try {
     return await readLayerAt({ fd, path: file, start: at, size }, what, limits);
