@@ -441,6 +441,41 @@ describe('broken and hostile plain layers on the positional path', { skip: skipH
     await bothFail(t, 'IMAGE_BAD_LAYER');
   });
 
+  test('300 random corruptions of a small layer (seeded): both readers succeed alike or both fail with a coded error', async () => {
+    const dir = path.join(work, 'fuzz-layer');
+    fs.mkdirSync(path.join(dir, 'usr', 'bin'), { recursive: true });
+    fs.copyFileSync(SMALL_ELF, path.join(dir, 'usr', 'bin', 'true'));
+    fs.symlinkSync('true', path.join(dir, 'usr', 'bin', 'alias'));
+    fs.writeFileSync(path.join(dir, 'os-release'), 'ID=fuzz\n');
+    fs.mkdirSync(path.join(dir, 'd'.repeat(120)));
+    const tar = path.join(work, 'fuzz.tar');
+    packTar(dir, tar, 'pax');
+    const orig = fs.readFileSync(tar);
+    const cur = path.join(work, 'fuzz-cur.tar');
+    let seed = 1;
+    const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const run = async <T>(f: () => Promise<T>): Promise<{ ok?: T; err?: unknown }> => {
+      try {
+        return { ok: await f() };
+      } catch (err) {
+        return { err };
+      }
+    };
+    let failed = 0;
+    for (let i = 0; i < 300; i++) {
+      const b = Buffer.from(orig);
+      for (let k = 1 + Math.floor(rand() * 4); k > 0; k--) b[Math.floor(rand() * b.length)] = Math.floor(rand() * 256);
+      fs.writeFileSync(cur, b);
+      const at = await run(() => readAt(cur));
+      const streamed = await run(() => readLayer(Readable.from([b]), 'layer', LIMITS));
+      for (const r of [at, streamed]) if (r.err) assert.ok(r.err instanceof VsysError, `round ${i}: ${String(r.err)}`);
+      assert.equal(at.err === undefined, streamed.err === undefined, `round ${i}: ${String(at.err ?? 'read by position')} | ${String(streamed.err ?? 'streamed')}`);
+      if (at.ok) assert.deepEqual(at.ok, streamed.ok, `round ${i}`);
+      else failed++;
+    }
+    assert.ok(failed > 30 && failed < 270, `${failed} of 300 corruptions refused: the corruptions reach headers and bodies both`);
+  });
+
   test('a header whose checksum does not match: IMAGE_BAD_LAYER', async () => {
     const { bytes, headers } = parityTar();
     const h = headers.get('/usr/bin/true') as number;
