@@ -250,7 +250,9 @@ class LayerBuilder {
     this.result.elfFiles++;
   }
 
-  failed(name: string, e: unknown, code = 'INTERNAL_ERROR'): void {
+  /** An analysis that threw: its code when it is vsys' own error, else INTERNAL_ERROR. */
+  failed(name: string, e: unknown): void {
+    const code = e instanceof VsysError ? e.code : 'INTERNAL_ERROR';
     this.result.problems.push({ path: name, code, message: `${this.what}: ${name}: ${(e as Error)?.message ?? String(e)}` });
   }
 }
@@ -348,7 +350,7 @@ export interface LayerFile {
   size: number;
 }
 
-/** ELF entries sent to `analyseAt` at a time, and how many batches may be out at once. */
+/** ELF entries sent to `analyseAt` at a time: a batch ends at this many bytes or files. */
 const BATCH_BYTES = 8 * 1024 * 1024;
 const BATCH_FILES = 64;
 /** Bytes read at a time when workers read the bodies: mostly headers, so little read twice. */
@@ -417,7 +419,8 @@ export async function readLayerAt(file: LayerFile, what: string, limits: LayerLi
             b.analysed(node, small ? analyseBytes(head, name) : analyseRange(fd, e.dataAt, e.size, name));
           } catch (err) {
             const io = ioError(err, name);
-            b.failed(name, io ? new Error(io.message) : err, io ? io.code : 'INTERNAL_ERROR');
+            if (io) b.result.problems.push({ path: name, code: io.code, message: `${what}: ${io.message}` });
+            else b.failed(name, err);
           }
         }
       } else if (small && LayerBuilder.keepsText(name, e.size)) node.text = head.toString('utf8');
