@@ -250,10 +250,11 @@ class LayerBuilder {
     this.result.elfFiles++;
   }
 
-  /** An analysis that threw: its code when it is vsys' own error, else INTERNAL_ERROR. */
+  /** An analysis that threw: its code when it is vsys' own error, IO_FAILED for an OS error, else INTERNAL_ERROR. */
   failed(name: string, e: unknown): void {
-    const code = e instanceof VsysError ? e.code : 'INTERNAL_ERROR';
-    this.result.problems.push({ path: name, code, message: `${this.what}: ${name}: ${(e as Error)?.message ?? String(e)}` });
+    const io = ioError(e, name);
+    if (io) this.result.problems.push({ path: name, code: io.code, message: `${this.what}: ${io.message}` });
+    else this.result.problems.push({ path: name, code: e instanceof VsysError ? e.code : 'INTERNAL_ERROR', message: `${this.what}: ${name}: ${(e as Error)?.message ?? String(e)}` });
   }
 }
 
@@ -368,21 +369,18 @@ const YIELD_MS = 50;
 export async function readLayerAt(file: LayerFile, what: string, limits: LayerLimits): Promise<LayerResult> {
   if (file.size > limits.maxLayerBytes) throw new VsysError('IMAGE_TOO_LARGE', `${what} expands past ${limits.maxLayerBytes} bytes (--max-layer-size); stopped there`);
   const { fd, start, size } = file;
-  if (limits.analyseAt && size < (limits.analyseAtFrom ?? 0)) {
-    const { analyseAt: _, ...here } = limits;
-    limits = here;
-  }
+  // Elsewhere only from the layer size on that pays for it; else here.
+  const analyseAt = size >= (limits.analyseAtFrom ?? 0) ? limits.analyseAt : undefined;
   const b = new LayerBuilder(what, limits);
   const slots = semaphore(limits.inflight ?? 4);
   const jobs: Promise<void>[] = [];
   // Workers open the file themselves, through this process's own descriptor where /proc has it: they
   // read the file being scanned even if its path is given to another meanwhile (a new `docker save -o`).
   const ownFd = `/proc/self/fd/${fd}`;
-  const workerPath = limits.analyseAt && fs.existsSync(ownFd) ? ownFd : file.path;
+  const workerPath = analyseAt && fs.existsSync(ownFd) ? ownFd : file.path;
   let batch: { base: number; size: number; name: string; node: FileNode }[] = [];
   let batchBytes = 0;
   const flush = async () => {
-    const analyseAt = limits.analyseAt;
     if (!analyseAt || batch.length === 0) return;
     const sent = batch;
     batch = [];
@@ -405,12 +403,12 @@ export async function readLayerAt(file: LayerFile, what: string, limits: LayerLi
       const node = b.file(name, e.size);
       // A small body comes with the window (read once, analysed in place) unless a worker is to read
       // it; a big one is only peeked at.
-      const small = e.size < SPARSE_MIN && (!limits.analyseAt || LayerBuilder.keepsText(name, e.size));
+      const small = e.size < SPARSE_MIN && (!analyseAt || LayerBuilder.keepsText(name, e.size));
       const head = small ? w.at(e.dataAt, e.size) : w.peek(e.dataAt, 4);
       if (small && head.length < e.size) throw new VsysError('IMAGE_BAD_LAYER', `${what}: ${name} is cut short (truncated?)`);
       // As the streaming reader: ELF first (an ELF file at a kept text's path is analysed), then texts.
       if (isElfHead(head) && b.admitsElf(name, e.size)) {
-        if (limits.analyseAt) {
+        if (analyseAt) {
           batch.push({ base: e.dataAt, size: e.size, name, node });
           batchBytes += e.size;
           if (batchBytes >= BATCH_BYTES || batch.length >= BATCH_FILES) return flush();
@@ -418,9 +416,7 @@ export async function readLayerAt(file: LayerFile, what: string, limits: LayerLi
           try {
             b.analysed(node, small ? analyseBytes(head, name) : analyseRange(fd, e.dataAt, e.size, name));
           } catch (err) {
-            const io = ioError(err, name);
-            if (io) b.result.problems.push({ path: name, code: io.code, message: `${what}: ${io.message}` });
-            else b.failed(name, err);
+            b.failed(name, err);
           }
         }
       } else if (small && LayerBuilder.keepsText(name, e.size)) node.text = head.toString('utf8');
@@ -432,7 +428,7 @@ export async function readLayerAt(file: LayerFile, what: string, limits: LayerLi
       turn = performance.now();
       r();
     }));
-  }, limits.analyseAt ? HEADERS_WINDOW : WINDOW);
+  }, analyseAt ? HEADERS_WINDOW : WINDOW);
   await flush();
   await Promise.all(jobs);
   limits.onBytes?.(size, size);

@@ -4,8 +4,8 @@
 import fs from 'node:fs';
 import { VsysError } from '../errors.js';
 import type { FileReport } from '../scan/analyse-file.js';
-import { defaultWorkers, sharedPool } from '../scan/pool.js';
 import os from 'node:os';
+import { defaultWorkers, sharedPool } from '../scan/pool.js';
 import { tuneAllocatorForStreaming } from '../native/libc.js';
 import type { SlowdownFor } from '../scan/verdict.js';
 import { analyseImage, type ImageReport } from './analyse-image.js';
@@ -53,10 +53,9 @@ export function isImageRef(arg: string): boolean {
   }
 }
 
-/** Worker threads for image scans: one beside this thread from two cores on, up to 8. */
+/** Worker threads for image scans: as for directories (defaultWorkers), and one on two cores too. */
 export function imageWorkers(): number {
-  const n = os.availableParallelism();
-  return n < 2 ? 0 : Math.min(8, n - 1);
+  return defaultWorkers() || (os.availableParallelism() >= 2 ? 1 : 0);
 }
 
 /**

@@ -9,6 +9,7 @@ import type { Readable } from 'node:stream';
 import { VsysError } from '../errors.js';
 import { readLayer, readLayerAt, type LayerLimits, type LayerResult } from './read-layer.js';
 import { walkTar, type TarEntry } from './tar-index.js';
+import { readUpTo } from '../scan/sparse-read.js';
 import { configPlatform, isIndex, parseDockerSaveManifest, parseJson, parseManifest, pickAmd64, platformName, type Descriptor, type ImageManifest } from './manifests.js';
 
 export interface ResolvedImage {
@@ -96,7 +97,7 @@ const ZSTD = [0x28, 0xb5, 0x2f, 0xfd];
  */
 async function layerInFile(file: string, fd: number, at: number, size: number, what: string, limits: LayerLimits): Promise<LayerResult> {
   const head = Buffer.alloc(4);
-  const n = size > 0 ? fs.readSync(fd, head, 0, Math.min(4, size), at) : 0;
+  const n = readUpTo(fd, head, 0, Math.min(4, size), at);
   const starts = (magic: number[]) => n >= magic.length && magic.every((b, i) => head[i] === b);
   if (starts(GZIP) || starts(ZSTD)) {
     // Through the descriptor already open (not the path again), left open for the caller to close.
@@ -160,7 +161,7 @@ export async function readArchive(file: string, o: SourceOptions): Promise<Resol
       const e = entry(name, what, '');
       if (e.size > JSON_MAX) throw new VsysError('IMAGE_BAD_MANIFEST', `${file}:${name} is ${e.size} bytes, too large for a manifest or config`, { path: file });
       const b = Buffer.alloc(e.size);
-      if (e.size > 0 && fs.readSync(fd, b, 0, e.size, e.dataAt) !== e.size) throw new VsysError('IMAGE_BAD_LAYER', `${file}:${name} is cut short`, { path: file });
+      if (readUpTo(fd, b, 0, e.size, e.dataAt) !== e.size) throw new VsysError('IMAGE_BAD_LAYER', `${file}:${name} is cut short`, { path: file });
       return parseJson(b.toString('utf8'), `${file}:${name}`);
     };
     // Layers by archive name, read once per archive however many images name them; a blob named by

@@ -4,12 +4,12 @@
 // by the analysis itself, at its offset. Headers are decoded by tar-stream's own codec (ustar, GNU,
 // pax; the same rules its streaming extract applies for long names and pax overrides), so both
 // ways of reading an image agree on every name.
-import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import { Transform, type TransformCallback } from 'node:stream';
 import path from 'node:path';
 import { VsysError } from '../errors.js';
 import { alignedBuffer } from '../native/memory.js';
+import { readUpTo } from '../scan/sparse-read.js';
 
 export interface TarHeader {
   name: string;
@@ -78,12 +78,7 @@ export class TarWindow {
       this.ramp = Math.min(this.size, follows ? this.ramp * 2 : RAMP_MIN);
       const want = Math.min(Math.max(this.ramp, n), this.end - pos);
       if (want > this.buf.length) this.buf = alignedBuffer(Math.max(want, Math.min(this.size, this.buf.length * 2)));
-      let got = 0;
-      while (got < want) {
-        const r = fs.readSync(this.fd, this.buf, got, want - got, pos + got);
-        if (r === 0) break;
-        got += r;
-      }
+      const got = readUpTo(this.fd, this.buf, 0, want, pos);
       this.bytesRead += got;
       this.start = pos;
       this.length = got;
@@ -95,7 +90,7 @@ export class TarWindow {
   /** A few bytes (n ≤ 64) at pos without moving the window: the magic of a big body. */
   peek(pos: number, n: number): Buffer {
     if (pos >= this.start && pos + n <= this.start + this.length) return this.at(pos, n);
-    const got = fs.readSync(this.fd, this.small, 0, Math.min(n, this.small.length, Math.max(0, this.end - pos)), pos);
+    const got = readUpTo(this.fd, this.small, 0, Math.min(n, this.small.length, Math.max(0, this.end - pos)), pos);
     this.bytesRead += got;
     return this.small.subarray(0, got);
   }

@@ -7,7 +7,7 @@ import { identify, type Identity } from './identify.js';
 import { readElf } from '../elf/read-elf.js';
 import type { Searched } from './find-uses.js';
 import { HoleRead } from '../elf/bytes.js';
-import { fillHoles, readSparse } from './sparse-read.js';
+import { fillHoles, readSparse, readUpTo } from './sparse-read.js';
 import { alignedBuffer } from '../native/memory.js';
 
 export const DEFAULT_MAX_FILE_BYTES = 2 * 1024 ** 3 - 1;
@@ -41,13 +41,8 @@ export function releaseHugeScratch(): void {
 /** The file's `size` bytes from `base` on in `fd`, into the reused buffer; shorter if the file ends first. */
 function readAll(fd: number, size: number, base = 0): Buffer {
   const buf = scratchBuffer(size);
-  let off = 0;
-  while (off < size) {
-    const n = fs.readSync(fd, buf, off, size - off, base + off);
-    if (n === 0) break;
-    off += n;
-  }
-  return off === size ? buf : buf.subarray(0, off);
+  const got = readUpTo(fd, buf, 0, size, base);
+  return got === size ? buf : buf.subarray(0, got);
 }
 
 /** Files from this size on are read sparsely (sparse-read.ts); smaller ones whole, into a buffer that stays in cache. */

@@ -90,15 +90,23 @@ interface At {
   base: number;
 }
 
-/** Reads `len` bytes at the file's offset `pos` into `buf` at `off`; false when the file ends first. */
-export function readFully(at: At, buf: Buffer, off: number, len: number, pos: number): boolean {
+/**
+ * Reads `len` bytes at `pos` of `fd` into `buf` at `off`, going on after short reads; returns the
+ * bytes read, fewer than `len` only where the file ends. The one read loop of the scanners.
+ */
+export function readUpTo(fd: number, buf: Uint8Array, off: number, len: number, pos: number): number {
   let done = 0;
   while (done < len) {
-    const n = fs.readSync(at.fd, buf, off + done, len - done, at.base + pos + done);
-    if (n === 0) return false;
+    const n = fs.readSync(fd, buf, off + done, len - done, pos + done);
+    if (n === 0) break;
     done += n;
   }
-  return true;
+  return done;
+}
+
+/** Reads `len` bytes at the file's offset `pos` into `buf` at `off`; false when the file ends first. */
+function readFully(at: At, buf: Buffer, off: number, len: number, pos: number): boolean {
+  return readUpTo(at.fd, buf, off, len, at.base + pos) === len;
 }
 
 /** Reads bytes [start, end) of the file into `buf` at the same offsets. */
