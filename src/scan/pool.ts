@@ -5,6 +5,7 @@
 import { Worker } from 'node:worker_threads';
 import os from 'node:os';
 import { analyseBuffer, analyseFile, type FileResult, type Inner } from './read-file.js';
+import { unpackResults } from './wire.js';
 
 export interface PoolFile {
   path: string;
@@ -105,10 +106,11 @@ function workerLane(url: URL, onDeath: (lane: WorkerLane) => void, reroute: (fil
   // An idle worker does not keep the process alive (a pool kept for later scans must not hold a
   // CLI open); one with work outstanding does.
   worker.unref();
-  worker.on('message', (m: { id: number; result: unknown }) => {
+  worker.on('message', (m: { id: number; result: unknown; packed?: string[] }) => {
     const done = pending.get(m.id);
     pending.delete(m.id);
     if (pending.size === 0) worker.unref();
+    if (m.packed) unpackResults(Array.isArray(m.result) ? m.result : [m.result as FileResult], m.packed);
     done?.(m.result);
   });
   const fail = (message: string) => {
