@@ -34,7 +34,7 @@ export interface LayerLimits {
    * A layer stored uncompressed in a file (readLayerAt): analyse a batch of its ELF entries
    * elsewhere (worker threads, each reading them from `file` itself); default: here.
    */
-  analyseAt?: (file: string, entries: { base: number; size: number; name: string }[]) => Promise<FileResult[]>;
+  analyseAt?: (file: string, entries: { base: number; size: number; name: string; fd: number }[]) => Promise<FileResult[]>;
   /** Layers smaller than this are analysed here even when `analyseAt` is set. */
   analyseAtFrom?: number;
   /**
@@ -374,10 +374,6 @@ export async function readLayerAt(file: LayerFile, what: string, limits: LayerLi
   const b = new LayerBuilder(what, limits);
   const slots = semaphore(limits.inflight ?? 4);
   const jobs: Promise<void>[] = [];
-  // Workers open the file themselves, through this process's own descriptor where /proc has it: they
-  // read the file being scanned even if its path is given to another meanwhile (a new `docker save -o`).
-  const ownFd = `/proc/self/fd/${fd}`;
-  const workerPath = analyseAt && fs.existsSync(ownFd) ? ownFd : file.path;
   let batch: { base: number; size: number; name: string; node: FileNode }[] = [];
   let batchBytes = 0;
   const flush = async () => {
@@ -386,7 +382,9 @@ export async function readLayerAt(file: LayerFile, what: string, limits: LayerLi
     batch = [];
     batchBytes = 0;
     await slots.acquire();
-    jobs.push(analyseAt(workerPath, sent.map(({ base, size, name }) => ({ base, size, name }))).then((results) => {
+    // Workers read through this descriptor (Inner.fd): the file being scanned, even if its path is
+    // given to another meanwhile (a new `docker save -o`).
+    jobs.push(analyseAt(file.path, sent.map(({ base, size, name }) => ({ base, size, name, fd }))).then((results) => {
       results.forEach((r, i) => {
         const f = sent[i] as (typeof sent)[number];
         if (r.kind === 'elf') b.analysed(f.node, r.report);
@@ -397,7 +395,7 @@ export async function readLayerAt(file: LayerFile, what: string, limits: LayerLi
     }).finally(() => slots.release()));
   };
   let turn = performance.now();
-  await walkTar(fd, start, start + size, what, (e, w) => {
+  const walked = walkTar(fd, start, start + size, what, (e, w) => {
     const name = b.entry(e.name, e.type, e.linkname);
     if (name !== undefined) {
       const node = b.file(name, e.size);
@@ -429,7 +427,13 @@ export async function readLayerAt(file: LayerFile, what: string, limits: LayerLi
       r();
     }));
   }, analyseAt ? HEADERS_WINDOW : WINDOW);
-  await flush();
+  try {
+    await walked;
+    await flush();
+  } finally {
+    // Even when the walk failed: threads read through `fd`, which the caller closes once this returns.
+    await Promise.allSettled(jobs);
+  }
   await Promise.all(jobs);
   limits.onBytes?.(size, size);
   b.result.bytes = size;

@@ -112,10 +112,16 @@ export function ioError(e: unknown, path: string): { code: 'IO_FAILED'; message:
   return undefined;
 }
 
-/** A file inside another: its bytes start at `base` in the file opened, and it is reported as `name`. */
+/**
+ * A file inside another: its bytes start at `base` in the file opened, and it is reported as `name`.
+ * `fd`: that file, open already. Descriptors belong to the process, so a worker thread reads through
+ * the one the caller opened: no open and close per file, and the very file the caller has open, even
+ * if its path now names another (a new `docker save -o`). The caller keeps it open until answered.
+ */
 export interface Inner {
   base: number;
   name: string;
+  fd?: number;
 }
 
 /**
@@ -130,7 +136,7 @@ export function analyseFile(path: string, maxBytes = DEFAULT_MAX_FILE_BYTES, siz
   const name = inner?.name ?? path;
   const base = inner?.base ?? 0;
   try {
-    fd = fs.openSync(path, 'r');
+    fd = inner?.fd ?? fs.openSync(path, 'r');
     const elf = fs.readSync(fd, head, 0, 4, base) === 4 && MAGIC.every((b, i) => head[i] === b);
     if (!inner && (elf || sizeHint === undefined)) size = fs.fstatSync(fd).size;
     if (!elf) return { kind: 'not-elf', path: name, size };
@@ -145,7 +151,7 @@ export function analyseFile(path: string, maxBytes = DEFAULT_MAX_FILE_BYTES, siz
     if (io) return { kind: 'error', path: name, size, error: io };
     return { kind: 'error', path: name, size, error: { code: 'INTERNAL_ERROR', message: `${name}: ${(e as Error)?.stack ?? String(e)}` } };
   } finally {
-    if (fd !== undefined) fs.closeSync(fd);
+    if (fd !== undefined && fd !== inner?.fd) fs.closeSync(fd);
   }
 }
 

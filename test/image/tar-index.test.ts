@@ -615,14 +615,14 @@ describe('archives through scanImageRefs', { skip: skipHost }, () => {
       // One call per file, so the pool's two lanes (this thread, the worker) both get some.
       const analyseAt: LayerLimits['analyseAt'] = (file, entries) => {
         sent.push(...entries.map((e) => e.name));
-        return Promise.all(entries.map((e) => pool.analyseFiles([{ path: file, size: e.size, inner: { base: e.base, name: e.name } }]).then((r) => r[0]!)));
+        return Promise.all(entries.map((e) => pool.analyseFiles([{ path: file, size: e.size, inner: { base: e.base, name: e.name, fd: e.fd } }]).then((r) => r[0]!)));
       };
       const pooled = await readAt(tar, { ...LIMITS, analyseAt });
       const here = await readAt(tar);
       assert.equal(sent.length, LIBC ? 5 : 4, 'every ELF file went through analyseAt');
       assert.deepEqual(pooled, here);
-      // The workers read through this process's descriptor, not the path: a path that names another
-      // file by now (here: none at all) changes nothing.
+      // The workers read through the descriptor this thread opened (Inner.fd), not the path: a path
+      // that names another file by now (here: none at all) changes nothing.
       const fd = fs.openSync(tar, 'r');
       try {
         const gone = await readLayerAt({ fd, path: path.join(work, 'renamed-away.tar'), start: 0, size: fs.fstatSync(fd).size }, 'layer', { ...LIMITS, analyseAt });
