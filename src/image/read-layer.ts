@@ -354,10 +354,10 @@ export interface LayerFile {
 /** ELF entries sent to `analyseAt` at a time: a batch ends at this many bytes or files. */
 const BATCH_BYTES = 8 * 1024 * 1024;
 const BATCH_FILES = 64;
-/** Bytes read at a time when workers read the bodies: mostly headers, so little read twice. */
-const HEADERS_WINDOW = 64 * 1024;
 /** The walk gives the event loop a turn this often (progress, other images, Ctrl-C). */
 const YIELD_MS = 50;
+/** …and this often while worker threads take batches: their answers come in on those turns. */
+const YIELD_WORKERS_MS = 5;
 
 /**
  * The same result as readLayer for a layer that is a plain tar inside a file, read by position
@@ -372,64 +372,95 @@ export async function readLayerAt(file: LayerFile, what: string, limits: LayerLi
   // Elsewhere only from the layer size on that pays for it; else here.
   const analyseAt = size >= (limits.analyseAtFrom ?? 0) ? limits.analyseAt : undefined;
   const b = new LayerBuilder(what, limits);
-  const slots = semaphore(limits.inflight ?? 4);
   const jobs: Promise<void>[] = [];
-  let batch: { base: number; size: number; name: string; node: FileNode }[] = [];
+  // Large ELF files go to the worker threads in batches, small ones are analysed here from the
+  // window: a worker would have to read them again, and its reports cost this thread more to take
+  // in than the small files cost to analyse. The workers are kept `depth` batches ahead; what is
+  // left when the walk ends, this thread takes too, from the back of the queue.
+  type Job = { base: number; size: number; name: string; node: FileNode };
+  const depth = limits.inflight ?? 4;
+  const queued: Job[][] = [];
+  let given = 0;
+  let batch: Job[] = [];
   let batchBytes = 0;
-  const flush = async () => {
-    if (!analyseAt || batch.length === 0) return;
-    const sent = batch;
-    batch = [];
-    batchBytes = 0;
-    await slots.acquire();
+  const give = (sent: Job[]) => {
+    given++;
     // Workers read through this descriptor (Inner.fd): the file being scanned, even if its path is
     // given to another meanwhile (a new `docker save -o`).
-    jobs.push(analyseAt(file.path, sent.map(({ base, size, name }) => ({ base, size, name, fd }))).then((results) => {
+    jobs.push((analyseAt as NonNullable<typeof analyseAt>)(file.path, sent.map(({ base, size, name }) => ({ base, size, name, fd }))).then((results) => {
       results.forEach((r, i) => {
-        const f = sent[i] as (typeof sent)[number];
+        const f = sent[i] as Job;
         if (r.kind === 'elf') b.analysed(f.node, r.report);
         else if (r.kind === 'error') b.result.problems.push({ path: f.name, code: r.error.code, message: `${what}: ${r.error.message}` });
       });
     }, (e) => {
       for (const f of sent) b.failed(f.name, e);
-    }).finally(() => slots.release()));
+    }).finally(() => {
+      given--;
+      pump();
+    }));
   };
+  const pump = () => {
+    while (given < depth && queued.length > 0) give(queued.shift() as Job[]);
+  };
+  const close = () => {
+    if (batch.length === 0) return;
+    queued.push(batch);
+    batch = [];
+    batchBytes = 0;
+    pump();
+  };
+  const here = (f: { base: number; size: number; name: string; node: FileNode }) => {
+    try {
+      b.analysed(f.node, analyseRange(fd, f.base, f.size, f.name));
+    } catch (err) {
+      b.failed(f.name, err);
+    }
+  };
+  // With workers, the walk lets their answers in often, so they are never left without a batch.
+  const yieldMs = analyseAt ? YIELD_WORKERS_MS : YIELD_MS;
   let turn = performance.now();
   const walked = walkTar(fd, start, start + size, what, (e, w) => {
     const name = b.entry(e.name, e.type, e.linkname);
     if (name !== undefined) {
       const node = b.file(name, e.size);
-      // A small body comes with the window (read once, analysed in place) unless a worker is to read
-      // it; a big one is only peeked at.
-      const small = e.size < SPARSE_MIN && (!analyseAt || LayerBuilder.keepsText(name, e.size));
+      // A small body comes with the window (read once, analysed in place); a big one is only peeked
+      // at, and read by its analysis, on a worker thread when there are some.
+      const small = e.size < SPARSE_MIN;
       const head = small ? w.at(e.dataAt, e.size) : w.peek(e.dataAt, 4);
       if (small && head.length < e.size) throw new VsysError('IMAGE_BAD_LAYER', `${what}: ${name} is cut short (truncated?)`);
       // As the streaming reader: ELF first (an ELF file at a kept text's path is analysed), then texts.
       if (isElfHead(head) && b.admitsElf(name, e.size)) {
-        if (analyseAt) {
-          batch.push({ base: e.dataAt, size: e.size, name, node });
-          batchBytes += e.size;
-          if (batchBytes >= BATCH_BYTES || batch.length >= BATCH_FILES) return flush();
-        } else {
+        if (small) {
           try {
-            b.analysed(node, small ? analyseBytes(head, name) : analyseRange(fd, e.dataAt, e.size, name));
+            b.analysed(node, analyseBytes(head, name));
           } catch (err) {
             b.failed(name, err);
           }
-        }
+        } else if (analyseAt) {
+          batch.push({ base: e.dataAt, size: e.size, name, node });
+          batchBytes += e.size;
+          if (batchBytes >= BATCH_BYTES || batch.length >= BATCH_FILES) close();
+        } else here({ base: e.dataAt, size: e.size, name, node });
       } else if (small && LayerBuilder.keepsText(name, e.size)) node.text = head.toString('utf8');
     }
     const now = performance.now();
-    if (now - turn < YIELD_MS) return undefined;
+    if (now - turn < yieldMs) return undefined;
     limits.onBytes?.(e.dataAt + e.size - start, size);
     return new Promise<void>((r) => setImmediate(() => {
       turn = performance.now();
       r();
     }));
-  }, analyseAt ? HEADERS_WINDOW : WINDOW);
+  }, WINDOW);
   try {
     await walked;
-    await flush();
+    close();
+    // This thread helps with what the workers have not started, a batch per turn so their answers
+    // (and the next batches given to them) come in between.
+    for (let last = queued.pop(); last !== undefined; last = queued.pop()) {
+      for (const f of last) here(f);
+      await new Promise<void>((r) => setImmediate(r));
+    }
   } finally {
     // Even when the walk failed: threads read through `fd`, which the caller closes once this returns.
     await Promise.allSettled(jobs);

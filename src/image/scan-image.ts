@@ -91,7 +91,7 @@ export async function scanImageRefs(refs: string[], o: ImageScanOptions = {}): P
   };
   const workerFrom = o.workers === undefined && os.availableParallelism() <= 2 ? TWO_CORE_WORKER_FROM : 0;
   const analyseAt = (file: string, entries: { base: number; size: number; name: string; fd: number }[]) =>
-    pool.analyseFiles(entries.map((e) => ({ path: file, size: e.size, inner: { base: e.base, name: e.name, fd: e.fd } })), { workersFirst: true });
+    pool.analyseFiles(entries.map((e) => ({ path: file, size: e.size, inner: { base: e.base, name: e.name, fd: e.fd } })), { workersOnly: true });
   const images: ImageReport[] = [];
   const errors: ImageError[] = [];
   const one = async (ref: string): Promise<void> => {

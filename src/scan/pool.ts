@@ -18,9 +18,11 @@ export interface Pool {
   /**
    * Analyses a batch of files (by path); results in the same order. `workersFirst`: the calling
    * thread takes the batch only when every worker has two waiting already (it has other work: the
-   * caller producing the batches), so the workers never wait for it.
+   * caller producing the batches), so the workers never wait for it. `workersOnly`: to the worker
+   * with the least queued (the caller keeps them fed and takes its own share itself); this thread
+   * only when no worker is left.
    */
-  analyseFiles(files: PoolFile[], o?: { workersFirst?: boolean }): Promise<FileResult[]>;
+  analyseFiles(files: PoolFile[], o?: { workersFirst?: boolean; workersOnly?: boolean }): Promise<FileResult[]>;
   /** Analyses bytes in a worker; the buffer is transferred (unusable here afterwards). */
   analyseBytes(path: string, bytes: Uint8Array): Promise<FileResult>;
   /** Threads analysing batches, the calling one included. */
@@ -187,6 +189,7 @@ export function createPool(workers: number, maxBytes: number, o: { workerUrl?: U
       return lanes.length;
     },
     analyseFiles(files, how) {
+      if (how?.workersOnly && threads.length > 0) return leastQueued(threads).run(files);
       if (how?.workersFirst) {
         const free = threads.filter((t) => t.batches < 2);
         if (free.length > 0) return leastQueued(free).run(files);
