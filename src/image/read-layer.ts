@@ -38,6 +38,11 @@ export interface LayerLimits {
   /** Layers smaller than this are analysed here even when `analyseAt` is set. */
   analyseAtFrom?: number;
   /**
+   * Whether a worker can take work now (asking starts them). Until one can, batches wait here and
+   * this thread may take them itself: it never waits for a worker that is still starting.
+   */
+  workersReady?: () => boolean;
+  /**
    * Progress within a layer: bytes passed so far and the layer's size (undefined for a compressed
    * layer, whose expanded size is known only at its end). Called now and then, not per chunk.
    */
@@ -400,9 +405,11 @@ export async function readLayerAt(file: LayerFile, what: string, limits: LayerLi
       pump();
     }));
   };
+  const ready = () => limits.workersReady?.() ?? true;
   const pump = () => {
-    while (given < depth && queued.length > 0) give(queued.shift() as Job[]);
+    while (given < depth && queued.length > 0 && ready()) give(queued.shift() as Job[]);
   };
+  if (analyseAt) ready(); // starts them, if not yet, while the walk begins
   const close = () => {
     if (batch.length === 0) return;
     queued.push(batch);
@@ -460,6 +467,7 @@ export async function readLayerAt(file: LayerFile, what: string, limits: LayerLi
     for (let last = queued.pop(); last !== undefined; last = queued.pop()) {
       for (const f of last) here(f);
       await new Promise<void>((r) => setImmediate(r));
+      pump(); // a worker that has become ready meanwhile
     }
   } finally {
     // Even when the walk failed: threads read through `fd`, which the caller closes once this returns.

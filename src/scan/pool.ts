@@ -27,6 +27,8 @@ export interface Pool {
   analyseBytes(path: string, bytes: Uint8Array): Promise<FileResult>;
   /** Threads analysing batches, the calling one included. */
   readonly lanes: number;
+  /** Worker threads that have loaded their code and can take work now (starting them if not yet). */
+  readyWorkers(): number;
   close(): Promise<void>;
 }
 
@@ -89,6 +91,8 @@ function localLane(maxBytes: number): Lane {
 
 interface WorkerLane extends Lane {
   worker: Worker;
+  /** Its code has loaded (the worker said so). */
+  ready: boolean;
   /** Set once the worker has died: the lane takes no more work. */
   dead?: string;
   send(msg: Record<string, unknown>, transfer?: ArrayBuffer[]): Promise<unknown>;
@@ -108,7 +112,11 @@ function workerLane(url: URL, onDeath: (lane: WorkerLane) => void, reroute: (fil
   // An idle worker does not keep the process alive (a pool kept for later scans must not hold a
   // CLI open); one with work outstanding does.
   worker.unref();
-  worker.on('message', (m: { id: number; result: unknown; packed?: string[] }) => {
+  worker.on('message', (m: { id: number; result: unknown; packed?: string[]; ready?: boolean }) => {
+    if (m.ready) {
+      lane.ready = true;
+      return;
+    }
     const done = pending.get(m.id);
     pending.delete(m.id);
     if (pending.size === 0) worker.unref();
@@ -130,6 +138,7 @@ function workerLane(url: URL, onDeath: (lane: WorkerLane) => void, reroute: (fil
   worker.on('exit', (code) => fail(`worker exited with code ${code}`));
   const lane: WorkerLane = {
     worker,
+    ready: false,
     queued: 0,
     batches: 0,
     send(msg, transfer = []) {
@@ -163,6 +172,7 @@ export function createPool(workers: number, maxBytes: number, o: { workerUrl?: U
   if (workers <= 0) {
     return {
       lanes: 1,
+      readyWorkers: () => 0,
       analyseFiles: (files) => local.run(files),
       analyseBytes: async (p, b) => analyseBuffer(b, p),
       close: async () => {},
@@ -188,8 +198,12 @@ export function createPool(workers: number, maxBytes: number, o: { workerUrl?: U
     get lanes() {
       return lanes.length;
     },
+    readyWorkers: () => threads.filter((t) => t.ready).length,
     analyseFiles(files, how) {
-      if (how?.workersOnly && threads.length > 0) return leastQueued(threads).run(files);
+      if (how?.workersOnly && threads.length > 0) {
+        const ready = threads.filter((t) => t.ready);
+        return leastQueued(ready.length > 0 ? ready : threads).run(files);
+      }
       if (how?.workersFirst) {
         const free = threads.filter((t) => t.batches < 2);
         if (free.length > 0) return leastQueued(free).run(files);
@@ -230,7 +244,7 @@ export function sharedPool(workers: number, maxBytes: number): Pool {
   if (!pool) {
     let p: Pool | undefined;
     const real = () => (p ??= createPool(workers, maxBytes));
-    pool = { get lanes() { return p ? p.lanes : workers + 1; }, analyseFiles: (f, how) => real().analyseFiles(f, how), analyseBytes: (path, b) => real().analyseBytes(path, b), close: async () => {} };
+    pool = { get lanes() { return p ? p.lanes : workers + 1; }, readyWorkers: () => real().readyWorkers(), analyseFiles: (f, how) => real().analyseFiles(f, how), analyseBytes: (path, b) => real().analyseBytes(path, b), close: async () => {} };
     shared.set(key, pool);
   }
   return pool;

@@ -13,3 +13,7 @@ parentPort?.on('message', (m: { id: number; maxBytes?: number; paths?: string[];
   const packed = result === null ? undefined : packResults(Array.isArray(result) ? result : [result]);
   parentPort?.postMessage({ id: m.id, result, packed });
 });
+
+// Said once this module (and the analysis code it imports) has loaded: a caller that must not wait
+// for a starting thread gives it work only from then on (Pool.readyWorkers).
+parentPort?.postMessage({ ready: true });

@@ -636,6 +636,29 @@ describe('archives through scanImageRefs', { skip: skipHost }, () => {
       await pool.close();
     }
   });
+
+  test('no worker ready yet: nothing is given to one, and this thread analyses every file (it never waits for a starting worker)', async () => {
+    const tar = path.join(work, 'parity-pax.tar');
+    if (!fs.existsSync(tar)) packTar(parityDir(), tar, 'pax');
+    let asked = 0;
+    const analyseAt: LayerLimits['analyseAt'] = async () => assert.fail('a batch was given to a worker that had not said it was ready');
+    const r = await readAt(tar, { ...LIMITS, analyseAt, workersReady: () => (asked++, false) });
+    assert.ok(asked > 0, 'readiness was asked');
+    assert.deepEqual(r, await readAt(tar));
+  });
+
+  test('a real pool says its worker is ready once the worker has loaded its code', async () => {
+    const pool = createPool(1, LIMITS.maxFileBytes);
+    try {
+      assert.equal(pool.readyWorkers(), 0, 'not ready the moment it is created');
+      const t0 = Date.now();
+      while (pool.readyWorkers() === 0 && Date.now() - t0 < 30_000) await new Promise((r) => setTimeout(r, 5));
+      assert.equal(pool.readyWorkers(), 1);
+    } finally {
+      await pool.close();
+    }
+    assert.equal(createPool(0, LIMITS.maxFileBytes).readyWorkers(), 0, 'a pool without workers never has one ready');
+  });
 });
 
 describe('progress and responsiveness', { skip: skipHost }, () => {
