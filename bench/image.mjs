@@ -84,23 +84,31 @@ try {
   // The comparison first: tar and vsys alternating, nothing else between them. Then the context,
   // alternating among itself; the unpack to disk last of each round and followed by a sync, so its
   // writeback does not run under the next measurement.
-  // vsys twice: with its default (on two cores, no worker for a layer this size: a one-shot scan
-  // is faster without one) and with one worker kept for the process (what repeated scans get).
-  const pooledS = [];
+  // vsys twice: with its default (on two cores, one worker for a layer this size, kept for the
+  // process) and on this thread alone (workers: 0).
+  const aloneS = [];
   for (let r = 0; r < rounds; r++) {
-    for (const which of r % 2 ? ['vsys', 'pooled', 'tar'] : ['tar', 'pooled', 'vsys']) {
+    for (const which of r % 2 ? ['vsys', 'alone', 'tar'] : ['tar', 'alone', 'vsys']) {
       const t0 = performance.now();
       if (which === 'tar') {
         const x = spawnSync('sh', ['-c', `tar -xOf ${archive} > /dev/null`]);
         if (x.status !== 0) throw new Error('tar failed');
         tarS.push((performance.now() - t0) / 1000);
       } else {
-        const out = await scanImageRefs([archive], which === 'pooled' ? { workers: 1 } : {});
+        const out = await scanImageRefs([archive], which === 'alone' ? { workers: 0 } : {});
         if (out.errors.length) throw new Error(JSON.stringify(out.errors));
         report = out.images[0];
-        (which === 'pooled' ? pooledS : vsysS).push((performance.now() - t0) / 1000);
+        (which === 'alone' ? aloneS : vsysS).push((performance.now() - t0) / 1000);
       }
     }
+  }
+  // What an operator's one-shot `vsys scan` costs: a new process, its code compiled as it runs.
+  const cliS = [];
+  for (let r = 0; r < 2; r++) {
+    const t0 = performance.now();
+    const x = spawnSync(process.execPath, [path.join(ROOT, 'bin', 'vsys.js'), 'scan', archive, '--json'], { maxBuffer: 1 << 30 });
+    if (x.status !== 0 && x.status !== 1) throw new Error(`vsys scan exited ${x.status}: ${x.stderr}`);
+    cliS.push((performance.now() - t0) / 1000);
   }
   const whole = fs.readFileSync(archive);
   for (let r = 0; r < Math.min(rounds, 3); r++) {
@@ -129,24 +137,26 @@ try {
     spawnSync('sync');
   }
   const min = (a) => Math.min(...a);
+  const median = (a) => [...a].sort((x, y) => x - y)[a.length >> 1];
   const mbs = (s) => bytes / 1e6 / s;
   const res = {
     archiveBytes: bytes, elfFiles: report.elfFiles, tarSeconds: min(tarS), nestedTarSeconds: min(nestedS), unpackSeconds: min(unpackS), vsysSeconds: min(vsysS),
     readSeconds: min(readS), parseSeconds: min(parseS), searchSeconds: min(searchS),
-    vsysFirstSeconds: vsysS[0], pooledSeconds: min(pooledS), pooledFirstSeconds: pooledS[0],
+    vsysFirstSeconds: vsysS[0], aloneSeconds: min(aloneS), cliSeconds: min(cliS),
+    ratioMedian: median(tarS) / median(vsysS),
     tarMBs: mbs(min(tarS)), vsysMBs: mbs(min(vsysS)), ratio: min(tarS) / min(vsysS), ratioNested: min(nestedS) / min(vsysS), ratioUnpack: min(unpackS) / min(vsysS),
   };
-  res.ratioPooled = min(tarS) / min(pooledS);
-  res.met = Math.max(res.ratio, res.ratioPooled) >= 0.8;
+  res.ratioAlone = min(tarS) / min(aloneS);
+  res.met = res.ratio >= 0.8;
   if (json) console.log(JSON.stringify(res, null, 2));
   else {
     console.log(`docker-archive of /usr/bin + /usr/lib/x86_64-linux-gnu: ${(bytes / 1e6).toFixed(0)} MB, ${report.elfFiles} ELF files; verdict under none: ${report.verdicts.none.outcome}`);
     console.log(`tar -xOf > /dev/null: ${res.tarSeconds.toFixed(2)} s (${res.tarMBs.toFixed(0)} MB/s); vsys scan: ${res.vsysSeconds.toFixed(2)} s (${res.vsysMBs.toFixed(0)} MB/s); min of ${rounds}`);
-    console.log(`with one worker kept for the process (workers: 1): ${res.pooledSeconds.toFixed(2)} s (${mbs(res.pooledSeconds).toFixed(0)} MB/s), ${res.ratioPooled.toFixed(2)}× tar`);
-    console.log(`first scans in this process (code not yet compiled; the worker starting): default ${res.vsysFirstSeconds.toFixed(2)} s, with the worker ${res.pooledFirstSeconds.toFixed(2)} s`);
+    console.log(`this thread alone (workers: 0): ${res.aloneSeconds.toFixed(2)} s (${mbs(res.aloneSeconds).toFixed(0)} MB/s), ${res.ratioAlone.toFixed(2)}× tar`);
+    console.log(`first scan in this process (code not yet compiled, the worker starting): ${res.vsysFirstSeconds.toFixed(2)} s; the CLI, one shot (new process): ${res.cliSeconds.toFixed(2)} s`);
     console.log(`both levels, tar -xOf | tar -xOf - > /dev/null: ${res.nestedTarSeconds.toFixed(2)} s; unpacked to disk: ${res.unpackSeconds.toFixed(2)} s`);
     console.log(`floors, same run: the file stream alone ${res.readSeconds.toFixed(2)} s (${(res.tarSeconds / res.readSeconds).toFixed(2)}× tar); tar-stream parsing both levels, bodies discarded ${res.parseSeconds.toFixed(2)} s (${(res.tarSeconds / res.parseSeconds).toFixed(2)}× tar); indexOf(60 ff) over the archive in memory ${res.searchSeconds.toFixed(2)} s`);
-    console.log(`vsys / tar throughput: ${res.ratio.toFixed(2)}× against tar -xOf (target ≥ 0.8× by either: ${res.met ? 'met' : 'MISSED'}); ${res.ratioNested.toFixed(2)}× against both levels; ${res.ratioUnpack.toFixed(2)}× against unpacking to disk`);
+    console.log(`vsys / tar throughput: ${res.ratio.toFixed(2)}× against tar -xOf by the minima, ${res.ratioMedian.toFixed(2)}× by the medians (target ≥ 0.8×: ${res.met ? 'met' : 'MISSED'}); ${res.ratioNested.toFixed(2)}× against both levels; ${res.ratioUnpack.toFixed(2)}× against unpacking to disk`);
   }
 } finally {
   fs.rmSync(work, { recursive: true, force: true });
