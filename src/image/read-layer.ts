@@ -417,7 +417,7 @@ export async function readLayerAt(file: LayerFile, what: string, limits: LayerLi
     batchBytes = 0;
     pump();
   };
-  const here = (f: { base: number; size: number; name: string; node: FileNode }) => {
+  const here = (f: Job) => {
     try {
       b.analysed(f.node, analyseRange(fd, f.base, f.size, f.name));
     } catch (err) {
@@ -471,9 +471,8 @@ export async function readLayerAt(file: LayerFile, what: string, limits: LayerLi
     }
   } finally {
     // Even when the walk failed: threads read through `fd`, which the caller closes once this returns.
-    await Promise.allSettled(jobs);
+    await Promise.allSettled(jobs); // each job handles its own failure: none rejects
   }
-  await Promise.all(jobs);
   limits.onBytes?.(size, size);
   b.result.bytes = size;
   return b.result;
