@@ -4,7 +4,6 @@
 // files are analysed and only their reports kept; /etc/os-release and ld.so.conf texts are kept;
 // other data is discarded. Decompressed bytes are capped; hostile names are refused with a coded
 // error each.
-import fs from 'node:fs';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
@@ -257,9 +256,12 @@ class LayerBuilder {
 
   /** An analysis that threw: its code when it is vsys' own error, IO_FAILED for an OS error, else INTERNAL_ERROR. */
   failed(name: string, e: unknown): void {
-    const io = ioError(e, name);
-    if (io) this.result.problems.push({ path: name, code: io.code, message: `${this.what}: ${io.message}` });
-    else this.result.problems.push({ path: name, code: e instanceof VsysError ? e.code : 'INTERNAL_ERROR', message: `${this.what}: ${name}: ${(e as Error)?.message ?? String(e)}` });
+    this.problem(name, ioError(e, name) ?? { code: e instanceof VsysError ? e.code : 'INTERNAL_ERROR', message: `${name}: ${(e as Error)?.message ?? String(e)}` });
+  }
+
+  /** A file's coded error (its message names the file) as a problem of this layer. */
+  problem(name: string, error: { code: string; message: string }): void {
+    this.result.problems.push({ path: name, code: error.code, message: `${this.what}: ${error.message}` });
   }
 }
 
@@ -396,7 +398,7 @@ export async function readLayerAt(file: LayerFile, what: string, limits: LayerLi
       results.forEach((r, i) => {
         const f = sent[i] as Job;
         if (r.kind === 'elf') b.analysed(f.node, r.report);
-        else if (r.kind === 'error') b.result.problems.push({ path: f.name, code: r.error.code, message: `${what}: ${r.error.message}` });
+        else if (r.kind === 'error') b.problem(f.name, r.error);
       });
     }, (e) => {
       for (const f of sent) b.failed(f.name, e);

@@ -65,8 +65,6 @@ export class TarWindow {
   /** Bytes the next refill reads: 64 KiB after a jump, doubling while reads follow on. */
   private ramp = RAMP_MIN;
   private readonly small = Buffer.alloc(64);
-  /** Bytes read from the file so far (the window's reads and peeks). */
-  bytesRead = 0;
 
   constructor(readonly fd: number, readonly end: number, private readonly size = WINDOW) {}
 
@@ -79,7 +77,6 @@ export class TarWindow {
       const want = Math.min(Math.max(this.ramp, n), this.end - pos);
       if (want > this.buf.length) this.buf = alignedBuffer(Math.max(want, Math.min(this.size, this.buf.length * 2)));
       const got = readUpTo(this.fd, this.buf, 0, want, pos);
-      this.bytesRead += got;
       this.start = pos;
       this.length = got;
     }
@@ -91,7 +88,6 @@ export class TarWindow {
   peek(pos: number, n: number): Buffer {
     if (pos >= this.start && pos + n <= this.start + this.length) return this.at(pos, n);
     const got = readUpTo(this.fd, this.small, 0, Math.min(n, this.small.length, Math.max(0, this.end - pos)), pos);
-    this.bytesRead += got;
     return this.small.subarray(0, got);
   }
 }
@@ -185,7 +181,7 @@ export function padded(n: number): number {
  * waits), so a caller can yield to the event loop as it goes. `window`: bytes read at a time (a
  * caller that reads no bodies through it wants a small one).
  */
-export async function walkTar(fd: number, start: number, end: number, what: string, visit: (e: TarEntry, w: TarWindow) => void | Promise<void>, window = WINDOW): Promise<TarWindow> {
+export async function walkTar(fd: number, start: number, end: number, what: string, visit: (e: TarEntry, w: TarWindow) => void | Promise<void>, window = WINDOW): Promise<void> {
   const w = new TarWindow(fd, end, window);
   let at = start;
   const bad = (why: string) => new VsysError('IMAGE_BAD_LAYER', `${what}: ${why} at byte ${at - start} (truncated or not a tar?)`);
@@ -213,7 +209,6 @@ export async function walkTar(fd: number, start: number, end: number, what: stri
     await visit({ ...f.entry, dataAt }, w);
     pos = next;
   }
-  return w;
 }
 
 /**
