@@ -3,10 +3,11 @@
 import type { FileReport } from '../scan/analyse-file.js';
 import { lookupContext, type RootView } from '../scan/resolve.js';
 import { judgeFile, type ScannedFile } from '../scan/scan.js';
-import { OUTCOME_RANK, seedSlowdowns, type ModeVerdict, type Outcome, type SlowdownFor } from '../scan/verdict.js';
+import { OUTCOME_RANK, seedSlowdowns, verdictsOf, type ModeVerdict, type Outcome, type SlowdownFor } from '../scan/verdict.js';
 import { VSYSCALL_MODES, type VsyscallMode } from '../model/modes.js';
 import type { ImageFs } from './image-fs.js';
 import { isProgram } from '../scan/identify.js';
+import { extendReport } from '../scan/wire.js';
 
 export interface ImageReport {
   ref: string;
@@ -66,12 +67,18 @@ export function analyseImage(fs: ImageFs, base: Omit<ImageReport, 'files' | 'ver
     return n?.kind === 'file' ? n.report : undefined;
   };
   const files: ScannedFile[] = [];
-  let elfFiles = 0;
-  for (const [p, node] of fs.files()) {
-    const r = node.report;
-    if (!r) continue;
-    elfFiles++;
-    const s = judgeFile(r.path === p ? r : { ...r, path: p }, ctx, reportOf, slow ?? seedSlowdowns);
+  const judged = [...fs.files()].filter(([, node]) => node.report !== undefined);
+  const elfFiles = judged.length;
+  // A file with no use of its own reaches the page only through a library exporting an affected
+  // function. In an image with none (most images), such a file's verdicts are those of no use at
+  // all, so its libraries need not be looked up: a third of a big image's verdict time.
+  const viaLibraries = judged.some(([, node]) => (node.report?.affectedExports.length ?? 0) > 0);
+  const noUse = verdictsOf([], slow ?? seedSlowdowns);
+  const unused = VSYSCALL_MODES.every((m) => noUse[m].outcome === 'ok');
+  for (const [p, node] of judged) {
+    const r = node.report as FileReport;
+    if (!viaLibraries && unused && r.findings.length === 0) continue;
+    const s = judgeFile(r.path === p ? r : extendReport(r, { path: p }), ctx, reportOf, slow ?? seedSlowdowns);
     if (s.class !== 'clean' || (s.through?.length ?? 0) > 0 || VSYSCALL_MODES.some((m) => s.verdicts[m].outcome !== 'ok')) files.push(s);
   }
   files.sort((a, b) => (a.path < b.path ? -1 : 1));

@@ -361,6 +361,9 @@ export interface LayerFile {
 /** ELF entries sent to `analyseAt` at a time: a batch ends at this many bytes or files. */
 const BATCH_BYTES = 8 * 1024 * 1024;
 const BATCH_FILES = 64;
+/** …or, while it holds small files only (given to workers running dry), at these: they get work soon. */
+const SMALL_BATCH_BYTES = 2 * 1024 * 1024;
+const SMALL_BATCH_FILES = 24;
 /** The walk gives the event loop a turn this often (progress, other images, Ctrl-C). */
 const YIELD_MS = 50;
 /** …and this often while worker threads take batches: their answers come in on those turns. */
@@ -380,16 +383,18 @@ export async function readLayerAt(file: LayerFile, what: string, limits: LayerLi
   const analyseAt = size >= (limits.analyseAtFrom ?? 0) ? limits.analyseAt : undefined;
   const b = new LayerBuilder(what, limits);
   const jobs: Promise<void>[] = [];
-  // Large ELF files go to the worker threads in batches, small ones are analysed here from the
-  // window: a worker would have to read them again, and its reports cost this thread more to take
-  // in than the small files cost to analyse. The workers are kept `depth` batches ahead; what is
-  // left when the walk ends, this thread takes too, from the back of the queue.
+  // Large ELF files go to the worker threads in batches; small ones are analysed here from the
+  // window, unless the workers are running dry: then they take small ones too (they read them
+  // again, which costs them less than the analysis saves this thread). The workers are kept `depth`
+  // batches ahead; what is left when the walk ends, this thread takes too, from the back of the queue.
   type Job = { base: number; size: number; name: string; node: FileNode };
   const depth = limits.inflight ?? 4;
   const queued: Job[][] = [];
   let given = 0;
   let batch: Job[] = [];
   let batchBytes = 0;
+  /** The open batch holds a large file (it closes at BATCH_*, else at SMALL_BATCH_*). */
+  let batchLarge = false;
   const give = (sent: Job[]) => {
     given++;
     // Workers read through this descriptor (Inner.fd): the file being scanned, even if its path is
@@ -417,8 +422,17 @@ export async function readLayerAt(file: LayerFile, what: string, limits: LayerLi
     queued.push(batch);
     batch = [];
     batchBytes = 0;
+    batchLarge = false;
     pump();
   };
+  const add = (f: Job, large: boolean) => {
+    batch.push(f);
+    batchBytes += f.size;
+    batchLarge ||= large;
+    if (batchLarge ? batchBytes >= BATCH_BYTES || batch.length >= BATCH_FILES : batchBytes >= SMALL_BATCH_BYTES || batch.length >= SMALL_BATCH_FILES) close();
+  };
+  /** Workers that have loaded and would take another batch now: nothing is waiting for them. */
+  const dry = () => analyseAt !== undefined && given + queued.length < depth && ready();
   const here = (f: Job) => {
     try {
       b.analysed(f.node, analyseRange(fd, f.base, f.size, f.name));
@@ -440,17 +454,14 @@ export async function readLayerAt(file: LayerFile, what: string, limits: LayerLi
       if (small && head.length < e.size) throw new VsysError('IMAGE_BAD_LAYER', `${what}: ${name} is cut short (truncated?)`);
       // As the streaming reader: ELF first (an ELF file at a kept text's path is analysed), then texts.
       if (isElfHead(head) && b.admitsElf(name, e.size)) {
-        if (small) {
+        if (small && !dry()) {
           try {
             b.analysed(node, analyseBytes(head, name));
           } catch (err) {
             b.failed(name, err);
           }
-        } else if (analyseAt) {
-          batch.push({ base: e.dataAt, size: e.size, name, node });
-          batchBytes += e.size;
-          if (batchBytes >= BATCH_BYTES || batch.length >= BATCH_FILES) close();
-        } else here({ base: e.dataAt, size: e.size, name, node });
+        } else if (analyseAt) add({ base: e.dataAt, size: e.size, name, node }, !small);
+        else here({ base: e.dataAt, size: e.size, name, node });
       } else if (small && LayerBuilder.keepsText(name, e.size)) node.text = head.toString('utf8');
     }
     const now = performance.now();

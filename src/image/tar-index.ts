@@ -56,15 +56,21 @@ const RAMP_MIN = 64 * 1024;
  * Bytes of one file region through a reused window: a header and the small files after it come in
  * one read. The window grows (64 KiB, doubling to WINDOW) while reads follow on from it, and starts
  * small again after a jump (a body skipped), so a header after a big body skipped pulls in at most
- * 64 KiB of what follows; a big body's magic is `peek`ed without moving the window.
+ * 64 KiB of what follows; a big body's magic is `peek`ed without moving the window. A body that
+ * runs past the window's end keeps the part the window holds (moved to the front) and only the rest
+ * is read: nothing is read twice.
  */
 export class TarWindow {
   private buf = alignedBuffer(0);
+  /** Where the window's first byte is in `buf` (kept bytes end on a 64-byte boundary, where reads land). */
+  private off = 0;
   private start = 0;
   private length = 0;
   /** Bytes the next refill reads: 64 KiB after a jump, doubling while reads follow on. */
   private ramp = RAMP_MIN;
   private readonly small = Buffer.alloc(64);
+  /** Bytes read into the window so far (tests check that nothing is read twice). */
+  read = 0;
 
   constructor(readonly fd: number, readonly end: number, private readonly size = WINDOW) {}
 
@@ -75,13 +81,22 @@ export class TarWindow {
       const follows = this.length > 0 && pos >= this.start && pos <= this.start + this.length + BLOCK;
       this.ramp = Math.min(this.size, follows ? this.ramp * 2 : RAMP_MIN);
       const want = Math.min(Math.max(this.ramp, n), this.end - pos);
-      if (want > this.buf.length) this.buf = alignedBuffer(Math.max(want, Math.min(this.size, this.buf.length * 2)));
-      const got = readUpTo(this.fd, this.buf, 0, want, pos);
+      // The bytes from pos that the window holds already.
+      const kept = this.length > 0 && pos >= this.start ? Math.max(0, Math.min(this.start + this.length - pos, want)) : 0;
+      const lead = (64 - (kept % 64)) % 64;
+      if (lead + want > this.buf.length) {
+        const grown = alignedBuffer(Math.max(lead + want, Math.min(this.size + 64, this.buf.length * 2)));
+        if (kept > 0) this.buf.copy(grown, lead, this.off + pos - this.start, this.off + pos - this.start + kept);
+        this.buf = grown;
+      } else if (kept > 0) this.buf.copyWithin(lead, this.off + pos - this.start, this.off + pos - this.start + kept);
+      const got = readUpTo(this.fd, this.buf, lead + kept, want - kept, pos + kept);
+      this.read += got;
+      this.off = lead;
       this.start = pos;
-      this.length = got;
+      this.length = kept + got;
     }
-    const from = pos - this.start;
-    return this.buf.subarray(from, Math.min(from + n, this.length));
+    const from = this.off + pos - this.start;
+    return this.buf.subarray(from, Math.min(from + n, this.off + this.length));
   }
 
   /** A few bytes (n ≤ 64) at pos without moving the window: the magic of a big body. */

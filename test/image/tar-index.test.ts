@@ -16,7 +16,7 @@ import { readLayer, readLayerAt, type LayerLimits, type LayerResult } from '../.
 import type { LayerOp } from '../../src/image/image-fs.js';
 import { scanImageRefs } from '../../src/image/scan-image.js';
 import { createPool } from '../../src/scan/pool.js';
-import { SPARSE_MIN } from '../../src/scan/read-file.js';
+import { analyseFile, SPARSE_MIN } from '../../src/scan/read-file.js';
 import { VsysError } from '../../src/errors.js';
 
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'vsys-tar-index-'));
@@ -617,11 +617,20 @@ describe('archives through scanImageRefs', { skip: skipHost }, () => {
         sent.push(...entries.map((e) => e.name));
         return Promise.all(entries.map((e) => pool.analyseFiles([{ path: file, size: e.size, inner: { base: e.base, name: e.name, fd: e.fd } }]).then((r) => r[0]!)));
       };
-      const pooled = await readAt(tar, { ...LIMITS, analyseAt });
+      // Kept busy (one batch at a time): small ELF files (true, the one just under 1 MiB) are
+      // analysed here from the window, except the first while the worker had nothing.
+      const busy = await readAt(tar, { ...LIMITS, analyseAt, inflight: 1 });
       const here = await readAt(tar);
-      // Large ELF files go to the workers; small ones (true, the one just under 1 MiB, libc's 2 MB
-      // is large) are analysed here from the window.
-      assert.deepEqual(sent.map((n) => path.basename(n)).sort(), ['elf-exactly-1mib', path.basename(LARGE_ELF as string), ...(LIBC ? ['libc.so.6'] : [])].sort(), 'the large ELF files, and only they, went through analyseAt');
+      const large = ['elf-exactly-1mib', path.basename(LARGE_ELF as string), ...(LIBC ? ['libc.so.6'] : [])];
+      const sentNames = () => sent.map((n) => path.basename(n)).sort();
+      for (const n of large) assert.ok(sentNames().includes(n), `${n}: large ELF files always go through analyseAt`);
+      assert.deepEqual(busy, here);
+      // Never short of room: every ELF file, small ones too, goes to the workers.
+      sent.length = 0;
+      const pooled = await readAt(tar, { ...LIMITS, analyseAt, inflight: 1000 });
+      const elfNames = here.ops.flatMap((o) => (o.op === 'add' && o.node.kind === 'file' && o.node.report ? [path.basename(o.path)] : [])).sort();
+      assert.ok(elfNames.includes('true') && elfNames.includes('elf-just-under-1mib'), 'the layer has small ELF files');
+      assert.deepEqual(sentNames(), elfNames, 'workers running dry take the small ELF files too');
       assert.deepEqual(pooled, here);
       // The workers read through the descriptor this thread opened (Inner.fd), not the path: a path
       // that names another file by now (here: none at all) changes nothing.
@@ -634,6 +643,37 @@ describe('archives through scanImageRefs', { skip: skipHost }, () => {
       }
     } finally {
       await pool.close();
+    }
+  });
+
+  test('workers with a batch outstanding get no small file: this thread analyses those from its window', async () => {
+    // 80 small ELF files (more than a batch of small ones) and a large one.
+    const dir = path.join(work, 'many-small');
+    if (!fs.existsSync(dir)) {
+      fs.mkdirSync(path.join(dir, 'bin'), { recursive: true });
+      for (let i = 0; i < 80; i++) fs.copyFileSync(SMALL_ELF, path.join(dir, 'bin', `p${String(i).padStart(2, '0')}`));
+      fs.copyFileSync(LARGE_ELF as string, path.join(dir, 'bin', 'zz-large'));
+    }
+    const tar = path.join(work, 'many-small.tar');
+    packTar(dir, tar, 'pax');
+    const here = await readAt(tar);
+    const batches: string[][] = [];
+    const held: (() => void)[] = [];
+    const analyseAt: LayerLimits['analyseAt'] = (file, entries) => {
+      batches.push(entries.map((e) => path.basename(e.name)));
+      const answer = entries.map((e) => analyseFile(file, LIMITS.maxFileBytes, e.size, { base: e.base, name: e.name, fd: e.fd }));
+      // Held until the walk is long over: the worker stays busy with its one batch.
+      return new Promise((r) => held.push(() => r(answer)));
+    };
+    const release = setInterval(() => held.splice(0).forEach((h) => h()), 300);
+    try {
+      const r = await readAt(tar, { ...LIMITS, analyseAt, inflight: 1 });
+      assert.equal(batches.length, 1, `one batch given, the rest taken here: ${JSON.stringify(batches)}`);
+      const first = batches[0] as string[];
+      assert.ok(first.length > 0 && first.length < 80 && first.every((n) => /^p\d\d$/.test(n)), `the first batch: small files while the worker had nothing (${first.length})`);
+      assert.deepEqual(r, here);
+    } finally {
+      clearInterval(release);
     }
   });
 

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { MessageChannel, receiveMessageOnPort } from 'node:worker_threads';
-import { packResults, unpackResults } from '../../src/scan/wire.js';
+import { extendReport, packResults, unpackResults } from '../../src/scan/wire.js';
 import { analyseFile, type FileResult } from '../../src/scan/read-file.js';
 
 function across(results: FileResult[]): FileResult[] {
@@ -41,4 +41,24 @@ test('a real program\'s report is the same after the trip as before it', () => {
   const [after] = across([r]);
   assert.ok(before.kind === 'elf' && before.report.imports.length > 50, 'ls imports dozens of functions');
   assert.deepEqual(after, before);
+});
+
+test('a copy made with extendReport keeps the imports packed until read, then has them all; the original is left packed', () => {
+  const r = analyseFile('/usr/bin/ls');
+  assert.ok(r.kind === 'elf');
+  const imports = structuredClone(r.report.imports);
+  const [after] = across([r]);
+  assert.ok(after?.kind === 'elf');
+  const lazy = (o: object) => typeof Object.getOwnPropertyDescriptor(o, 'imports')?.get === 'function';
+  assert.ok(lazy(after.report), 'unpacked only when read');
+  const copy = extendReport(after.report, { path: '/elsewhere', verdicts: 1 });
+  assert.ok(lazy(copy), 'copying does not unpack');
+  assert.equal(copy.path, '/elsewhere');
+  assert.equal(copy.verdicts, 1);
+  assert.equal(after.report.path, '/usr/bin/ls');
+  assert.deepEqual(copy.imports, imports);
+  assert.ok(!lazy(copy), 'a plain property once read');
+  assert.ok(lazy(after.report), 'reading the copy leaves the original packed');
+  assert.deepEqual(after.report.imports, imports);
+  assert.deepEqual(JSON.parse(JSON.stringify(copy)).imports, JSON.parse(JSON.stringify(imports)));
 });
