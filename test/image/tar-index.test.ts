@@ -18,6 +18,7 @@ import { scanImageRefs } from '../../src/image/scan-image.js';
 import { createPool } from '../../src/scan/pool.js';
 import { analyseFile, SPARSE_MIN } from '../../src/scan/read-file.js';
 import { VsysError } from '../../src/errors.js';
+import { walkTar, type TarWindow } from '../../src/image/tar-index.js';
 
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'vsys-tar-index-'));
 after(() => fs.rmSync(work, { recursive: true, force: true }));
@@ -698,6 +699,43 @@ describe('archives through scanImageRefs', { skip: skipHost }, () => {
       await pool.close();
     }
     assert.equal(createPool(0, LIMITS.maxFileBytes).readyWorkers(), 0, 'a pool without workers never has one ready');
+  });
+});
+
+describe('the tar window', { skip: skipHost }, () => {
+  test('bodies that run past the window are whole and right, and no byte of the tar is read twice', async () => {
+    // Files of 100–900 KiB: many run past a window's end (it grows from 64 KiB to 2 MiB).
+    const dir = path.join(work, 'straddle');
+    fs.mkdirSync(dir, { recursive: true });
+    let seed = 7;
+    const sizes: number[] = [];
+    for (let i = 0; i < 60; i++) {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      const size = 100 * 1024 + (seed % (800 * 1024));
+      sizes.push(size);
+      fs.writeFileSync(path.join(dir, `f${String(i).padStart(2, '0')}`), randomBytes(size));
+    }
+    const tar = path.join(work, 'straddle.tar');
+    packTar(dir, tar, 'pax');
+    const fd = fs.openSync(tar, 'r');
+    try {
+      const size = fs.fstatSync(fd).size;
+      let window: TarWindow | undefined;
+      let seen = 0;
+      await walkTar(fd, 0, size, 'layer', (e, w) => {
+        window = w;
+        if (e.type !== 'file') return;
+        const body = w.at(e.dataAt, e.size);
+        assert.ok(body.equals(fs.readFileSync(path.join(dir, path.basename(e.name)))), `${e.name}: the body as written`);
+        seen++;
+      });
+      assert.equal(seen, 60);
+      assert.ok(window);
+      assert.ok(window.read <= size, `${window.read} bytes read into the window for a tar of ${size}`);
+      assert.ok(window.read >= sizes.reduce((a, b) => a + b, 0), 'every body was read');
+    } finally {
+      fs.closeSync(fd);
+    }
   });
 });
 
