@@ -7,7 +7,7 @@ import { readDynamic } from '../elf/dynamic.js';
 import { readBuildId } from '../elf/notes.js';
 import { isGoBinary, readGoBuildInfo } from '../elf/go-buildinfo.js';
 import { readVersionDefinitions, readVersionNeeds } from '../elf/symbols.js';
-import { ET } from '../elf/constants.js';
+import { ET, SHT } from '../elf/constants.js';
 import { HoleRead } from '../elf/bytes.js';
 import { isVsysError } from '../errors.js';
 
@@ -60,13 +60,29 @@ function maxGlibc(names: string[]): string | undefined {
 
 const BANNER = Buffer.from('GNU C Library');
 
+/**
+ * Where glibc's banner can be: its read-only data sections (it is a `static const char[]`), or the
+ * whole file when it has no section headers or no such section.
+ */
+function bannerRanges(elf: ElfFile): [number, number][] {
+  const ro = elf.sections.filter((s) => s.type === SHT.PROGBITS && s.name.startsWith('.rodata') && s.size > 0 && elf.reader.has(s.offset, s.size));
+  return ro.length > 0 ? ro.map((s) => [s.offset, s.offset + s.size]) : [[0, elf.bytes.byteLength]];
+}
+
 /** glibc's banner: "GNU C Library (Debian EGLIBC 2.13-38) stable release version 2.13, by …". */
 function readBanner(elf: ElfFile): LibcInfo | undefined {
-  // The banner is searched in the whole file: a sparse read does not have it.
+  // The banner is searched in the file's bytes: a sparse read does not have them.
   if (elf.reader.holes.length > 0) throw new HoleRead(0);
   const bytes = elf.bytes;
   const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const at = buf.indexOf(BANNER);
+  let at = -1;
+  for (const [start, end] of bannerRanges(elf)) {
+    const i = buf.subarray(0, end).indexOf(BANNER, start);
+    if (i >= 0) {
+      at = i;
+      break;
+    }
+  }
   if (at < 0) return undefined;
   const text = buf.subarray(at, Math.min(buf.length, at + 200)).toString('latin1').split('\0')[0] ?? '';
   const m = /version (\d+\.\d+(?:\.\d+)?)/.exec(text);
@@ -112,8 +128,9 @@ export function identify(elf: ElfFile): Identity {
   const buildId = safe(warnings, 'build-id note', () => readBuildId(elf));
   if (buildId !== undefined) id.buildId = buildId;
 
-  // glibc's banner is in libc itself and in static binaries; a search of every other file is wasted.
-  const banner = id.linkage === 'static' || /^libc[.-]/.test(id.soname ?? '') ? readBanner(elf) : undefined;
+  // glibc's banner is in libc itself and in static programs (a static PIE has no soname); a search
+  // of every other file, a data-only library such as libicudata (31 MB) among them, is wasted.
+  const banner = (id.linkage === 'static' && id.soname === undefined) || /^libc[.-]/.test(id.soname ?? '') ? readBanner(elf) : undefined;
   const defs = safe(warnings, 'version definitions', () => readVersionDefinitions(elf)) ?? [];
   const defined = maxGlibc(defs.map((d) => d.name));
   if (banner && /^libc[.-]/.test(id.soname ?? 'libc.')) id.libc = banner.version === undefined && defined ? { ...banner, version: defined, source: 'version-definitions' } : banner;
