@@ -11,6 +11,7 @@ import { buildFunctionIndex, type FunctionIndex } from './functions.js';
 import { findUses, regionsOf, type Finding, type Searched } from './find-uses.js';
 import { identify, type Identity } from './identify.js';
 import { affectedExports, reachingFunctions, type AffectedExport } from './reach.js';
+import { packImports, setPackedImports } from './wire.js';
 
 /** The corpus' classes: the worst kind of use in the file, or clean. */
 export type FileClass = 'direct' | 'misaligned' | 'fallback' | 'data-ref' | 'clean';
@@ -28,7 +29,7 @@ export interface FileReport {
   findings: Finding[];
   /** Libraries: exported functions that reach a use (through calls inside the library). */
   affectedExports: AffectedExport[];
-  /** Functions this file imports (undefined dynamic symbols), with versions. */
+  /** Functions this file imports (undefined dynamic symbols), with versions; kept packed until read (wire.ts). */
   imports: Symbolic[];
   error?: { code: string; message: string };
 }
@@ -103,7 +104,7 @@ export function analyseBytes(bytes: Uint8Array, path: string, sparse?: SparseInp
       }
     };
     // The imports are read on their own: the rest of .dynsym is needed only when there are findings.
-    report.imports = importsOf(table('.dynsym', isImport));
+    setPackedImports(report, packImports(importsOf(table('.dynsym', isImport))));
     if (elf.header.class !== 64 || elf.header.machine !== EM.X86_64) return report; // the page exists only for x86-64 code
     let symtab: ElfSymbol[] | undefined;
     let dynsym: ElfSymbol[] | undefined;

@@ -1,9 +1,10 @@
-// How analysis results cross between threads. A report's imports are most of its objects (a scan
-// of a 1 GB image: 126k imports in 1,621 reports), and structured clone copies each one: 60 ms to
-// serialize them in the worker and 110–160 ms to rebuild them here, more than the worker saved.
-// So a worker sends each report's imports packed into one string, and this thread unpacks them
-// only when something reads them: the reachability lookup, which runs only for programs that load
-// an affected library, or the JSON output.
+// A report's imports, packed. They are most of a report's objects (a 1 GB image: 126k imports in
+// 1,621 reports), and the reports live until the image's verdicts: as objects they were copied by
+// every scavenge of the heap (~45 ms per scan), and structured clone between threads copied each
+// one (60 ms to serialize in the worker, 110–160 ms to rebuild here). So imports are made packed
+// into one string per report and unpacked only when something reads them: the reachability lookup,
+// which runs only for programs that load an affected library, or the JSON output. A worker sends
+// the string as it is.
 import type { FileResult } from './read-file.js';
 import type { FileReport, Symbolic } from './analyse-file.js';
 
@@ -13,16 +14,19 @@ const SEP = '\0';
 const HAS = '=';
 const NONE = '-';
 
-function pack(imports: Symbolic[]): string {
-  let s = '';
-  for (const i of imports) s += i.name + SEP + (i.version === undefined ? NONE : HAS + i.version) + SEP;
-  return s;
+/** The imports packed (their order kept). */
+export function packImports(imports: readonly Symbolic[]): string {
+  if (imports.length === 0) return '';
+  const parts: string[] = [];
+  for (const i of imports) parts.push(i.name, i.version === undefined ? NONE : HAS + i.version);
+  // One flat string (join), not a tree of concatenations holding every name alive.
+  return parts.join(SEP) + SEP;
 }
 
 function unpack(s: string): Symbolic[] {
   const out: Symbolic[] = [];
   const parts = s.split(SEP);
-  const versions = new Map<string, string>(); // one string per version name, as in a report made here
+  const versions = new Map<string, string>(); // one string per version name
   for (let i = 0; i + 1 < parts.length; i += 2) {
     const imp: Symbolic = { name: parts[i] as string };
     const v = parts[i + 1] as string;
@@ -36,26 +40,26 @@ function unpack(s: string): Symbolic[] {
   return out;
 }
 
-/** In the worker, before posting: each report's imports as one string, in `packed` (same order as `results`). */
-export function packResults(results: FileResult[]): string[] {
-  return results.map((r) => {
-    if (r.kind !== 'elf' || r.report.imports.length === 0) return '';
-    const s = pack(r.report.imports);
-    r.report.imports = [];
-    return s;
-  });
-}
+/** Reports whose imports are still packed, and the string. */
+const packedOf = new WeakMap<object, string>();
 
 /** The imports as a plain property of `on`. */
 function settle(on: object, value: Symbolic[]): void {
+  packedOf.delete(on);
   Object.defineProperty(on, 'imports', { value, writable: true, enumerable: true, configurable: true });
 }
 
 /**
- * `report.imports` unpacked on first read (then a plain property), or replaced by a write. The
- * accessor settles whichever object it is read on, so a copy made by `extendReport` stays lazy too.
+ * Sets `report.imports` from its packed form: unpacked on first read (then a plain property), or
+ * replaced by a write. The accessor settles whichever object it is read on, so a copy made by
+ * `extendReport` stays packed too.
  */
-function lazyImports(report: FileReport, packed: string): void {
+export function setPackedImports(report: FileReport, packed: string): void {
+  if (packed === '') {
+    settle(report, []);
+    return;
+  }
+  packedOf.set(report, packed);
   Object.defineProperty(report, 'imports', {
     enumerable: true,
     configurable: true,
@@ -78,12 +82,25 @@ export function extendReport<T extends object>(r: FileReport, extra: T): FileRep
   return Object.assign(Object.defineProperties({}, Object.getOwnPropertyDescriptors(r)) as FileReport, extra);
 }
 
+/**
+ * In the worker, before posting: each report's imports as one string, in `packed` (same order as
+ * `results`); the reports themselves then carry none (structured clone would read the accessor).
+ */
+export function packResults(results: FileResult[]): string[] {
+  return results.map((r) => {
+    if (r.kind !== 'elf') return '';
+    const s = packedOf.get(r.report) ?? packImports(r.report.imports);
+    settle(r.report, []);
+    return s;
+  });
+}
+
 /** Here, on receipt: the inverse of packResults. */
 export function unpackResults(results: FileResult[], packed: readonly string[] | undefined): FileResult[] {
   if (!packed) return results;
   results.forEach((r, i) => {
     const s = packed[i];
-    if (r.kind === 'elf' && s) lazyImports(r.report, s);
+    if (r.kind === 'elf' && s) setPackedImports(r.report, s);
   });
   return results;
 }

@@ -62,3 +62,17 @@ test('a copy made with extendReport keeps the imports packed until read, then ha
   assert.deepEqual(after.report.imports, imports);
   assert.deepEqual(JSON.parse(JSON.stringify(copy)).imports, JSON.parse(JSON.stringify(imports)));
 });
+
+test('imports are made packed: a fresh report holds one string until read, and a worker sends that string without unpacking it', () => {
+  const a = analyseFile('/usr/bin/ls');
+  const b = analyseFile('/usr/bin/ls');
+  assert.ok(a.kind === 'elf' && b.kind === 'elf');
+  const lazy = (o: object) => typeof Object.getOwnPropertyDescriptor(o, 'imports')?.get === 'function';
+  assert.ok(lazy(a.report) && lazy(b.report), 'packed until read');
+  const [packed] = packResults([b]);
+  assert.ok(typeof packed === 'string' && packed.includes('\0'), 'one string');
+  assert.deepEqual(b.report.imports, [], 'the report itself then carries none (nothing for structured clone to copy)');
+  const names = a.report.imports; // unpacked here, from a's own string
+  assert.ok(names.length > 50 && names.some((i) => i.version?.startsWith('GLIBC_')));
+  assert.deepEqual(unpackResults([b], [packed as string]), [a]);
+});
