@@ -27,6 +27,12 @@ export class StringTable {
    * once the searches have scanned the table's size the table is indexed and names become slices.
    */
   get(index: number): string {
+    const end = this.end(index);
+    return this.index ? this.index.text.slice(index, end) : this.buf.toString('latin1', index, end);
+  }
+
+  /** Where the string at `index` ends: the index of its NUL. Checked, and bounded, as `get`. */
+  end(index: number): number {
     if (!Number.isSafeInteger(index) || index < 0 || index >= this.size) {
       throw new VsysError('ELF_BAD_OFFSET', `${this.r.source}: string index ${index} lies outside ${this.what} (${this.size} bytes)`, { path: this.r.source });
     }
@@ -35,10 +41,10 @@ export class StringTable {
       // hostile table costs at most its size before the index takes over.
       const nul = this.buf.indexOf(0, index);
       this.decoded += (nul < 0 ? this.size : nul) - index;
-      if (nul >= 0 && this.decoded <= this.size) return this.buf.toString('latin1', index, nul);
+      if (nul >= 0 && this.decoded <= this.size) return nul;
       this.index = this.buildIndex();
     }
-    const { nuls, text } = this.index;
+    const { nuls } = this.index;
     let lo = 0;
     let hi = nuls.length;
     while (lo < hi) {
@@ -49,7 +55,7 @@ export class StringTable {
     if (lo >= nuls.length) {
       throw new VsysError('ELF_MALFORMED', `${this.r.source}: the string at ${this.what}+${index} has no NUL before the table ends`, { path: this.r.source });
     }
-    return text.slice(index, nuls[lo]);
+    return nuls[lo] as number;
   }
 
   private buildIndex(): { nuls: Int32Array; text: string } {

@@ -5,6 +5,7 @@ import { SHT, SHN_UNDEF } from './constants.js';
 import { big, layoutsFor, num } from './layouts.js';
 import type { ElfFile } from './read-elf.js';
 import type { ElfSymbol, SymbolVersion } from './types.js';
+import type { StringTable } from './string-table.js';
 import { linkedStrings, readVersionDefinitions, readVersionNeeds, readVersym, VERSYM_HIDDEN } from './versions.js';
 
 export { readVersionDefinitions, readVersionNeeds, type VersionDefinition, type VersionNeed } from './versions.js';
@@ -20,36 +21,52 @@ function versionNames(elf: ElfFile): { defs: Map<number, string>; needs: Map<num
   return { defs, needs };
 }
 
-/**
- * The symbols of `table`, in order. `where(info, shndx)`, when given, picks the entries to decode
- * before their names, values and versions are read (a library's imports are a few hundred of its
- * tens of thousands of symbols).
- */
-export function readSymbols(elf: ElfFile, table: SymbolTableName, where?: (info: number, shndx: number) => boolean): ElfSymbol[] {
+/** A symbol table opened for reading: its section checked, its strings and versions at hand. */
+interface OpenTable {
+  sec: ElfFile['sections'][number];
+  entsize: number;
+  count: number;
+  strs: StringTable;
+  versym: Uint16Array | undefined;
+  names: ReturnType<typeof versionNames> | undefined;
+}
+
+/** Undefined when the file has no such table or it is empty; throws on a malformed one. */
+function openTable(elf: ElfFile, table: SymbolTableName): OpenTable | undefined {
   const type = table === '.symtab' ? SHT.SYMTAB : SHT.DYNSYM;
   const sec = elf.sections.find((s) => s.type === type) ?? elf.sections.find((s) => s.name === table && s.type !== SHT.NOBITS);
-  if (!sec) return [];
+  if (!sec) return undefined;
   const L = layoutsFor(elf.header.class);
   const entsize = sec.entsize === 0 ? L.sym.size : sec.entsize;
   if (entsize !== L.sym.size) {
     throw new VsysError('ELF_BAD_COUNT', `${elf.path}: ${table} entry size ${sec.entsize}, expected ${L.sym.size}`, { path: elf.path });
   }
   const count = Math.floor(sec.size / entsize);
-  if (count === 0) return [];
-  const r = elf.reader;
-  r.need(sec.offset, count * entsize, table, 'ELF_BAD_OFFSET');
+  if (count === 0) return undefined;
+  elf.reader.need(sec.offset, count * entsize, table, 'ELF_BAD_OFFSET');
   const strs = linkedStrings(elf, sec);
-
   let versym: Uint16Array | undefined;
   let names: ReturnType<typeof versionNames> | undefined;
   if (type === SHT.DYNSYM) {
     versym = readVersym(elf);
     if (versym) names = versionNames(elf);
   }
+  return { sec, entsize, count, strs, versym, names };
+}
 
-  const f = L.sym.f;
+/**
+ * The symbols of `table`, in order. `where(info, shndx)`, when given, picks the entries to decode
+ * before their names, values and versions are read (a library's imports are a few hundred of its
+ * tens of thousands of symbols).
+ */
+export function readSymbols(elf: ElfFile, table: SymbolTableName, where?: (info: number, shndx: number) => boolean): ElfSymbol[] {
+  const t = openTable(elf, table);
+  if (!t) return [];
+  const { sec, entsize, count, strs, versym, names } = t;
+  const r = elf.reader;
+  const f = layoutsFor(elf.header.class).sym.f;
   const out: ElfSymbol[] = where ? [] : new Array(count);
-  // The table's range was checked above (need): its entries' fixed fields are read unchecked.
+  // The table's range was checked (openTable): its entries' fixed fields are read unchecked.
   const dv = r.view;
   const infoAt = sec.offset + f.st_info.offset;
   const shndxAt = sec.offset + f.st_shndx.offset;
@@ -77,6 +94,33 @@ export function readSymbols(elf: ElfFile, table: SymbolTableName, where?: (info:
     else out[i] = sym;
   }
   return out;
+}
+
+/**
+ * What readSymbols(elf, table, where) gives, without making an object or a string per symbol:
+ * `visit` gets each picked entry's name as bytes [start, end) of the file (checked as
+ * StringTable.get checks it; the same errors, in the same order) and the name of its version.
+ * For a caller that only packs names (a file's imports, thousands per image).
+ */
+export function visitSymbolNames(elf: ElfFile, table: SymbolTableName, where: (info: number, shndx: number) => boolean, visit: (start: number, end: number, version: string | undefined) => void): void {
+  const t = openTable(elf, table);
+  if (!t) return;
+  const { sec, entsize, count, strs, versym, names } = t;
+  const r = elf.reader;
+  const f = layoutsFor(elf.header.class).sym.f;
+  const dv = r.view;
+  const infoAt = sec.offset + f.st_info.offset;
+  const shndxAt = sec.offset + f.st_shndx.offset;
+  for (let i = 0; i < count; i++) {
+    const info = dv.getUint8(infoAt + i * entsize);
+    const shndx = dv.getUint16(shndxAt + i * entsize, true);
+    if (!where(info, shndx)) continue;
+    const at = num(r, sec.offset + i * entsize, f.st_name, 'st_name');
+    const end = strs.end(at);
+    const v = versym?.[i];
+    const version = v !== undefined && names ? resolveVersion(v, shndx, names)?.name : undefined;
+    visit(strs.offset + at, strs.offset + end, version);
+  }
 }
 
 function resolveVersion(v: number, shndx: number, names: ReturnType<typeof versionNames>): SymbolVersion | undefined {

@@ -2,7 +2,7 @@
 // functions that reach them. Pure: bytes in, a plain report out; a malformed file gives a report
 // with a coded error, never an exception.
 import { isElf, readElf } from '../elf/read-elf.js';
-import { readSymbols } from '../elf/symbols.js';
+import { readSymbols, visitSymbolNames } from '../elf/symbols.js';
 import type { ElfSymbol } from '../elf/types.js';
 import { EM, STB, STT } from '../elf/constants.js';
 import { isVsysError } from '../errors.js';
@@ -11,7 +11,7 @@ import { buildFunctionIndex, type FunctionIndex } from './functions.js';
 import { findUses, regionsOf, type Finding, type Searched } from './find-uses.js';
 import { identify, type Identity } from './identify.js';
 import { affectedExports, reachingFunctions, type AffectedExport } from './reach.js';
-import { packImports, setPackedImports } from './wire.js';
+import { packImportBytes, setPackedImports } from './wire.js';
 
 /** The corpus' classes: the worst kind of use in the file, or clean. */
 export type FileClass = 'direct' | 'misaligned' | 'fallback' | 'data-ref' | 'clean';
@@ -49,17 +49,6 @@ function isImport(info: number, shndx: number): boolean {
   return shndx === 0 && (type === STT.FUNC || type === STT.NOTYPE || type === STT.GNU_IFUNC);
 }
 
-function importsOf(undefinedFns: ElfSymbol[]): Symbolic[] {
-  const out: Symbolic[] = [];
-  for (const s of undefinedFns) {
-    if (s.name === '') continue;
-    const i: Symbolic = { name: s.name };
-    if (s.version !== undefined) i.version = s.version.name;
-    out.push(i);
-  }
-  return out;
-}
-
 function exportsByAddress(dynsym: ElfSymbol[]): Map<number, Symbolic[]> {
   const m = new Map<number, Symbolic[]>();
   for (const s of dynsym) {
@@ -93,24 +82,25 @@ export function analyseBytes(bytes: Uint8Array, path: string, sparse?: SparseInp
     report.identity = identify(elf);
     const warnings = report.identity.warnings;
     let broken = false;
-    const table = (name: '.dynsym' | '.symtab', where?: (info: number, shndx: number) => boolean): ElfSymbol[] => {
+    const table = <T>(name: '.dynsym' | '.symtab', read: () => T, none: T): T => {
       try {
-        return name === '.dynsym' && broken ? [] : readSymbols(elf, name, where);
+        return name === '.dynsym' && broken ? none : read();
       } catch (e) {
         if (!isVsysError(e)) throw e;
         warnings.push(`${name}: ${e.code}`);
         if (name === '.dynsym') broken = true; // said once: the whole table is not read again
-        return [];
+        return none;
       }
     };
-    // The imports are read on their own: the rest of .dynsym is needed only when there are findings.
-    setPackedImports(report, packImports(importsOf(table('.dynsym', isImport))));
+    // The imports are read on their own, packed straight from the string table's bytes (wire.ts):
+    // the rest of .dynsym is needed only when there are findings.
+    setPackedImports(report, table('.dynsym', () => packImportBytes(elf.bytes, (add) => visitSymbolNames(elf, '.dynsym', isImport, add)), ''));
     if (elf.header.class !== 64 || elf.header.machine !== EM.X86_64) return report; // the page exists only for x86-64 code
     let symtab: ElfSymbol[] | undefined;
     let dynsym: ElfSymbol[] | undefined;
     let fns: FunctionIndex | undefined;
-    const symtabOnce = (): ElfSymbol[] => (symtab ??= table('.symtab'));
-    const dynsymOnce = (): ElfSymbol[] => (dynsym ??= table('.dynsym'));
+    const symtabOnce = (): ElfSymbol[] => (symtab ??= table('.symtab', () => readSymbols(elf, '.symtab'), []));
+    const dynsymOnce = (): ElfSymbol[] => (dynsym ??= table('.dynsym', () => readSymbols(elf, '.dynsym'), []));
     const functions = (): FunctionIndex => (fns ??= buildFunctionIndex(elf, { dynsym: dynsymOnce(), symtab: symtabOnce() }));
     report.findings = findUses(elf, functions, () => (symtabOnce().length > 0 ? symtabOnce() : dynsymOnce()), sparse?.searched);
     report.class = classOf(report.findings);

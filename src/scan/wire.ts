@@ -23,6 +23,44 @@ export function packImports(imports: readonly Symbolic[]): string {
   return parts.join(SEP) + SEP;
 }
 
+/** The thread's reused bytes for packing straight from a file (packImportBytes). */
+let sink = Buffer.allocUnsafeSlow(64 * 1024);
+const SINK_KEEP = 4 * 1024 * 1024;
+const SEP_BYTE = SEP.charCodeAt(0);
+const HAS_BYTE = HAS.charCodeAt(0);
+const NONE_BYTE = NONE.charCodeAt(0);
+
+/**
+ * Imports packed straight from the file's bytes, as packImports packs the same names (decoded as
+ * latin1, the string tables' encoding): `each(add)` calls `add(start, end, version)` for each import
+ * in order, its name being bytes [start, end) of `bytes` (visitSymbolNames). No string is made per
+ * name; an empty name is left out, as analysis leaves it out of the imports.
+ */
+export function packImportBytes(bytes: Uint8Array, each: (add: (start: number, end: number, version: string | undefined) => void) => void): string {
+  let used = 0;
+  each((start, end, version) => {
+    if (end <= start) return;
+    const need = end - start + 3 + (version?.length ?? 0);
+    if (used + need > sink.length) {
+      const grown = Buffer.allocUnsafeSlow(Math.max(sink.length * 2, used + need));
+      sink.copy(grown, 0, 0, used);
+      sink = grown;
+    }
+    const out = sink;
+    for (let i = start; i < end; i++) out[used++] = bytes[i] as number;
+    out[used++] = SEP_BYTE;
+    if (version === undefined) out[used++] = NONE_BYTE;
+    else {
+      out[used++] = HAS_BYTE;
+      used += out.write(version, used, 'latin1');
+    }
+    out[used++] = SEP_BYTE;
+  });
+  const packed = used === 0 ? '' : sink.toString('latin1', 0, used);
+  if (sink.length > SINK_KEEP) sink = Buffer.allocUnsafeSlow(64 * 1024);
+  return packed;
+}
+
 function unpack(s: string): Symbolic[] {
   const out: Symbolic[] = [];
   const parts = s.split(SEP);
