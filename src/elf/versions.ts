@@ -56,7 +56,38 @@ function* chain(elf: ElfFile, size: number, first: number, recSize: number, limi
   malformed(elf, `${what} chain is longer than its section has room for (a cycle?)`);
 }
 
+/**
+ * Each file's version tables are read once: identification and symbol versions both ask (the result,
+ * or the coded error, is kept with the file). The arrays are shared: callers do not modify them.
+ */
+function once<T>(memo: WeakMap<ElfFile, { value: T } | { error: unknown }>, elf: ElfFile, read: (elf: ElfFile) => T): T {
+  let m = memo.get(elf);
+  if (!m) {
+    try {
+      m = { value: read(elf) };
+    } catch (error) {
+      m = { error };
+    }
+    memo.set(elf, m);
+  }
+  if ('error' in m) throw m.error;
+  return m.value;
+}
+
+const definitions = new WeakMap<ElfFile, { value: VersionDefinition[] } | { error: unknown }>();
+const needs = new WeakMap<ElfFile, { value: VersionNeed[] } | { error: unknown }>();
+
+/** The file's version definitions (.gnu.version_d), read once per file. */
 export function readVersionDefinitions(elf: ElfFile): VersionDefinition[] {
+  return once(definitions, elf, readDefinitions);
+}
+
+/** The file's version needs (.gnu.version_r), read once per file. */
+export function readVersionNeeds(elf: ElfFile): VersionNeed[] {
+  return once(needs, elf, readNeeds);
+}
+
+function readDefinitions(elf: ElfFile): VersionDefinition[] {
   const sec = findSectionByType(elf, SHT.GNU_VERDEF);
   if (!sec) return [];
   const r = elf.reader;
@@ -90,7 +121,7 @@ export function readVersionDefinitions(elf: ElfFile): VersionDefinition[] {
   return out;
 }
 
-export function readVersionNeeds(elf: ElfFile): VersionNeed[] {
+function readNeeds(elf: ElfFile): VersionNeed[] {
   const sec = findSectionByType(elf, SHT.GNU_VERNEED);
   if (!sec) return [];
   const r = elf.reader;
