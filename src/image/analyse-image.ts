@@ -7,7 +7,6 @@ import { OUTCOME_RANK, seedSlowdowns, verdictsOf, type ModeVerdict, type Outcome
 import { VSYSCALL_MODES, type VsyscallMode } from '../model/modes.js';
 import type { ImageFs } from './image-fs.js';
 import { isProgram } from '../scan/identify.js';
-import { extendReport } from '../scan/wire.js';
 
 export interface ImageReport {
   ref: string;
@@ -78,7 +77,7 @@ export function analyseImage(fs: ImageFs, base: Omit<ImageReport, 'files' | 'ver
   for (const [p, node] of judged) {
     const r = node.report as FileReport;
     if (!viaLibraries && unused && r.findings.length === 0) continue;
-    const s = judgeFile(r.path === p ? r : extendReport(r, { path: p }), ctx, reportOf, slow ?? seedSlowdowns);
+    const s = judgeFile(r.path === p ? r : { ...r, path: p }, ctx, reportOf, slow ?? seedSlowdowns);
     if (s.class !== 'clean' || (s.through?.length ?? 0) > 0 || VSYSCALL_MODES.some((m) => s.verdicts[m].outcome !== 'ok')) files.push(s);
   }
   files.sort((a, b) => (a.path < b.path ? -1 : 1));

@@ -11,7 +11,7 @@ import { buildFunctionIndex, type FunctionIndex } from './functions.js';
 import { findUses, regionsOf, type Finding, type Searched } from './find-uses.js';
 import { identify, type Identity } from './identify.js';
 import { affectedExports, reachingFunctions, type AffectedExport } from './reach.js';
-import { packImportBytes, setPackedImports } from './wire.js';
+import { Imports, packImportBytes } from './wire.js';
 
 /** The corpus' classes: the worst kind of use in the file, or clean. */
 export type FileClass = 'direct' | 'misaligned' | 'fallback' | 'data-ref' | 'clean';
@@ -29,8 +29,8 @@ export interface FileReport {
   findings: Finding[];
   /** Libraries: exported functions that reach a use (through calls inside the library). */
   affectedExports: AffectedExport[];
-  /** Functions this file imports (undefined dynamic symbols), with versions; kept packed until read (wire.ts). */
-  imports: Symbolic[];
+  /** Functions this file imports (undefined dynamic symbols), with versions; packed until read (wire.ts). */
+  imports: Imports;
   error?: { code: string; message: string };
 }
 
@@ -76,7 +76,7 @@ export interface SparseInput {
  */
 export function analyseBytes(bytes: Uint8Array, path: string, sparse?: SparseInput): FileReport | undefined {
   if (!isElf(bytes)) return undefined;
-  const report: FileReport = { path, size: bytes.length, class: 'clean', findings: [], affectedExports: [], imports: [] };
+  const report: FileReport = { path, size: bytes.length, class: 'clean', findings: [], affectedExports: [], imports: new Imports() };
   try {
     const elf = readElf(bytes, path, sparse?.holes);
     report.identity = identify(elf);
@@ -94,7 +94,7 @@ export function analyseBytes(bytes: Uint8Array, path: string, sparse?: SparseInp
     };
     // The imports are read on their own, packed straight from the string table's bytes (wire.ts):
     // the rest of .dynsym is needed only when there are findings.
-    setPackedImports(report, table('.dynsym', () => packImportBytes(elf.bytes, (add) => visitSymbolNames(elf, '.dynsym', isImport, add)), ''));
+    report.imports = new Imports(table('.dynsym', () => packImportBytes(elf.bytes, (add) => visitSymbolNames(elf, '.dynsym', isImport, add)), ''));
     if (elf.header.class !== 64 || elf.header.machine !== EM.X86_64) return report; // the page exists only for x86-64 code
     let symtab: ElfSymbol[] | undefined;
     let dynsym: ElfSymbol[] | undefined;

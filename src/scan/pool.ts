@@ -5,7 +5,7 @@
 import { Worker } from 'node:worker_threads';
 import os from 'node:os';
 import { analyseBuffer, analyseFile, type FileResult, type Inner } from './read-file.js';
-import { unpackResults } from './wire.js';
+import { reviveResults } from './wire.js';
 
 export interface PoolFile {
   path: string;
@@ -112,7 +112,7 @@ function workerLane(url: URL, onDeath: (lane: WorkerLane) => void, reroute: (fil
   // An idle worker does not keep the process alive (a pool kept for later scans must not hold a
   // CLI open); one with work outstanding does.
   worker.unref();
-  worker.on('message', (m: { id: number; result: unknown; packed?: string[]; ready?: boolean }) => {
+  worker.on('message', (m: { id: number; result: unknown; ready?: boolean }) => {
     if (m.ready) {
       lane.ready = true;
       return;
@@ -120,7 +120,7 @@ function workerLane(url: URL, onDeath: (lane: WorkerLane) => void, reroute: (fil
     const done = pending.get(m.id);
     pending.delete(m.id);
     if (pending.size === 0) worker.unref();
-    if (m.packed) unpackResults(Array.isArray(m.result) ? m.result : [m.result as FileResult], m.packed);
+    if (m.result && typeof m.result === 'object' && (Array.isArray(m.result) || 'kind' in m.result)) reviveResults(m.result as FileResult | FileResult[]);
     done?.(m.result);
   });
   const fail = (message: string) => {

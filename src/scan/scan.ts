@@ -11,7 +11,6 @@ import { analyseFile, DEFAULT_MAX_FILE_BYTES, type FileResult } from './read-fil
 import { hostRoot, lookupContext, resolveProgram, type LookupContext, type LoadedLibrary, type ReachThrough } from './resolve.js';
 import { seedSlowdowns, verdictsOf, type ModeVerdict, type Outcome, type SlowdownFor, type Use } from './verdict.js';
 import { walk, type WalkSkip } from './walk.js';
-import { extendReport } from './wire.js';
 
 export interface ScannedFile extends FileReport {
   verdicts: Record<VsyscallMode, ModeVerdict>;
@@ -90,7 +89,7 @@ export function usesOf(f: FileReport, through: ReachThrough[] = []): Use[] {
  * would load (`reportOf` gives their analyses) and the affected functions it reaches through them.
  */
 export function judgeFile(r: FileReport, ctx: LookupContext, reportOf: (key: string) => FileReport | undefined, slow: SlowdownFor): ScannedFile {
-  const s: ScannedFile = extendReport(r, { verdicts: verdictsOf(usesOf(r), slow) });
+  const s: ScannedFile = { ...r, verdicts: verdictsOf(usesOf(r), slow) };
   if (r.identity?.linkage === 'dynamic' && r.identity.needed.length > 0 && !r.error) {
     const res = resolveProgram(ctx, r, reportOf);
     s.libraries = res.libraries;

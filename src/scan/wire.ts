@@ -1,12 +1,12 @@
 // A report's imports, packed. They are most of a report's objects (a 1 GB image: 126k imports in
 // 1,621 reports), and the reports live until the image's verdicts: as objects they were copied by
 // every scavenge of the heap (~45 ms per scan), and structured clone between threads copied each
-// one (60 ms to serialize in the worker, 110–160 ms to rebuild here). So imports are made packed
-// into one string per report and unpacked only when something reads them: the reachability lookup,
-// which runs only for programs that load an affected library, or the JSON output. A worker sends
-// the string as it is.
+// one (60 ms to serialize in the worker, 110–160 ms to rebuild here). So a report's imports are one
+// `Imports`: a string made straight from the file's string table, unpacked only when something
+// reads them (the reachability lookup, which runs only for programs that load an affected library,
+// or the JSON output). Structured clone carries the string as it is; the receiver revives the class.
 import type { FileResult } from './read-file.js';
-import type { FileReport, Symbolic } from './analyse-file.js';
+import type { Symbolic } from './analyse-file.js';
 
 /** Import names and version names never hold a NUL (ELF strings end at one). */
 const SEP = '\0';
@@ -78,67 +78,43 @@ function unpack(s: string): Symbolic[] {
   return out;
 }
 
-/** Reports whose imports are still packed, and the string. */
-const packedOf = new WeakMap<object, string>();
-
-/** The imports as a plain property of `on`. */
-function settle(on: object, value: Symbolic[]): void {
-  packedOf.delete(on);
-  Object.defineProperty(on, 'imports', { value, writable: true, enumerable: true, configurable: true });
-}
-
 /**
- * Sets `report.imports` from its packed form: unpacked on first read (then a plain property), or
- * replaced by a write. The accessor settles whichever object it is read on, so a copy made by
- * `extendReport` stays packed too.
+ * A file's imports (undefined dynamic function symbols, with versions), in order. Iterable, and
+ * written to JSON as the array of `{ name, version? }` it stands for.
  */
-export function setPackedImports(report: FileReport, packed: string): void {
-  if (packed === '') {
-    settle(report, []);
-    return;
+export class Imports implements Iterable<Symbolic> {
+  #list: Symbolic[] | undefined;
+
+  /** `packed`: name NUL ('=' version | '-') NUL, for each import (packImports, packImportBytes). */
+  constructor(readonly packed = '') {}
+
+  static of(list: readonly Symbolic[]): Imports {
+    return new Imports(packImports(list));
   }
-  packedOf.set(report, packed);
-  Object.defineProperty(report, 'imports', {
-    enumerable: true,
-    configurable: true,
-    get(this: object) {
-      const value = unpack(packed);
-      settle(this, value);
-      return value;
-    },
-    set(this: object, value: Symbolic[]) {
-      settle(this, value);
-    },
-  });
+
+  /** Imports that crossed threads: structured clone keeps the string (an own property), not the class. */
+  static revive(v: unknown): Imports {
+    if (v instanceof Imports) return v;
+    const packed = (v as { packed?: unknown } | undefined)?.packed;
+    return new Imports(typeof packed === 'string' ? packed : '');
+  }
+
+  /** Unpacked once, on first use. */
+  list(): readonly Symbolic[] {
+    return (this.#list ??= unpack(this.packed));
+  }
+
+  [Symbol.iterator](): Iterator<Symbolic> {
+    return this.list()[Symbol.iterator]();
+  }
+
+  toJSON(): readonly Symbolic[] {
+    return this.list();
+  }
 }
 
-/**
- * A copy of `r` with `extra` over it. Imports not yet unpacked stay packed in the copy (a spread
- * would read them, and unpacking a thousand reports' imports was a fifth of an image's verdicts).
- */
-export function extendReport<T extends object>(r: FileReport, extra: T): FileReport & T {
-  return Object.assign(Object.defineProperties({}, Object.getOwnPropertyDescriptors(r)) as FileReport, extra);
-}
-
-/**
- * In the worker, before posting: each report's imports as one string, in `packed` (same order as
- * `results`); the reports themselves then carry none (structured clone would read the accessor).
- */
-export function packResults(results: FileResult[]): string[] {
-  return results.map((r) => {
-    if (r.kind !== 'elf') return '';
-    const s = packedOf.get(r.report) ?? packImports(r.report.imports);
-    settle(r.report, []);
-    return s;
-  });
-}
-
-/** Here, on receipt: the inverse of packResults. */
-export function unpackResults(results: FileResult[], packed: readonly string[] | undefined): FileResult[] {
-  if (!packed) return results;
-  results.forEach((r, i) => {
-    const s = packed[i];
-    if (r.kind === 'elf' && s) setPackedImports(r.report, s);
-  });
+/** Here, on receipt of a worker's results: their imports made `Imports` again. */
+export function reviveResults<T extends FileResult | FileResult[]>(results: T): T {
+  for (const r of Array.isArray(results) ? results : [results]) if (r?.kind === 'elf') r.report.imports = Imports.revive(r.report.imports);
   return results;
 }

@@ -86,6 +86,6 @@ for (const [link, flags] of LINKS) {
     assert.deepEqual(r.findings, []);
     assert.equal(r.class, 'clean');
     assert.equal(r.identity?.linkage, link);
-    if (link === 'dynamic') assert.ok(r.imports.some((i) => i.name === 'time' && i.version === 'GLIBC_2.2.5'));
+    if (link === 'dynamic') assert.ok(r.imports.list().some((i) => i.name === 'time' && i.version === 'GLIBC_2.2.5'));
   });
 }
