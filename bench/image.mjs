@@ -7,7 +7,7 @@
 // bytes every candidate starts from (`60 ff`). tar -xOf reads into one buffer and writes it to
 // /dev/null, which keeps nothing: it runs at page-cache copy speed. Here the file stream and the
 // parse run about as fast as tar: what vsys adds is its own work on the ELF files.
-// usage: node bench/image.mjs [--rounds R] [--json]
+// usage: node bench/image.mjs [--rounds R (default 7)] [--json]
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -17,7 +17,7 @@ import { pipeline } from 'node:stream/promises';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const args = process.argv.slice(2);
-const rounds = args.includes('--rounds') ? Number(args[args.indexOf('--rounds') + 1]) : 3;
+const rounds = args.includes('--rounds') ? Number(args[args.indexOf('--rounds') + 1]) : 7;
 const json = args.includes('--json');
 if (!fs.existsSync(path.join(ROOT, 'dist', 'test', 'support', 'images.js'))) execFileSync('npx', ['tsc', '-p', '.'], { cwd: ROOT, stdio: 'inherit' });
 const { buildDockerArchive } = await import(path.join(ROOT, 'dist', 'test', 'support', 'images.js'));
@@ -87,6 +87,12 @@ try {
   // vsys twice: with its default (on two cores, one worker for a layer this size, kept for the
   // process) and on this thread alone (workers: 0).
   const aloneS = [];
+  // The first scan of a process compiles vsys' code and starts its worker: timed on its own, before
+  // the rounds, so the rounds compare warm scans with tar.
+  const tFirst = performance.now();
+  await scanImageRefs([archive]);
+  const firstSeconds = (performance.now() - tFirst) / 1000;
+  await scanImageRefs([archive], { workers: 0 });
   for (let r = 0; r < rounds; r++) {
     for (const which of r % 2 ? ['vsys', 'alone', 'tar'] : ['tar', 'alone', 'vsys']) {
       const t0 = performance.now();
@@ -142,12 +148,15 @@ try {
   const res = {
     archiveBytes: bytes, elfFiles: report.elfFiles, tarSeconds: min(tarS), nestedTarSeconds: min(nestedS), unpackSeconds: min(unpackS), vsysSeconds: min(vsysS),
     readSeconds: min(readS), parseSeconds: min(parseS), searchSeconds: min(searchS),
-    vsysFirstSeconds: vsysS[0], aloneSeconds: min(aloneS), cliSeconds: min(cliS),
+    vsysFirstSeconds: firstSeconds, aloneSeconds: min(aloneS), cliSeconds: min(cliS),
     ratioMedian: median(tarS) / median(vsysS),
+    // Each round's tar against the same round's vsys (run back to back): the machine's slow and
+    // fast phases cancel out, which neither the minima nor the medians of the two series do.
+    ratioPaired: median(tarS.map((t, i) => t / vsysS[i])),
     tarMBs: mbs(min(tarS)), vsysMBs: mbs(min(vsysS)), ratio: min(tarS) / min(vsysS), ratioNested: min(nestedS) / min(vsysS), ratioUnpack: min(unpackS) / min(vsysS),
   };
   res.ratioAlone = min(tarS) / min(aloneS);
-  res.met = res.ratio >= 0.8;
+  res.met = res.ratioPaired >= 0.8;
   if (json) console.log(JSON.stringify(res, null, 2));
   else {
     console.log(`docker-archive of /usr/bin + /usr/lib/x86_64-linux-gnu: ${(bytes / 1e6).toFixed(0)} MB, ${report.elfFiles} ELF files; verdict under none: ${report.verdicts.none.outcome}`);
@@ -156,7 +165,7 @@ try {
     console.log(`first scan in this process (code not yet compiled, the worker starting): ${res.vsysFirstSeconds.toFixed(2)} s; the CLI, one shot (new process): ${res.cliSeconds.toFixed(2)} s`);
     console.log(`both levels, tar -xOf | tar -xOf - > /dev/null: ${res.nestedTarSeconds.toFixed(2)} s; unpacked to disk: ${res.unpackSeconds.toFixed(2)} s`);
     console.log(`floors, same run: the file stream alone ${res.readSeconds.toFixed(2)} s (${(res.tarSeconds / res.readSeconds).toFixed(2)}× tar); tar-stream parsing both levels, bodies discarded ${res.parseSeconds.toFixed(2)} s (${(res.tarSeconds / res.parseSeconds).toFixed(2)}× tar); indexOf(60 ff) over the archive in memory ${res.searchSeconds.toFixed(2)} s`);
-    console.log(`vsys / tar throughput: ${res.ratio.toFixed(2)}× against tar -xOf by the minima, ${res.ratioMedian.toFixed(2)}× by the medians (target ≥ 0.8×: ${res.met ? 'met' : 'MISSED'}); ${res.ratioNested.toFixed(2)}× against both levels; ${res.ratioUnpack.toFixed(2)}× against unpacking to disk`);
+    console.log(`vsys / tar throughput: ${res.ratioPaired.toFixed(2)}× against tar -xOf, the median of ${rounds} rounds' ratios (target ≥ 0.8×: ${res.met ? 'met' : 'MISSED'}); ${res.ratio.toFixed(2)}× by the minima, ${res.ratioMedian.toFixed(2)}× by the medians; ${res.ratioNested.toFixed(2)}× against both levels; ${res.ratioUnpack.toFixed(2)}× against unpacking to disk`);
   }
 } finally {
   fs.rmSync(work, { recursive: true, force: true });
