@@ -19,6 +19,16 @@ export type LayerOp =
 
 /** '/usr/bin/x' from './usr/bin/x', 'usr/bin/x/', …; undefined for names that climb out ('..'). */
 export function normalisePath(name: string): string | undefined {
+  // Most names ('./usr/bin/x', 'usr/lib/', '/etc/passwd') have no empty, '.' or '..' component
+  // once the leading './' or '/' and one trailing '/' are off: they are answered without a split.
+  let s = name.startsWith('./') ? name.slice(2) : name.startsWith('/') ? name.slice(1) : name;
+  if (s.endsWith('/')) s = s.slice(0, -1);
+  if (s !== '' && s[0] !== '/' && s[0] !== '.' && !s.endsWith('/') && !s.includes('//') && !s.includes('/.')) return `/${s}`;
+  return normaliseParts(name);
+}
+
+/** normalisePath by components, for any name. */
+export function normaliseParts(name: string): string | undefined {
   const parts: string[] = [];
   for (const c of name.split('/')) {
     if (c === '' || c === '.') continue;
