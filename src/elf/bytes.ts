@@ -2,8 +2,10 @@
 // passes through here; 64-bit fields come back as bigint and become numbers only via toSafeNumber.
 import { VsysError, type ErrorCode } from '../errors.js';
 
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+
 export function toSafeNumber(v: bigint, what: string): number {
-  if (v < 0n || v > BigInt(Number.MAX_SAFE_INTEGER)) {
+  if (v < 0n || v > MAX_SAFE) {
     throw new VsysError('NUMBER_UNSAFE', `${what} = 0x${BigInt.asUintN(64, v).toString(16)} is too large to use as an offset`);
   }
   return Number(v);

@@ -114,6 +114,12 @@ export function num(r: ByteReader, base: number, f: Field, what: string): number
     case 1: return r.u8(off);
     case 2: return r.u16(off);
     case 4: return r.u32(off);
-    case 8: return toSafeNumber(r.u64(off), what);
+    case 8: {
+      // Without a bigint: two halves, the high one under 2^21 (so the whole under 2^53, safe).
+      r.need(off, 8, 'u64');
+      const hi = r.view.getUint32(off + 4, true);
+      if (hi < 0x200000) return hi * 0x100000000 + r.view.getUint32(off, true);
+      return toSafeNumber(r.u64(off), what); // NUMBER_UNSAFE
+    }
   }
 }
