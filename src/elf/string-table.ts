@@ -3,6 +3,9 @@
 import { VsysError } from '../errors.js';
 import type { ByteReader } from './bytes.js';
 
+/** Bytes of a name looked at one by one before a native search. */
+const NEAR = 48;
+
 export class StringTable {
   private readonly buf: Buffer;
   /** Built once lookups have scanned more than the table's size: sorted NUL positions and the table decoded once. */
@@ -38,8 +41,17 @@ export class StringTable {
     }
     if (!this.index) {
       // Searched in place (no view allocated per name); what the searches scan is counted, so a
-      // hostile table costs at most its size before the index takes over.
-      const nul = this.buf.indexOf(0, index);
+      // hostile table costs at most its size before the index takes over. A name's first bytes
+      // are looked at here: a native search costs more than the dozen bytes of most names.
+      const buf = this.buf;
+      const near = Math.min(this.size, index + NEAR);
+      for (let i = index; i < near; i++) {
+        if (buf[i] !== 0) continue;
+        this.decoded += i - index;
+        if (this.decoded <= this.size) return i;
+        break;
+      }
+      const nul = this.decoded > this.size ? -1 : buf.indexOf(0, index);
       this.decoded += (nul < 0 ? this.size : nul) - index;
       if (nul >= 0 && this.decoded <= this.size) return nul;
       this.index = this.buildIndex();
