@@ -1,5 +1,6 @@
 // A bounds-checked little-endian reader over a byte buffer. Every file-supplied offset and count
-// passes through here; 64-bit fields come back as bigint and become numbers only via toSafeNumber.
+// passes through here; 64-bit fields come back as bigint and become numbers only via toSafeNumber
+// (or, in layouts.ts `num`, from their two halves when under 2^53).
 import { VsysError, type ErrorCode } from '../errors.js';
 
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
