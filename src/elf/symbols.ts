@@ -115,7 +115,8 @@ export function visitSymbolNames(elf: ElfFile, table: SymbolTableName, where: (i
     const info = dv.getUint8(infoAt + i * entsize);
     const shndx = dv.getUint16(shndxAt + i * entsize, true);
     if (!where(info, shndx)) continue;
-    const at = num(r, sec.offset + i * entsize, f.st_name, 'st_name');
+    // st_name is 4 bytes in both classes, inside the table's checked range.
+    const at = dv.getUint32(sec.offset + i * entsize + f.st_name.offset, true);
     const end = strs.end(at);
     const v = versym?.[i];
     const version = v !== undefined && names ? resolveVersion(v, shndx, names)?.name : undefined;
