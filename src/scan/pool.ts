@@ -95,6 +95,12 @@ interface WorkerLane extends Lane {
   ready: boolean;
   /** Set once the worker has died: the lane takes no more work. */
   dead?: string;
+  /**
+   * Stops the worker. It is kept ref'd until it has exited: an idle worker is unref'd, and a reply
+   * arriving meanwhile would unref it again, leaving a caller awaiting this with nothing keeping the
+   * event loop alive (the process then ended with the await unsettled, exit code 13).
+   */
+  stop(): Promise<number>;
   send(msg: Record<string, unknown>, transfer?: ArrayBuffer[]): Promise<unknown>;
 }
 
@@ -107,6 +113,7 @@ function workerLane(url: URL, onDeath: (lane: WorkerLane) => void, reroute: (fil
   const worker = new Worker(url);
   const pending = new Map<number, (r: unknown) => void>();
   let next = 0;
+  let stopping = false;
   /** The first message a worker gets carries its settings. */
   const settingsId = 0;
   // An idle worker does not keep the process alive (a pool kept for later scans must not hold a
@@ -119,7 +126,7 @@ function workerLane(url: URL, onDeath: (lane: WorkerLane) => void, reroute: (fil
     }
     const done = pending.get(m.id);
     pending.delete(m.id);
-    if (pending.size === 0) worker.unref();
+    if (pending.size === 0 && !stopping) worker.unref();
     if (m.result && typeof m.result === 'object' && (Array.isArray(m.result) || 'kind' in m.result)) reviveResults(m.result as FileResult | FileResult[]);
     done?.(m.result);
   });
@@ -139,6 +146,11 @@ function workerLane(url: URL, onDeath: (lane: WorkerLane) => void, reroute: (fil
   const lane: WorkerLane = {
     worker,
     ready: false,
+    stop() {
+      stopping = true;
+      worker.ref();
+      return worker.terminate();
+    },
     queued: 0,
     batches: 0,
     send(msg, transfer = []) {
@@ -225,7 +237,7 @@ export function createPool(workers: number, maxBytes: number, o: { workerUrl?: U
     async close() {
       if (closing) return;
       closing = true;
-      await Promise.all([...threads].map((t) => t.worker.terminate()));
+      await Promise.all([...threads].map((t) => t.stop()));
     },
   };
 }

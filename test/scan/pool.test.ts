@@ -70,3 +70,29 @@ test('a worker that dies fails its batch with a coded error, leaves the pool, an
     await pool.close();
   }
 });
+
+test('close() of a pool whose worker just answered its settings always settles (the process never ends with it pending)', async () => {
+  // A reply arriving while close() stopped the worker used to unref it again: a caller awaiting
+  // close() could be left with nothing keeping the event loop alive (exit code 13). In a child
+  // process, so such an end is seen as the child's exit code, not as this file's cancelled tests.
+  const { spawnSync } = await import('node:child_process');
+  const pool = new URL('../../src/scan/pool.js', import.meta.url).href;
+  const script = `
+    const { createPool } = await import(${JSON.stringify(pool)});
+    for (let i = 0; i < 30; i++) {
+      const p = createPool(1, 1 << 29);
+      const t0 = Date.now();
+      while (p.readyWorkers() === 0 && Date.now() - t0 < 30000) await new Promise((r) => setTimeout(r, 2));
+      await p.close();
+    }
+    console.log('all closed');
+  `;
+  // From a file: under `--input-type=module -e` the worker inherits a flag it cannot start with.
+  const os = await import('node:os');
+  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'vsys-pool-')), 'close.mjs');
+  fs.writeFileSync(file, script);
+  const r = spawnSync(process.execPath, [file], { encoding: 'utf8', timeout: 120_000 });
+  fs.rmSync(path.dirname(file), { recursive: true, force: true });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /all closed/);
+});
