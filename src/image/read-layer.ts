@@ -11,6 +11,7 @@ import tar from 'tar-stream';
 import { Decompress } from 'fzstd';
 import { VsysError } from '../errors.js';
 import { analyseBytes, type FileReport } from '../scan/analyse-file.js';
+import { isElf } from '../elf/read-elf.js';
 import { analyseRange, ioError, releaseHugeScratch, scratchBuffer, SPARSE_MIN, type FileResult } from '../scan/read-file.js';
 import { TarEndGuard, walkTar, WINDOW } from './tar-index.js';
 import { normalisePath, type LayerOp } from './image-fs.js';
@@ -254,6 +255,15 @@ class LayerBuilder {
     this.result.elfFiles++;
   }
 
+  /** Runs a file's analysis here: its report on the node, or what it threw as a problem. */
+  analyse(node: FileNode, name: string, run: () => FileReport | undefined): void {
+    try {
+      this.analysed(node, run());
+    } catch (e) {
+      this.failed(name, e);
+    }
+  }
+
   /** An analysis that threw: its code when it is vsys' own error, IO_FAILED for an OS error, else INTERNAL_ERROR. */
   failed(name: string, e: unknown): void {
     this.problem(name, ioError(e, name) ?? { code: e instanceof VsysError ? e.code : 'INTERNAL_ERROR', message: `${name}: ${(e as Error)?.message ?? String(e)}` });
@@ -266,10 +276,6 @@ class LayerBuilder {
 }
 
 type FileNode = { kind: 'file'; layer: number; size: number; report?: FileReport; text?: string };
-
-function isElfHead(h: Uint8Array): boolean {
-  return h.length >= 4 && h[0] === 0x7f && h[1] === 0x45 && h[2] === 0x4c && h[3] === 0x46;
-}
 
 export async function readLayer(src: Readable, what: string, limits: LayerLimits): Promise<LayerResult> {
   const b = new LayerBuilder(what, limits);
@@ -296,20 +302,20 @@ export async function readLayer(src: Readable, what: string, limits: LayerLimits
     const keepText = LayerBuilder.keepsText(name, size);
     const chunks: Buffer[] = [];
     let have = 0;
-    let isElf: boolean | undefined;
+    let elf: boolean | undefined;
     body.on('data', (data: unknown) => {
       const c = data as Buffer;
-      if (isElf === false && !keepText) return;
+      if (elf === false && !keepText) return;
       chunks.push(c);
       have += c.length;
-      if (isElf === undefined && have >= 4) {
-        isElf = isElfHead(chunks.length === 1 ? c : Buffer.concat(chunks)) && b.admitsElf(name, size);
-        if (!isElf && !keepText) chunks.length = 0;
+      if (elf === undefined && have >= 4) {
+        elf = isElf(chunks.length === 1 ? c : Buffer.concat(chunks)) && b.admitsElf(name, size);
+        if (!elf && !keepText) chunks.length = 0;
       }
     });
     body.on('end', () => {
       const node = b.file(name, size);
-      if (!isElf) {
+      if (!elf) {
         if (keepText) node.text = Buffer.concat(chunks, have).toString('utf8');
         next();
         return;
@@ -318,11 +324,7 @@ export async function readLayer(src: Readable, what: string, limits: LayerLimits
         // In this thread: assembled into one reused buffer (a file that arrived in one chunk is
         // read in place) and analysed at once, in the same synchronous block, so nothing else
         // can write the buffer meanwhile and no per-file allocation reaches the GC.
-        try {
-          b.analysed(node, analyseBytes(chunks.length === 1 ? (chunks[0] as Buffer) : assemble(chunks, have), name));
-        } catch (e) {
-          b.failed(name, e);
-        }
+        b.analyse(node, name, () => analyseBytes(chunks.length === 1 ? (chunks[0] as Buffer) : assemble(chunks, have), name));
         releaseHugeScratch();
         next();
         return;
@@ -433,13 +435,7 @@ export async function readLayerAt(file: LayerFile, what: string, limits: LayerLi
   };
   /** Workers that have loaded and would take another batch now: nothing is waiting for them. */
   const dry = () => analyseAt !== undefined && given + queued.length < depth && ready();
-  const here = (f: Job) => {
-    try {
-      b.analysed(f.node, analyseRange(fd, f.base, f.size, f.name));
-    } catch (err) {
-      b.failed(f.name, err);
-    }
-  };
+  const here = (f: Job) => b.analyse(f.node, f.name, () => analyseRange(fd, f.base, f.size, f.name));
   // With workers, the walk lets their answers in often, so they are never left without a batch.
   const yieldMs = analyseAt ? YIELD_WORKERS_MS : YIELD_MS;
   let turn = performance.now();
@@ -453,14 +449,9 @@ export async function readLayerAt(file: LayerFile, what: string, limits: LayerLi
       const head = small ? w.at(e.dataAt, e.size) : w.peek(e.dataAt, 4);
       if (small && head.length < e.size) throw new VsysError('IMAGE_BAD_LAYER', `${what}: ${name} is cut short (truncated?)`);
       // As the streaming reader: ELF first (an ELF file at a kept text's path is analysed), then texts.
-      if (isElfHead(head) && b.admitsElf(name, e.size)) {
-        if (small && !dry()) {
-          try {
-            b.analysed(node, analyseBytes(head, name));
-          } catch (err) {
-            b.failed(name, err);
-          }
-        } else if (analyseAt) add({ base: e.dataAt, size: e.size, name, node }, !small);
+      if (isElf(head) && b.admitsElf(name, e.size)) {
+        if (small && !dry()) b.analyse(node, name, () => analyseBytes(head, name));
+        else if (analyseAt) add({ base: e.dataAt, size: e.size, name, node }, !small);
         else here({ base: e.dataAt, size: e.size, name, node });
       } else if (small && LayerBuilder.keepsText(name, e.size)) node.text = head.toString('utf8');
     }

@@ -16,13 +16,11 @@ export interface PoolFile {
 
 export interface Pool {
   /**
-   * Analyses a batch of files (by path); results in the same order. `workersFirst`: the calling
-   * thread takes the batch only when every worker has two waiting already (it has other work: the
-   * caller producing the batches), so the workers never wait for it. `workersOnly`: to the worker
+   * Analyses a batch of files (by path); results in the same order. `workersOnly`: to the worker
    * with the least queued (the caller keeps them fed and takes its own share itself); this thread
    * only when no worker is left.
    */
-  analyseFiles(files: PoolFile[], o?: { workersFirst?: boolean; workersOnly?: boolean }): Promise<FileResult[]>;
+  analyseFiles(files: PoolFile[], o?: { workersOnly?: boolean }): Promise<FileResult[]>;
   /** Analyses bytes in a worker; the buffer is transferred (unusable here afterwards). */
   analyseBytes(path: string, bytes: Uint8Array): Promise<FileResult>;
   /** Threads analysing batches, the calling one included. */
@@ -44,8 +42,6 @@ export function defaultWorkers(): number {
 
 interface Lane {
   queued: number;
-  /** Batches given and not yet answered. */
-  batches: number;
   run(files: PoolFile[]): Promise<FileResult[]>;
 }
 
@@ -66,18 +62,15 @@ function localLane(maxBytes: number): Lane {
   let chain: Promise<unknown> = Promise.resolve();
   const lane: Lane = {
     queued: 0,
-    batches: 0,
     run(files) {
       const bytes = files.reduce((a, f) => a + f.size, 0);
       lane.queued += bytes;
-      lane.batches++;
       const p = chain.then(
         () =>
           new Promise<FileResult[]>((resolve) =>
             setImmediate(() => {
               const out = files.map((f) => analyseFile(f.path, maxBytes, f.size, f.inner));
               lane.queued -= bytes;
-              lane.batches--;
               resolve(out);
             }),
           ),
@@ -152,7 +145,6 @@ function workerLane(url: URL, onDeath: (lane: WorkerLane) => void, reroute: (fil
       return worker.terminate();
     },
     queued: 0,
-    batches: 0,
     send(msg, transfer = []) {
       if (lane.dead) return Promise.resolve({ failed: 'dead', message: lane.dead });
       const id = next++;
@@ -165,10 +157,8 @@ function workerLane(url: URL, onDeath: (lane: WorkerLane) => void, reroute: (fil
     async run(files) {
       const bytes = files.reduce((a, f) => a + f.size, 0);
       lane.queued += bytes;
-      lane.batches++;
       const r = await lane.send({ paths: files.map((f) => f.path), sizes: files.map((f) => f.size), inner: files.map((f) => f.inner) });
       lane.queued -= bytes;
-      lane.batches--;
       if (Array.isArray(r)) return r as FileResult[];
       if ((r as { reroute?: boolean }).reroute) return reroute(files);
       const message = (r as { message: string }).message;
@@ -215,10 +205,6 @@ export function createPool(workers: number, maxBytes: number, o: { workerUrl?: U
       if (how?.workersOnly && threads.length > 0) {
         const ready = threads.filter((t) => t.ready);
         return leastQueued(ready.length > 0 ? ready : threads).run(files);
-      }
-      if (how?.workersFirst) {
-        const free = threads.filter((t) => t.batches < 2);
-        if (free.length > 0) return leastQueued(free).run(files);
       }
       return leastQueued(lanes).run(files);
     },

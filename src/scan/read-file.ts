@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import { VsysError } from '../errors.js';
 import { analyseBytes, type FileReport } from './analyse-file.js';
 import { identify, type Identity } from './identify.js';
-import { readElf } from '../elf/read-elf.js';
+import { isElf, readElf } from '../elf/read-elf.js';
 import type { Searched } from './find-uses.js';
 import { HoleRead } from '../elf/bytes.js';
 import { fillHoles, readSparse, readUpTo } from './sparse-read.js';
@@ -17,7 +17,6 @@ export type FileResult =
   | { kind: 'not-elf'; path: string; size: number }
   | { kind: 'error'; path: string; size: number; error: { code: string; message: string } };
 
-const MAGIC = [0x7f, 0x45, 0x4c, 0x46];
 
 // One buffer per thread, reused from file to file (files read here, ELF files assembled from an
 // image layer's chunks): analysis is synchronous and its report copies what it keeps, so nothing
@@ -137,7 +136,7 @@ export function analyseFile(path: string, maxBytes = DEFAULT_MAX_FILE_BYTES, siz
   const base = inner?.base ?? 0;
   try {
     fd = inner?.fd ?? fs.openSync(path, 'r');
-    const elf = fs.readSync(fd, head, 0, 4, base) === 4 && MAGIC.every((b, i) => head[i] === b);
+    const elf = fs.readSync(fd, head, 0, 4, base) === 4 && isElf(head);
     if (!inner && (elf || sizeHint === undefined)) size = fs.fstatSync(fd).size;
     if (!elf) return { kind: 'not-elf', path: name, size };
     if (size > maxBytes) {
