@@ -2,7 +2,7 @@
 // DT_NEEDED, DT_SONAME, DT_RUNPATH and DT_RPATH from the DT_STRTAB string table.
 import { VsysError } from '../errors.js';
 import { DT, PT, SHT } from './constants.js';
-import { big, layoutsFor } from './layouts.js';
+import { layoutsFor, wordBig } from './layouts.js';
 import { offsetToVaddr, vaddrToOffset, type ElfFile } from './read-elf.js';
 import { StringTable } from './string-table.js';
 import type { DynamicInfo } from './types.js';
@@ -16,6 +16,13 @@ function locate(elf: ElfFile): { offset: number; size: number; link?: number } |
   return undefined;
 }
 
+const NEEDED = BigInt(DT.NEEDED);
+const SONAME = BigInt(DT.SONAME);
+const RUNPATH = BigInt(DT.RUNPATH);
+const RPATH = BigInt(DT.RPATH);
+const STRTAB = BigInt(DT.STRTAB);
+const STRSZ = BigInt(DT.STRSZ);
+
 export function readDynamic(elf: ElfFile): DynamicInfo | undefined {
   const where = locate(elf);
   if (!where) return undefined;
@@ -25,15 +32,18 @@ export function readDynamic(elf: ElfFile): DynamicInfo | undefined {
   r.need(where.offset, where.size, 'dynamic section', 'ELF_BAD_OFFSET');
   const count = Math.floor(where.size / L.dyn.size);
   const entries: DynamicInfo['entries'] = [];
+  // The array's range is checked above: its fields are read straight from the view.
+  const dv = r.view;
+  let hasNames = false;
   for (let i = 0; i < count; i++) {
     const b = where.offset + i * L.dyn.size;
-    const tag = big(r, b, f.d_tag);
-    if (tag === BigInt(DT.NULL)) break;
-    entries.push({ tag, value: big(r, b, f.d_val) });
+    const tag = wordBig(dv, b + f.d_tag.offset, L.addr);
+    if (tag === 0n) break; // DT_NULL
+    hasNames ||= tag === NEEDED || tag === SONAME || tag === RUNPATH || tag === RPATH;
+    entries.push({ tag, value: wordBig(dv, b + f.d_val.offset, L.addr) });
   }
 
   const info: DynamicInfo = { entries, needed: [] };
-  const hasNames = entries.some((e) => e.tag === BigInt(DT.NEEDED) || e.tag === BigInt(DT.SONAME) || e.tag === BigInt(DT.RUNPATH) || e.tag === BigInt(DT.RPATH));
   if (!hasNames) return info;
   const strs = stringTable(elf, entries, where.link);
   for (const e of entries) {
@@ -53,8 +63,8 @@ export function readDynamic(elf: ElfFile): DynamicInfo | undefined {
 
 /** DT_STRTAB mapped to the file (sized by DT_STRSZ, else to its segment's end), else sh_link. */
 function stringTable(elf: ElfFile, entries: DynamicInfo['entries'], link: number | undefined): StringTable {
-  const strtab = entries.find((e) => e.tag === BigInt(DT.STRTAB))?.value;
-  const strsz = entries.find((e) => e.tag === BigInt(DT.STRSZ))?.value;
+  const strtab = entries.find((e) => e.tag === STRTAB)?.value;
+  const strsz = entries.find((e) => e.tag === STRSZ)?.value;
   const off = strtab === undefined ? undefined : vaddrToOffset(elf, strtab);
   if (off !== undefined) {
     const vaddr = offsetToVaddr(elf, off)!;

@@ -107,6 +107,27 @@ export function big(r: ByteReader, base: number, f: Field): bigint {
   }
 }
 
+/** Small values' bigints, made once: most flags, alignments and dynamic tags are among them. */
+const SMALL_BIG = Array.from({ length: 4097 }, (_, i) => BigInt(i));
+
+/**
+ * An address-sized field (4 or 8 bytes) at `off` as a bigint, read straight from the view: only
+ * inside a table whose range has been checked (ByteReader.need).
+ */
+export function wordBig(dv: DataView, off: number, w: 4 | 8): bigint {
+  const lo = dv.getUint32(off, true);
+  if (w === 8 && dv.getUint32(off + 4, true) !== 0) return dv.getBigUint64(off, true);
+  return lo < SMALL_BIG.length ? (SMALL_BIG[lo] as bigint) : BigInt(lo);
+}
+
+/** An address-sized field inside a checked table as a number; as `num`, NUMBER_UNSAFE from 2^53 on. */
+export function wordNum(dv: DataView, off: number, w: 4 | 8, what: string): number {
+  const lo = dv.getUint32(off, true);
+  if (w === 4) return lo;
+  const hi = dv.getUint32(off + 4, true);
+  return hi < 0x200000 ? hi * 0x100000000 + lo : toSafeNumber(dv.getBigUint64(off, true), what);
+}
+
 /** Reads a field as a number; 8-byte fields must hold a safe integer (else NUMBER_UNSAFE). */
 export function num(r: ByteReader, base: number, f: Field, what: string): number {
   const off = base + f.offset;

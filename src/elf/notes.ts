@@ -10,13 +10,16 @@ function align(n: number, a: number): number {
   return Math.ceil(n / a) * a;
 }
 
-/** Parses the notes packed in [offset, offset+size). Each costs at least 12 bytes, so this ends. */
-function parseNotes(elf: ElfFile, offset: number, size: number, alignment: 4 | 8, source: string): ElfNote[] {
+/**
+ * Walks the notes packed in [offset, offset+size), giving each one's name (bytes [nameAt, nameEnd),
+ * its NULs stripped), type and descriptor range. Each costs at least 12 bytes, so this ends.
+ */
+function walkNotes(elf: ElfFile, offset: number, size: number, alignment: 4 | 8, source: string, visit: (nameAt: number, nameEnd: number, type: number, descAt: number, descsz: number) => void): void {
   const r = elf.reader;
   r.need(offset, size, source, 'ELF_BAD_OFFSET');
   const end = offset + size;
   const h = NHDR.f;
-  const out: ElfNote[] = [];
+  const bytes = r.bytes;
   let p = offset;
   while (p + NHDR.size <= end) {
     const namesz = r.u32(p + h.n_namesz.offset);
@@ -32,12 +35,10 @@ function parseNotes(elf: ElfFile, offset: number, size: number, alignment: 4 | 8
     }
     // The name counts its NUL; strip it (and any padding NULs a sloppy producer left).
     let nameEnd = nameAt + namesz;
-    while (nameEnd > nameAt && r.bytes[nameEnd - 1] === 0) nameEnd--;
-    const name = Buffer.from(r.bytes.subarray(nameAt, nameEnd)).toString('latin1');
-    out.push({ name, type, desc: r.bytes.slice(descAt, descAt + descsz), source });
+    while (nameEnd > nameAt && bytes[nameEnd - 1] === 0) nameEnd--;
+    visit(nameAt, nameEnd, type, descAt, descsz);
     p = next;
   }
-  return out;
 }
 
 /** 8-byte alignment only where the producer asked for it (e.g. .note.gnu.property); else 4. */
@@ -45,18 +46,44 @@ function noteAlign(a: bigint): 4 | 8 {
   return a === 8n ? 8 : 4;
 }
 
-export function readNotes(elf: ElfFile): ElfNote[] {
-  const secs = elf.sections.filter((s) => s.type === SHT.NOTE);
-  if (secs.length > 0) return secs.flatMap((s) => parseNotes(elf, s.offset, s.size, noteAlign(s.addralign), s.name || `section ${s.index}`));
-  return elf.programHeaders
-    .filter((p) => p.type === PT.NOTE)
-    .flatMap((p) => parseNotes(elf, p.offset, p.filesz, noteAlign(p.align), 'PT_NOTE'));
+/** Every note area of the file in order: its SHT_NOTE sections, or its PT_NOTE segments when it has none. */
+function eachNote(elf: ElfFile, visit: (nameAt: number, nameEnd: number, type: number, descAt: number, descsz: number, source: string) => void): void {
+  let sections = false;
+  for (const s of elf.sections) {
+    if (s.type !== SHT.NOTE) continue;
+    sections = true;
+    const source = s.name || `section ${s.index}`;
+    walkNotes(elf, s.offset, s.size, noteAlign(s.addralign), source, (a, b, t, d, n) => visit(a, b, t, d, n, source));
+  }
+  if (sections) return;
+  for (const p of elf.programHeaders) {
+    if (p.type === PT.NOTE) walkNotes(elf, p.offset, p.filesz, noteAlign(p.align), 'PT_NOTE', (a, b, t, d, n) => visit(a, b, t, d, n, 'PT_NOTE'));
+  }
 }
 
-/** The GNU build ID as lowercase hex. */
+export function readNotes(elf: ElfFile): ElfNote[] {
+  const out: ElfNote[] = [];
+  const bytes = elf.reader.bytes;
+  eachNote(elf, (nameAt, nameEnd, type, descAt, descsz, source) => {
+    const name = Buffer.from(bytes.subarray(nameAt, nameEnd)).toString('latin1');
+    out.push({ name, type, desc: bytes.slice(descAt, descAt + descsz), source });
+  });
+  return out;
+}
+
+/** Whether bytes [at, end) are "GNU". */
+function isGnu(bytes: Uint8Array, at: number, end: number): boolean {
+  return end - at === 3 && bytes[at] === 0x47 && bytes[at + 1] === 0x4e && bytes[at + 2] === 0x55;
+}
+
+/** The GNU build ID as lowercase hex: as readNotes finds it (every note checked), without an object per note. */
 export function readBuildId(elf: ElfFile): string | undefined {
-  const n = readNotes(elf).find((x) => x.name === 'GNU' && x.type === NT_GNU_BUILD_ID);
-  return n && Buffer.from(n.desc).toString('hex');
+  const bytes = elf.reader.bytes;
+  let id: string | undefined;
+  eachNote(elf, (nameAt, nameEnd, type, descAt, descsz) => {
+    if (id === undefined && type === NT_GNU_BUILD_ID && isGnu(bytes, nameAt, nameEnd)) id = Buffer.from(bytes.buffer, bytes.byteOffset + descAt, descsz).toString('hex');
+  });
+  return id;
 }
 
 const ABI_OS = ['Linux', 'Hurd', 'Solaris', 'FreeBSD'] as const;

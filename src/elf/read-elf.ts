@@ -3,7 +3,7 @@
 import { VsysError, type ErrorCode } from '../errors.js';
 import { ByteReader } from './bytes.js';
 import { ELFCLASS32, ELFCLASS64, ELFDATA2LSB, ELFDATA2MSB, EV_CURRENT, PN_XNUM, PT, SHN_UNDEF, SHN_XINDEX, SHT } from './constants.js';
-import { big, layoutsFor, num, type ClassLayouts } from './layouts.js';
+import { big, layoutsFor, num, wordBig, wordNum, type ClassLayouts } from './layouts.js';
 import { StringTable } from './string-table.js';
 import type { ElfClass, ElfHeader, ProgramHeader, Section } from './types.js';
 
@@ -84,23 +84,26 @@ function readSectionHeaders(r: ByteReader, L: ClassLayouts, h: ElfHeader): Secti
   if (strndx === SHN_XINDEX) strndx = r.u32(start + f.sh_link.offset);
   if (strndx >= count) fail('ELF_BAD_OFFSET', r.source, `e_shstrndx ${strndx} names no section (there are ${count})`);
 
+  // The table's range was checked (checkTable): its fields are read straight from the view.
+  const dv = r.view;
+  const w = L.addr;
   const sections: Section[] = [];
   for (let i = 0; i < count; i++) {
     const b = start + i * h.shentsize;
-    const type = r.u32(b + f.sh_type.offset);
+    const type = dv.getUint32(b + f.sh_type.offset, true);
     const s: Section = {
       index: i,
       name: '',
-      nameOffset: r.u32(b + f.sh_name.offset),
+      nameOffset: dv.getUint32(b + f.sh_name.offset, true),
       type,
-      flags: big(r, b, f.sh_flags),
-      addr: big(r, b, f.sh_addr),
-      offset: num(r, b, f.sh_offset, `sh_offset of section ${i}`),
-      size: num(r, b, f.sh_size, `sh_size of section ${i}`),
-      link: r.u32(b + f.sh_link.offset),
-      info: r.u32(b + f.sh_info.offset),
-      addralign: big(r, b, f.sh_addralign),
-      entsize: num(r, b, f.sh_entsize, `sh_entsize of section ${i}`),
+      flags: wordBig(dv, b + f.sh_flags.offset, w),
+      addr: wordBig(dv, b + f.sh_addr.offset, w),
+      offset: wordNum(dv, b + f.sh_offset.offset, w, `sh_offset of section ${i}`),
+      size: wordNum(dv, b + f.sh_size.offset, w, `sh_size of section ${i}`),
+      link: dv.getUint32(b + f.sh_link.offset, true),
+      info: dv.getUint32(b + f.sh_info.offset, true),
+      addralign: wordBig(dv, b + f.sh_addralign.offset, w),
+      entsize: wordNum(dv, b + f.sh_entsize.offset, w, `sh_entsize of section ${i}`),
     };
     if (type !== SHT.NOBITS && type !== SHT.NULL) r.within(s.offset, s.size, `section ${i}`, 'ELF_BAD_OFFSET');
     sections.push(s);
@@ -108,10 +111,36 @@ function readSectionHeaders(r: ByteReader, L: ClassLayouts, h: ElfHeader): Secti
   if (strndx !== SHN_UNDEF) {
     const st = sections[strndx]!;
     if (st.type === SHT.NOBITS) fail('ELF_MALFORMED', r.source, `the section name table (section ${strndx}) has no file bytes`);
-    const names = new StringTable(r, st.offset, st.size, 'the section name table');
-    for (const s of sections) s.name = s.nameOffset === 0 && s.type === SHT.NULL ? '' : names.get(s.nameOffset);
+    const names = sectionNames(r, st.offset, st.size);
+    for (const s of sections) s.name = s.nameOffset === 0 && s.type === SHT.NULL ? '' : names(s.nameOffset);
   }
   return sections;
+}
+
+/**
+ * Names in a section name table, shared between files whose tables are byte for byte the same (most
+ * files one toolchain made): a file's ~30 names are then looked up, not decoded again. Checked as
+ * StringTable checks them (a new table decodes through one).
+ */
+const NAME_TABLES = new Map<string, Map<number, string>>();
+const NAME_TABLES_MAX = 256;
+const NAME_TABLE_KEY_MAX = 2048;
+
+function sectionNames(r: ByteReader, offset: number, size: number): (at: number) => string {
+  const table = new StringTable(r, offset, size, 'the section name table');
+  if (size > NAME_TABLE_KEY_MAX) return (at) => table.get(at);
+  const key = Buffer.from(r.bytes.buffer, r.bytes.byteOffset + offset, size).toString('latin1');
+  let known = NAME_TABLES.get(key);
+  if (!known) {
+    if (NAME_TABLES.size >= NAME_TABLES_MAX) NAME_TABLES.clear();
+    NAME_TABLES.set(key, (known = new Map()));
+  }
+  const names = known;
+  return (at) => {
+    let name = names.get(at);
+    if (name === undefined) names.set(at, (name = table.get(at)));
+    return name;
+  };
 }
 
 function readProgramHeaders(r: ByteReader, L: ClassLayouts, h: ElfHeader, section0: Section | undefined): ProgramHeader[] {
@@ -120,18 +149,20 @@ function readProgramHeaders(r: ByteReader, L: ClassLayouts, h: ElfHeader, sectio
   if (count === 0 || h.phoff === 0n) return [];
   const start = checkTable(r, h.phoff, count, h.phentsize, L.phdr.size, 'program headers');
   const f = L.phdr.f;
+  const dv = r.view;
+  const w = L.addr;
   const out: ProgramHeader[] = [];
   for (let i = 0; i < count; i++) {
     const b = start + i * h.phentsize;
     const p: ProgramHeader = {
-      type: r.u32(b + f.p_type.offset),
-      flags: r.u32(b + f.p_flags.offset),
-      offset: num(r, b, f.p_offset, `p_offset of program header ${i}`),
-      vaddr: big(r, b, f.p_vaddr),
-      paddr: big(r, b, f.p_paddr),
-      filesz: num(r, b, f.p_filesz, `p_filesz of program header ${i}`),
-      memsz: big(r, b, f.p_memsz),
-      align: big(r, b, f.p_align),
+      type: dv.getUint32(b + f.p_type.offset, true),
+      flags: dv.getUint32(b + f.p_flags.offset, true),
+      offset: wordNum(dv, b + f.p_offset.offset, w, `p_offset of program header ${i}`),
+      vaddr: wordBig(dv, b + f.p_vaddr.offset, w),
+      paddr: wordBig(dv, b + f.p_paddr.offset, w),
+      filesz: wordNum(dv, b + f.p_filesz.offset, w, `p_filesz of program header ${i}`),
+      memsz: wordBig(dv, b + f.p_memsz.offset, w),
+      align: wordBig(dv, b + f.p_align.offset, w),
     };
     r.within(p.offset, p.filesz, `segment ${i}`, 'ELF_BAD_OFFSET');
     out.push(p);

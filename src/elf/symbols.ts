@@ -106,22 +106,34 @@ export function visitSymbolNames(elf: ElfFile, table: SymbolTableName, where: (i
   const t = openTable(elf, table);
   if (!t) return;
   const { sec, entsize, count, strs, versym, names } = t;
-  const r = elf.reader;
   const f = layoutsFor(elf.header.class).sym.f;
-  const dv = r.view;
+  // The table's range was checked (openTable): its fixed fields are read straight from the bytes.
+  const bytes = elf.reader.bytes;
   const infoAt = sec.offset + f.st_info.offset;
   const shndxAt = sec.offset + f.st_shndx.offset;
+  const nameAt = sec.offset + f.st_name.offset;
   for (let i = 0; i < count; i++) {
-    const info = dv.getUint8(infoAt + i * entsize);
-    const shndx = dv.getUint16(shndxAt + i * entsize, true);
+    const e = i * entsize;
+    const info = bytes[infoAt + e] as number;
+    const shndx = (bytes[shndxAt + e] as number) | ((bytes[shndxAt + e + 1] as number) << 8);
     if (!where(info, shndx)) continue;
-    // st_name is 4 bytes in both classes, inside the table's checked range.
-    const at = dv.getUint32(sec.offset + i * entsize + f.st_name.offset, true);
+    // st_name is 4 bytes in both classes.
+    const n = nameAt + e;
+    const at = ((bytes[n] as number) | ((bytes[n + 1] as number) << 8) | ((bytes[n + 2] as number) << 16)) + (bytes[n + 3] as number) * 0x1000000;
     const end = strs.end(at);
     const v = versym?.[i];
-    const version = v !== undefined && names ? resolveVersion(v, shndx, names)?.name : undefined;
-    visit(strs.offset + at, strs.offset + end, version);
+    visit(strs.offset + at, strs.offset + end, v !== undefined && names ? versionName(v, shndx, names) : undefined);
   }
+}
+
+/** The name resolveVersion gives the symbol's version, without its object. */
+function versionName(v: number, shndx: number, names: ReturnType<typeof versionNames>): string | undefined {
+  const index = v & 0x7fff;
+  if (index <= 1) return undefined;
+  const need = names.needs.get(index);
+  const def = names.defs.get(index);
+  if (need && (shndx === SHN_UNDEF || def === undefined)) return need.name;
+  return def;
 }
 
 function resolveVersion(v: number, shndx: number, names: ReturnType<typeof versionNames>): SymbolVersion | undefined {

@@ -44,11 +44,11 @@ export function linkedStrings(elf: ElfFile, sec: Section): StringTable {
  * `next(at)` (relative to the record; 0 ends it). Each record must fit in [0, size); the walk
  * stops after `limit` records so a chain that never ends still costs O(size).
  */
-function* chain(elf: ElfFile, size: number, first: number, recSize: number, limit: number, next: (at: number) => number, what: string): Generator<number> {
+function chain(elf: ElfFile, size: number, first: number, recSize: number, limit: number, next: (at: number) => number, what: string, visit: (at: number) => void): void {
   let at = first;
   for (let n = 0; n < limit; n++) {
     if (at < 0 || at + recSize > size) malformed(elf, `${what} record at +${at} lies outside its ${size}-byte section`);
-    yield at;
+    visit(at);
     const step = next(at);
     if (step === 0) return;
     at += step;
@@ -100,16 +100,16 @@ function readDefinitions(elf: ElfFile): VersionDefinition[] {
   const limit = sec.info > 0 ? Math.min(sec.info, room) : room;
   const out: VersionDefinition[] = [];
   if (limit === 0) return out;
-  for (const at of chain(elf, sec.size, 0, VERDEF.size, limit, (x) => r.u32(base + x + d.vd_next.offset), 'verdef')) {
+  chain(elf, sec.size, 0, VERDEF.size, limit, (x) => r.u32(base + x + d.vd_next.offset), 'verdef', (at) => {
     const p = base + at;
     const cnt = r.u16(p + d.vd_cnt.offset);
     const names: string[] = [];
     if (cnt > 0) {
       const auxLimit = Math.min(cnt, Math.floor(sec.size / VERDAUX.size));
       const first = at + r.u32(p + d.vd_aux.offset);
-      for (const aux of chain(elf, sec.size, first, VERDAUX.size, auxLimit, (x) => r.u32(base + x + a.vda_next.offset), 'verdaux')) {
+      chain(elf, sec.size, first, VERDAUX.size, auxLimit, (x) => r.u32(base + x + a.vda_next.offset), 'verdaux', (aux) => {
         names.push(strs.get(r.u32(base + aux + a.vda_name.offset)));
-      }
+      });
     }
     out.push({
       index: r.u16(p + d.vd_ndx.offset),
@@ -117,7 +117,7 @@ function readDefinitions(elf: ElfFile): VersionDefinition[] {
       name: names[0] ?? '',
       parents: names.slice(1),
     });
-  }
+  });
   return out;
 }
 
@@ -133,20 +133,20 @@ function readNeeds(elf: ElfFile): VersionNeed[] {
   const limit = sec.info > 0 ? Math.min(sec.info, room) : room;
   const out: VersionNeed[] = [];
   if (limit === 0) return out;
-  for (const at of chain(elf, sec.size, 0, VERNEED.size, limit, (x) => r.u32(base + x + n.vn_next.offset), 'verneed')) {
+  chain(elf, sec.size, 0, VERNEED.size, limit, (x) => r.u32(base + x + n.vn_next.offset), 'verneed', (at) => {
     const p = base + at;
     const cnt = r.u16(p + n.vn_cnt.offset);
     const versions: VersionNeed['versions'] = [];
     if (cnt > 0) {
       const auxLimit = Math.min(cnt, Math.floor(sec.size / VERNAUX.size));
       const first = at + r.u32(p + n.vn_aux.offset);
-      for (const aux of chain(elf, sec.size, first, VERNAUX.size, auxLimit, (x) => r.u32(base + x + a.vna_next.offset), 'vernaux')) {
+      chain(elf, sec.size, first, VERNAUX.size, auxLimit, (x) => r.u32(base + x + a.vna_next.offset), 'vernaux', (aux) => {
         const q = base + aux;
         versions.push({ name: strs.get(r.u32(q + a.vna_name.offset)), index: r.u16(q + a.vna_other.offset), flags: r.u16(q + a.vna_flags.offset) });
-      }
+      });
     }
     out.push({ file: strs.get(r.u32(p + n.vn_file.offset)), versions });
-  }
+  });
   return out;
 }
 

@@ -41,15 +41,27 @@ export interface Identity {
 
 const MACHINES: Record<number, string> = { 3: 'i386', 62: 'x86-64', 40: 'arm', 183: 'aarch64', 243: 'riscv', 8: 'mips', 21: 'ppc64', 22: 's390' };
 
+/** A GLIBC_x.y[.z] name's order key (numeric: 2.17 > 2.3), or -1 for any other name. */
+function glibcKey(name: string): number {
+  let key = GLIBC_KEYS.get(name);
+  if (key === undefined) {
+    const m = /^GLIBC_(\d{1,4})\.(\d{1,4})(?:\.(\d{1,4}))?$/.exec(name);
+    key = m ? (Number(m[1]) * 10000 + Number(m[2])) * 10000 + Number(m[3] ?? 0) : -1;
+    if (GLIBC_KEYS.size >= 4096) GLIBC_KEYS.clear();
+    GLIBC_KEYS.set(name, key);
+  }
+  return key;
+}
+/** Version names seen, with their keys: a few dozen distinct names recur in every file. */
+const GLIBC_KEYS = new Map<string, number>();
+
 /** The highest GLIBC_x.y[.z] among version names, compared numerically (2.17 > 2.3). */
-function maxGlibc(names: string[]): string | undefined {
+function maxGlibc(names: Iterable<string>): string | undefined {
   let best: string | undefined;
   let bestKey = -1;
   for (const n of names) {
     if (!n.startsWith('GLIBC_')) continue;
-    const m = /^GLIBC_(\d{1,4})\.(\d{1,4})(?:\.(\d{1,4}))?$/.exec(n);
-    if (!m) continue;
-    const key = (Number(m[1]) * 10000 + Number(m[2])) * 10000 + Number(m[3] ?? 0);
+    const key = glibcKey(n);
     if (key > bestKey) {
       bestKey = key;
       best = n.slice(6);

@@ -52,7 +52,8 @@ export function packImportBytes(bytes: Uint8Array, each: (add: (start: number, e
     if (version === undefined) out[used++] = NONE_BYTE;
     else {
       out[used++] = HAS_BYTE;
-      used += out.write(version, used, 'latin1');
+      // A few characters, latin1 already (decoded from the string table): no native write per import.
+      for (let k = 0; k < version.length; k++) out[used++] = version.charCodeAt(k);
     }
     out[used++] = SEP_BYTE;
   });
