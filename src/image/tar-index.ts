@@ -286,7 +286,10 @@ export async function walkTar(fd: number, start: number, end: number, what: stri
     const next = dataAt + padded(f.body);
     // A body, padding included, that runs past the end: cut short (GNU tar: "Unexpected EOF").
     if (next > end) throw bad(`${f.entry.name}: ${f.body} bytes of data (padded to ${next - dataAt}) past the end`);
-    await visit({ ...f.entry, dataAt }, w);
+    // Awaited only when it is a promise: an await per entry would cost a turn of the microtask
+    // queue for each of a layer's thousands of entries.
+    const turn = visit({ ...f.entry, dataAt }, w);
+    if (turn) await turn;
     pos = next;
   }
 }
