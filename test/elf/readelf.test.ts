@@ -2,7 +2,8 @@
 // machine's libc/ls/node, i386 files built with gcc -m32, and a Go 1.12 binary (esbuild 0.0.2).
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { readElf, readInterp, vaddrToOffset, offsetToVaddr, type ElfFile } from '../../src/elf/read-elf.js';
 import { readSymbols, readVersionDefinitions, readVersionNeeds, formatVersionedName } from '../../src/elf/symbols.js';
@@ -163,3 +164,44 @@ for (const t of targets) {
     await ctx.test('.eh_frame FDE ranges', () => checkFrames(elf, file));
   });
 }
+
+// Files whose section name tables are byte for byte the same share their decoded names (read-elf.ts,
+// sectionNames): each file must still get the names its own headers point at, and its own errors.
+test('section names shared between identical name tables stay each file\'s own (readelf)', { skip: !HAS_READELF && 'readelf is not installed' }, (ctx) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'vsys-shnames-'));
+  ctx.after(() => rmSync(dir, { recursive: true, force: true }));
+  const orig = readFileSync('/usr/bin/ls');
+  const base = load('/usr/bin/ls'); // its table is now known
+  const shstr = base.sections[base.header.shstrndx]!;
+  const text = base.sections.find((s) => s.name === '.text')!;
+  const data = base.sections.find((s) => s.name === '.data')!;
+  const shdr = (i: number) => Number(base.header.shoff) + i * base.header.shentsize;
+  const write = (name: string, bytes: Buffer) => {
+    const file = path.join(dir, name);
+    writeFileSync(file, bytes);
+    return file;
+  };
+  const namesByReadelf = (file: string) => parseSections(readelf(['-S'], file)).map((s) => s.name);
+
+  // The same table, one header pointing at another name: a table known already, a name of its own.
+  const pointed = Buffer.from(orig);
+  pointed.writeUInt32LE(data.nameOffset, shdr(text.index));
+  const f1 = write('pointed', pointed);
+  const e1 = load(f1);
+  assert.equal(e1.sections[text.index]!.name, '.data');
+  assert.deepEqual(e1.sections.map((s) => s.name), namesByReadelf(f1));
+
+  // A table one byte different (".text" → ".tExt"): not the known one.
+  const renamed = Buffer.from(orig);
+  renamed[shstr.offset + text.nameOffset + 2] = 'E'.charCodeAt(0);
+  const f2 = write('renamed', renamed);
+  const e2 = load(f2);
+  assert.equal(e2.sections[text.index]!.name, '.tExt');
+  assert.deepEqual(e2.sections.map((s) => s.name), namesByReadelf(f2));
+  assert.equal(load('/usr/bin/ls').sections[text.index]!.name, '.text', 'the original file is unchanged by the other two');
+
+  // The known table, a name offset past its end: the coded error, each time.
+  const outside = Buffer.from(orig);
+  outside.writeUInt32LE(shstr.size + 5, shdr(text.index));
+  for (let i = 0; i < 2; i++) assert.throws(() => readElf(new Uint8Array(outside), 'outside'), { code: 'ELF_BAD_OFFSET' });
+});
