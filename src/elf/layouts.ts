@@ -102,8 +102,10 @@ export function big(r: ByteReader, base: number, f: Field): bigint {
   switch (f.size) {
     case 1: return BigInt(r.u8(off));
     case 2: return BigInt(r.u16(off));
-    case 4: return BigInt(r.u32(off));
-    case 8: return r.u64(off);
+    case 4:
+    case 8:
+      r.need(off, f.size, f.size === 8 ? 'u64' : 'u32');
+      return wordBig(r.view, off, f.size);
   }
 }
 
@@ -135,12 +137,9 @@ export function num(r: ByteReader, base: number, f: Field, what: string): number
     case 1: return r.u8(off);
     case 2: return r.u16(off);
     case 4: return r.u32(off);
-    case 8: {
-      // Without a bigint: two halves, the high one under 2^21 (so the whole under 2^53, safe).
+    case 8:
+      // Without a bigint below 2^53 (wordNum).
       r.need(off, 8, 'u64');
-      const hi = r.view.getUint32(off + 4, true);
-      if (hi < 0x200000) return hi * 0x100000000 + r.view.getUint32(off, true);
-      return toSafeNumber(r.u64(off), what); // NUMBER_UNSAFE
-    }
+      return wordNum(r.view, off, 8, what);
   }
 }
