@@ -12,12 +12,15 @@ export { readVersionDefinitions, readVersionNeeds, type VersionDefinition, type 
 
 export type SymbolTableName = '.symtab' | '.dynsym';
 
-/** Version index → name and origin, from both the definitions and the needs. */
-function versionNames(elf: ElfFile): { defs: Map<number, string>; needs: Map<number, { name: string; file: string }> } {
-  const defs = new Map<number, string>();
-  for (const d of readVersionDefinitions(elf)) defs.set(d.index, d.name);
-  const needs = new Map<number, { name: string; file: string }>();
-  for (const n of readVersionNeeds(elf)) for (const v of n.versions) needs.set(v.index, { name: v.name, file: n.file });
+/**
+ * Version index → name and origin, from both the definitions and the needs (a later entry with the
+ * same index replaces an earlier one). Indexed arrays: looked up once per versioned symbol.
+ */
+function versionNames(elf: ElfFile): { defs: (string | undefined)[]; needs: ({ name: string; file: string } | undefined)[] } {
+  const defs: (string | undefined)[] = [];
+  for (const d of readVersionDefinitions(elf)) defs[d.index] = d.name;
+  const needs: ({ name: string; file: string } | undefined)[] = [];
+  for (const n of readVersionNeeds(elf)) for (const v of n.versions) needs[v.index] = { name: v.name, file: n.file };
   return { defs, needs };
 }
 
@@ -130,8 +133,8 @@ export function visitSymbolNames(elf: ElfFile, table: SymbolTableName, where: (i
 function versionName(v: number, shndx: number, names: ReturnType<typeof versionNames>): string | undefined {
   const index = v & 0x7fff;
   if (index <= 1) return undefined;
-  const need = names.needs.get(index);
-  const def = names.defs.get(index);
+  const need = names.needs[index];
+  const def = names.defs[index];
   if (need && (shndx === SHN_UNDEF || def === undefined)) return need.name;
   return def;
 }
@@ -142,8 +145,8 @@ function resolveVersion(v: number, shndx: number, names: ReturnType<typeof versi
   if (index <= 1) return undefined;
   const hidden = (v & VERSYM_HIDDEN) !== 0;
   // An undefined symbol takes its version from what the file needs; a defined one from what it defines.
-  const need = names.needs.get(index);
-  const def = names.defs.get(index);
+  const need = names.needs[index];
+  const def = names.defs[index];
   if (need && (shndx === SHN_UNDEF || def === undefined)) return { name: need.name, hidden, defined: false, file: need.file };
   if (def !== undefined) return { name: def, hidden, defined: true };
   return undefined;
