@@ -41,6 +41,9 @@ export interface Identity {
 
 const MACHINES: Record<number, string> = { 3: 'i386', 62: 'x86-64', 40: 'arm', 183: 'aarch64', 243: 'riscv', 8: 'mips', 21: 'ppc64', 22: 's390' };
 
+/** Version names seen, with their keys: a few dozen distinct names recur in every file. */
+const GLIBC_KEYS = new Map<string, number>();
+
 /** A GLIBC_x.y[.z] name's order key (numeric: 2.17 > 2.3), or -1 for any other name. */
 function glibcKey(name: string): number {
   let key = GLIBC_KEYS.get(name);
@@ -52,11 +55,9 @@ function glibcKey(name: string): number {
   }
   return key;
 }
-/** Version names seen, with their keys: a few dozen distinct names recur in every file. */
-const GLIBC_KEYS = new Map<string, number>();
 
 /** The highest GLIBC_x.y[.z] among version names, compared numerically (2.17 > 2.3). */
-function maxGlibc(names: Iterable<string>): string | undefined {
+function maxGlibc(names: string[]): string | undefined {
   let best: string | undefined;
   let bestKey = -1;
   for (const n of names) {
