@@ -35,15 +35,11 @@ const tar = (await import(path.join(ROOT, 'node_modules', 'tar-stream', 'index.j
  * this archive, its ELF files). tar -xOf does the reads and not the search.
  */
 function readAndSearch(archive) {
-  const mark = Buffer.from([0x60, 0xff]);
   const buf = Buffer.allocUnsafeSlow(1024 * 1024);
   const fd = fs.openSync(archive, 'r');
   let n = 0;
   try {
-    for (let pos = 0, got; (got = fs.readSync(fd, buf, 0, buf.length, pos)) > 0; pos += got) {
-      const view = got === buf.length ? buf : buf.subarray(0, got);
-      for (let i = view.indexOf(mark); i !== -1; i = view.indexOf(mark, i + 1)) n++;
-    }
+    for (let pos = 0, got; (got = fs.readSync(fd, buf, 0, buf.length, pos)) > 0; pos += got) n += searchOnly(got === buf.length ? buf : buf.subarray(0, got));
   } finally {
     fs.closeSync(fd);
   }

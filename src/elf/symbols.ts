@@ -129,14 +129,19 @@ export function visitSymbolNames(elf: ElfFile, table: SymbolTableName, where: (i
   }
 }
 
+/**
+ * Whether a symbol's version index is named by what the file needs (an undefined symbol, or an index
+ * the file does not define) rather than by what it defines.
+ */
+function fromNeeds(index: number, shndx: number, names: ReturnType<typeof versionNames>): boolean {
+  return names.needs[index] !== undefined && (shndx === SHN_UNDEF || names.defs[index] === undefined);
+}
+
 /** The name resolveVersion gives the symbol's version, without its object. */
 function versionName(v: number, shndx: number, names: ReturnType<typeof versionNames>): string | undefined {
   const index = v & 0x7fff;
   if (index <= 1) return undefined;
-  const need = names.needs[index];
-  const def = names.defs[index];
-  if (need && (shndx === SHN_UNDEF || def === undefined)) return need.name;
-  return def;
+  return fromNeeds(index, shndx, names) ? names.needs[index]?.name : names.defs[index];
 }
 
 function resolveVersion(v: number, shndx: number, names: ReturnType<typeof versionNames>): SymbolVersion | undefined {
@@ -146,8 +151,8 @@ function resolveVersion(v: number, shndx: number, names: ReturnType<typeof versi
   const hidden = (v & VERSYM_HIDDEN) !== 0;
   // An undefined symbol takes its version from what the file needs; a defined one from what it defines.
   const need = names.needs[index];
+  if (need && fromNeeds(index, shndx, names)) return { name: need.name, hidden, defined: false, file: need.file };
   const def = names.defs[index];
-  if (need && (shndx === SHN_UNDEF || def === undefined)) return { name: need.name, hidden, defined: false, file: need.file };
   if (def !== undefined) return { name: def, hidden, defined: true };
   return undefined;
 }
