@@ -85,6 +85,7 @@ export function formatImage(img: ImageReport, mode: VsyscallMode, all = false): 
 const RULES: Record<Finding['kind'], { name: string; text: string; level: 'error' | 'warning' | 'note' }> = {
   'direct-call': { name: 'VsyscallDirectCall', text: 'Calls the legacy vsyscall page directly: SIGSEGV under vsyscall=none, emulated (slow) under xonly/emulate.', level: 'error' },
   misaligned: { name: 'VsyscallMisalignedCall', text: 'Calls into the vsyscall page at an address that is not an entry start: SIGSEGV in every mode.', level: 'error' },
+  indirect: { name: 'VsyscallIndirectCall', text: 'Calls the vsyscall page from a function reached only through a pointer (its address is taken; nothing calls it directly): runs only if that pointer is used.', level: 'warning' },
   fallback: { name: 'VsyscallFallback', text: 'Uses the vsyscall page only when the vDSO lacks the symbol.', level: 'note' },
   'data-ref': { name: 'VsyscallDataReference', text: 'Holds a vsyscall page address as data; no call through it was found.', level: 'warning' },
 };

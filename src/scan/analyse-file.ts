@@ -14,7 +14,7 @@ import { affectedExports, reachingFunctions, type AffectedExport } from './reach
 import { Imports, packImportBytes } from './wire.js';
 
 /** The corpus' classes: the worst kind of use in the file, or clean. */
-export type FileClass = 'direct' | 'misaligned' | 'fallback' | 'data-ref' | 'clean';
+export type FileClass = 'direct' | 'misaligned' | 'indirect' | 'fallback' | 'data-ref' | 'clean';
 
 export interface Symbolic {
   name: string;
@@ -38,6 +38,7 @@ export function classOf(findings: Finding[]): FileClass {
   const kinds = new Set<SiteKind>(findings.map((f) => f.kind));
   if (kinds.has('misaligned')) return 'misaligned';
   if (kinds.has('direct-call')) return 'direct';
+  if (kinds.has('indirect')) return 'indirect';
   if (kinds.has('fallback')) return 'fallback';
   if (kinds.has('data-ref')) return 'data-ref';
   return 'clean';

@@ -15,7 +15,7 @@ import type { FunctionIndex } from './functions.js';
  */
 const MAX_CHAIN = 3;
 
-const KIND_RANK: Record<SiteKind, number> = { misaligned: 3, 'direct-call': 2, fallback: 1, 'data-ref': 0 };
+const KIND_RANK: Record<SiteKind, number> = { misaligned: 4, 'direct-call': 3, indirect: 2, fallback: 1, 'data-ref': 0 };
 
 export interface Reach {
   kind: SiteKind;

@@ -62,6 +62,11 @@ export function verdictOfUse(use: Use, mode: VsyscallMode, slow: SlowdownFor = s
       }
       return { outcome: 'ok', why: `${use.caller} runs the native page's code at syscall speed` };
     }
+    case 'indirect':
+      return {
+        outcome: 'review',
+        why: `${use.caller} is reached only through a function pointer (its address is taken, nothing calls it directly): it calls the ${entry} entry${b.call === 'sigsegv' ? ', a SIGSEGV' : b.call === 'emulated' ? ', emulated (slow)' : ''} only if that pointer is used`,
+      };
     case 'fallback':
       return {
         outcome: 'fallback',

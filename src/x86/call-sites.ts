@@ -6,7 +6,12 @@ import { classifyVsyscallTarget, isInVsyscallPage } from '../model/vsyscall-page
 import { loadIced } from './iced.js';
 import { findImm32Candidates, imm32Value } from './candidates.js';
 
-export type SiteKind = 'direct-call' | 'fallback' | 'data-ref' | 'misaligned';
+/**
+ * `indirect`: a direct call in a function that nothing in the file calls or jumps to directly and
+ * that is not exported: only its address is taken (HotSpot's sched_getcpu_syscall), so it runs only
+ * when some code calls through that pointer. Not a predicted crash; the verdict is `review`.
+ */
+export type SiteKind = 'direct-call' | 'indirect' | 'fallback' | 'data-ref' | 'misaligned';
 
 /** How the constant is used: the evidence behind the kind. */
 export type SiteUse = 'register-call' | 'register-jump' | 'memory-call' | 'memory-jump' | 'cmov' | 'store' | 'compare' | 'load' | 'data-word' | 'other';
