@@ -90,12 +90,12 @@ export function analyseImage(fs: ImageFs, base: Omit<ImageReport, 'files' | 'ver
       if (OUTCOME_RANK[o] > OUTCOME_RANK[worst.outcome] || (o === worst.outcome && worst.f && !isProgram(worst.f.identity) && isProgram(f.identity))) worst = { outcome: o, f };
     }
     const f = worst.f;
-    if (!f) verdicts[m] = { outcome: 'ok', why: 'no file in the image uses the vsyscall page' };
+    if (!f) verdicts[m] = { outcome: 'ok', why: 'no file in the image uses the vsyscall page', certainty: 'certain' };
     else {
       const via = f.through?.[0];
       const what = via ? `${f.path} → ${via.library} ${via.symbol}()` : f.path;
       const word = { crash: 'crashes', slow: 'runs slowly', review: 'needs review', fallback: 'falls back', ok: 'runs' }[worst.outcome];
-      verdicts[m] = { outcome: worst.outcome, why: `${word} under vsyscall=${m}: ${what} (${f.verdicts[m].why})` };
+      verdicts[m] = { ...f.verdicts[m], outcome: worst.outcome, why: `${word} under vsyscall=${m}: ${what} (${f.verdicts[m].why})` };
     }
   }
   const out: ImageReport = { ...base, elfFiles, files, verdicts };

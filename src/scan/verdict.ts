@@ -15,10 +15,21 @@ export function worse(a: Outcome, b: Outcome): Outcome {
   return OUTCOME_RANK[a] >= OUTCOME_RANK[b] ? a : b;
 }
 
+/**
+ * How sure a verdict is. Static analysis sees that a function would crash, not whether the program
+ * calls it on a given run: every verdict about a use is `conditional` on `condition` ("time() is
+ * called"); `certain` is kept for what holds whatever the program does (no use at all, a native
+ * page); `unknown` for a file that could not be fully analysed.
+ */
+export type Certainty = 'certain' | 'conditional' | 'unknown';
+
 export interface ModeVerdict {
   outcome: Outcome;
   /** One line of plain English. */
   why: string;
+  certainty: Certainty;
+  /** What must happen for the outcome to occur: "time() is called". */
+  condition?: string;
 }
 
 /** The cost of one emulated call relative to a vDSO call, with where the figure comes from. */
@@ -50,35 +61,31 @@ function hex(v: bigint): string {
 export function verdictOfUse(use: Use, mode: VsyscallMode, slow: SlowdownFor = seedSlowdowns): ModeVerdict {
   const entry = entryNameOf(use.target);
   const b = MODE_BEHAVIOUR[mode];
+  const called = `${use.caller} is called`;
+  const cond = (outcome: Outcome, why: string, condition = called): ModeVerdict => ({ outcome, why, certainty: 'conditional', condition });
   switch (use.kind) {
     case 'misaligned':
-      return { outcome: 'crash', why: `SIGSEGV at ${hex(use.target)} (not an entry start) when ${use.caller} runs, in every mode` };
+      return cond('crash', `crashes if ${called}, in every mode: SIGSEGV at ${hex(use.target)} (not an entry start)`);
     case 'direct-call': {
       if (entry === 'misaligned') return verdictOfUse({ ...use, kind: 'misaligned' }, mode, slow);
-      if (b.call === 'sigsegv') return { outcome: 'crash', why: `SIGSEGV at ${hex(use.target)} when ${use.caller} is called` };
+      if (b.call === 'sigsegv') return cond('crash', `crashes if ${called}: SIGSEGV at ${hex(use.target)}`);
       if (b.call === 'emulated') {
         const s = slow(entry);
-        return { outcome: 'slow', why: `${use.caller} traps into the kernel, which emulates the ${entry} entry: ~${Math.round(s.ratio)}× a vDSO call (${s.source})` };
+        return cond('slow', `slow if ${called}: it traps into the kernel, which emulates the ${entry} entry at ~${Math.round(s.ratio)}× the cost of the vDSO's ${entry} (${s.source})`);
       }
-      return { outcome: 'ok', why: `${use.caller} runs the native page's code at syscall speed` };
+      return cond('ok', `${use.caller} runs the native page's code at syscall speed`);
     }
     case 'indirect':
-      return {
-        outcome: 'review',
-        why: `${use.caller} is reached only through a function pointer (its address is taken, nothing calls it directly): it calls the ${entry} entry${b.call === 'sigsegv' ? ', a SIGSEGV' : b.call === 'emulated' ? ', emulated (slow)' : ''} only if that pointer is used`,
-      };
+      return cond('review', `${use.caller} is reached only through a function pointer (its address is taken, nothing calls it directly): it calls the ${entry} entry${b.call === 'sigsegv' ? ', a SIGSEGV' : b.call === 'emulated' ? ', emulated (slow)' : ''} only if that pointer is used`, `the pointer to ${use.caller} is called`);
     case 'fallback':
-      return {
-        outcome: 'fallback',
-        why: `${use.caller} uses the page only if the vDSO lacks the ${entry} symbol${b.call === 'sigsegv' ? ' (then SIGSEGV)' : ''}`,
-      };
+      return cond('fallback', `${use.caller} uses the page only if the vDSO lacks the ${entry} symbol${b.call === 'sigsegv' ? ' (then SIGSEGV)' : ''}`, `the vDSO lacks ${entry}`);
     case 'data-ref':
       if (use.reads) {
         return b.read === 'sigsegv'
-          ? { outcome: 'crash', why: `SIGSEGV when ${use.caller} reads the page at ${hex(use.target)} (data reads are denied under vsyscall=${mode})` }
-          : { outcome: 'ok', why: `${use.caller} reads the page at ${hex(use.target)}, which vsyscall=${mode} allows` };
+          ? cond('crash', `crashes if ${use.caller} reads the page at ${hex(use.target)}: data reads are denied under vsyscall=${mode}`, `${use.caller} runs`)
+          : cond('ok', `${use.caller} reads the page at ${hex(use.target)}, which vsyscall=${mode} allows`, `${use.caller} runs`);
       }
-      return { outcome: 'review', why: `${hex(use.target)} is referenced as data by ${use.caller}; no call through it was found` };
+      return cond('review', `${hex(use.target)} is referenced as data by ${use.caller}; no call through it was found`, `${use.caller} calls through it`);
   }
 }
 
@@ -91,7 +98,7 @@ export function verdictsOf(uses: Use[], slow: SlowdownFor = seedSlowdowns): Reco
       const v = verdictOfUse(u, mode, slow);
       if (!best || OUTCOME_RANK[v.outcome] > OUTCOME_RANK[best.outcome]) best = v;
     }
-    out[mode] = best ?? { outcome: 'ok', why: 'no use of the vsyscall page' };
+    out[mode] = best ?? { outcome: 'ok', why: 'no use of the vsyscall page', certainty: 'certain' };
   }
   return out;
 }
