@@ -79,6 +79,24 @@ export function parseDockerSaveManifest(doc: unknown): { config: string; repoTag
   });
 }
 
+/** What the image runs (config.Entrypoint + config.Cmd) and the PATH it runs it with; the image-spec's config fields. */
+export interface ImageRun {
+  entrypoint: string[];
+  cmd: string[];
+  path?: string;
+}
+
+const strings = (v: unknown): string[] => (Array.isArray(v) && v.every((x) => typeof x === 'string') ? (v as string[]) : []);
+
+export function configRun(doc: unknown): ImageRun | undefined {
+  if (!isObject(doc) || !isObject(doc.config)) return undefined;
+  const c = doc.config;
+  const env = strings(c.Env).find((e) => e.startsWith('PATH='));
+  const run: ImageRun = { entrypoint: strings(c.Entrypoint), cmd: strings(c.Cmd) };
+  if (env) run.path = env.slice(5);
+  return run.entrypoint.length + run.cmd.length > 0 ? run : undefined;
+}
+
 export function configPlatform(doc: unknown): string {
   if (!isObject(doc)) return 'unknown';
   return `${String(doc.os ?? '?')}/${String(doc.architecture ?? '?')}`;

@@ -3,7 +3,7 @@
 // unless --insecure, linux/amd64 chosen from multi-arch indexes. Layers are streamed, never stored.
 import { Readable } from 'node:stream';
 import { VsysError } from '../errors.js';
-import { configPlatform, MEDIA, parseJson } from './manifests.js';
+import { configPlatform, configRun, MEDIA, parseJson } from './manifests.js';
 import { collectLayers, pickManifest, streamedLayers, type ResolvedImage, type SourceOptions } from './sources.js';
 
 export interface RegistryRef {
@@ -141,5 +141,6 @@ export async function readRegistry(refText: string, o: SourceOptions & RegistryO
   const { manifest, digest, platform, skipped } = await pickManifest(top.doc, top.digest, async (d) => (await client.manifest(d)).doc, refText);
   const cfg = await client.blobJson(manifest.config.digest);
   const layers = await collectLayers(manifest.layers.map((l) => l.digest), streamedLayers((d) => client.blobStream(d)), refText, o);
-  return [{ ref: refText.replace(/^registry:\/\//, ''), source: 'registry', ...(digest ? { digest } : {}), platform: platform ?? configPlatform(cfg), skippedPlatforms: skipped, layers }];
+  const run = configRun(cfg);
+  return [{ ref: refText.replace(/^registry:\/\//, ''), source: 'registry', ...(digest ? { digest } : {}), platform: platform ?? configPlatform(cfg), skippedPlatforms: skipped, ...(run ? { run } : {}), layers }];
 }

@@ -10,7 +10,7 @@ import { VsysError } from '../errors.js';
 import { readLayer, readLayerAt, type LayerLimits, type LayerResult } from './read-layer.js';
 import { walkTar, type TarEntry } from './tar-index.js';
 import { readUpTo } from '../scan/sparse-read.js';
-import { configPlatform, isIndex, parseDockerSaveManifest, parseJson, parseManifest, pickAmd64, platformName, type Descriptor, type ImageManifest } from './manifests.js';
+import { configPlatform, configRun, isIndex, type ImageRun, parseDockerSaveManifest, parseJson, parseManifest, pickAmd64, platformName, type Descriptor, type ImageManifest } from './manifests.js';
 
 export interface ResolvedImage {
   ref: string;
@@ -18,6 +18,8 @@ export interface ResolvedImage {
   digest?: string;
   platform: string;
   skippedPlatforms: string[];
+  /** What the image runs, from its config. */
+  run?: ImageRun;
   /** Layer digests (or archive names) in order, with their results. */
   layers: { key: string; result: LayerResult; cached: boolean }[];
 }
@@ -187,14 +189,16 @@ export async function readArchive(file: string, o: SourceOptions): Promise<Resol
     if (entries.has('manifest.json')) {
       for (const [i, m] of parseDockerSaveManifest(getJson('manifest.json', 'the archive')).entries()) {
         const cfg = getJson(m.config, 'manifest.json');
-        out.push({ ref: m.repoTags[0] ?? `${path.basename(file)}#${i}`, source: 'docker-archive', platform: configPlatform(cfg), skippedPlatforms: [], layers: await layers(m.layers, 'manifest.json') });
+        const run = configRun(cfg);
+        out.push({ ref: m.repoTags[0] ?? `${path.basename(file)}#${i}`, source: 'docker-archive', platform: configPlatform(cfg), skippedPlatforms: [], ...(run ? { run } : {}), layers: await layers(m.layers, 'manifest.json') });
       }
       return out;
     }
     if (!entries.has('index.json')) throw new VsysError('IMAGE_BAD_MANIFEST', `${file}: neither manifest.json (docker save) nor index.json (OCI layout) in the archive`, { path: file });
     for (const img of await walkIndex(getJson('index.json', 'the archive'), (digest, what) => getJson(blobName(digest), what), file)) {
       const ls = await layers(img.manifest.layers.map((l) => blobName(l.digest)), 'the manifest');
-      out.push({ ref: img.ref, source: 'oci-archive', digest: img.digest, platform: img.platform, skippedPlatforms: img.skipped, layers: ls.map((l) => ({ ...l, key: `sha256:${l.key.slice('blobs/sha256/'.length)}` })) });
+      const run = configRun(getJson(blobName(img.manifest.config.digest), 'the manifest'));
+      out.push({ ref: img.ref, source: 'oci-archive', digest: img.digest, platform: img.platform, skippedPlatforms: img.skipped, ...(run ? { run } : {}), layers: ls.map((l) => ({ ...l, key: `sha256:${l.key.slice('blobs/sha256/'.length)}` })) });
     }
     return out;
   } finally {
@@ -254,7 +258,8 @@ export async function readOciDir(dir: string, o: SourceOptions): Promise<Resolve
         fs.closeSync(fd);
       }
     }, dir, o);
-    out.push({ ref: img.ref, source: 'oci-dir', digest: img.digest, platform: img.platform, skippedPlatforms: img.skipped, layers: ls });
+    const run = configRun(read(blobName(img.manifest.config.digest), 'the manifest'));
+    out.push({ ref: img.ref, source: 'oci-dir', digest: img.digest, platform: img.platform, skippedPlatforms: img.skipped, ...(run ? { run } : {}), layers: ls });
   }
   return out;
 }

@@ -8,12 +8,15 @@ import type { FileReport } from './analyse-file.js';
 import { callerOf } from './find-uses.js';
 import { createPool, defaultWorkers, type PoolFile } from './pool.js';
 import { analyseFile, DEFAULT_MAX_FILE_BYTES, type FileResult } from './read-file.js';
+import { RootFinder } from './find-root.js';
 import { hostRoot, lookupContext, resolveProgram, type LookupContext, type LoadedLibrary, type ReachThrough } from './resolve.js';
-import { seedSlowdowns, verdictsOf, type ModeVerdict, type Outcome, type SlowdownFor, type Use } from './verdict.js';
+import { OUTCOME_RANK, seedSlowdowns, verdictsOf, type ModeVerdict, type Outcome, type SlowdownFor, type Use } from './verdict.js';
 import { walk, type WalkSkip } from './walk.js';
 
 export interface ScannedFile extends FileReport {
   verdicts: Record<VsyscallMode, ModeVerdict>;
+  /** The root filesystem the file was judged in (its libraries looked up there): "/" for the host. */
+  root?: string;
   /** Dynamically linked files: the libraries found in the root, and the ways to the page through them. */
   libraries?: LoadedLibrary[];
   missingLibraries?: string[];
@@ -29,7 +32,10 @@ export interface ScanProgress {
 
 export interface ScanOptions {
   paths: string[];
-  /** Root the programs' libraries are looked up in; default: guessed from the paths (a rootfs) or "/". */
+  /**
+   * Root every program's libraries are looked up in. Default: each file's own root, the nearest
+   * directory above it holding a loader, a libc or os-release (find-root.ts), else "/".
+   */
   root?: string;
   workers?: number;
   maxFileBytes?: number;
@@ -46,7 +52,9 @@ export interface ScanSummary {
   skipped: Record<WalkSkip['reason'], number>;
   bytes: number;
   seconds: number;
+  /** The root most files were judged in; `roots` counts the files judged in each. */
   root: string;
+  roots: Record<string, number>;
   byClass: Record<string, number>;
   byOutcome: Record<VsyscallMode, Record<Outcome, number>>;
 }
@@ -55,11 +63,13 @@ export interface ScanResult {
   files: ScannedFile[];
   /** Non-ELF files are counted, not listed; unreadable or malformed ones are listed here. */
   errors: { path: string; code: string; message: string }[];
+  /** Said once per run: libraries looked up in a root other than a file's own. */
+  warnings: string[];
   summary: ScanSummary;
 }
 
-/** A directory that looks like a root filesystem (has lib/, usr/lib or etc/) is its own root. */
-export function guessRoot(paths: string[]): string {
+/** A single directory argument that looks like a root filesystem (has lib/, usr/lib or etc/) is a root. */
+export function guessRoot(paths: string[]): string | undefined {
   if (paths.length === 1) {
     const p = paths[0] as string;
     try {
@@ -68,7 +78,7 @@ export function guessRoot(paths: string[]): string {
       // fall through
     }
   }
-  return '/';
+  return undefined;
 }
 
 /** The uses of the page that decide a file's verdict: its own findings and those reached through libraries. */
@@ -90,6 +100,10 @@ export function usesOf(f: FileReport, through: ReachThrough[] = []): Use[] {
  */
 export function judgeFile(r: FileReport, ctx: LookupContext, reportOf: (key: string) => FileReport | undefined, slow: SlowdownFor): ScannedFile {
   const s: ScannedFile = { ...r, verdicts: verdictsOf(usesOf(r), slow) };
+  if (r.error) {
+    s.verdicts = unjudged(s.verdicts, r.error);
+    return s;
+  }
   if (r.identity?.linkage === 'dynamic' && r.identity.needed.length > 0 && !r.error) {
     const res = resolveProgram(ctx, r, reportOf);
     s.libraries = res.libraries;
@@ -102,13 +116,28 @@ export function judgeFile(r: FileReport, ctx: LookupContext, reportOf: (key: str
   return s;
 }
 
+/**
+ * A file that could not be fully analysed is never ok: each mode's verdict is at least `review`,
+ * with the error; uses found in the bytes that could be read still decide when they are worse.
+ */
+export function unjudged(verdicts: Record<VsyscallMode, ModeVerdict>, error: { code: string; message: string }): Record<VsyscallMode, ModeVerdict> {
+  const out = {} as Record<VsyscallMode, ModeVerdict>;
+  for (const m of VSYSCALL_MODES) {
+    const v = verdicts[m];
+    out[m] = OUTCOME_RANK[v.outcome] > OUTCOME_RANK.review
+      ? { ...v, why: `${v.why}; the file could not be fully analysed (${error.code}), so there may be more` }
+      : { outcome: 'review', certainty: 'unknown', why: `could not be fully analysed (${error.code}: ${error.message})${v.outcome === 'ok' ? '' : `; in what could be read: ${v.why}`}` };
+  }
+  return out;
+}
+
 /** A batch ends at this many files or bytes, whichever comes first. */
 const BATCH_FILES = 48;
 const BATCH_BYTES = 24 * 1024 * 1024;
 
 export async function scanPaths(opts: ScanOptions): Promise<ScanResult> {
   const t0 = performance.now();
-  const root = opts.root ?? guessRoot(opts.paths);
+  const guessed = opts.root === undefined ? guessRoot(opts.paths) : undefined;
   const maxBytes = opts.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
   const slow = opts.slowdown ?? seedSlowdowns;
   const skipped: Record<WalkSkip['reason'], number> = { symlink: 0, special: 0, 'pseudo-fs': 0, 'hard-link': 0, unreadable: 0, missing: 0 };
@@ -218,8 +247,23 @@ export async function scanPaths(opts: ScanOptions): Promise<ScanResult> {
     }
     return byReal.get(real);
   };
-  const ctx = lookupContext(hostRoot(root));
-  const out = reports.map((r) => judgeFile(r, ctx, reportOf, slow));
+  // Each file is judged in its own root unless one was given; contexts are made once per root.
+  const finder = new RootFinder(guessed ? [guessed] : []);
+  const contexts = new Map<string, LookupContext>();
+  const roots: Record<string, number> = {};
+  const warnings: string[] = [];
+  const out = reports.map((r) => {
+    const own = finder.rootOf(r.path);
+    const root = opts.root !== undefined ? path.resolve(opts.root) : own;
+    if (root !== own && warnings.length === 0) {
+      warnings.push(`libraries are looked up in ${root} (--root), not in the root a file lives in (${r.path} is in ${own}); drop --root to judge each file in its own root`);
+    }
+    let ctx = contexts.get(root);
+    if (!ctx) contexts.set(root, (ctx = lookupContext(hostRoot(root))));
+    roots[root] = (roots[root] ?? 0) + 1;
+    return { ...judgeFile(r, ctx, reportOf, slow), root };
+  });
+  const root = Object.entries(roots).sort((a, b) => b[1] - a[1])[0]?.[0] ?? (opts.root !== undefined ? path.resolve(opts.root) : guessed ?? '/');
 
   const byClass: Record<string, number> = {};
   const byOutcome = Object.fromEntries(VSYSCALL_MODES.map((m) => [m, { crash: 0, slow: 0, review: 0, fallback: 0, ok: 0 }])) as ScanSummary['byOutcome'];
@@ -230,9 +274,10 @@ export async function scanPaths(opts: ScanOptions): Promise<ScanResult> {
   return {
     files: out,
     errors,
+    warnings,
     summary: {
       files: progress.files, elfFiles: progress.elfFiles, notElf, errors: errors.length, skipped, bytes: progress.bytes,
-      seconds: (performance.now() - t0) / 1000, root, byClass, byOutcome,
+      seconds: (performance.now() - t0) / 1000, root, roots, byClass, byOutcome,
     },
   };
 }
