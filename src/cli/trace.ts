@@ -1,6 +1,9 @@
 // `vsys trace`: live use of the vsyscall page — counts, events, crashes and their cost.
+import fs from 'node:fs';
+import os from 'node:os';
 import { parseArgs } from 'node:util';
-import { runTrace, type TraceSummary, type TraceTarget } from '../trace/session.js';
+import { VsysError } from '../errors.js';
+import { runTrace, type StopRequest, type TraceSummary, type TraceTarget } from '../trace/session.js';
 import { formatEvent, type TraceEvent } from '../trace/events.js';
 import { describePageFault } from '../model/page-fault.js';
 import { EXIT, numberOption, toJson, usageError, type Io } from './io.js';
@@ -97,6 +100,77 @@ async function costNs(): Promise<{ emulated: number; vdso: number; source: strin
   }
 }
 
+/** A stream's pipe handle, when Node opened one for it (pipes only). */
+function pipeHandle(stream: unknown): { setBlocking?: (b: boolean) => void } | undefined {
+  return (stream as { _handle?: { setBlocking?: (b: boolean) => void } })._handle;
+}
+
+/**
+ * Where the summary, events and JSON go: FILE (-o), else stderr. Written through the file
+ * descriptor, synchronously: a slow reader holds vsys back (memory stays bounded; the rings count
+ * what they lose) and a closed pipe shows as EPIPE at the write that met it, not as an 'error'
+ * event on a stream (Node's stack trace). After EPIPE nothing more is written and `onClosed` runs.
+ */
+class Output {
+  closed = false;
+  onClosed: () => void = () => {};
+  private readonly fd: number | undefined;
+  private readonly own: boolean;
+  private readonly nap = new Int32Array(new SharedArrayBuffer(4));
+
+  constructor(file: string | undefined, private readonly io: Io) {
+    if (file !== undefined) {
+      try {
+        this.fd = fs.openSync(file, 'w');
+      } catch (e) {
+        throw new VsysError('IO_FAILED', `trace: cannot write ${file}: ${(e as Error).message}`, { path: file });
+      }
+      this.own = true;
+    } else {
+      this.fd = io.stderr === process.stderr ? 2 : undefined;
+      this.own = false;
+    }
+  }
+
+  write(text: string): void {
+    if (this.closed) return;
+    if (this.fd === undefined) {
+      this.io.stderr.write(text);
+      return;
+    }
+    const buf = Buffer.from(text);
+    for (let at = 0; at < buf.length;) {
+      try {
+        at += fs.writeSync(this.fd, buf, at);
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        // A descriptor another program left non-blocking: wait for room as a blocking write would.
+        if (code === 'EAGAIN') Atomics.wait(this.nap, 0, 0, 1);
+        else if (code === 'EPIPE') {
+          this.closed = true;
+          this.onClosed();
+          return;
+        } else throw new VsysError('IO_FAILED', `trace: write failed: ${(e as Error).message}`, { syscall: 'write' });
+      }
+    }
+  }
+
+  close(): void {
+    if (this.own && this.fd !== undefined) fs.closeSync(this.fd);
+  }
+}
+
+/** A command's exit as a shell reports it: its code, or 128 + the signal's number. */
+export function shellStatus(exit: TraceSummary['exit']): number {
+  if (!exit) return EXIT.runtime;
+  if (exit.code !== null) return exit.code;
+  const n = exit.signal ? os.constants.signals[exit.signal as NodeJS.Signals] : undefined;
+  return n === undefined ? EXIT.runtime : 128 + n;
+}
+
+/** Exit statuses of a trace beyond io.ts's EXIT: Ctrl-C and a closed output, as shells count them. */
+export const TRACE_EXIT = { interrupted: 130, closedOutput: 141 } as const;
+
 export const traceCommand: Command = {
   summary: 'which live processes use the vsyscall page, how often, which crashed, what it costs',
   async run(args, io: Io) {
@@ -115,6 +189,7 @@ export const traceCommand: Command = {
         interval: { type: 'string' },
         backend: { type: 'string' },
         json: { type: 'boolean' },
+        output: { type: 'string', short: 'o' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -138,24 +213,30 @@ export const traceCommand: Command = {
     if (backend !== 'auto' && backend !== 'bpf' && backend !== 'perf') throw usageError(`trace: --backend wants auto, bpf or perf, not '${backend}'`);
     const durationS = numberOption('trace', 'duration', values.duration, { positive: 'seconds' });
     const intervalS = numberOption('trace', 'interval', values.interval, { positive: 'seconds' });
-    let stopResolve: () => void = () => {};
-    const stop = new Promise<void>((r) => { stopResolve = r; });
-    const onSigint = () => stopResolve();
+    const sink = new Output(values.output, io);
+    let stopResolve: (r: StopRequest) => void = () => {};
+    const stop = new Promise<StopRequest>((r) => { stopResolve = r; });
+    let interrupted = false;
+    // Ctrl-C reaches a command in the terminal's foreground too: it gets a second to end by itself.
+    const onSigint = () => {
+      interrupted = true;
+      stopResolve({ graceS: 1, signal: 'SIGTERM' });
+    };
+    sink.onClosed = () => stopResolve({ signal: 'SIGTERM' });
     process.once('SIGINT', onSigint);
+    // Node makes the pipes it opens for its stdout and stderr non-blocking, and a command given
+    // them would meet EAGAIN where it expects a blocking write (and lose output): blocking again.
+    for (const s of [io.stdout, io.stderr]) if (s === process.stdout || s === process.stderr) pipeHandle(s)?.setBlocking?.(true);
     const cost = await costNs();
     // Events are written up to 1 MiB at a time, one write each (a write per event cost a
     // system call per line); a drain is synchronous, so what is left is flushed right after it.
-    // A pipe to a slow reader must hold vsys back (the rings overflow and the losses are counted)
-    // rather than pile lines up in memory: Node leaves a pipe's writes asynchronous once the
-    // command's stdout is not shared with it (--json), so it is made blocking here.
-    if (values.events && io.stdout === process.stdout) (process.stdout as unknown as { _handle?: { setBlocking?: (b: boolean) => void } })._handle?.setBlocking?.(true);
     const out = Buffer.allocUnsafe(1 << 20);
     let used = 0;
     const flush = () => {
       if (used === 0) return;
       const text = out.toString('utf8', 0, used);
       used = 0;
-      io.stdout.write(text);
+      sink.write(text);
     };
     const put = (line: string) => {
       if (used === 0) queueMicrotask(flush);
@@ -163,7 +244,7 @@ export const traceCommand: Command = {
       const most = 3 * line.length + 1;
       if (used + most > out.length) flush();
       if (most > out.length) {
-        io.stdout.write(`${line}\n`); // too long for the buffer: on its own
+        sink.write(`${line}\n`); // too long for the buffer: on its own
         return;
       }
       used += out.write(line, used);
@@ -177,17 +258,20 @@ export const traceCommand: Command = {
         onEvent: (e: TraceEvent) => {
           put(values.json ? toJson({ event: e }, 0) : formatEvent(e));
         },
-        ...(intervalS ? { intervalS, onInterval: (s: TraceSummary) => io.stderr.write(formatSummary(s)) } : {}),
+        ...(intervalS ? { intervalS, onInterval: (s: TraceSummary) => { flush(); sink.write(values.json ? toJson({ interval: s }, 0) + '\n' : formatSummary(s)); } } : {}),
         ...(durationS ? { durationS } : {}),
         stop,
-        stdio: values.json ? 'ignore' : 'inherit',
+        stdio: 'inherit',
         ...(cost ? { costNs: cost } : {}),
       });
       flush();
-      io.stdout.write(values.json ? toJson({ summary }, 0) + '\n' : formatSummary(summary));
-      return EXIT.ok;
+      sink.write(values.json ? toJson({ summary }, 0) + '\n' : formatSummary(summary));
+      if (sink.closed) return TRACE_EXIT.closedOutput;
+      if (interrupted) return TRACE_EXIT.interrupted;
+      return target.k === 'command' ? shellStatus(summary.exit) : EXIT.ok;
     } finally {
       process.removeListener('SIGINT', onSigint);
+      sink.close();
     }
   },
 };

@@ -61,3 +61,26 @@ export function processInfo(pid: number, commHint?: string): ProcessInfo {
   cache.set(pid, info);
   return info;
 }
+
+/** What the kernel said about a process's names while it was traced. */
+export interface SeenNames {
+  /** Its comm when its first emulated call or fault was counted (the eBPF counters'). */
+  counted?: string;
+  /** The files it exec'd, in order, each with the comm the exec gave it (sched_process_exec). */
+  execs?: { filename: string; comm: string }[];
+  /** Its comm when it exited (sched_process_exit). */
+  exited?: string;
+}
+
+/**
+ * A process's name and executable after what it exec'd: the comm it had when counted wins (the
+ * kernel's at the calls), then its comm at exit, then its last exec's; the executable is the
+ * last exec that gave it that name (a chroot that execs bash is bash, /bin/bash).
+ */
+export function nameAfterExec(guess: { comm: string; exe?: string }, seen: SeenNames): { comm: string; exe?: string } {
+  const execs = seen.execs ?? [];
+  const last = execs[execs.length - 1];
+  const comm = seen.counted ?? seen.exited ?? last?.comm ?? guess.comm;
+  const exe = [...execs].reverse().find((x) => x.comm === comm)?.filename ?? last?.filename ?? guess.exe;
+  return exe === undefined ? { comm } : { comm, exe };
+}

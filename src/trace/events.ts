@@ -1,12 +1,12 @@
 // Sampled tracepoint events, decoded with tracefs formats into sysdig-style records (seed 003):
-// page faults in the vsyscall page, emulated calls, SIGSEGV deliveries, process exits.
+// page faults in the vsyscall page, emulated calls, SIGSEGV deliveries, execs, process exits.
 import { readComm } from './attribution.js';
 import { PerfRing, type SampleVisitor } from '../native/perf-ring.js';
 import { describePageFault } from '../model/page-fault.js';
 import { readEventFormat, type EventFormat } from './tracefs.js';
 import { PAGE_FILTER } from './counters.js';
 
-export type EventKind = 'page_fault' | 'emulate' | 'signaldeliver' | 'procexit';
+export type EventKind = 'page_fault' | 'emulate' | 'signaldeliver' | 'procexec' | 'procexit';
 
 export interface TraceEvent {
   /** Sequence number in time order. */
@@ -32,6 +32,8 @@ export interface TraceEvent {
   code?: number;
   /** procexit: the exit status as sysdig prints it (the signal number for a fatal signal). */
   status?: number;
+  /** procexec: the path given to execve (as the process saw it: relative to its root and cwd). */
+  filename?: string;
 }
 
 interface Source {
@@ -58,6 +60,8 @@ export function eventSources(all: boolean): Source[] {
     }
   }
   out.push({ kind: 'signaldeliver', format: readEventFormat('signal', 'signal_deliver'), filter: 'sig == 11', everyCall: false });
+  // An exec renames the process (bash, not the chroot that exec'd it): kept even when counting only.
+  out.push({ kind: 'procexec', format: readEventFormat('sched', 'sched_process_exec'), everyCall: false });
   out.push({ kind: 'procexit', format: readEventFormat('sched', 'sched_process_exit'), everyCall: false });
   return out;
 }
@@ -240,7 +244,7 @@ function insert(run: TraceEvent[], e: TraceEvent): void {
 
 function decode(kind: EventKind, rd: Readers, pid: number, tid: number, time: number, cpu: number, buf: Buffer, at: number, size: number): TraceEvent {
   // Every field present, so all events share one shape.
-  const e = { n: 0, time, cpu, pid, tid, comm: '', kind, address: undefined, ip: undefined, error: undefined, nr: undefined, sig: undefined, handled: undefined, code: undefined, status: undefined } as unknown as TraceEvent;
+  const e = { n: 0, time, cpu, pid, tid, comm: '', kind, address: undefined, ip: undefined, error: undefined, nr: undefined, sig: undefined, handled: undefined, code: undefined, status: undefined, filename: undefined } as unknown as TraceEvent;
   switch (kind) {
     case 'page_fault':
       e.address = rd.address.u64(buf, at, size);
@@ -257,6 +261,12 @@ function decode(kind: EventKind, rd: Readers, pid: number, tid: number, time: nu
       e.handled = rd.sa_handler.u64(buf, at, size) !== 0n;
       e.code = rd.code.i32(buf, at, size);
       e.comm = commOf(tid);
+      break;
+    case 'procexec':
+      e.filename = rd.filename.loc(buf, at, size) ?? '?';
+      // The tracepoint fires after the exec set the name, as the kernel does (fs/exec.c: the
+      // basename of the file, 15 bytes at most).
+      e.comm = commOfExec(e.filename);
       break;
     case 'procexit':
       e.comm = rd.comm.str(buf, at, size) ?? commOf(tid);
@@ -295,9 +305,18 @@ interface FieldReader {
   u64(buf: Buffer, at: number, size: number): bigint;
   i32(buf: Buffer, at: number, size: number): number;
   str(buf: Buffer, at: number, size: number): string | undefined;
+  /** A `__data_loc char[]` field: a u32 of (length << 16 | offset in the record) pointing at the string. */
+  loc(buf: Buffer, at: number, size: number): string | undefined;
 }
 
-type Readers = Record<'address' | 'ip' | 'error_code' | 'nr' | 'sig' | 'sa_handler' | 'code' | 'comm', FieldReader>;
+type Readers = Record<'address' | 'ip' | 'error_code' | 'nr' | 'sig' | 'sa_handler' | 'code' | 'comm' | 'filename', FieldReader>;
+
+/** The name the kernel gives a task at exec: the file's basename, cut to TASK_COMM_LEN - 1 bytes. */
+export function commOfExec(filename: string): string {
+  const base = Buffer.from(filename.slice(filename.lastIndexOf('/') + 1));
+  const cut = base.subarray(0, 15);
+  return cut.toString('utf8');
+}
 
 const readerCache = new WeakMap<EventFormat, Readers>();
 
@@ -316,13 +335,23 @@ function fieldReader(f: EventFormat, name: string): FieldReader {
       const nul = s.indexOf(0);
       return s.toString('utf8', 0, nul < 0 ? s.length : nul);
     },
+    loc(buf, at, size) {
+      if (!present || offset + 4 > size) return undefined;
+      const v = buf.readUInt32LE(at + offset);
+      const off = v & 0xffff;
+      const len = v >>> 16;
+      if (off + len > size) return undefined;
+      const s = buf.subarray(at + off, at + off + len);
+      const nul = s.indexOf(0);
+      return s.toString('utf8', 0, nul < 0 ? s.length : nul);
+    },
   };
 }
 
 function readers(f: EventFormat): Readers {
   let r = readerCache.get(f);
   if (r) return r;
-  const names = ['address', 'ip', 'error_code', 'nr', 'sig', 'sa_handler', 'code', 'comm'] as const;
+  const names = ['address', 'ip', 'error_code', 'nr', 'sig', 'sa_handler', 'code', 'comm', 'filename'] as const;
   r = Object.fromEntries(names.map((n) => [n, fieldReader(f, n)])) as Readers;
   readerCache.set(f, r);
   return r;
@@ -382,6 +411,8 @@ export function formatEvent(e: TraceEvent): string {
       return `${head} emulate_vsyscall nr=${e.nr}`;
     case 'signaldeliver':
       return `${head} signaldeliver spid=0 dpid=${e.tid}(${e.comm}) sig=${e.sig}(${SIGNALS[e.sig ?? 0] ?? `SIG${e.sig}`})`;
+    case 'procexec':
+      return `${head} execve filename=${e.filename ?? '?'}`;
     case 'procexit':
       return `${head} procexit status=${e.status ?? 0}`;
   }

@@ -10,7 +10,8 @@ import { EventReader, SamplerSet, eventSources, rememberComm, type TraceEvent } 
 import { BpfCounters, type BpfDropped } from './bpf-counters.js';
 import { modeFromMaps } from '../host/vsyscall-mode.js';
 import { emulatedFetchError } from '../model/page-fault.js';
-import { processInfo, type Container } from './attribution.js';
+import { nameAfterExec, processInfo, type Container, type SeenNames } from './attribution.js';
+import { TaskClock } from './cpu-time.js';
 import { tracefsProblem, tracefsRoot } from './tracefs.js';
 
 export type TraceTarget =
@@ -29,8 +30,12 @@ export interface TraceOptions {
   onInterval?: (s: TraceSummary) => void;
   /** Stop after this many seconds (pids/cgroup/all); a command runs to its end. */
   durationS?: number;
-  /** Resolves when the user asks to stop (Ctrl-C). */
-  stop?: Promise<void>;
+  /**
+   * Resolves when the trace must end early (Ctrl-C, an output closed). A command still running is
+   * then given `graceS` seconds (default 0) to end by itself (a terminal's Ctrl-C reaches it too),
+   * then sent `signal` (default SIGTERM), and SIGKILL a second later.
+   */
+  stop?: Promise<StopRequest | void>;
   /** The traced command's stdio (default inherit). */
   stdio?: 'inherit' | 'ignore' | 'pipe';
   /**
@@ -40,6 +45,11 @@ export interface TraceOptions {
   backend?: 'auto' | 'bpf' | 'perf';
   /** ns per emulated call and per vDSO call, for the cost line. */
   costNs?: { emulated: number; vdso: number; source: string };
+}
+
+export interface StopRequest {
+  graceS?: number;
+  signal?: NodeJS.Signals;
 }
 
 export interface ProcessStats {
@@ -75,8 +85,16 @@ export interface TraceSummary {
   lostEvents: number;
   /** What counted: the eBPF programs or perf counters (and why not bpf, when auto fell back). */
   backend: { name: 'bpf' | 'perf'; fallbackReason?: string; dropped?: BpfDropped };
-  cost?: { cpuSeconds: number; perCallNs: number; source: string };
+  /**
+   * CPU time (user and kernel) the traced tasks used while traced, from perf's task-clock: the
+   * command and its descendants, the -p processes, or the cgroup's tasks (none for -a).
+   */
+  cpuSeconds?: number;
+  /** `share`: cpuSeconds of the cost over the traced tasks' cpuSeconds. */
+  cost?: { cpuSeconds: number; perCallNs: number; source: string; share?: number };
   exit?: { code: number | null; signal: string | null };
+  /** Set when the trace was ended early (stop resolved) rather than by its command or duration. */
+  stopped?: boolean;
 }
 
 
@@ -151,6 +169,18 @@ function attached(c: BpfCounters): BpfCounters {
   return c;
 }
 
+const sleep = (s: number) => new Promise<void>((r) => setTimeout(r, s * 1000).unref());
+
+/** Ends a command the trace was stopped early for: its grace, then the signal, then SIGKILL. */
+async function endChild(child: ReturnType<typeof spawn>, exited: Promise<void>, r: StopRequest): Promise<void> {
+  const ended = exited.then(() => true);
+  if (r.graceS && await Promise.race([ended, sleep(r.graceS).then(() => false)])) return;
+  child.kill(r.signal ?? 'SIGTERM');
+  if (await Promise.race([ended, sleep(1).then(() => false)])) return;
+  child.kill('SIGKILL');
+  await exited;
+}
+
 export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
   const problem = tracefsProblem();
   if (problem) throw problem;
@@ -165,6 +195,8 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
   let child: ReturnType<typeof spawn> | undefined;
   let cgroupFd: number | undefined;
   let exit: TraceSummary['exit'];
+  let childExit: Promise<void> | undefined;
+  let stopRequest: StopRequest | undefined;
   let label = '';
   const perPid = new Map<number, ProcessStats>();
   const crashes: TraceSummary['crashes'] = [];
@@ -177,14 +209,30 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
   const wanted = o.backend ?? 'auto';
   let bpf: BpfCounters | undefined;
   let fallbackReason: string | undefined;
+  let clock: TaskClock | undefined;
+  // What the kernel said of each process's names (by pid), and each task's name since its exec.
+  const seen = new Map<number, SeenNames>();
+  const seenOf = (pid: number) => seen.get(pid) ?? seen.set(pid, {}).get(pid)!;
+  const execName = new Map<number, string>();
 
   const open = (scope: CounterScope, pid?: number) => {
     // With bpf counting, perf keeps only the comparison counter (system calls).
     const set = new CounterSet(scope, bpf ? { emulation: false, faults: false } : { emulation });
     counterSets.push(pid === undefined ? { set } : { pid, set });
   };
-  /** Samplers: every source for --events; for counting, perf needs the crash sources, bpf none. */
-  const sources = () => (o.events ? eventSources(true) : bpf ? [] : eventSources(false));
+  /**
+   * Samplers: every source for --events; for counting, perf needs the crash sources, bpf only the
+   * execs and exits that name a process after what it runs.
+   */
+  const sources = () => (o.events ? eventSources(true) : bpf ? eventSources(false).filter((s) => s.kind === 'procexec' || s.kind === 'procexit') : eventSources(false));
+  /** CPU time of the traced tasks, for the cost's share; a kernel refusing it only loses the share. */
+  const clockOn = (scopes: CounterScope[]) => {
+    try {
+      clock = new TaskClock(scopes);
+    } catch {
+      clock = undefined;
+    }
+  };
 
   try {
     if (o.target.k === 'cgroup') {
@@ -219,6 +267,11 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
         child = spawn('/bin/sh', ['-c', 'kill -STOP $$; exec "$0" "$@"', cmd, ...args], { stdio: o.stdio ?? 'inherit' });
         const pid = child.pid;
         if (pid === undefined) throw new VsysError('CHILD_FAILED', `cannot start ${cmd}`);
+        const c = child;
+        childExit = new Promise((resolve) => c.on('exit', (code, signal) => {
+          exit = { code, signal };
+          resolve();
+        }));
         await waitStopped(pid);
         // The wrapper is still `sh` here; name the process after the command it becomes.
         perPid.set(pid, { pid, comm: path.basename(cmd).slice(0, 15), exe: cmd, emulated: zeroEntries(), pageFaults: 0, crashes: 0 });
@@ -226,6 +279,7 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
         bpf?.addMembers([pid]);
         open({ pid, inherit: true }, pid);
         sampled().open(sources(), { pid, inherit: true });
+        clockOn([{ pid, inherit: true }]);
         break;
       }
       case 'pids': {
@@ -246,12 +300,15 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
             sampled().open(sources(), { pid: tid, inherit: true });
           }
         }
+        clockOn(o.target.pids.flatMap((pid) => fs.readdirSync(`/proc/${pid}/task`).map((t) => ({ pid: Number(t), inherit: true }))));
         break;
       }
       case 'cgroup':
       case 'all': {
         label = o.target.k === 'cgroup' ? `cgroup ${o.target.path}` : 'all processes';
         for (const cpu of cpus) open(cgroupFd === undefined ? { cpu } : { cpu, cgroupFd });
+        // A cgroup's task-clock counts its tasks' time on each CPU; a CPU's alone would be wall time.
+        if (cgroupFd !== undefined) clockOn(cpus.map((cpu) => ({ cpu, cgroupFd: cgroupFd as number })));
         const scope = cgroupFd === undefined ? {} : { cgroupFd };
         if (o.events) sampled().open(eventSources(true), scope);
         else if (!bpf) {
@@ -267,6 +324,16 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
       reader ??= new EventReader(samplers);
       lost += reader.drain(final, (e) => {
         e.n = ++seq;
+        // In time order here: an exec renames its task for every later event.
+        if (e.kind === 'procexec') {
+          (seenOf(e.pid).execs ??= []).push({ filename: e.filename ?? '?', comm: e.comm });
+          execName.set(e.tid, e.comm);
+        } else if (e.kind !== 'procexit') {
+          e.comm = execName.get(e.tid) ?? e.comm;
+        } else {
+          execName.delete(e.tid);
+          if (e.tid === e.pid) seenOf(e.pid).exited = e.comm;
+        }
         if (e.kind === 'procexit' && pendingSegv.has(e.tid)) e.status = 11;
         if (e.kind === 'procexit' && !pendingSegv.has(e.tid) && !o.events) return;
         if (e.kind === 'page_fault') lastFault.set(e.tid, e);
@@ -292,6 +359,7 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
         }
         if (e.kind === 'procexit') rememberComm(e.tid, e.comm);
         if (!bpf && (o.target.k === 'all' || o.target.k === 'cgroup') && e.kind === 'emulate') {
+          seenOf(e.pid).counted ??= e.comm;
           const p = perPid.get(e.pid) ?? stats(e.pid, e.comm);
           const k = entryOfNr(e.nr ?? 0);
           p.emulated[k]++;
@@ -322,10 +390,12 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
       }
       let dropped: BpfDropped | undefined;
       const crashList = [...crashes];
+      const counted = new Map<number, string>();
       if (bpf) {
         const got = bpf.read();
         dropped = got.dropped;
         for (const [pid, c] of got.processes) {
+          if (c.comm !== '?') counted.set(pid, c.comm);
           const p = processes.get(pid) ?? stats(pid, c.comm);
           for (const k of Object.keys(c.emulated) as EntryKey[]) {
             p.emulated[k] += c.emulated[k];
@@ -346,6 +416,14 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
           crashList.push({ pid: c.pid, tid: c.tid, comm: c.comm, address: `0x${c.address.toString(16)}`, ip: `0x${c.ip.toString(16)}`, error: c.error });
         }
       }
+      for (const [pid, p] of processes) {
+        const names = seen.get(pid);
+        const kernel = counted.get(pid);
+        if (!names && kernel === undefined) continue;
+        const named = nameAfterExec(p, { ...names, ...(kernel !== undefined ? { counted: kernel } : {}) });
+        p.comm = named.comm;
+        if (named.exe !== undefined) p.exe = named.exe;
+      }
       const seconds = (performance.now() - t0) / 1000;
       const calls = Object.values(counts.emulated).reduce((a, b) => a + b, 0);
       if (bpf && !counts.faultsByError) counts.faultsByError = {};
@@ -361,11 +439,17 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
         const per = Math.max(0, o.costNs.emulated - o.costNs.vdso);
         s.cost = { cpuSeconds: (calls * per) / 1e9, perCallNs: per, source: o.costNs.source };
       }
+      if (clock) {
+        s.cpuSeconds = clock.seconds();
+        if (s.cost && s.cpuSeconds > 0) s.cost.share = s.cost.cpuSeconds / s.cpuSeconds;
+      }
       if (exit) s.exit = exit;
+      if (stopRequest) s.stopped = true;
       return s;
     };
 
     for (const c of counterSets) c.set.enable();
+    clock?.enable();
     if (bpf && o.target.k === 'pids') {
       // Threads started between the first listing and the members' insertion: list them again.
       // Threads listed then that have ended since left no exit to remove them: remove them here,
@@ -389,18 +473,12 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
     if (o.intervalS && o.onInterval) intervalTimer = setInterval(() => o.onInterval?.(summary()), o.intervalS * 1000);
     try {
       const waits: Promise<void>[] = [];
-      if (child) {
-        const c = child;
-        waits.push(new Promise((resolve) => c.on('exit', (code, signal) => {
-          exit = { code, signal };
-          resolve();
-        })));
-      } else {
-        if (o.durationS) waits.push(new Promise((r) => setTimeout(r, o.durationS! * 1000)));
-        if (o.stop) waits.push(o.stop);
-        if (waits.length === 0) throw new VsysError('USAGE', 'trace: give --duration, or stop with Ctrl-C');
-      }
+      if (childExit) waits.push(childExit);
+      else if (o.durationS) waits.push(new Promise((r) => setTimeout(r, o.durationS! * 1000)));
+      if (o.stop) waits.push(o.stop.then((r) => { stopRequest = r ?? {}; }));
+      if (waits.length === 0) throw new VsysError('USAGE', 'trace: give --duration, or stop with Ctrl-C');
       await Promise.race(waits);
+      if (child && childExit && !exit && stopRequest) await endChild(child, childExit, stopRequest);
     } finally {
       clearInterval(ticker);
       if (intervalTimer) clearInterval(intervalTimer);
@@ -409,6 +487,7 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
     // counted: per-process figures from samples never exceed the exact totals.
     samplers?.disable();
     for (const c of counterSets) c.set.disable();
+    clock?.disable();
     bpf?.disable();
     drain(true);
     // A ring still full at the end never got the LOST record for what it dropped last: the
@@ -435,6 +514,7 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
     return final;
   } finally {
     for (const c of counterSets) c.set.close();
+    clock?.close();
     samplers?.close();
     bpf?.close();
     if (cgroupFd !== undefined) fs.closeSync(cgroupFd);
