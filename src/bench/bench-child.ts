@@ -16,7 +16,7 @@ if (!path) {
   process.exitCode = 2;
 } else {
   if (cpu !== undefined && cpu !== '') pinToCpu(Number(cpu));
-  // `n=COUNT` runs exactly COUNT calls once (the cep scenario); otherwise a time budget in ms.
+  // `n=COUNT` runs exactly COUNT calls once (the AppNexus scenario); otherwise a time budget in ms.
   const r = budget?.startsWith('n=') ? runFixedInProcess(path, Number(budget.slice(2))) : measurePathInProcess(path, { budgetMs: Number(budget), repeats: Number(repeats) });
   process.stdout.write(JSON.stringify(r) + '\n');
 }

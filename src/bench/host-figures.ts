@@ -52,12 +52,15 @@ export function loadHostFigures(): HostFigures | undefined {
   }
 }
 
-/** Slowdowns from this host's figures where both sides were measured, else from `fallback`. */
+/**
+ * Slowdowns from this host's figures where both sides of the same call were measured (vsyscall
+ * time() against vDSO time(), …), else from `fallback` (published figures, cited by source).
+ */
 export function hostSlowdowns(f: HostFigures | undefined, fallback: SlowdownFor): SlowdownFor {
   return (entry) => {
     const emu = f?.ns[`vsyscall-${entry}`];
     const vdso = f?.ns[`vdso-${entry}`];
-    if (emu && vdso) return { ratio: emu / vdso, source: `this host: ${emu.toFixed(0)} ns vs ${vdso.toFixed(1)} ns, vsys bench ${f.measuredAt.slice(0, 10)}` };
+    if (emu && vdso) return { ratio: emu / vdso, source: `this host: vsyscall ${entry}() ${emu.toFixed(0)} ns vs vDSO ${entry}() ${vdso.toFixed(1)} ns, vsys bench ${f.measuredAt.slice(0, 10)}` };
     return fallback(entry);
   };
 }

@@ -35,6 +35,12 @@ export interface BenchPath {
   invoke: Invoke;
   /** Seed 004's row for this path (its table is gettimeofday through each path). */
   seed004?: PathFamily;
+  /**
+   * The vDSO path that does the same job (same function, same clock): the row's "vs vDSO" ratio
+   * is its time over that one's. None for calls the vDSO has no counterpart of (getpid) and for
+   * the vDSO rows themselves.
+   */
+  vdsoTwin?: string;
   /** What the result is checked against. */
   check: 'time' | 'timeval' | 'timespec' | 'cpu' | 'pid' | 'none';
   /** Can fault or be killed: run in a child process. */
@@ -57,23 +63,23 @@ export const BENCH_PATHS: readonly BenchPath[] = [
   { id: 'vdso-gettimeofday', group: 'vdso', label: 'vDSO gettimeofday', args: { k: 'gettimeofday' }, invoke: { k: 'vdso', symbol: '__vdso_gettimeofday' }, seed004: 'vdso', check: 'timeval', risky: false },
   { id: 'vdso-time', group: 'vdso', label: 'vDSO time', args: { k: 'time' }, invoke: { k: 'vdso', symbol: '__vdso_time' }, check: 'time', risky: false },
   { id: 'vdso-getcpu', group: 'vdso', label: 'vDSO getcpu', args: { k: 'getcpu' }, invoke: { k: 'vdso', symbol: '__vdso_getcpu' }, check: 'cpu', risky: false },
-  { id: 'libc-time', group: 'libc', label: 'libc time', args: { k: 'time' }, invoke: { k: 'libc', symbol: 'time' }, check: 'time', risky: false },
-  { id: 'libc-gettimeofday', group: 'libc', label: 'libc gettimeofday', args: { k: 'gettimeofday' }, invoke: { k: 'libc', symbol: 'gettimeofday' }, check: 'timeval', risky: false },
-  { id: 'libc-clock_gettime', group: 'libc', label: 'libc clock_gettime(REALTIME)', args: { k: 'clock_gettime', clock: 0 }, invoke: { k: 'libc', symbol: 'clock_gettime' }, check: 'timespec', risky: false },
+  { id: 'libc-time', group: 'libc', label: 'libc time', args: { k: 'time' }, invoke: { k: 'libc', symbol: 'time' }, vdsoTwin: 'vdso-time', check: 'time', risky: false },
+  { id: 'libc-gettimeofday', group: 'libc', label: 'libc gettimeofday', args: { k: 'gettimeofday' }, invoke: { k: 'libc', symbol: 'gettimeofday' }, vdsoTwin: 'vdso-gettimeofday', check: 'timeval', risky: false },
+  { id: 'libc-clock_gettime', group: 'libc', label: 'libc clock_gettime(REALTIME)', args: { k: 'clock_gettime', clock: 0 }, invoke: { k: 'libc', symbol: 'clock_gettime' }, vdsoTwin: 'vdso-clock_gettime-realtime', check: 'timespec', risky: false },
   { id: 'syscall-getpid', group: 'syscall', label: 'syscall getpid', args: { k: 'none' }, invoke: { k: 'syscall', nr: 39 }, check: 'pid', risky: false },
-  { id: 'syscall-gettimeofday', group: 'syscall', label: 'syscall gettimeofday', args: { k: 'gettimeofday' }, invoke: { k: 'syscall', nr: 96 }, seed004: 'syscall', check: 'timeval', risky: false },
-  { id: 'syscall-time', group: 'syscall', label: 'syscall time', args: { k: 'time' }, invoke: { k: 'syscall', nr: 201 }, check: 'time', risky: false },
-  { id: 'syscall-clock_gettime', group: 'syscall', label: 'syscall clock_gettime(REALTIME)', args: { k: 'clock_gettime', clock: 0 }, invoke: { k: 'syscall', nr: 228 }, check: 'timespec', risky: false },
-  { id: 'vsyscall-gettimeofday', group: 'vsyscall', label: 'vsyscall gettimeofday', args: { k: 'gettimeofday' }, invoke: { k: 'address', address: VSYS }, seed004: 'vsyscall-emulated', check: 'timeval', risky: true },
-  { id: 'vsyscall-time', group: 'vsyscall', label: 'vsyscall time', args: { k: 'time' }, invoke: { k: 'address', address: VSYS + 0x400n }, check: 'time', risky: true },
-  { id: 'vsyscall-getcpu', group: 'vsyscall', label: 'vsyscall getcpu', args: { k: 'getcpu' }, invoke: { k: 'address', address: VSYS + 0x800n }, check: 'cpu', risky: true },
+  { id: 'syscall-gettimeofday', group: 'syscall', label: 'syscall gettimeofday', args: { k: 'gettimeofday' }, invoke: { k: 'syscall', nr: 96 }, seed004: 'syscall', vdsoTwin: 'vdso-gettimeofday', check: 'timeval', risky: false },
+  { id: 'syscall-time', group: 'syscall', label: 'syscall time', args: { k: 'time' }, invoke: { k: 'syscall', nr: 201 }, vdsoTwin: 'vdso-time', check: 'time', risky: false },
+  { id: 'syscall-clock_gettime', group: 'syscall', label: 'syscall clock_gettime(REALTIME)', args: { k: 'clock_gettime', clock: 0 }, invoke: { k: 'syscall', nr: 228 }, vdsoTwin: 'vdso-clock_gettime-realtime', check: 'timespec', risky: false },
+  { id: 'vsyscall-gettimeofday', group: 'vsyscall', label: 'vsyscall gettimeofday', args: { k: 'gettimeofday' }, invoke: { k: 'address', address: VSYS }, seed004: 'vsyscall-emulated', vdsoTwin: 'vdso-gettimeofday', check: 'timeval', risky: true },
+  { id: 'vsyscall-time', group: 'vsyscall', label: 'vsyscall time', args: { k: 'time' }, invoke: { k: 'address', address: VSYS + 0x400n }, vdsoTwin: 'vdso-time', check: 'time', risky: true },
+  { id: 'vsyscall-getcpu', group: 'vsyscall', label: 'vsyscall getcpu', args: { k: 'getcpu' }, invoke: { k: 'address', address: VSYS + 0x800n }, vdsoTwin: 'vdso-getcpu', check: 'cpu', risky: true },
   { id: 'int80-64-getpid', group: 'int80-64', label: 'int 0x80 getpid (from 64-bit code)', args: { k: 'none' }, invoke: { k: 'int80', nr: 20 }, check: 'pid', risky: true },
-  { id: 'int80-64-gettimeofday', group: 'int80-64', label: 'int 0x80 gettimeofday (from 64-bit code)', args: { k: 'gettimeofday' }, invoke: { k: 'int80', nr: 78 }, seed004: 'int80', check: 'none', risky: true },
+  { id: 'int80-64-gettimeofday', group: 'int80-64', label: 'int 0x80 gettimeofday (from 64-bit code)', args: { k: 'gettimeofday' }, invoke: { k: 'int80', nr: 78 }, seed004: 'int80', vdsoTwin: 'vdso-gettimeofday', check: 'none', risky: true },
   { id: 'i386-int80', group: 'i386', label: 'int 0x80 getpid (32-bit process)', args: { k: 'none' }, invoke: { k: 'i386', which: 'int80' }, check: 'none', risky: true },
   { id: 'i386-sysenter', group: 'i386', label: 'sysenter getpid (32-bit process)', args: { k: 'none' }, invoke: { k: 'i386', which: 'sysenter' }, seed004: 'sysenter', check: 'none', risky: true },
   { id: 'i386-kernel-vsyscall', group: 'i386', label: '__kernel_vsyscall getpid (32-bit process)', args: { k: 'none' }, invoke: { k: 'i386', which: 'kernel-vsyscall' }, check: 'none', risky: true },
-  { id: 'i386-vdso32-gettimeofday', group: 'i386', label: 'vDSO-32 gettimeofday', args: { k: 'none' }, invoke: { k: 'i386', which: 'vdso32-gettimeofday' }, seed004: 'vdso32', check: 'none', risky: true },
-  { id: 'i386-vdso32-clock_gettime', group: 'i386', label: 'vDSO-32 clock_gettime(MONOTONIC)', args: { k: 'none' }, invoke: { k: 'i386', which: 'vdso32-clock_gettime' }, check: 'none', risky: true },
+  { id: 'i386-vdso32-gettimeofday', group: 'i386', label: 'vDSO-32 gettimeofday', args: { k: 'none' }, invoke: { k: 'i386', which: 'vdso32-gettimeofday' }, seed004: 'vdso32', vdsoTwin: 'vdso-gettimeofday', check: 'none', risky: true },
+  { id: 'i386-vdso32-clock_gettime', group: 'i386', label: 'vDSO-32 clock_gettime(MONOTONIC)', args: { k: 'none' }, invoke: { k: 'i386', which: 'vdso32-clock_gettime' }, vdsoTwin: 'vdso-clock_gettime-monotonic', check: 'none', risky: true },
 ];
 
 /** Paths chosen by `--paths`: ids or group names, comma-separated; all when empty. */

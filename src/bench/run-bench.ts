@@ -1,13 +1,14 @@
 // `vsys bench` as a library: every selected path measured (safe ones here, pinned to one CPU;
 // faulting ones in child processes; 32-bit ones by the tiny i386 program), with this host's KPTI and
-// vsyscall mode, ratios to the fastest vDSO time call, and the figures saved for scan and the doctor.
+// vsyscall mode, each path's ratio to the vDSO call of the same function, and the figures saved for
+// scan and the doctor.
 import os from 'node:os';
 import { runNodeChild } from '../host/child.js';
 import { kptiState, readText, readVulnerabilities } from '../host/facts.js';
 import { modeFromMaps } from '../host/vsyscall-mode.js';
 import { currentCpu, pinToCpu, restoreAffinity } from '../native/libc.js';
 import { measurePathInProcess, stats, type PathResult } from './measure-path.js';
-import { selectPaths, type BenchPath } from './paths.js';
+import { BENCH_PATHS, selectPaths, type BenchPath } from './paths.js';
 import { saveHostFigures } from './host-figures.js';
 import { measureI386, type I386Result } from './i386-paths.js';
 
@@ -24,14 +25,20 @@ export interface BenchOptions {
   onProgress?: (done: number, total: number, path: BenchPath) => void;
 }
 
+/** A path's figures, and how they compare with the vDSO call of the same function when both ran. */
+export type BenchResult = PathResult & {
+  /** ns (min) of this path over ns (min) of `ratioTo`. */
+  ratio?: number;
+  /** The vDSO path of the same function (e.g. vdso-gettimeofday for vsyscall-gettimeofday). */
+  ratioTo?: string;
+};
+
 export interface BenchReport {
   host: { kernel: string; cpu: string; cpus: number; kpti: boolean | null; vsyscallMode: string; clocksource: string | null };
   pinnedCpu: number | null;
   /** TSC ticks per ns, from the 64-bit runs (used to convert the i386 program's ticks). */
   tscGhz: number | null;
-  results: (PathResult & { ratio?: number })[];
-  /** The id of the fastest vDSO time-reading path: the 1× of the ratios. */
-  baseline: string | null;
+  results: BenchResult[];
   budgetMs: number;
   repeats: number;
 }
@@ -80,6 +87,20 @@ async function measureI386Paths(paths: BenchPath[], tscGhz: number | null, repea
     }
     if (r.check) res.check = { ok: !/fail|bad|mismatch/i.test(r.check), detail: r.check };
     return res;
+  });
+}
+
+/**
+ * Each result's ratio to the vDSO call of the same function, when both were measured. The twin is
+ * measured here when it was not asked for (a short run), so `--paths vsyscall` still has its ratios.
+ */
+export function likeForLike(results: PathResult[], extra: PathResult[] = []): BenchResult[] {
+  const twinOf = new Map(BENCH_PATHS.map((p) => [p.id, p.vdsoTwin]));
+  const byId = new Map([...extra, ...results].map((r) => [r.id, r]));
+  return results.map((r) => {
+    const twin = twinOf.get(r.id);
+    const t = twin ? byId.get(twin) : undefined;
+    return r.ns && t?.ns && twin ? { ...r, ratio: r.ns.min / t.ns.min, ratioTo: twin } : r;
   });
 }
 
@@ -139,9 +160,26 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchReport> {
   const order = new Map(paths.map((p, i) => [p.id, i]));
   results.sort((a, b) => (order.get(a.id) ?? 0) - (order.get(b.id) ?? 0));
 
-  const timeReaders = results.filter((r) => r.status === 'measured' && r.group === 'vdso' && r.ns && /time|clock_gettime-(realtime|monotonic)$/.test(r.id));
-  const base = timeReaders.sort((a, b) => (a.ns?.min ?? Infinity) - (b.ns?.min ?? Infinity))[0];
-  const withRatio = results.map((r) => (r.ns && base?.ns ? { ...r, ratio: r.ns.min / base.ns.min } : r));
+  // The vDSO twins of measured rows that were not asked for: measured briefly, used for the ratios only.
+  const have = new Set(results.map((r) => r.id));
+  const missing = [...new Set(results.filter((r) => r.ns).map((r) => BENCH_PATHS.find((p) => p.id === r.id)?.vdsoTwin).filter((t): t is string => !!t && !have.has(t)))];
+  const extra: PathResult[] = [];
+  if (missing.length) {
+    const saved = pinToCpu(cpu);
+    try {
+      for (const id of missing) {
+        const p = BENCH_PATHS.find((x) => x.id === id);
+        try {
+          if (p) extra.push(measurePathInProcess(p, { budgetMs: Math.min(budgetMs, 100), repeats }));
+        } catch {
+          // No ratio for its rows: the table says so.
+        }
+      }
+    } finally {
+      restoreAffinity(saved);
+    }
+  }
+  const withRatio = likeForLike(results, extra);
   if (opts.save !== false) {
     const ns: Record<string, number> = {};
     for (const r of results) if (r.status === 'measured' && r.ns) ns[r.id] = r.ns.min;
@@ -153,6 +191,6 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchReport> {
       kernel: os.release(), cpu: cpuModel(), cpus: os.availableParallelism(), kpti: kpti.enabled, vsyscallMode: modeName,
       clocksource: readText('/sys/devices/system/clocksource/clocksource0/current_clocksource')?.trim() ?? null,
     },
-    pinnedCpu: cpu, tscGhz, results: withRatio, baseline: base?.id ?? null, budgetMs, repeats,
+    pinnedCpu: cpu, tscGhz, results: withRatio, budgetMs, repeats,
   };
 }

@@ -2,6 +2,8 @@
 // without root. Built from the probe; every part that cannot run says why.
 import { parseArgs } from 'node:util';
 import { seedSlowdown } from '../model/figures.js';
+import { remedyLines } from '../model/remedies.js';
+import { isVsyscallMode } from '../model/modes.js';
 import { probeHost, traceBlocker, type HostReport } from '../host/probe.js';
 import { formatHostHeader, formatVsyscallBlock } from './format-host.js';
 import { EXIT, toJson } from './io.js';
@@ -11,19 +13,27 @@ const HELP = `usage: vsys [doctor] [--json]
 
 One screen: this host's vsyscall mode and what it means for old programs
 (glibc <= 2.13, old static and Go binaries), the vDSO's health, what a
-vsyscall costs here, and what was skipped and why. Needs no root.
+vsyscall costs here (this host's 'vsys bench' figures, else a short
+measurement, else a published figure named by its source), what to do about
+it, and what was skipped and why. Runs without root; root is needed to read
+other users' processes.
 
 examples:
   vsys
   vsys doctor --json
 `;
 
+/** One like-for-like figure: a vsyscall time() against a vDSO time(), here or as published. */
 export interface Slowdown {
   ratio: number;
   /** ns of an emulated vsyscall time() here, when measured. */
   vsyscallNs: number | null;
+  /** ns of a vDSO time() here, when measured. */
   vdsoNs: number | null;
+  /** Where the figure comes from: this host's bench, a measurement now, or a published article and year. */
   source: string;
+  /** true when the figure was measured on this host. */
+  measuredHere: boolean;
 }
 
 export interface DoctorReport {
@@ -36,8 +46,14 @@ export interface DoctorReport {
 }
 
 export interface ProcessCheck {
+  /** Processes whose mapped files were read. */
   processes: number;
+  /** Processes whose maps could not be read (exited meanwhile, or refused). */
   unreadable: number;
+  /** Of those, refused for lack of permission: their files were not judged (root is needed). */
+  denied: number;
+  /** Mapped files that could not be opened or analysed: not judged. */
+  unjudgedFiles: { path: string; reason: string }[];
   files: number;
   /** Mapped files that use the page, with the processes that map them. */
   affected: { path: string; class: string; outcome: string; why: string; processes: { pid: number; comm: string }[] }[];
@@ -55,30 +71,35 @@ export async function checkProcesses(mode: string): Promise<ProcessCheck> {
   const affected = res.files
     .filter((f) => f.class !== 'clean' && f.class !== 'data-ref')
     .map((f) => ({ path: byPath.get(f.path)?.path ?? f.path, class: f.class, outcome: f.verdicts[m].outcome, why: f.verdicts[m].why, processes: byPath.get(f.path)?.processes ?? [] }));
-  return { processes: procs.processes, unreadable: procs.unreadable, files: res.summary.elfFiles, affected };
+  const unjudgedFiles = [
+    ...procs.unresolved.map((u) => ({ path: u.path, reason: u.reason })),
+    ...res.errors.map((e) => ({ path: byPath.get(e.path)?.path ?? e.path, reason: e.message })),
+  ];
+  return { processes: procs.processes, unreadable: procs.unreadable, denied: procs.denied, unjudgedFiles, files: res.summary.elfFiles, affected };
 }
 
 export function verdictFor(mode: string, s: Slowdown): DoctorReport['verdict'] {
   const who = 'Programs built against glibc ≤ 2.13 (CentOS 5/6, Debian wheezy images), old static binaries and old Go runtimes';
-  const cost = `~${Math.round(s.ratio)}× the cost of a vDSO call (${s.source})`;
+  const cost = `a vsyscall time() costs ~${Math.round(s.ratio)}× a vDSO time() (${s.source})`;
+  const remedies = isVsyscallMode(mode) ? remedyLines(undefined, mode) : [];
   switch (mode) {
     case 'none':
       return {
         mode, severity: 'crash',
         headline: `${who} will CRASH here: SIGSEGV, exit status 139, no message, the first time they call time() or gettimeofday().`,
-        detail: ['Find them before they run: vsys scan DIR (or an image).', 'Fix: boot with vsyscall=xonly, or rebuild/upgrade the image to glibc ≥ 2.14.'],
+        detail: ['Find them before they run: vsys scan DIR (or an image).', ...remedies],
       };
     case 'xonly':
       return {
         mode, severity: 'slow',
         headline: `${who} will run here, but every vsyscall traps into the kernel and is emulated: ${cost}.`,
-        detail: ['Programs that read the page as data (rare) get SIGSEGV in this mode.', 'On a vsyscall=none host the same programs crash; check with: vsys scan DIR.'],
+        detail: ['Programs that read the page as data (rare) get SIGSEGV in this mode.', 'On a vsyscall=none host the same programs crash; check with: vsys scan DIR.', ...remedies],
       };
     case 'emulate':
       return {
         mode, severity: 'slow',
         headline: `${who} will run here, but every vsyscall traps into the kernel and is emulated: ${cost}.`,
-        detail: ['The page is also readable, which leaks its fixed address to exploits (xonly closes that).', 'On a vsyscall=none host the same programs crash; check with: vsys scan DIR.'],
+        detail: ['The page is also readable, which leaks its fixed address to exploits (xonly closes that).', 'On a vsyscall=none host the same programs crash; check with: vsys scan DIR.', ...remedies],
       };
     case 'native':
       return {
@@ -97,7 +118,7 @@ export function verdictFor(mode: string, s: Slowdown): DoctorReport['verdict'] {
  */
 async function measureHeadline(mode: string, skipped: { what: string; why: string }[]): Promise<Slowdown> {
   const seed = seedSlowdown('time');
-  const fallback: Slowdown = { ratio: seed.ratio, vsyscallNs: null, vdsoNs: null, source: seed.source };
+  const fallback: Slowdown = { ratio: seed.ratio, vsyscallNs: null, vdsoNs: null, source: seed.source, measuredHere: false };
   try {
     const { vsyscallTimeCost } = await import('../bench/host-figures.js');
     // Under none (or an unknown mode) there is no page to call: only saved figures can speak.
@@ -114,7 +135,8 @@ async function measureHeadline(mode: string, skipped: { what: string; why: strin
 function headline(c: { emulatedNs: number; vdsoNs: number; savedAt?: string }): Slowdown {
   return {
     ratio: c.emulatedNs / c.vdsoNs, vsyscallNs: c.emulatedNs, vdsoNs: c.vdsoNs,
-    source: c.savedAt ? `vsys bench on this boot (${c.savedAt.slice(0, 16)})` : 'measured just now',
+    source: c.savedAt ? `this host, vsys bench ${c.savedAt.slice(0, 16).replace('T', ' ')}` : 'this host, measured just now',
+    measuredHere: true,
   };
 }
 
@@ -146,13 +168,18 @@ export function formatDoctor(d: DoctorReport): string {
   else if (r.vdso.health) out.push(`✓ vDSO: ${r.vdso.health.summary}.`);
   else out.push(`? vDSO present at 0x${r.vdso.base?.toString(16)}; its speed was not measured.`);
   if (d.slowdown.vsyscallNs !== null && d.slowdown.vdsoNs !== null) {
-    out.push(`  Here a vsyscall costs ${d.slowdown.vsyscallNs.toFixed(0)} ns, ${Math.round(d.slowdown.ratio)}× a vDSO call (${d.slowdown.vdsoNs.toFixed(1)} ns).`);
+    out.push(`  Here a vsyscall time() costs ${d.slowdown.vsyscallNs.toFixed(0)} ns, a vDSO time() ${d.slowdown.vdsoNs.toFixed(1)} ns.`);
   }
   out.push(`  KPTI ${r.kpti.enabled === null ? 'unknown' : r.kpti.enabled ? 'on: every kernel entry pays a page-table switch' : 'off'}; clocksource ${r.clocksource.current ?? 'unknown'}; 32-bit paths ${r.ia32.available ? 'available' : r.ia32.available === false ? 'unavailable' : 'unknown'}.`);
   if (d.processes) {
     const p = d.processes;
-    const seen = `${p.files} ELF files mapped by ${p.processes} processes${p.unreadable ? ` (${p.unreadable} not readable${process.getuid?.() === 0 ? '' : ': run as root to see all'})` : ''}`;
-    if (p.affected.length === 0) out.push(`✓ Running programs: none uses the vsyscall page (${seen}).`);
+    const seen = `${p.files} ELF files mapped by ${p.processes} processes`;
+    const unjudged: string[] = [];
+    if (p.denied) unjudged.push(`${p.denied} of ${p.processes + p.denied} processes could not be read (other users' processes: root is needed, e.g. sudo vsys)`);
+    if (p.unjudgedFiles.length) unjudged.push(`${p.unjudgedFiles.length} mapped file${p.unjudgedFiles.length === 1 ? '' : 's'} could not be read (${p.unjudgedFiles.slice(0, 3).map((f) => f.path).join(', ')}${p.unjudgedFiles.length > 3 ? ', …' : ''})`);
+    if (p.affected.length === 0 && unjudged.length === 0) out.push(`✓ Running programs: none uses the vsyscall page (${seen}).`);
+    else if (p.affected.length === 0) out.push(`? Running programs: none of those read uses the vsyscall page (${seen}), but ${unjudged.join('; ')}.`);
+    else if (unjudged.length) out.push(`? Running programs: not all judged: ${unjudged.join('; ')}.`);
     for (const a of p.affected) {
       const who = a.processes.slice(0, 5).map((x) => `${x.pid} ${x.comm}`).join(', ');
       out.push(`${a.outcome === 'crash' ? '✗' : '!'} Running: ${a.path} (${a.class}) in ${who}${a.processes.length > 5 ? ', …' : ''}: ${a.why}.`);

@@ -1,8 +1,8 @@
-// Renderings of a bench run: the table with the seeds' figures beside the matching rows, and an
-// SVG bar chart (log scale) of this host against seed 004.
+// Renderings of a bench run: the table with the published figures beside the matching rows (cited by
+// article and year), and an SVG bar chart (log scale) of this host against seed 004's table.
 import { BENCH_PATHS } from '../bench/paths.js';
 import type { BenchReport } from '../bench/run-bench.js';
-import { SEED000_CEP, SEED003_RATES, SEED004_TABLE, type PathFamily } from '../model/figures.js';
+import { SEED000_CEP, SEED003_RATES, SEED004_TABLE, SEEDS, type PathFamily } from '../model/figures.js';
 
 const FAMILY = new Map(BENCH_PATHS.filter((p) => p.seed004).map((p) => [p.id, p.seed004 as PathFamily]));
 
@@ -11,29 +11,35 @@ function fmtNs(v: number | undefined): string {
   return v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2);
 }
 
-/** The seeds' figure for a row, as text. */
-export function seedNote(id: string, kpti: boolean | null): string {
+/** The published figures for a row, as text, each named by its source (article, year). */
+export function publishedNote(id: string, kpti: boolean | null): string {
   const notes: string[] = [];
   const fam = FAMILY.get(id);
   const row = fam ? SEED004_TABLE.find((r) => r.path === fam) : undefined;
   if (row) {
     const pick = kpti === false ? `${row.nsKptiOff} ns (KPTI off; ${row.nsKptiOn} on)` : `${row.nsKptiOn} ns (KPTI on; ${row.nsKptiOff} off)`;
-    notes.push(`seed 004: ${pick}`);
+    notes.push(`${SEEDS.s004.cite}: ${pick}`);
   }
-  if (id === 'vdso-time') notes.push(`seed 003: ${(SEED003_RATES.vdso / 1e6).toFixed(2)} M calls/s = ${(1e9 / SEED003_RATES.vdso).toFixed(2)} ns; seed 000: ${SEED000_CEP.seconds.vdso} s / 10 M`);
-  if (id === 'vsyscall-time') notes.push(`seed 003: ${(SEED003_RATES['vsyscall-emulated'] / 1e6).toFixed(1)} M calls/s = ${(1e9 / SEED003_RATES['vsyscall-emulated']).toFixed(0)} ns; seed 000: ${SEED000_CEP.seconds['vsyscall-emulated']} s / 10 M`);
+  if (id === 'vdso-time') notes.push(`${SEEDS.s003.cite}: ${(SEED003_RATES.vdso / 1e6).toFixed(2)} M calls/s = ${(1e9 / SEED003_RATES.vdso).toFixed(2)} ns; ${SEEDS.s000.cite}: ${SEED000_CEP.seconds.vdso} s / 10 M`);
+  if (id === 'vsyscall-time') notes.push(`${SEEDS.s003.cite}: ${(SEED003_RATES['vsyscall-emulated'] / 1e6).toFixed(1)} M calls/s = ${(1e9 / SEED003_RATES['vsyscall-emulated']).toFixed(0)} ns; ${SEEDS.s000.cite}: ${SEED000_CEP.seconds['vsyscall-emulated']} s / 10 M`);
   return notes.join('; ');
+}
+
+/** "27×", "1.4×", or "—" when the vDSO has no call of the same function (or it was not measured). */
+function ratioText(x: { ratio?: number }): string {
+  if (x.ratio === undefined) return '—';
+  return `${x.ratio >= 10 ? x.ratio.toFixed(0) : x.ratio.toFixed(1)}×`;
 }
 
 export function formatBench(r: BenchReport): string {
   const h = r.host;
   const out: string[] = [
     `vsys bench — Linux ${h.kernel}, ${h.cpu}, ${h.cpus} CPUs; KPTI ${h.kpti === null ? 'unknown' : h.kpti ? 'on' : 'off'}; vsyscall=${h.vsyscallMode}; clocksource ${h.clocksource ?? '?'}`,
-    `pinned to CPU ${r.pinnedCpu}; ${r.repeats} repeats of ~${Math.round(r.budgetMs / r.repeats)} ms per path; min (as seed 004), median, p95${r.tscGhz ? `; TSC ${r.tscGhz.toFixed(2)} GHz` : ''}`,
+    `pinned to CPU ${r.pinnedCpu}; ${r.repeats} repeats of ~${Math.round(r.budgetMs / r.repeats)} ms per path; min (as the published tables), median, p95${r.tscGhz ? `; TSC ${r.tscGhz.toFixed(2)} GHz` : ''}`,
     '',
   ];
   const w = Math.max(...r.results.map((x) => x.label.length), 10);
-  out.push(`${'path'.padEnd(w)}  ${'ns/call'.padStart(8)} ${'median'.padStart(8)} ${'p95'.padStart(8)} ${'cycles'.padStart(7)} ${'× vDSO'.padStart(7)}  check  seeds`);
+  out.push(`${'path'.padEnd(w)}  ${'ns/call'.padStart(8)} ${'median'.padStart(8)} ${'p95'.padStart(8)} ${'cycles'.padStart(7)} ${'vs vDSO'.padStart(7)}  check  published`);
   let group = '';
   for (const x of r.results) {
     if (x.group !== group) {
@@ -45,21 +51,24 @@ export function formatBench(r: BenchReport): string {
       continue;
     }
     const check = x.check ? (x.check.ok ? '✓' : '✗') : ' ';
-    const ratio = x.ratio !== undefined ? `${x.ratio >= 10 ? x.ratio.toFixed(0) : x.ratio.toFixed(1)}×` : '';
+    const ratio = x.group === 'vdso' ? '' : ratioText(x);
     const cyc = x.cycles ? x.cycles.min.toFixed(0) : '';
-    out.push(`${x.label.padEnd(w)}  ${fmtNs(x.ns.min).padStart(8)} ${fmtNs(x.ns.median).padStart(8)} ${fmtNs(x.ns.p95).padStart(8)} ${cyc.padStart(7)} ${ratio.padStart(7)}  ${check}      ${seedNote(x.id, h.kpti)}`);
+    out.push(`${x.label.padEnd(w)}  ${fmtNs(x.ns.min).padStart(8)} ${fmtNs(x.ns.median).padStart(8)} ${fmtNs(x.ns.p95).padStart(8)} ${cyc.padStart(7)} ${ratio.padStart(7)}  ${check}      ${publishedNote(x.id, h.kpti)}`);
   }
   const bad = r.results.filter((x) => x.check && !x.check.ok);
   out.push('');
-  if (r.baseline) out.push(`× vDSO: relative to ${r.results.find((x) => x.id === r.baseline)?.label} (the fastest vDSO clock read here).`);
+  out.push('vs vDSO: each path against the vDSO call of the same function (vsyscall gettimeofday against vDSO gettimeofday,');
+  out.push('syscall clock_gettime(REALTIME) against vDSO clock_gettime(REALTIME), …); — where the vDSO has no such call (getpid).');
   for (const b of bad) out.push(`✗ ${b.label}: result check failed: ${b.check?.detail}`);
   const emu = r.results.find((x) => x.id === 'vsyscall-time' && x.ns);
   const vdso = r.results.find((x) => x.id === 'vdso-time' && x.ns);
   if (emu?.ns && vdso?.ns) out.push(`Here a vsyscall time() costs ${emu.ns.min.toFixed(0)} ns, ${Math.round(emu.ns.min / vdso.ns.min)}× a vDSO time() (${vdso.ns.min.toFixed(2)} ns).`);
+  const gtod = r.results.find((x) => x.id === 'vsyscall-gettimeofday' && x.ns && x.ratio !== undefined);
+  if (gtod?.ns && gtod.ratio !== undefined) out.push(`Here a vsyscall gettimeofday() costs ${gtod.ns.min.toFixed(0)} ns, ${Math.round(gtod.ratio)}× a vDSO gettimeofday().`);
   return out.join('\n') + '\n';
 }
 
-/** A horizontal bar chart, log scale: this host's rows with a seed 004 family, beside seed 004. */
+/** A horizontal bar chart, log scale: this host's rows with a seed 004 family, beside seed 004's table. */
 export function formatBenchSvg(r: BenchReport): string {
   const rows = SEED004_TABLE.map((s) => {
     const here = r.results.find((x) => FAMILY.get(x.id) === s.path && x.ns);
@@ -76,7 +85,7 @@ export function formatBenchSvg(r: BenchReport): string {
   const parts: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12">`,
     `<text x="10" y="20" font-size="14" font-weight="bold">gettimeofday per path, ns per call (log scale)</text>`,
-    `<text x="10" y="38" fill="#555">${esc(`this host (Linux ${r.host.kernel}, KPTI ${r.host.kpti ? 'on' : 'off'}) in blue; seed 004 (2015 laptop, KPTI ${r.host.kpti === false ? 'off' : 'on'}) in grey`)}</text>`,
+    `<text x="10" y="38" fill="#555">${esc(`this host (Linux ${r.host.kernel}, KPTI ${r.host.kpti ? 'on' : 'off'}) in blue; ${SEEDS.s004.cite} (2015 laptop, KPTI ${r.host.kpti === false ? 'off' : 'on'}) in grey`)}</text>`,
   ];
   for (const [i, row] of rows.entries()) {
     const y = 60 + i * rowH;
