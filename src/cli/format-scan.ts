@@ -8,6 +8,10 @@ import type { ScanResult, ScannedFile } from '../scan/scan.js';
 import type { Finding } from '../scan/find-uses.js';
 import type { Outcome } from '../scan/verdict.js';
 import type { ImageReport } from '../image/analyse-image.js';
+import type { ImageError } from '../image/scan-image.js';
+import { remedyLines } from '../model/remedies.js';
+import { causesOf, displayPath, type Cause, type Unjudged } from '../scan/records.js';
+import { OUTCOME_RANK, type SlowdownFor } from '../scan/verdict.js';
 
 const MARK: Record<Outcome, string> = { crash: '✗', slow: '!', review: '?', fallback: '~', ok: '✓' };
 
@@ -28,9 +32,10 @@ export function formatFinding(f: Finding): string {
   return `${f.kind.padEnd(11)} ${f.entry.padEnd(12)} ${hex(f.address).padStart(12)}  ${how}  ${where(f)}${word}`;
 }
 
-export function formatFile(f: ScannedFile, mode: VsyscallMode): string[] {
+export function formatFile(f: ScannedFile, mode: VsyscallMode, layers?: ImageReport['layers']): string[] {
   const v = f.verdicts[mode];
-  const lines = [`${MARK[v.outcome]} ${f.path} — ${f.identity ? describeIdentity(f.identity) : 'ELF'}`];
+  const where = [f.root !== undefined && f.root !== '/' ? `root ${displayPath(f.root)}` : '', layerName(f.layer, layers)].filter((x) => x !== '').join(', ');
+  const lines = [`${MARK[v.outcome]} ${f.path} — ${f.identity ? describeIdentity(f.identity) : 'ELF'}${where ? ` [${where}]` : ''}`];
   for (const x of f.findings) lines.push(`    ${formatFinding(x)}`);
   if (f.affectedExports.length > 0) {
     const names = f.affectedExports.map((e) => `${e.name}${e.chain.length > 1 ? ` (→ ${e.chain.slice(1).join(' → ')})` : ''}`);
@@ -41,43 +46,151 @@ export function formatFile(f: ScannedFile, mode: VsyscallMode): string[] {
     lines.push(`    ${t.how === 'import' ? 'imports' : `${t.importer} imports`} ${t.symbol}${t.version ? `@${t.version}` : ''} from ${t.libraryPath} (${t.export.kind}, ${t.export.entry})`);
   }
   if (f.missingLibraries?.length) lines.push(`    libraries not found in the root: ${f.missingLibraries.join(', ')}`);
+  if (f.error) lines.push(`    could not be fully analysed: ${f.error.code}`);
   lines.push(`    ${VSYSCALL_MODES.map((m) => `${m}: ${f.verdicts[m].outcome}`).join(' · ')}`);
   lines.push(`    → vsyscall=${mode}: ${v.why}`);
   return lines;
 }
 
-export function formatScan(r: ScanResult, mode: VsyscallMode, modeSource: string, all: boolean): string {
+function layerName(index: number | undefined, layers: ImageReport['layers'] | undefined): string {
+  if (index === undefined || !layers) return '';
+  const l = layers[index];
+  return `layer ${index + 1}/${layers.length}${l ? ` ${l.digest.replace(/^(sha256:)?(.{12}).*$/, '$1$2')}` : ''}`;
+}
+
+const VERB: Record<Outcome, string> = { crash: 'crash', slow: 'run slowly', review: 'need review', fallback: 'fall back', ok: 'run' };
+
+/** One cause: "✗ 158 programs crash if they call time() of libc-2.13.so (/lib64/libc-2.13.so): bash, date, …". */
+export function formatCause(c: Cause, mode: VsyscallMode, all: boolean, layerOf?: (p: string) => string): string[] {
+  const names = (paths: string[]): string => {
+    const shown = all ? paths : paths.slice(0, 20);
+    const text = shown.map((p) => `${path.basename(p)}${layerOf ? layerOf(p) : ''}`).join(', ');
+    return `${text}${shown.length < paths.length ? `, … ${paths.length - shown.length} more (--all or --json lists them)` : ''}`;
+  };
+  const n = c.programs.length;
+  const what = n > 0 ? `${n} program${n === 1 ? '' : 's'}` : `${c.libraries.length} librar${c.libraries.length === 1 ? 'y' : 'ies'}`;
+  const verb = n === 1 || (n === 0 && c.libraries.length === 1) ? VERB[c.outcome].replace(/^(\w+)/, (w) => (w === 'crash' ? 'crashes' : w === 'need' ? 'needs' : w === 'fall' ? 'falls' : `${w}s`)) : VERB[c.outcome];
+  const out = [`${MARK[c.outcome]} ${what} ${verb} under vsyscall=${mode} if ${n === 1 ? 'it calls' : 'they call'} ${c.function}() of ${c.library} (${c.libraryPath}, the ${c.entry} entry), through their imports:`];
+  if (n > 0) out.push(`    ${names(c.programs)}`);
+  if (n > 0 && c.libraries.length > 0) out.push(`    and ${c.libraries.length} librar${c.libraries.length === 1 ? 'y' : 'ies'} that import it: ${names(c.libraries)}`);
+  if (n === 0) out.push(`    ${names(c.libraries)}`);
+  return out;
+}
+
+/** What to do about crash and slow verdicts, and how to be sure: said once per run. */
+export function formatAdvice(worst: Outcome, mode: VsyscallMode, libcs: readonly { name: string; version?: string; path: string }[]): string[] {
+  if (worst !== 'crash' && worst !== 'slow') return [];
+  const out = ['', 'These verdicts are predictions from the code: a program crashes (or pays for emulation) only if it calls the function on the way it runs.'];
+  out.push('  To see what a command really does on this host: vsys trace -- COMMAND counts every vsyscall it makes (a none kernel kills it at the first).');
+  const [first, ...more] = libcs;
+  const label = (l: { name: string; version?: string; path: string }) => `${l.name}${l.version ? ` ${l.version}` : ''} (${l.path})`;
+  if (first) out.push(`  What to do about ${label(first)}${more.length ? ` and ${more.map(label).join(', ')}` : ''}:`);
+  else out.push('  What to do:');
+  for (const line of remedyLines(first, mode, worst)) out.push(`    ${line}`);
+  return out;
+}
+
+export interface ScanTextInput {
+  result: ScanResult;
+  images: ImageReport[];
+  imageErrors: ImageError[];
+  unjudged: Unjudged[];
+  warnings: string[];
+  mode: VsyscallMode;
+  modeSource: string;
+  all: boolean;
+  slow?: SlowdownFor;
+  /** The directory scan ran (paths given, or nothing else): its blocks and summary are shown. */
+  showPaths: boolean;
+}
+
+/** Blocks for files with their own uses (or errors), then one group per cause, then clean files with --all. */
+function formatFiles(files: readonly ScannedFile[], mode: VsyscallMode, all: boolean, slow: SlowdownFor | undefined, layers?: ImageReport['layers'], indent = ''): string[] {
   const out: string[] = [];
-  const shown = r.files.filter((f) => all || f.class !== 'clean' || (f.through?.length ?? 0) > 0 || f.verdicts[mode].outcome !== 'ok');
-  for (const f of shown) out.push(...formatFile(f, mode), '');
-  for (const e of r.errors) out.push(`! ${e.path}: ${e.code}: ${e.message.replace(`${e.path}: `, '')}`);
-  if (r.errors.length > 0) out.push('');
-  const s = r.summary;
-  const o = s.byOutcome[mode];
-  const mb = s.bytes / 1e6;
-  out.push(`${s.elfFiles} ELF files of ${s.files} (${mb.toFixed(1)} MB) in ${s.seconds.toFixed(2)} s, ${(mb / Math.max(s.seconds, 1e-6)).toFixed(0)} MB/s; root ${s.root}`);
-  out.push(`under vsyscall=${mode} (${modeSource}): ${o.crash} crash, ${o.slow} slow, ${o.review} to review, ${o.fallback} fallback only, ${o.ok} ok${s.errors ? `; ${s.errors} unreadable or malformed` : ''}`);
-  if (!all && shown.length < r.files.length) out.push(`(${r.files.length - shown.length} clean files not listed; --all lists them)`);
+  const { causes, grouped } = causesOf(files, mode, slow);
+  const notOk = files.filter((f) => !grouped.has(f) && (f.class !== 'clean' || f.error || (f.through?.length ?? 0) > 0 || f.verdicts[mode].outcome !== 'ok'));
+  // Programs first (they are what crashes), then libraries.
+  notOk.sort((a, b) => OUTCOME_RANK[b.verdicts[mode].outcome] - OUTCOME_RANK[a.verdicts[mode].outcome] || Number(isProgram(b.identity)) - Number(isProgram(a.identity)));
+  const layerOf = layers && layers.length > 1 ? (p: string) => {
+    const f = files.find((x) => x.path === p);
+    return f?.layer === undefined ? '' : ` (layer ${f.layer + 1})`;
+  } : undefined;
+  for (const c of causes) out.push(...formatCause(c, mode, all, layerOf).map((l) => indent + l), '');
+  const shownBlocks = all ? notOk : notOk.slice(0, 12);
+  for (const f of shownBlocks) out.push(...formatFile(f, mode, layers).map((l) => indent + l), '');
+  if (shownBlocks.length < notOk.length) out.push(`${indent}… ${notOk.length - shownBlocks.length} more files with uses of their own (--all or --json lists them)`, '');
+  if (all) {
+    const clean = files.filter((f) => !grouped.has(f) && !notOk.includes(f));
+    for (const f of clean) out.push(`${indent}${MARK.ok} ${f.path} — ${f.identity ? describeIdentity(f.identity) : 'ELF'}${layers ? ` [${layerName(f.layer, layers)}]` : ''}: ${f.verdicts[mode].why}`);
+    if (clean.length) out.push('');
+  }
+  return out;
+}
+
+export function formatScanText(x: ScanTextInput): string {
+  const out: string[] = [];
+  for (const img of x.images) out.push(formatImage(img, x.mode, x.all, x.slow).trimEnd(), '');
+  for (const e of x.imageErrors) out.push(`! ${e.ref}: ${e.code}: ${e.message}`, '');
+  const r = x.result;
+  if (x.showPaths) {
+    out.push(...formatFiles(r.files, x.mode, x.all, x.slow));
+    const s = r.summary;
+    const o = s.byOutcome[x.mode];
+    const mb = s.bytes / 1e6;
+    const roots = Object.entries(s.roots);
+    const rootText = roots.length <= 1 ? `root ${displayPath(s.root)}` : `roots ${roots.map(([k, n]) => `${displayPath(k)} (${n})`).join(', ')}`;
+    out.push(`${s.elfFiles} ELF files of ${s.files} (${mb.toFixed(1)} MB) in ${s.seconds.toFixed(2)} s, ${(mb / Math.max(s.seconds, 1e-6)).toFixed(0)} MB/s; judged in ${rootText}`);
+    out.push(`under vsyscall=${x.mode} (${x.modeSource}): ${o.crash} crash, ${o.slow} slow, ${o.review} to review, ${o.fallback} fallback only, ${o.ok} ok${s.errors ? `; ${s.errors} could not be read or judged` : ''}`);
+    const listed = r.files.filter((f) => x.all || f.class !== 'clean' || f.error || (f.through?.length ?? 0) > 0 || f.verdicts[x.mode].outcome !== 'ok').length;
+    if (!x.all && listed < r.files.length) out.push(`(${r.files.length - listed} clean files not listed; --all lists them)`);
+  } else {
+    out.push(`${x.images.length} image(s), ${x.imageErrors.length} error(s); verdicts for vsyscall=${x.mode} (${x.modeSource})`);
+  }
+  const worst = [...r.files.map((f) => f.verdicts[x.mode].outcome), ...x.images.map((i) => i.verdicts[x.mode].outcome)].reduce<Outcome>((a, b) => (OUTCOME_RANK[b] > OUTCOME_RANK[a] ? b : a), 'ok');
+  out.push(...formatAdvice(worst, x.mode, affectingLibcs(r.files, x.images, x.mode)));
+  if (x.unjudged.length > 0) {
+    out.push('', `could not be read or judged (${x.unjudged.length}; exit status 3 unless --fail-on found something):`);
+    for (const u of x.unjudged) out.push(`  ! ${[u.image, u.path].filter(Boolean).join(': ')}: ${u.code}: ${u.message.replace(`${u.path}: `, '')}`);
+  }
   return out.join('\n') + '\n';
 }
 
-/** One image: identity, the verdict per mode, then each affected file as `vsys scan` shows files. */
-export function formatImage(img: ImageReport, mode: VsyscallMode, all = false): string {
+/** The libcs behind crash and slow verdicts (named in the advice). */
+function affectingLibcs(files: readonly ScannedFile[], images: readonly ImageReport[], mode: VsyscallMode): { name: string; version?: string; path: string }[] {
+  const out = new Map<string, { name: string; version?: string; path: string }>();
+  const bad = (f: ScannedFile) => OUTCOME_RANK[f.verdicts[mode].outcome] >= OUTCOME_RANK.slow;
+  const add = (f: ScannedFile) => {
+    const libc = f.identity?.libc;
+    if (libc && f.identity?.type !== 'executable' && /^(e?glibc|libc)/.test(libc.name) && f.findings.length > 0) out.set(f.path, { name: libc.name, ...(libc.version ? { version: libc.version } : {}), path: f.path });
+  };
+  for (const f of [...files, ...images.flatMap((i) => i.files)]) {
+    if (!bad(f)) continue;
+    add(f);
+    for (const t of f.through ?? []) if (!out.has(t.libraryPath)) out.set(t.libraryPath, { name: 'glibc', path: t.libraryPath });
+  }
+  // Images name their libc: use its identity for the paths it covers.
+  for (const img of images) if (img.libc && out.has(img.libc.path)) out.set(img.libc.path, { ...img.libc });
+  return [...out.values()];
+}
+
+/** One image: identity, its entrypoint judged first, the verdict per mode, then causes and files. */
+export function formatImage(img: ImageReport, mode: VsyscallMode, all = false, slow?: SlowdownFor): string {
   const v = img.verdicts[mode];
   const os = img.os?.prettyName ?? img.os?.id ?? 'unknown OS';
   const libc = img.libc ? `${img.libc.name}${img.libc.version ? ` ${img.libc.version}` : ''} (${img.libc.path})` : 'no libc found';
   const mb = img.layers.reduce((a, l) => a + l.bytes, 0) / 1e6;
   const out = [
     `${MARK[v.outcome]} image ${img.ref} [${img.platform}] — ${os}, ${libc}; ${img.layers.length} layers, ${mb.toFixed(1)} MB, ${img.elfFiles} ELF files`,
-    `    ${VSYSCALL_MODES.map((m) => `${m}: ${img.verdicts[m].outcome}`).join(' · ')}`,
-    `    → ${v.why}`,
   ];
+  const ep = img.entrypoint;
+  if (ep) {
+    const ev = ep.verdicts[mode];
+    const judged = ep.judged && ep.judged !== ep.path ? ` (a script run by ${ep.judged})` : '';
+    out.push(`    entrypoint ${JSON.stringify(ep.argv)}${ep.path ? ` = ${ep.path}` : ''}${judged}: ${MARK[ev.outcome]} ${ev.outcome} under vsyscall=${mode}: ${ev.why}`);
+  }
+  out.push(`    ${VSYSCALL_MODES.map((m) => `${m}: ${img.verdicts[m].outcome}`).join(' · ')}`, `    → ${v.why}`);
   if (img.skippedPlatforms?.length) out.push(`    (platforms skipped: ${img.skippedPlatforms.join(', ')})`);
-  // Programs first (they are what crashes), then libraries; --all for every file.
-  const files = [...img.files].sort((a, b) => Number(isProgram(b.identity)) - Number(isProgram(a.identity)));
-  const shown = all ? files : files.slice(0, 12);
-  for (const f of shown) out.push(...formatFile(f, mode).map((l) => `    ${l}`));
-  if (shown.length < files.length) out.push(`    … ${files.length - shown.length} more affected files (--all or --json lists them)`);
+  out.push('', ...formatFiles(img.files, mode, all, slow, img.layers, '    '));
   for (const p of img.problems) out.push(`    ! ${p.path}: ${p.code}: ${p.message}`);
   return out.join('\n') + '\n\n';
 }

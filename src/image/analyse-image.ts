@@ -7,6 +7,28 @@ import { OUTCOME_RANK, seedSlowdowns, verdictsOf, type ModeVerdict, type Outcome
 import { VSYSCALL_MODES, type VsyscallMode } from '../model/modes.js';
 import type { ImageFs } from './image-fs.js';
 import { isProgram } from '../scan/identify.js';
+import type { ImageRun } from './manifests.js';
+
+/**
+ * The image's command judged by name: argv[0] on the config's PATH, a `#!` script's interpreter in
+ * its place. `listed` finds a file already judged; `judge` judges any other.
+ */
+function judgeEntrypoint(fs: ImageFs, run: ImageRun, listed: (p: string) => ScannedFile | undefined, judge: (p: string) => ScannedFile | undefined): ImageEntrypoint {
+  const argv = [...run.entrypoint, ...run.cmd];
+  const argv0 = argv[0] ?? '';
+  const found = findProgram(fs, argv0, run.path);
+  if (!found) return { argv, verdicts: unknownVerdicts(`${argv0} is not in the image (looked on ${run.path ?? DEFAULT_PATH})`) };
+  let judged = found;
+  const node = fs.get(found);
+  if (node?.kind === 'file' && !node.report && node.interpreter) {
+    const interp = fs.resolve(node.interpreter);
+    if (interp === undefined) return { argv, path: found, verdicts: unknownVerdicts(`${found} is a script for ${node.interpreter}, which is not in the image`) };
+    judged = interp;
+  }
+  const f = listed(judged) ?? judge(judged);
+  if (!f) return { argv, path: found, judged, verdicts: unknownVerdicts(`${judged} is not an ELF program vsys could judge (a script without a #! line, or data)`) };
+  return { argv, path: found, judged, verdicts: f.verdicts };
+}
 
 export interface ImageReport {
   ref: string;
@@ -20,8 +42,35 @@ export interface ImageReport {
   elfFiles: number;
   /** Files that use the page or reach it through a library, with verdicts per mode. */
   files: ScannedFile[];
+  /** What the image runs (config Entrypoint + Cmd), judged first and by name. */
+  entrypoint?: ImageEntrypoint;
   verdicts: Record<VsyscallMode, ModeVerdict>;
   problems: { path: string; code: string; message: string }[];
+}
+
+export interface ImageEntrypoint {
+  argv: string[];
+  /** The program the kernel executes, found on the config's PATH; a script's interpreter after it. */
+  path?: string;
+  /** The file judged: the program, or the interpreter of a `#!` script. */
+  judged?: string;
+  verdicts: Record<VsyscallMode, ModeVerdict>;
+}
+
+const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+/** argv[0] of the image's command as the runtime finds it: a path, or the first hit on PATH. */
+function findProgram(fs: ImageFs, argv0: string, pathVar: string | undefined): string | undefined {
+  const candidates = argv0.includes('/') ? [argv0.startsWith('/') ? argv0 : `/${argv0}`] : (pathVar ?? DEFAULT_PATH).split(':').filter((d) => d.startsWith('/')).map((d) => `${d.replace(/\/$/, '')}/${argv0}`);
+  for (const c of candidates) {
+    const key = fs.resolve(c);
+    if (key !== undefined && fs.get(key)?.kind === 'file') return key;
+  }
+  return undefined;
+}
+
+function unknownVerdicts(why: string): Record<VsyscallMode, ModeVerdict> {
+  return Object.fromEntries(VSYSCALL_MODES.map((m) => [m, { outcome: 'review', why, certainty: 'unknown' }])) as Record<VsyscallMode, ModeVerdict>;
 }
 
 export function imageRoot(fs: ImageFs, name: string): RootView {
@@ -58,7 +107,13 @@ function parseOsRelease(text: string | undefined): ImageReport['os'] {
 
 const LIBC_PATHS = ['/lib/x86_64-linux-gnu/libc.so.6', '/lib64/libc.so.6', '/usr/lib64/libc.so.6', '/lib/libc.so.6', '/usr/lib/libc.so.6', '/lib/ld-musl-x86_64.so.1'];
 
-export function analyseImage(fs: ImageFs, base: Omit<ImageReport, 'files' | 'verdicts' | 'elfFiles' | 'os' | 'libc'>, slow?: SlowdownFor): ImageReport {
+export interface AnalyseImageOptions {
+  /** Keep every ELF file's record, clean ones too (--all). */
+  all?: boolean;
+  run?: ImageRun;
+}
+
+export function analyseImage(fs: ImageFs, base: Omit<ImageReport, 'files' | 'verdicts' | 'elfFiles' | 'os' | 'libc' | 'entrypoint'>, slow?: SlowdownFor, o: AnalyseImageOptions = {}): ImageReport {
   const root = imageRoot(fs, base.ref);
   const ctx = lookupContext(root);
   const reportOf = (key: string): FileReport | undefined => {
@@ -76,9 +131,11 @@ export function analyseImage(fs: ImageFs, base: Omit<ImageReport, 'files' | 'ver
   const unused = VSYSCALL_MODES.every((m) => noUse[m].outcome === 'ok');
   for (const [p, node] of judged) {
     const r = node.report as FileReport;
-    if (!viaLibraries && unused && r.findings.length === 0) continue;
-    const s = judgeFile(r.path === p ? r : { ...r, path: p }, ctx, reportOf, slow ?? seedSlowdowns);
-    if (s.class !== 'clean' || (s.through?.length ?? 0) > 0 || VSYSCALL_MODES.some((m) => s.verdicts[m].outcome !== 'ok')) files.push(s);
+    const clean = !viaLibraries && unused && r.findings.length === 0 && !r.error;
+    if (clean && !o.all) continue;
+    const s: ScannedFile = clean ? { ...r, path: p, verdicts: noUse } : judgeFile(r.path === p ? r : { ...r, path: p }, ctx, reportOf, slow ?? seedSlowdowns);
+    s.layer = node.layer;
+    if (o.all || s.class !== 'clean' || (s.through?.length ?? 0) > 0 || VSYSCALL_MODES.some((m) => s.verdicts[m].outcome !== 'ok')) files.push(s);
   }
   files.sort((a, b) => (a.path < b.path ? -1 : 1));
   const verdicts = {} as Record<VsyscallMode, ModeVerdict>;
@@ -99,6 +156,13 @@ export function analyseImage(fs: ImageFs, base: Omit<ImageReport, 'files' | 'ver
     }
   }
   const out: ImageReport = { ...base, elfFiles, files, verdicts };
+  if (o.run) out.entrypoint = judgeEntrypoint(fs, o.run, (p) => files.find((f) => f.path === p), (p) => {
+    const n = fs.get(p);
+    if (n?.kind !== 'file' || !n.report) return undefined;
+    const s = judgeFile(n.report.path === p ? n.report : { ...n.report, path: p }, ctx, reportOf, slow ?? seedSlowdowns);
+    s.layer = n.layer;
+    return s;
+  });
   const os = parseOsRelease(root.readText('/etc/os-release') ?? root.readText('/usr/lib/os-release'));
   if (os) out.os = os;
   for (const p of LIBC_PATHS) {

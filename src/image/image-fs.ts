@@ -7,7 +7,7 @@ import { walkLinks } from '../scan/root-path.js';
 
 export type FsNode =
   | { kind: 'dir'; layer: number }
-  | { kind: 'file'; layer: number; size: number; report?: FileReport; text?: string }
+  | { kind: 'file'; layer: number; size: number; report?: FileReport; text?: string; interpreter?: string }
   | { kind: 'symlink'; layer: number; target: string }
   | { kind: 'hardlink'; layer: number; target: string };
 

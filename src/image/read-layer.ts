@@ -235,6 +235,14 @@ class LayerBuilder {
     return size <= 65536 && TEXT_FILES.test(name);
   }
 
+  /** A script's interpreter from its `#!` line (what runs when the image's entrypoint is a script). */
+  static shebang(head: Uint8Array): string | undefined {
+    if (head[0] !== 0x23 || head[1] !== 0x21) return undefined;
+    const text = Buffer.from(head.buffer, head.byteOffset, Math.min(head.length, 256)).toString('latin1');
+    const line = text.slice(2).split('\n')[0]?.trim() ?? '';
+    return /^\/\S+/.exec(line)?.[0];
+  }
+
   /** Whether an ELF file of this size is analysed; else a FILE_TOO_LARGE problem says why not. */
   admitsElf(name: string, size: number): boolean {
     if (size <= this.limits.maxFileBytes) return true;
@@ -275,7 +283,7 @@ class LayerBuilder {
   }
 }
 
-type FileNode = { kind: 'file'; layer: number; size: number; report?: FileReport; text?: string };
+type FileNode = { kind: 'file'; layer: number; size: number; report?: FileReport; text?: string; interpreter?: string };
 
 export async function readLayer(src: Readable, what: string, limits: LayerLimits): Promise<LayerResult> {
   const b = new LayerBuilder(what, limits);
@@ -303,13 +311,16 @@ export async function readLayer(src: Readable, what: string, limits: LayerLimits
     const chunks: Buffer[] = [];
     let have = 0;
     let elf: boolean | undefined;
+    let interpreter: string | undefined;
     body.on('data', (data: unknown) => {
       const c = data as Buffer;
       if (elf === false && !keepText) return;
       chunks.push(c);
       have += c.length;
       if (elf === undefined && have >= 4) {
-        elf = isElf(chunks.length === 1 ? c : Buffer.concat(chunks)) && b.admitsElf(name, size);
+        const head = chunks.length === 1 ? c : Buffer.concat(chunks);
+        elf = isElf(head) && b.admitsElf(name, size);
+        if (!elf) interpreter = LayerBuilder.shebang(head);
         if (!elf && !keepText) chunks.length = 0;
       }
     });
@@ -317,6 +328,7 @@ export async function readLayer(src: Readable, what: string, limits: LayerLimits
       const node = b.file(name, size);
       if (!elf) {
         if (keepText) node.text = Buffer.concat(chunks, have).toString('utf8');
+        if (interpreter) node.interpreter = interpreter;
         next();
         return;
       }
@@ -453,7 +465,11 @@ export async function readLayerAt(file: LayerFile, what: string, limits: LayerLi
         if (small && !dry()) b.analyse(node, name, () => analyseBytes(head, name));
         else if (analyseAt) add({ base: e.dataAt, size: e.size, name, node }, !small);
         else here({ base: e.dataAt, size: e.size, name, node });
-      } else if (small && LayerBuilder.keepsText(name, e.size)) node.text = head.toString('utf8');
+      } else {
+        if (small && LayerBuilder.keepsText(name, e.size)) node.text = head.toString('utf8');
+        const interp = small ? LayerBuilder.shebang(head) : undefined;
+        if (interp) node.interpreter = interp;
+      }
     }
     const now = performance.now();
     if (now - turn < yieldMs) return undefined;

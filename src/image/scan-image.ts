@@ -30,6 +30,8 @@ export interface ImageScanOptions {
   creds?: string;
   slowdown?: SlowdownFor;
   onLayer?: (ref: string, key: string, bytes: number) => void;
+  /** Keep every ELF file's record, clean ones too. */
+  all?: boolean;
   /** Progress inside an image's layers, now and then. */
   onProgress?: (ref: string, p: LayerProgress) => void;
 }
@@ -116,7 +118,7 @@ export async function scanImageRefs(refs: string[], o: ImageScanOptions = {}): P
           ...(img.skippedPlatforms.length ? { skippedPlatforms: img.skippedPlatforms } : {}),
           layers: img.layers.map((l) => ({ digest: l.key, bytes: l.result.bytes, files: l.result.files, elfFiles: l.result.elfFiles, cached: l.cached })),
           problems,
-        }, o.slowdown));
+        }, o.slowdown, { ...(o.all ? { all: true } : {}), ...(img.run ? { run: img.run } : {}) }));
       }
     } catch (e) {
       if (e instanceof VsysError) errors.push({ ref, code: e.code, message: e.message });

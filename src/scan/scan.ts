@@ -17,6 +17,8 @@ export interface ScannedFile extends FileReport {
   verdicts: Record<VsyscallMode, ModeVerdict>;
   /** The root filesystem the file was judged in (its libraries looked up there): "/" for the host. */
   root?: string;
+  /** In an image: the index of the layer that brought the file. */
+  layer?: number;
   /** Dynamically linked files: the libraries found in the root, and the ways to the page through them. */
   libraries?: LoadedLibrary[];
   missingLibraries?: string[];
