@@ -5,5 +5,6 @@ export { readDynamic } from './dynamic.js';
 export { readNotes, readBuildId, readAbiTag } from './notes.js';
 export { readGoBuildInfo, isGoBinary } from './go-buildinfo.js';
 export { readFunctionRanges } from './eh-frame.js';
+export { readDebugLink } from './debuglink.js';
 export { ByteReader, toSafeNumber } from './bytes.js';
 export type * from './types.js';

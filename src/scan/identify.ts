@@ -1,10 +1,11 @@
 // What an ELF file is: class and machine, program or library, static or dynamic, interpreter,
-// DT_NEEDED, the C library and its version (glibc's banner string or version definitions, musl's
-// loader), the Go toolchain version (build info), build-id.
+// DT_NEEDED, the C library and its version (glibc's banner string, the release its libraries are
+// named after, or version definitions; musl's loader), the Go toolchain version (build info), build-id.
 import type { ElfFile } from '../elf/read-elf.js';
 import { readInterp } from '../elf/read-elf.js';
 import { readDynamic } from '../elf/dynamic.js';
 import { readBuildId } from '../elf/notes.js';
+import { readDebugLink } from '../elf/debuglink.js';
 import { isGoBinary, readGoBuildInfo } from '../elf/go-buildinfo.js';
 import { readVersionDefinitions, readVersionNeeds } from '../elf/symbols.js';
 import { ET, SHT } from '../elf/constants.js';
@@ -16,8 +17,13 @@ export type FileType = 'executable' | 'pie' | 'shared-library' | 'relocatable' |
 export interface LibcInfo {
   name: 'glibc' | 'eglibc' | 'musl' | 'uclibc';
   version?: string;
-  /** Where the version was read from. */
-  source: 'banner' | 'version-definitions' | 'version-needs' | 'interpreter';
+  /**
+   * Where the version was read from: glibc's banner (libc itself, static programs); the release in
+   * the name of its debug file (`.gnu_debuglink` "libpthread-2.13.so.debug") or of the file itself
+   * ("libpthread-2.13.so"); the newest symbol version it defines (a lower bound: libpthread 2.13
+   * defines nothing newer than GLIBC_2.12) or needs; musl's loader.
+   */
+  source: 'banner' | 'debuglink' | 'file-name' | 'version-definitions' | 'version-needs' | 'interpreter';
 }
 
 export interface Identity {
@@ -104,6 +110,26 @@ function readBanner(elf: ElfFile): LibcInfo | undefined {
   return info;
 }
 
+/** glibc's libraries by soname: libc itself, its loader and the libraries built with it. */
+const GLIBC_PART = /^(libc|libpthread|librt|libm|libdl|libutil|libnsl|libresolv|libcrypt|libanl|libthread_db|libBrokenLocale|libcidn|libmvec|libnss_\w+|ld-linux[\w-]*)\.so/;
+
+/** The names glibc (before 2.34) installs its libraries and their debug files under: libpthread-2.13.so(.debug), ld-2.13.so. */
+const RELEASE_NAME = /^(ld|lib\w+)-(\d{1,4}\.\d{1,4}(?:\.\d{1,4})?)\.so(?:\.debug)?$/;
+
+/**
+ * The glibc release in `name` when it is the release name of the library `soname` is the soname of
+ * (libpthread-2.13.so for libpthread.so.0, ld-2.13.so for ld-linux-x86-64.so.2), and no older than
+ * the symbol versions the file defines (`defined`): a renamed or unrelated file gives nothing.
+ */
+function releaseIn(name: string | undefined, soname: string, defined: string | undefined): string | undefined {
+  const m = name === undefined ? null : RELEASE_NAME.exec(name.slice(name.lastIndexOf('/') + 1));
+  if (!m?.[1] || !m[2]) return undefined;
+  const lib = soname.slice(0, soname.indexOf('.so'));
+  if (m[1] !== lib && !(m[1] === 'ld' && lib.startsWith('ld-linux'))) return undefined;
+  if (defined !== undefined && glibcKey(`GLIBC_${m[2]}`) < glibcKey(`GLIBC_${defined}`)) return undefined;
+  return m[2];
+}
+
 function safe<T>(warnings: string[], what: string, fn: () => T): T | undefined {
   try {
     return fn();
@@ -146,8 +172,15 @@ export function identify(elf: ElfFile): Identity {
   const banner = (id.linkage === 'static' && id.soname === undefined) || /^libc[.-]/.test(id.soname ?? '') ? readBanner(elf) : undefined;
   const defs = safe(warnings, 'version definitions', () => readVersionDefinitions(elf)) ?? [];
   const defined = maxGlibc(defs.map((d) => d.name));
-  if (banner && /^libc[.-]/.test(id.soname ?? 'libc.')) id.libc = banner.version === undefined && defined ? { ...banner, version: defined, source: 'version-definitions' } : banner;
-  else if (defined && /^(libc|libpthread|librt|libm|libdl|ld-linux[\w-]*)\.so/.test(id.soname ?? '')) id.libc = { name: 'glibc', version: defined, source: 'version-definitions' };
+  const part = id.soname !== undefined && GLIBC_PART.test(id.soname) ? id.soname : undefined;
+  const link = part === undefined || banner?.version !== undefined ? undefined : safe(warnings, '.gnu_debuglink', () => readDebugLink(elf));
+  const named = part === undefined ? undefined : releaseIn(link, part, defined) ?? releaseIn(elf.path, part, defined);
+  if (banner?.version !== undefined && /^libc[.-]/.test(id.soname ?? 'libc.')) id.libc = banner;
+  else if (named !== undefined) {
+    // The banner is libc's alone; its other libraries carry their release in their names.
+    id.libc = { name: banner?.name ?? 'glibc', version: named, source: releaseIn(link, part as string, defined) !== undefined ? 'debuglink' : 'file-name' };
+  } else if (banner && /^libc[.-]/.test(id.soname ?? 'libc.')) id.libc = defined ? { ...banner, version: defined, source: 'version-definitions' } : banner;
+  else if (defined && part !== undefined) id.libc = { name: 'glibc', version: defined, source: 'version-definitions' };
   else if (interpreter?.includes('ld-musl') || id.soname?.startsWith('libc.musl')) id.libc = { name: 'musl', source: 'interpreter' };
   else {
     const needs = safe(warnings, 'version needs', () => readVersionNeeds(elf)) ?? [];
@@ -175,7 +208,8 @@ export function describeIdentity(id: Identity): string {
   if (id.class === 32 || id.machine !== 'x86-64') parts.push(`${id.machine}, ${id.class}-bit`);
   if (id.libc) {
     const v = id.libc.version ? ` ${id.libc.version}` : '';
-    parts.push(id.libc.source === 'version-needs' ? `needs glibc ≥${v}` : `${id.libc.name}${v}`);
+    // Versions needed or defined are lower bounds: the release can be newer.
+    parts.push(id.libc.source === 'version-needs' ? `needs glibc ≥${v}` : id.libc.source === 'version-definitions' ? `${id.libc.name} ≥${v}` : `${id.libc.name}${v}`);
   }
   if (id.go) parts.push(`Go ${id.go.version.replace(/^go/, '')}`);
   if (id.stripped) parts.push('stripped');
