@@ -9,18 +9,23 @@ import { describePageFault } from '../model/page-fault.js';
 import { EXIT, numberOption, toJson, usageError, type Io } from './io.js';
 import type { Command } from './main.js';
 
-const HELP = `usage: vsys trace [--events] [--json] [--interval S] -- CMD [ARGS...]
-       vsys trace -p PID[,PID...] | --cgroup PATH | -a  [--duration S] [--events] [--json]
+const HELP = `usage: vsys trace [-o FILE] [--events] [--json] [--interval S] -- CMD [ARGS...]
+       vsys trace -p PID[,PID...] | --cgroup PATH | -a  [--duration S] [-o FILE] [--events] [--json]
 
 Counts what processes do with the legacy vsyscall page, on the kernel's own
 tracepoints (no strace: strace cannot see emulated vsyscalls): emulated calls by
 entry (vsyscall:emulate_vsyscall), page faults inside the page by error code
 (exceptions:page_fault_user), all system calls for comparison; crashes (SIGSEGV
 after a fault in the page); and the CPU time lost to emulation, from this host's
-'vsys bench' figures. Counting is done by three small eBPF programs on raw
+'vsys bench' figures, as a share of the CPU time the traced processes used
+(perf's task-clock). Counting is done by three small eBPF programs on raw
 tracepoints (exact, per process, the cheapest hook), or by perf counters where
-eBPF is not allowed. Needs root (or CAP_PERFMON, plus CAP_BPF for eBPF) and a
-mounted tracefs.
+eBPF is not allowed. Processes are named by what they run after exec (bash, not
+the chroot that exec'd it). Needs root (or CAP_PERFMON, plus CAP_BPF for eBPF)
+and a mounted tracefs.
+
+The summary, --events lines and --json go to stderr, or to FILE with -o: a
+traced command's stdout and stdin stay its own.
 
 options:
   -- CMD ARGS       run CMD and trace it and its children (exact counts)
@@ -28,17 +33,31 @@ options:
   --cgroup PATH     trace a cgroup (e.g. /sys/fs/cgroup/system.slice/docker-ID.scope)
   -a, --all         trace the whole system, per CPU
   --duration S      stop after S seconds (else Ctrl-C); a command runs to its end
-  --events          print every event, sysdig style (page_fault, signaldeliver, procexit)
+  -o, --output FILE write the summary, events and JSON to FILE, not stderr
+  --events          print every event, sysdig style (page_fault, emulate_vsyscall,
+                    execve, signaldeliver, procexit)
   --interval S      print the summary every S seconds
   --backend B       how to count: auto (default: bpf, else perf), bpf, perf
   --json            NDJSON: events (with --events), then {"summary": …}
   -h, --help        this text
 
+exit status:
+  with -- CMD       the command's own: its exit code, or 128+N when it died of
+                    signal N (139 for SIGSEGV), as a shell reports it
+  otherwise         0
+  and always        130 when stopped with Ctrl-C (after the partial summary;
+                    a command still running a second later gets SIGTERM);
+                    141 when the output (stderr or FILE) is closed: the trace
+                    stops quietly and a traced command gets SIGTERM;
+                    2 usage, 3 runtime error, 4 tracing not allowed here
+
 examples:
-  vsys trace -- ./old-static-binary
-  vsys trace --events -- busybox date
+  vsys trace -- ./old-static-binary              # summary on stderr
+  vsys trace -o trace.txt -- ./old-app > app.out  # app.out is the app's alone
+  vsys trace --events -- chroot /srv/wheezy bash -c date
+  vsys trace --json -o trace.ndjson -- ./old-app; echo "app exited $?"
   vsys trace -a --duration 10
-  vsys trace -p 1234 --json --duration 5
+  vsys trace -p 1234 --json --duration 5 2>&1 | jq .summary.counts
 `;
 
 /** " (0x14 PAGE_NOT_PRESENT|…: 103, 0x4 …: 1)" for the faults by error code, when known. */
@@ -48,17 +67,28 @@ function byError(m: Record<string, number> | undefined): string {
   return ` (${e.sort((a, b) => b[1] - a[1]).map(([k, v]) => `${v.toLocaleString('en')} × error ${k} ${describePageFault(Number(k))}`).join(', ')})`;
 }
 
+/** "64 %", "4.2 %", "0.031 %": two significant digits below 10 %. */
+function percent(share: number): string {
+  const p = share * 100;
+  return `${p >= 10 ? p.toFixed(0) : p >= 0.01 ? p.toPrecision(2) : p > 0 ? '< 0.01' : '0'} %`;
+}
+
 export function formatSummary(s: TraceSummary): string {
   const c = s.counts;
   const calls = Object.values(c.emulated).reduce((a, b) => a + b, 0);
   const rate = (n: number) => (s.seconds > 0 ? `${Math.round(n / s.seconds).toLocaleString('en')}/s` : '');
   const out = [
-    `vsys trace — ${s.target}: ${s.seconds.toFixed(2)} s${s.exit ? `, exit ${s.exit.signal ?? s.exit.code}` : ''}`,
+    `vsys trace — ${s.target}: ${s.seconds.toFixed(2)} s${s.exit ? `, exit ${s.exit.signal ?? s.exit.code}` : ''}${s.stopped ? ' (stopped early: partial figures)' : ''}`,
     `emulated vsyscalls: ${calls.toLocaleString('en')} (${rate(calls)}): time ${c.emulated.time}, gettimeofday ${c.emulated.gettimeofday}, getcpu ${c.emulated.getcpu}, misaligned ${c.emulated.misaligned}`,
     `page faults in the vsyscall page: ${c.pageFaults.toLocaleString('en')}${byError(c.faultsByError)}; system calls: ${c.syscalls.toLocaleString('en')}`,
   ];
   const secs = (v: number) => (v >= 0.01 ? `${v.toFixed(3)} s` : v >= 1e-5 ? `${(v * 1e3).toFixed(3)} ms` : `${(v * 1e6).toFixed(2)} µs`);
-  if (s.cost) out.push(`CPU time lost to emulation: ${secs(s.cost.cpuSeconds)} (${s.cost.perCallNs.toFixed(0)} ns × ${calls.toLocaleString('en')} calls; ${s.cost.source})`);
+  if (s.cost) {
+    const share = s.cost.share !== undefined && s.cpuSeconds !== undefined ? `, ${percent(s.cost.share)} of the run's CPU time (${secs(s.cpuSeconds)} used by the traced processes)` : '';
+    out.push(`CPU time lost to emulation: ${secs(s.cost.cpuSeconds)}${share} (${s.cost.perCallNs.toFixed(0)} ns × ${calls.toLocaleString('en')} calls; ${s.cost.source})`);
+  } else if (s.cpuSeconds !== undefined) {
+    out.push(`CPU time used by the traced processes: ${secs(s.cpuSeconds)}`);
+  }
   if (s.backend.fallbackReason) out.push(`counted with perf counters (eBPF unavailable: ${s.backend.fallbackReason})`);
   const dr = s.backend.dropped;
   if (dr?.counts) out.push(`! ${dr.counts} counts were dropped: the per-process table was full (16,384 process × kind entries); figures are low by that much`);
