@@ -84,8 +84,8 @@ export function formatSummary(s: TraceSummary): string {
   ];
   const secs = (v: number) => (v >= 0.01 ? `${v.toFixed(3)} s` : v >= 1e-5 ? `${(v * 1e3).toFixed(3)} ms` : `${(v * 1e6).toFixed(2)} µs`);
   if (s.cost) {
-    const share = s.cost.share !== undefined && s.cpuSeconds !== undefined ? `, ${percent(s.cost.share)} of the run's CPU time (${secs(s.cpuSeconds)} used by the traced processes)` : '';
-    out.push(`CPU time lost to emulation: ${secs(s.cost.cpuSeconds)}${share} (${s.cost.perCallNs.toFixed(0)} ns × ${calls.toLocaleString('en')} calls; ${s.cost.source})`);
+    const share = s.cost.share !== undefined && s.cpuSeconds !== undefined ? [`, ${percent(s.cost.share)} of the run's CPU time`, `of ${secs(s.cpuSeconds)} the traced processes used; `] : ['', ''];
+    out.push(`CPU time lost to emulation: ${secs(s.cost.cpuSeconds)}${share[0]} (${share[1]}${s.cost.perCallNs.toFixed(0)} ns × ${calls.toLocaleString('en')} calls; ${s.cost.source})`);
   } else if (s.cpuSeconds !== undefined) {
     out.push(`CPU time used by the traced processes: ${secs(s.cpuSeconds)}`);
   }

@@ -75,12 +75,13 @@ export interface SeenNames {
 /**
  * A process's name and executable after what it exec'd: the comm it had when counted wins (the
  * kernel's at the calls), then its comm at exit, then its last exec's; the executable is the
- * last exec that gave it that name (a chroot that execs bash is bash, /bin/bash).
+ * last exec that gave it that name (a chroot that execs bash is bash, /bin/bash), and the guess's
+ * only while the name is the guess's.
  */
 export function nameAfterExec(guess: { comm: string; exe?: string }, seen: SeenNames): { comm: string; exe?: string } {
   const execs = seen.execs ?? [];
   const last = execs[execs.length - 1];
   const comm = seen.counted ?? seen.exited ?? last?.comm ?? guess.comm;
-  const exe = [...execs].reverse().find((x) => x.comm === comm)?.filename ?? last?.filename ?? guess.exe;
+  const exe = [...execs].reverse().find((x) => x.comm === comm)?.filename ?? last?.filename ?? (comm === guess.comm ? guess.exe : undefined);
   return exe === undefined ? { comm } : { comm, exe };
 }
