@@ -32,9 +32,9 @@ export function formatFinding(f: Finding): string {
   return `${f.kind.padEnd(11)} ${f.entry.padEnd(12)} ${hex(f.address).padStart(12)}  ${how}  ${where(f)}${word}`;
 }
 
-export function formatFile(f: ScannedFile, mode: VsyscallMode, layers?: ImageReport['layers']): string[] {
+export function formatFile(f: ScannedFile, mode: VsyscallMode, layers?: ImageReport['layers'], showRoot = true): string[] {
   const v = f.verdicts[mode];
-  const where = [f.root !== undefined && f.root !== '/' ? `root ${displayPath(f.root)}` : '', layerName(f.layer, layers)].filter((x) => x !== '').join(', ');
+  const where = [showRoot && f.root !== undefined && f.root !== '/' ? `root ${displayPath(f.root)}` : '', layerName(f.layer, layers)].filter((x) => x !== '').join(', ');
   const lines = [`${MARK[v.outcome]} ${f.path} — ${f.identity ? describeIdentity(f.identity) : 'ELF'}${where ? ` [${where}]` : ''}`];
   for (const x of f.findings) lines.push(`    ${formatFinding(x)}`);
   if (f.affectedExports.length > 0) {
@@ -107,6 +107,7 @@ export interface ScanTextInput {
 /** Blocks for files with their own uses (or errors), then one group per cause, then clean files with --all. */
 function formatFiles(files: readonly ScannedFile[], mode: VsyscallMode, all: boolean, slow: SlowdownFor | undefined, layers?: ImageReport['layers'], indent = ''): string[] {
   const out: string[] = [];
+  const showRoot = new Set(files.map((f) => f.root)).size > 1;
   const { causes, grouped } = causesOf(files, mode, slow);
   const notOk = files.filter((f) => !grouped.has(f) && (f.class !== 'clean' || f.error || (f.through?.length ?? 0) > 0 || f.verdicts[mode].outcome !== 'ok'));
   // Programs first (they are what crashes), then libraries.
@@ -117,7 +118,7 @@ function formatFiles(files: readonly ScannedFile[], mode: VsyscallMode, all: boo
   } : undefined;
   for (const c of causes) out.push(...formatCause(c, mode, all, layerOf).map((l) => indent + l), '');
   const shownBlocks = all ? notOk : notOk.slice(0, 12);
-  for (const f of shownBlocks) out.push(...formatFile(f, mode, layers).map((l) => indent + l), '');
+  for (const f of shownBlocks) out.push(...formatFile(f, mode, layers, showRoot).map((l) => indent + l), '');
   if (shownBlocks.length < notOk.length) out.push(`${indent}… ${notOk.length - shownBlocks.length} more files with uses of their own (--all or --json lists them)`, '');
   if (all) {
     const clean = files.filter((f) => !grouped.has(f) && !notOk.includes(f));
@@ -195,25 +196,37 @@ export function formatImage(img: ImageReport, mode: VsyscallMode, all = false, s
   return out.join('\n') + '\n\n';
 }
 
-const RULES: Record<Finding['kind'], { name: string; text: string; level: 'error' | 'warning' | 'note' }> = {
+const RULES: Record<Finding['kind'] | 'import' | 'not-analysed', { name: string; text: string; level: 'error' | 'warning' | 'note' }> = {
   'direct-call': { name: 'VsyscallDirectCall', text: 'Calls the legacy vsyscall page directly: SIGSEGV under vsyscall=none, emulated (slow) under xonly/emulate.', level: 'error' },
   misaligned: { name: 'VsyscallMisalignedCall', text: 'Calls into the vsyscall page at an address that is not an entry start: SIGSEGV in every mode.', level: 'error' },
   indirect: { name: 'VsyscallIndirectCall', text: 'Calls the vsyscall page from a function reached only through a pointer (its address is taken; nothing calls it directly): runs only if that pointer is used.', level: 'warning' },
   fallback: { name: 'VsyscallFallback', text: 'Uses the vsyscall page only when the vDSO lacks the symbol.', level: 'note' },
   'data-ref': { name: 'VsyscallDataReference', text: 'Holds a vsyscall page address as data; no call through it was found.', level: 'warning' },
+  import: { name: 'VsyscallThroughImport', text: 'Imports a library function that calls the legacy vsyscall page: the program crashes (vsyscall=none) or is slow (xonly, emulate) if it calls that function.', level: 'error' },
+  'not-analysed': { name: 'VsyscallNotAnalysed', text: 'The file could not be fully analysed: its verdict is unknown.', level: 'warning' },
 };
 
-/** SARIF 2.1.0: rule id per finding kind, location = file + address (and byte offset). */
-export function formatSarif(r: ScanResult, mode: VsyscallMode, version: string, images: ImageReport[] = []): string {
-  const kinds = Object.keys(RULES) as Finding['kind'][];
+const LEVEL: Record<Outcome, 'error' | 'warning' | 'note' | 'none'> = { crash: 'error', slow: 'warning', review: 'warning', fallback: 'note', ok: 'none' };
+
+type RuleId = keyof typeof RULES;
+
+/**
+ * SARIF 2.1.0: a result per finding (at the file, address and byte offset), and for every file whose
+ * verdict in `mode` is not ok without a site of its own, one result at the file with its import
+ * chain; inputs that could not be read are the run's tool notifications.
+ */
+export function formatSarif(r: ScanResult, mode: VsyscallMode, version: string, images: ImageReport[] = [], unjudged: Unjudged[] = []): string {
+  const ids = Object.keys(RULES) as RuleId[];
   // Files inside images are named IMAGE-REF/path (relative URIs, one per image).
-  const all = [...r.files.map((f) => ({ f, uri: pathToUri(f.path) })), ...images.flatMap((img) => img.files.map((f) => ({ f, uri: `${encodeURIComponent(img.ref)}${f.path.split('/').map(encodeURIComponent).join('/')}` })))];
-  const results = all.flatMap(({ f, uri }) =>
-    f.findings.map((x) => ({
-      ruleId: `vsys/${x.kind}`,
-      ruleIndex: kinds.indexOf(x.kind),
+  const all = [...r.files.map((f) => ({ f, uri: pathToUri(f.path) })), ...images.flatMap((img) => img.files.map((f) => ({ f, uri: imageUri(img.ref, f.path) })))];
+  const rule = (id: RuleId) => ({ ruleId: `vsys/${id}`, ruleIndex: ids.indexOf(id) });
+  const verdicts = (f: ScannedFile) => Object.fromEntries(VSYSCALL_MODES.map((m) => [m, f.verdicts[m].outcome]));
+  const results = all.flatMap(({ f, uri }): Record<string, unknown>[] => {
+    const v = f.verdicts[mode];
+    const own = f.findings.map((x) => ({
+      ...rule(x.kind),
       level: RULES[x.kind].level,
-      message: { text: `${x.kind} (${x.entry}) at ${hex(x.address)}: ${x.useInstruction ? `${x.instruction}; ${x.useInstruction}` : x.instruction}. Under vsyscall=${mode}: ${f.verdicts[mode].why}.` },
+      message: { text: `${x.kind} (${x.entry}) at ${hex(x.address)}: ${x.useInstruction ? `${x.instruction}; ${x.useInstruction}` : x.instruction}. Under vsyscall=${mode}: ${v.why}.` },
       locations: [{
         physicalLocation: {
           artifactLocation: { uri },
@@ -222,9 +235,28 @@ export function formatSarif(r: ScanResult, mode: VsyscallMode, version: string, 
         },
         ...(x.function?.name ? { logicalLocations: [{ name: x.function.name, kind: 'function' }] } : {}),
       }],
-      properties: { entry: x.entry, target: hex(x.target), use: x.use, verdicts: Object.fromEntries(VSYSCALL_MODES.map((m) => [m, f.verdicts[m].outcome])) },
-    })),
-  );
+      properties: { entry: x.entry, target: hex(x.target), use: x.use, outcome: v.outcome, verdicts: verdicts(f) },
+    }));
+    if (v.outcome === 'ok' || own.length > 0) return own;
+    const at = { locations: [{ physicalLocation: { artifactLocation: { uri } } }] };
+    if (f.error) {
+      return [{ ...rule('not-analysed'), level: LEVEL[v.outcome], message: { text: `${f.path}: ${v.why}.` }, ...at, properties: { code: f.error.code, outcome: v.outcome, verdicts: verdicts(f) } }];
+    }
+    const chains = (f.through ?? []).map((t) => `${t.how === 'import' ? path.basename(f.path) : t.importer} imports ${t.symbol}${t.version ? `@${t.version}` : ''} from ${t.libraryPath}${t.export.chain.length > 1 ? ` (${t.export.chain.join(' → ')})` : ''}`);
+    return [{
+      ...rule('import'),
+      level: LEVEL[v.outcome],
+      message: { text: `Under vsyscall=${mode}: ${v.why}. Import chain: ${chains.join('; ')}.` },
+      ...at,
+      properties: { outcome: v.outcome, certainty: v.certainty, ...(v.condition ? { condition: v.condition } : {}), chain: chains, verdicts: verdicts(f) },
+    }];
+  });
+  const notifications = unjudged.map((u) => ({
+    level: 'error',
+    message: { text: `${[u.image, u.path].filter(Boolean).join(': ')}: ${u.code}: ${u.message}` },
+    ...(u.path && !u.image ? { locations: [{ physicalLocation: { artifactLocation: { uri: pathToUri(u.path) } } }] } : {}),
+    properties: { code: u.code },
+  }));
   const doc = {
     $schema: 'https://json.schemastore.org/sarif-2.1.0.json',
     version: '2.1.0',
@@ -232,13 +264,18 @@ export function formatSarif(r: ScanResult, mode: VsyscallMode, version: string, 
       tool: {
         driver: {
           name: 'vsys', version, informationUri: 'https://github.com/vsys/vsys',
-          rules: kinds.map((k) => ({ id: `vsys/${k}`, name: RULES[k].name, shortDescription: { text: RULES[k].text }, defaultConfiguration: { level: RULES[k].level } })),
+          rules: ids.map((k) => ({ id: `vsys/${k}`, name: RULES[k].name, shortDescription: { text: RULES[k].text }, defaultConfiguration: { level: RULES[k].level } })),
         },
       },
+      invocations: [{ executionSuccessful: unjudged.length === 0, ...(notifications.length ? { toolExecutionNotifications: notifications } : {}) }],
       results,
     }],
   };
   return JSON.stringify(doc, null, 2) + '\n';
+}
+
+function imageUri(ref: string, p: string): string {
+  return `${encodeURIComponent(ref)}${p.split('/').map(encodeURIComponent).join('/')}`;
 }
 
 function pathToUri(p: string): string {

@@ -12,7 +12,7 @@ export interface Io {
 }
 
 /** Exit codes of every command (STYLE.md). */
-export const EXIT = { ok: 0, findings: 1, usage: 2, runtime: 3, unsupported: 4 } as const;
+export const EXIT = { ok: 0, findings: 1, usage: 2, runtime: 3, unsupported: 4, interrupted: 130, brokenPipe: 141 } as const;
 
 export function usageError(message: string): VsysError {
   return new VsysError('USAGE', message);

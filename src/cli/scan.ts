@@ -5,7 +5,9 @@ import { isVsyscallMode, type VsyscallMode } from '../model/modes.js';
 import { OUTCOME_RANK, type Outcome } from '../scan/verdict.js';
 import { scanPaths, type ScanProgress, type ScanResult } from '../scan/scan.js';
 import { mappedFiles } from '../scan/processes.js';
-import { formatImage, formatScan, formatSarif } from './format-scan.js';
+import { formatSarif, formatScanText } from './format-scan.js';
+import { jsonRecords } from './scan-json.js';
+import { unjudgedOf } from '../scan/records.js';
 import { EXIT, numberOption, toJson, usageError, type Io } from './io.js';
 import type { Command } from './main.js';
 import type { LayerProgress } from '../image/sources.js';
@@ -29,11 +31,13 @@ options:
   --mode MODE          none | xonly | emulate | native | host (default: host, this
                        machine's mode): the verdict shown and used for --fail-on
   --fail-on OUTCOME    crash | slow: exit 1 when any file is that bad or worse
-  --json               NDJSON: one object per ELF file, then {"summary": …}
+  --json               NDJSON records (schema/scan-record.schema.json): one per image
+                       and ELF file ("record": "file", with "outcome" in the chosen
+                       mode), one per input not judged ("error"), then "summary"
   --sarif FILE         also write SARIF 2.1.0 (one result per finding) to FILE
   --root DIR           root the libraries are looked up in (default: the scanned
                        directory if it looks like a rootfs, else /)
-  --all                list clean files too (text output)
+  --all                list clean files too (text; for images also --json)
   --processes          scan the files mapped by every running process
   --workers N          worker threads beside the main one (default: one per core
                        but one, max 8; for directories none on 2 cores or fewer,
@@ -47,12 +51,23 @@ options:
   --insecure           allow plain http to registries other than localhost
   -h, --help           this text
 
-exit status: 0 ok, 1 findings at or above --fail-on, 2 usage, 3 runtime error
+Each file is judged in the root it lives in: the nearest directory above it that
+holds a dynamic loader, a libc or etc/os-release (else /); --root overrides that.
+Programs that crash only through a library function are grouped by that function.
+Verdicts are predictions: "crashes if time() is called" (vsys trace -- CMD shows
+what a command really calls).
+
+exit status:
+  0  every input judged, nothing at or above --fail-on
+  1  something at or above --fail-on (wins over 3)
+  2  usage error
+  3  some input could not be read or judged (listed at the end; the rest reported)
+  4  unsupported host
 
 examples:
   vsys scan /usr/bin /usr/lib/x86_64-linux-gnu
   vsys scan --mode none --fail-on crash ./rootfs        # CI gate before moving to vsyscall=none
-  vsys scan --json ./rootfs | jq 'select(.class != "clean") | .path'
+  vsys scan --mode none --json ./rootfs | jq -r 'select(.record == "file" and .outcome == "crash") | .path'
   vsys scan --sarif vsys.sarif ./build/out
   vsys scan --processes --mode none
   vsys scan --mode none redis-2.8.22.tar           # docker save redis:2.8.22 > redis-2.8.22.tar
@@ -146,6 +161,20 @@ export const scanCommand: Command = {
     }
     const slowdown = hostSlowdowns(loadHostFigures(), seedSlowdowns);
     const creds = values.creds ?? process.env.VSYS_REGISTRY_CREDS;
+    let inImages = imageRefs.length > 0;
+    // Ctrl-C: stop reading, report what was judged, exit 130; a second Ctrl-C ends at once.
+    const stop = new AbortController();
+    const onInt = (): void => {
+      if (onProgress || io.stderr.isTTY) io.stderr.write('\r\x1b[2K');
+      // Image scans are not stopped midway: nothing of them is reported.
+      if (stop.signal.aborted || inImages) {
+        io.stderr.write('vsys: interrupted\n');
+        process.exit(EXIT.interrupted);
+      }
+      stop.abort();
+      io.stderr.write('vsys: interrupted; reporting what was scanned so far (Ctrl-C again to quit now)\n');
+    };
+    process.on('SIGINT', onInt);
     const imageScan = imageRefs.length === 0 ? { images: [], errors: [] } : await scanImageRefs(imageRefs, {
       ...(maxLayerMb !== undefined ? { maxLayerBytes: mb(maxLayerMb) } : {}),
       ...(maxImageMb !== undefined ? { maxImageBytes: mb(maxImageMb) } : {}),
@@ -153,41 +182,50 @@ export const scanCommand: Command = {
       ...(values.insecure ? { insecure: true } : {}),
       ...(creds ? { creds } : {}),
       ...(workers !== undefined ? { workers } : {}),
+      ...(values.all ? { all: true } : {}),
       slowdown,
       ...(io.stderr.isTTY ? { onProgress: imageProgress(io) } : {}),
+    }).catch((e: unknown) => {
+      process.off('SIGINT', onInt);
+      throw e;
     });
+    inImages = false;
     if (io.stderr.isTTY && imageRefs.length) io.stderr.write('\r\x1b[2K');
-    const result: ScanResult = await scanPaths({
-      paths,
-      slowdown,
-      ...(values.root !== undefined ? { root: values.root } : {}),
-      ...(workers !== undefined ? { workers } : {}),
-      ...(maxMb !== undefined ? { maxFileBytes: mb(maxMb) } : {}),
-      ...(onProgress ? { onProgress } : {}),
-    });
+    let result: ScanResult;
+    try {
+      result = await scanPaths({
+        signal: stop.signal,
+        paths,
+        slowdown,
+        ...(values.root !== undefined ? { root: values.root } : {}),
+        ...(workers !== undefined ? { workers } : {}),
+        ...(maxMb !== undefined ? { maxFileBytes: mb(maxMb) } : {}),
+        ...(onProgress ? { onProgress } : {}),
+      });
+    } finally {
+      process.off('SIGINT', onInt);
+    }
     if (onProgress) io.stderr.write('\r\x1b[2K');
 
-    if (values.sarif) fs.writeFileSync(values.sarif, formatSarif(result, mode, '0.1.0', imageScan.images));
+    const unjudged = unjudgedOf(result, imageScan.images, imageScan.errors);
+    const bar = failOn ? OUTCOME_RANK[failOn as Outcome] : undefined;
+    const failed = bar !== undefined && (result.files.some((f) => OUTCOME_RANK[f.verdicts[mode].outcome] >= bar) || imageScan.images.some((i) => OUTCOME_RANK[i.verdicts[mode].outcome] >= bar));
+    // A definite failure wins over inputs not judged: the gate fails either way, and 1 says why.
+    const exit = stop.signal.aborted ? EXIT.interrupted : failed ? EXIT.findings : unjudged.length > 0 ? EXIT.runtime : EXIT.ok;
+    const warnings = result.warnings;
+    for (const w of warnings) io.stderr.write(`vsys: warning: ${w}\n`);
+
+    if (values.sarif) fs.writeFileSync(values.sarif, formatSarif(result, mode, '0.1.0', imageScan.images, unjudged));
     if (values.json) {
-      for (const img of imageScan.images) io.stdout.write(toJson({ image: img }, 0) + '\n');
-      for (const e of imageScan.errors) io.stdout.write(toJson({ image: { ref: e.ref }, error: { code: e.code, message: e.message } }, 0) + '\n');
-      for (const f of result.files) io.stdout.write(toJson(f, 0) + '\n');
-      for (const e of result.errors) io.stdout.write(toJson({ path: e.path, error: { code: e.code, message: e.message } }, 0) + '\n');
-      io.stdout.write(toJson({ summary: { ...result.summary, mode, modeSource: source } }, 0) + '\n');
+      for (const line of jsonRecords({ result, images: imageScan.images, imageErrors: imageScan.errors, unjudged, mode, modeSource: source, all: values.all ?? false, slow: slowdown, exit, warnings, showPaths: paths.length > 0 || imageRefs.length === 0 })) {
+        io.stdout.write(toJson(line, 0) + '\n');
+      }
     } else {
-      for (const img of imageScan.images) io.stdout.write(formatImage(img, mode, values.all ?? false));
-      for (const e of imageScan.errors) io.stdout.write(`! ${e.ref}: ${e.code}: ${e.message}\n\n`);
-      if (paths.length > 0 || imageRefs.length === 0) io.stdout.write(formatScan(result, mode, source, values.all ?? false));
-      else io.stdout.write(`${imageScan.images.length} image(s), ${imageScan.errors.length} error(s); verdicts for vsyscall=${mode} (${source})\n`);
+      io.stdout.write(formatScanText({ result, images: imageScan.images, imageErrors: imageScan.errors, unjudged, warnings, mode, modeSource: source, all: values.all ?? false, slow: slowdown, showPaths: paths.length > 0 || imageRefs.length === 0 }));
       if (procs) io.stdout.write(formatProcesses(result, procs, mode));
     }
     if (values.sarif && !values.json) io.stderr.write(`SARIF written to ${values.sarif}\n`);
-    if (failOn) {
-      const bar = OUTCOME_RANK[failOn as Outcome];
-      if (result.files.some((f) => OUTCOME_RANK[f.verdicts[mode].outcome] >= bar)) return EXIT.findings;
-      if (imageScan.images.some((i) => OUTCOME_RANK[i.verdicts[mode].outcome] >= bar)) return EXIT.findings;
-    }
-    return EXIT.ok;
+    return exit;
   },
 };
 

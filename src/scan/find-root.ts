@@ -32,11 +32,14 @@ function exists(p: string): boolean {
   }
 }
 
+/** A merged /usr holds lib64/ld-linux-x86-64.so.2 too: it is part of the root above it. */
+export function isUsrOfRoot(dir: string): boolean {
+  const abs = path.resolve(dir);
+  return path.basename(abs) === 'usr' && TOP_LEVEL.some((d) => exists(path.join(path.dirname(abs), d)));
+}
+
 function looksLikeRoot(dir: string): boolean {
-  if (!MARKERS.some((m) => exists(path.join(dir, m)))) return false;
-  // A merged /usr holds lib64/ld-linux-x86-64.so.2 too: it is part of the root above it.
-  if (path.basename(dir) === 'usr' && TOP_LEVEL.some((d) => exists(path.join(path.dirname(dir), d)))) return false;
-  return true;
+  return MARKERS.some((m) => exists(path.join(dir, m))) && !isUsrOfRoot(dir);
 }
 
 /**

@@ -8,7 +8,7 @@ import type { FileReport } from './analyse-file.js';
 import { callerOf } from './find-uses.js';
 import { createPool, defaultWorkers, type PoolFile } from './pool.js';
 import { analyseFile, DEFAULT_MAX_FILE_BYTES, type FileResult } from './read-file.js';
-import { RootFinder } from './find-root.js';
+import { isUsrOfRoot, RootFinder } from './find-root.js';
 import { hostRoot, lookupContext, resolveProgram, type LookupContext, type LoadedLibrary, type ReachThrough } from './resolve.js';
 import { OUTCOME_RANK, seedSlowdowns, verdictsOf, type ModeVerdict, type Outcome, type SlowdownFor, type Use } from './verdict.js';
 import { walk, type WalkSkip } from './walk.js';
@@ -44,6 +44,8 @@ export interface ScanOptions {
   slowdown?: SlowdownFor;
   onProgress?: (p: ScanProgress) => void;
   onSkip?: (s: WalkSkip) => void;
+  /** When aborted, no more files are read; what was read is judged and returned (summary.interrupted). */
+  signal?: AbortSignal;
 }
 
 export interface ScanSummary {
@@ -57,6 +59,8 @@ export interface ScanSummary {
   /** The root most files were judged in; `roots` counts the files judged in each. */
   root: string;
   roots: Record<string, number>;
+  /** The scan was stopped (signal) before every file was read. */
+  interrupted?: boolean;
   byClass: Record<string, number>;
   byOutcome: Record<VsyscallMode, Record<Outcome, number>>;
 }
@@ -75,7 +79,7 @@ export function guessRoot(paths: string[]): string | undefined {
   if (paths.length === 1) {
     const p = paths[0] as string;
     try {
-      if (fs.statSync(p).isDirectory() && ['lib', 'lib64', 'usr/lib', 'etc'].some((d) => fs.existsSync(path.join(p, d)))) return path.resolve(p);
+      if (fs.statSync(p).isDirectory() && !isUsrOfRoot(p) && ['lib', 'lib64', 'usr/lib', 'etc'].some((d) => fs.existsSync(path.join(p, d)))) return path.resolve(p);
     } catch {
       // fall through
     }
@@ -193,6 +197,7 @@ export async function scanPaths(opts: ScanOptions): Promise<ScanResult> {
     let batch: PoolFile[] = [];
     let batchBytes = 0;
     for await (const f of files) {
+      if (opts.signal?.aborted) break;
       batch.push(f);
       batchBytes += f.size;
       if (batch.length >= BATCH_FILES || batchBytes >= BATCH_BYTES) {
@@ -280,6 +285,7 @@ export async function scanPaths(opts: ScanOptions): Promise<ScanResult> {
     summary: {
       files: progress.files, elfFiles: progress.elfFiles, notElf, errors: errors.length, skipped, bytes: progress.bytes,
       seconds: (performance.now() - t0) / 1000, root, roots, byClass, byOutcome,
+      ...(opts.signal?.aborted ? { interrupted: true } : {}),
     },
   };
 }
