@@ -175,7 +175,10 @@ export function formatDoctor(d: DoctorReport): string {
     const p = d.processes;
     const seen = `${p.files} ELF files mapped by ${p.processes} processes`;
     const unjudged: string[] = [];
-    if (p.denied) unjudged.push(`${p.denied} of ${p.processes + p.denied} processes could not be read (other users' processes: root is needed, e.g. sudo vsys)`);
+    const why = process.getuid?.() === 0
+      ? 'permission denied even to root: processes that are not dumpable, or vsys lacks CAP_SYS_PTRACE'
+      : "other users' processes: root is needed, e.g. sudo vsys";
+    if (p.denied) unjudged.push(`${p.denied} of ${p.processes + p.denied} processes could not be read (${why})`);
     if (p.unjudgedFiles.length) unjudged.push(`${p.unjudgedFiles.length} mapped file${p.unjudgedFiles.length === 1 ? '' : 's'} could not be read (${p.unjudgedFiles.slice(0, 3).map((f) => f.path).join(', ')}${p.unjudgedFiles.length > 3 ? ', …' : ''})`);
     if (p.affected.length === 0 && unjudged.length === 0) out.push(`✓ Running programs: none uses the vsyscall page (${seen}).`);
     else if (p.affected.length === 0) out.push(`? Running programs: none of those read uses the vsyscall page (${seen}), but ${unjudged.join('; ')}.`);
