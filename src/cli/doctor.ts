@@ -65,7 +65,10 @@ export async function checkProcesses(mode: string): Promise<ProcessCheck> {
   const { scanPaths } = await import('../scan/scan.js');
   const { isVsyscallMode } = await import('../model/modes.js');
   const procs = mappedFiles();
-  const res = await scanPaths({ paths: procs.files.map((f) => f.hostPath), workers: 0 });
+  const { hostSlowdowns, loadHostFigures } = await import('../bench/host-figures.js');
+  const { seedSlowdowns } = await import('../scan/verdict.js');
+  // The same figures as the headline: this host's, where measured (like for like, entry by entry).
+  const res = await scanPaths({ paths: procs.files.map((f) => f.hostPath), workers: 0, slowdown: hostSlowdowns(loadHostFigures(), seedSlowdowns) });
   const byPath = new Map(procs.files.map((f) => [f.hostPath, f]));
   const m = isVsyscallMode(mode) ? mode : 'none';
   const affected = res.files
