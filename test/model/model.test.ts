@@ -65,3 +65,10 @@ test('seed figures are the ones printed in the seeds', () => {
   assert.ok(s000.includes(`real 0m${SEED000_CEP.seconds.vdso}s`));
   assert.equal(Math.round(seedSlowdown('time').ratio), 191);
 });
+
+test('published figures reach users by article and year, never by seed number', () => {
+  assert.match(seedSlowdown('time').source, /^published: Sysdig blog, 2018, a time\(\) loop/);
+  assert.match(seedSlowdown('gettimeofday').source, /^published: Habr, 2018, gettimeofday, KPTI on$/);
+  assert.match(seedSlowdown('getcpu').source, /no published getcpu figure/);
+  for (const e of ['time', 'gettimeofday', 'getcpu'] as const) assert.doesNotMatch(seedSlowdown(e).source, /seed/i);
+});
