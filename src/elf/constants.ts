@@ -33,13 +33,18 @@ export const STB = { LOCAL: 0, GLOBAL: 1, WEAK: 2, GNU_UNIQUE: 10 } as const;
 
 export const SHT = {
   NULL: 0, PROGBITS: 1, SYMTAB: 2, STRTAB: 3, RELA: 4, HASH: 5, DYNAMIC: 6, NOTE: 7, NOBITS: 8, REL: 9,
-  DYNSYM: 11, GNU_HASH: 0x6ffffff6, GNU_VERDEF: 0x6ffffffd, GNU_VERNEED: 0x6ffffffe, GNU_VERSYM: 0x6fffffff,
+  DYNSYM: 11, INIT_ARRAY: 14, FINI_ARRAY: 15, PREINIT_ARRAY: 16, GNU_HASH: 0x6ffffff6, GNU_VERDEF: 0x6ffffffd, GNU_VERNEED: 0x6ffffffe, GNU_VERSYM: 0x6fffffff,
 } as const;
 
 export const DT = {
-  NULL: 0, NEEDED: 1, HASH: 4, STRTAB: 5, SYMTAB: 6, STRSZ: 10, SONAME: 14, RPATH: 15, RUNPATH: 29,
+  NULL: 0, NEEDED: 1, PLTRELSZ: 2, HASH: 4, STRTAB: 5, SYMTAB: 6, RELA: 7, RELASZ: 8, STRSZ: 10, INIT: 12, FINI: 13,
+  SONAME: 14, RPATH: 15, JMPREL: 23, INIT_ARRAY: 25, FINI_ARRAY: 26, INIT_ARRAYSZ: 27, FINI_ARRAYSZ: 28, RUNPATH: 29,
+  PREINIT_ARRAY: 32, PREINIT_ARRAYSZ: 33,
   GNU_HASH: 0x6ffffef5, VERSYM: 0x6ffffff0, VERDEF: 0x6ffffffc, VERDEFNUM: 0x6ffffffd, VERNEED: 0x6ffffffe, VERNEEDNUM: 0x6fffffff,
 } as const;
+
+/** x86-64 relocation types (System V x86-64 psABI, table "Relocation Types"). */
+export const R_X86_64 = { NONE: 0, R64: 1, GLOB_DAT: 6, JUMP_SLOT: 7, RELATIVE: 8, IRELATIVE: 37 } as const;
 
 export const NT_GNU_ABI_TAG = 1;
 export const NT_GNU_BUILD_ID = 3;

@@ -67,6 +67,9 @@ export const SYM64 = layout<SymField>('Elf64_Sym', [
 export const DYN32 = layout<'d_tag' | 'd_val'>('Elf32_Dyn', [['d_tag', 4], ['d_val', 4]]);
 export const DYN64 = layout<'d_tag' | 'd_val'>('Elf64_Dyn', [['d_tag', 8], ['d_val', 8]]);
 
+// Relocations with explicit addends, as x86-64 uses them (gABI "Relocation"; r_info = sym << 32 | type).
+export const RELA64 = layout<'r_offset' | 'r_info' | 'r_addend'>('Elf64_Rela', [['r_offset', 8], ['r_info', 8], ['r_addend', 8]]);
+
 // The version structures and note headers are the same in both classes.
 export const VERDEF = layout('Elf_Verdef', [
   ['vd_version', 2], ['vd_flags', 2], ['vd_ndx', 2], ['vd_cnt', 2], ['vd_hash', 4], ['vd_aux', 4], ['vd_next', 4],

@@ -10,7 +10,9 @@ import type { SiteKind } from '../x86/call-sites.js';
 import { buildFunctionIndex, type FunctionIndex } from './functions.js';
 import { findUses, regionsOf, type Finding, type Searched } from './find-uses.js';
 import { identify, type Identity } from './identify.js';
-import { affectedExports, reachingFunctions, type AffectedExport } from './reach.js';
+import { affectedExports, branchesOf, reachingFunctions, type AffectedExport } from './reach.js';
+import { markIndirectSites } from './indirect-sites.js';
+import { HoleRead } from '../elf/bytes.js';
 import { Imports, packImportBytes } from './wire.js';
 
 /** The corpus' classes: the worst kind of use in the file, or clean. */
@@ -103,10 +105,17 @@ export function analyseBytes(bytes: Uint8Array, path: string, sparse?: SparseInp
     const symtabOnce = (): ElfSymbol[] => (symtab ??= table('.symtab', () => readSymbols(elf, '.symtab'), []));
     const dynsymOnce = (): ElfSymbol[] => (dynsym ??= table('.dynsym', () => readSymbols(elf, '.dynsym'), []));
     const functions = (): FunctionIndex => (fns ??= buildFunctionIndex(elf, { dynsym: dynsymOnce(), symtab: symtabOnce() }));
-    report.findings = findUses(elf, functions, () => (symtabOnce().length > 0 ? symtabOnce() : dynsymOnce()), sparse?.searched);
+    const dataSymbols = () => (symtabOnce().length > 0 ? symtabOnce() : dynsymOnce());
+    report.findings = findUses(elf, functions, dataSymbols, sparse?.searched);
+    // A sparse read's report with findings is never kept (read-file.ts reads such a file whole):
+    // decoding its code for the call graph here would be spent on stale bytes.
+    if (sparse && report.findings.length > 0) throw new HoleRead(0);
+    const regions = regionsOf(elf);
+    const branches = branchesOf(regions);
+    if (report.findings.some((f) => f.kind === 'direct-call')) markIndirectSites(report.findings, elf, functions(), regions, branches, dataSymbols);
     report.class = classOf(report.findings);
     if (report.class !== 'clean' && report.class !== 'data-ref' && dynsymOnce().some((s) => s.shndx !== 0 && s.bind !== STB.LOCAL)) {
-      const reach = reachingFunctions(report.findings, functions(), regionsOf(elf));
+      const reach = reachingFunctions(report.findings, functions(), regions, branches);
       report.affectedExports = affectedExports(reach, functions(), exportsByAddress(dynsymOnce()));
     }
   } catch (e) {

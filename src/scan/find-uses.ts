@@ -1,6 +1,7 @@
 // Every use of the vsyscall page in one ELF file: code constants (byte search, then decode),
 // 8-byte data words and the code that loads them, each placed in its function. Follows the
-// corpus' classes: direct-call, fallback, data-ref, misaligned.
+// corpus' classes: direct-call, fallback, data-ref, misaligned (indirect-sites.ts then tells the
+// direct calls reached only through a pointer).
 import type { ElfFile } from '../elf/read-elf.js';
 import { offsetToVaddr } from '../elf/read-elf.js';
 import type { ElfSymbol } from '../elf/types.js';
@@ -31,6 +32,20 @@ export interface Finding {
   useAddress?: bigint;
   /** For a use through a data word: the word's address and the symbol it belongs to. */
   dataWord?: { address: bigint; symbol?: string };
+  /**
+   * Kind `indirect`: where the address of the function holding the site is taken (the only ways
+   * it can run), by address: `lea -0x4cc7(%rip),%rax` in a function, or a data word / relocation.
+   */
+  addressTakenAt?: AddressTaken[];
+}
+
+/** A place that takes a function's address: an instruction (in `function`) or a data word (in the object `function` names). */
+export interface AddressTaken {
+  address: bigint;
+  /** objdump's AT&T text (`lea -0x4cc7(%rip),%rax`), or `.quad 0x… (R_X86_64_RELATIVE)` for a word. */
+  instruction: string;
+  /** The function holding the instruction, or the data symbol holding the word. */
+  function?: string;
 }
 
 export interface Regions {
@@ -70,7 +85,7 @@ function placeIn(fns: FunctionIndex, addr: bigint): Finding['function'] {
 }
 
 /** The data symbol (OBJECT) that holds `addr`, for naming data words. */
-function dataSymbolAt(symbols: ElfSymbol[], addr: bigint): string | undefined {
+export function dataSymbolAt(symbols: ElfSymbol[], addr: bigint): string | undefined {
   for (const s of symbols) {
     if (s.type !== 1 || s.shndx === 0) continue;
     if (addr >= s.value && addr < s.value + (s.size === 0n ? 8n : s.size)) return s.name;

@@ -1,6 +1,6 @@
 // Which exported functions of a library reach a vsyscall use, through direct calls and tail jumps
 // inside the library: a reverse walk of the call graph built from the decoded code.
-import { findBranches } from '../x86/call-graph.js';
+import { findBranches, type BranchEdges } from '../x86/call-graph.js';
 import type { SiteKind } from '../x86/call-sites.js';
 import type { Finding, EntryName, Regions } from './find-uses.js';
 import type { FunctionIndex } from './functions.js';
@@ -37,8 +37,17 @@ function nameOf(fns: FunctionIndex, i: number): string {
   return f.name ?? `fn@0x${f.start.toString(16)}`;
 }
 
+/**
+ * The direct branches of each code region, decoded on first use and kept: the reachability walk and
+ * the indirect-site check (indirect-sites.ts) share one decode of a file's code.
+ */
+export function branchesOf(regions: Regions): (i: number) => BranchEdges {
+  const done: BranchEdges[] = [];
+  return (i) => (done[i] ??= findBranches(regions.code[i] as Regions['code'][number]));
+}
+
 /** Maps each function index to the worst use it reaches. Decodes the code only when there are uses. */
-export function reachingFunctions(findings: Finding[], fns: FunctionIndex, regions: Regions): Map<number, Reach> {
+export function reachingFunctions(findings: Finding[], fns: FunctionIndex, regions: Regions, branches = branchesOf(regions)): Map<number, Reach> {
   const reach = new Map<number, Reach>();
   const queue: number[] = [];
   for (const f of findings) {
@@ -58,8 +67,8 @@ export function reachingFunctions(findings: Finding[], fns: FunctionIndex, regio
   const callers = new Map<number, Set<number>>();
   const mayReturn = new Uint8Array(fns.functions.length);
   const edges: [number, number, number][] = [];
-  for (const region of regions.code) {
-    const e = findBranches(region);
+  for (const [ri, region] of regions.code.entries()) {
+    const e = branches(ri);
     const base = Number(region.ip);
     for (const x of e.exits) {
       const i = fns.find(base + x);
