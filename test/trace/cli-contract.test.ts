@@ -205,8 +205,13 @@ test('Ctrl-C: the partial summary and exit 130, whether the terminal\'s SIGINT r
     let err = '';
     p.stderr.on('data', (d) => { err += d; });
     const done = new Promise<number | null>((r) => p.on('exit', (code) => r(code)));
-    await new Promise((r) => setTimeout(r, 1500));
-    const child = Number(spawnSync('pgrep', ['-P', String(p.pid), '-f', 'call-n'], { encoding: 'utf8' }).stdout.trim().split('\n')[0]);
+    // Until the command runs under the trace (its calls are being counted), then a little more.
+    let child = 0;
+    for (let i = 0; i < 200 && !(child > 0); i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      child = Number(spawnSync('pgrep', ['-P', String(p.pid), '-f', 'call-n'], { encoding: 'utf8' }).stdout.trim().split('\n')[0]);
+    }
+    await new Promise((r) => setTimeout(r, 500));
     process.kill(who === 'group' ? -p.pid! : p.pid!, 'SIGINT');
     const code = await done;
     assert.equal(code, 130, `${who}: ${err}`);
