@@ -55,7 +55,8 @@ export function formatFile(f: ScannedFile, mode: VsyscallMode, layers?: ImageRep
 function layerName(index: number | undefined, layers: ImageReport['layers'] | undefined): string {
   if (index === undefined || !layers) return '';
   const l = layers[index];
-  return `layer ${index + 1}/${layers.length}${l ? ` ${l.digest.replace(/^(sha256:)?(.{12}).*$/, '$1$2')}` : ''}`;
+  const hex = l ? /[0-9a-f]{64}/.exec(l.digest)?.[0] : undefined;
+  return `layer ${index + 1}/${layers.length}${hex ? ` sha256:${hex.slice(0, 12)}` : l ? ` ${l.digest}` : ''}`;
 }
 
 const VERB: Record<Outcome, string> = { crash: 'crash', slow: 'run slowly', review: 'need review', fallback: 'fall back', ok: 'run' };

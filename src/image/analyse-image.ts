@@ -163,6 +163,17 @@ export function analyseImage(fs: ImageFs, base: Omit<ImageReport, 'files' | 'ver
     s.layer = n.layer;
     return s;
   });
+  // The headline names the entrypoint when it is as bad as the worst file: that is what runs.
+  const ep = out.entrypoint;
+  if (ep) {
+    for (const m of VSYSCALL_MODES) {
+      const e = ep.verdicts[m];
+      if (e.outcome !== 'ok' && e.outcome === verdicts[m].outcome) {
+        const word = { crash: 'crashes', slow: 'runs slowly', review: 'needs review', fallback: 'falls back', ok: 'runs' }[e.outcome];
+        verdicts[m] = { ...e, why: `${word} under vsyscall=${m}: the entrypoint ${ep.judged ?? ep.path ?? ep.argv[0]} (${e.why})` };
+      }
+    }
+  }
   const os = parseOsRelease(root.readText('/etc/os-release') ?? root.readText('/usr/lib/os-release'));
   if (os) out.os = os;
   for (const p of LIBC_PATHS) {
