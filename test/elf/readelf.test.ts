@@ -127,11 +127,19 @@ interface Target {
   extra?: (elf: ElfFile, t: TestContext) => void;
 }
 
+/** The corpus' ELF files, at any depth (the 2011 initramfs is a whole tree, with scripts and symlinks). */
 function corpusFiles(): string[] {
   if (!existsSync(CORPUS)) return [];
-  return readdirSync(CORPUS, { withFileTypes: true })
-    .filter((d) => d.isDirectory())
-    .flatMap((d) => readdirSync(path.join(CORPUS, d.name)).map((f) => path.join(CORPUS, d.name, f)));
+  const out: string[] = [];
+  const walk = (dir: string): void => {
+    for (const d of readdirSync(dir, { withFileTypes: true })) {
+      const p = path.join(dir, d.name);
+      if (d.isDirectory()) walk(p);
+      else if (d.isFile() && readFileSync(p).subarray(0, 4).equals(Buffer.from([0x7f, 0x45, 0x4c, 0x46]))) out.push(p);
+    }
+  };
+  walk(CORPUS);
+  return out.sort();
 }
 
 const built32 = elf32Files();
