@@ -11,7 +11,7 @@ export interface Command {
 const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }> = {
   doctor: { summary: 'one screen about this host (the default)', load: async () => (await import('./doctor.js')).doctorCommand },
   scan: { summary: 'find vsyscall call sites in ELF files and directories, and what happens in each mode', load: async () => (await import('./scan.js')).scanCommand },
-  bench: { summary: 'the cost of each syscall path here, beside the seeds', load: async () => (await import('./bench.js')).benchCommand },
+  bench: { summary: 'the cost of each syscall path here, beside published figures', load: async () => (await import('./bench.js')).benchCommand },
   trace: { summary: 'which live processes use the vsyscall page, how often, which crashed', load: async () => (await import('./trace.js')).traceCommand },
   probe: { summary: 'host facts: vsyscall mode with evidence, vDSO, clocksource, KPTI, perf', load: async () => (await import('./probe.js')).probeCommand },
 };

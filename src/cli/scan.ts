@@ -208,6 +208,11 @@ export const scanCommand: Command = {
     if (onProgress) io.stderr.write('\r\x1b[2K');
 
     const unjudged = unjudgedOf(result, imageScan.images, imageScan.errors);
+    if (procs) {
+      // Processes this user may not read, and mapped files no route could open, were not judged.
+      if (procs.denied > 0) unjudged.push({ path: '/proc', code: 'PROC_DENIED', message: `${procs.denied} of ${procs.processes + procs.unreadable} processes could not be read (permission denied${process.getuid?.() === 0 ? ' even to root: not dumpable, or no CAP_SYS_PTRACE' : ': root is needed'})` });
+      for (const u of procs.unresolved) unjudged.push({ path: u.path, code: 'PROC_FILE_UNREADABLE', message: `mapped by ${u.pid}: ${u.reason}` });
+    }
     const bar = failOn ? OUTCOME_RANK[failOn as Outcome] : undefined;
     const failed = bar !== undefined && (result.files.some((f) => OUTCOME_RANK[f.verdicts[mode].outcome] >= bar) || imageScan.images.some((i) => OUTCOME_RANK[i.verdicts[mode].outcome] >= bar));
     // A definite failure wins over inputs not judged: the gate fails either way, and 1 says why.
@@ -243,9 +248,9 @@ function imageProgress(io: Io): (ref: string, p: LayerProgress) => void {
 
 function formatProcesses(r: ScanResult, procs: ReturnType<typeof mappedFiles>, mode: VsyscallMode): string {
   const byPath = new Map(procs.files.map((f) => [f.hostPath, f]));
-  const lines = [`processes: ${procs.processes} read, ${procs.unreadable} unreadable; ${procs.files.length} distinct mapped files`];
+  const lines = [`processes: ${procs.processes} read, ${procs.unreadable} unreadable (${procs.denied} refused); ${procs.files.length} distinct mapped files${procs.unresolved.length ? `, ${procs.unresolved.length} that could not be opened` : ''}`];
   for (const f of r.files) {
-    if (f.class === 'clean' || f.class === 'data-ref') continue;
+    if (f.verdicts[mode].outcome === 'ok' && (f.class === 'clean' || f.class === 'data-ref')) continue;
     const m = byPath.get(f.path);
     if (!m) continue;
     const who = m.processes.slice(0, 8).map((p) => `${p.pid} (${p.comm})`).join(', ');

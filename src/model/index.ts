@@ -4,3 +4,4 @@ export * from './modes.js';
 export * from './syscalls.js';
 export * from './page-fault.js';
 export * from './figures.js';
+export * from './remedies.js';
