@@ -62,7 +62,7 @@ function layerName(index: number | undefined, layers: ImageReport['layers'] | un
 const VERB: Record<Outcome, string> = { crash: 'crash', slow: 'run slowly', review: 'need review', fallback: 'fall back', ok: 'run' };
 
 /** One cause: "✗ 158 programs crash if they call time() of libc-2.13.so (/lib64/libc-2.13.so): bash, date, …". */
-export function formatCause(c: Cause, mode: VsyscallMode, all: boolean, layerOf?: (p: string) => string): string[] {
+export function formatCause(c: Cause, mode: VsyscallMode, all: boolean, layerOf?: (p: string) => string, show: (p: string) => string = displayPath): string[] {
   const names = (paths: string[]): string => {
     const shown = all ? paths : paths.slice(0, 20);
     const text = shown.map((p) => `${path.basename(p)}${layerOf ? layerOf(p) : ''}`).join(', ');
@@ -71,7 +71,7 @@ export function formatCause(c: Cause, mode: VsyscallMode, all: boolean, layerOf?
   const n = c.programs.length;
   const what = n > 0 ? `${n} program${n === 1 ? '' : 's'}` : `${c.libraries.length} librar${c.libraries.length === 1 ? 'y' : 'ies'}`;
   const verb = n === 1 || (n === 0 && c.libraries.length === 1) ? VERB[c.outcome].replace(/^(\w+)/, (w) => (w === 'crash' ? 'crashes' : w === 'need' ? 'needs' : w === 'fall' ? 'falls' : `${w}s`)) : VERB[c.outcome];
-  const out = [`${MARK[c.outcome]} ${what} ${verb} under vsyscall=${mode} if ${n === 1 ? 'it calls' : 'they call'} ${c.function}() of ${c.library} (${c.libraryPath}, the ${c.entry} entry), through their imports:`];
+  const out = [`${MARK[c.outcome]} ${what} ${verb} under vsyscall=${mode} if ${n === 1 ? 'it calls' : 'they call'} ${c.function}() of ${c.library} (${show(c.libraryPath)}, the ${c.entry} entry), through their imports:`];
   if (n > 0) out.push(`    ${names(c.programs)}`);
   if (n > 0 && c.libraries.length > 0) out.push(`    and ${c.libraries.length} librar${c.libraries.length === 1 ? 'y' : 'ies'} that import it: ${names(c.libraries)}`);
   if (n === 0) out.push(`    ${names(c.libraries)}`);
@@ -117,7 +117,7 @@ function formatFiles(files: readonly ScannedFile[], mode: VsyscallMode, all: boo
     const f = files.find((x) => x.path === p);
     return f?.layer === undefined ? '' : ` (layer ${f.layer + 1})`;
   } : undefined;
-  for (const c of causes) out.push(...formatCause(c, mode, all, layerOf).map((l) => indent + l), '');
+  for (const c of causes) out.push(...formatCause(c, mode, all, layerOf, layers ? (p) => p : displayPath).map((l) => indent + l), '');
   const shownBlocks = all ? notOk : notOk.slice(0, 12);
   for (const f of shownBlocks) out.push(...formatFile(f, mode, layers, showRoot).map((l) => indent + l), '');
   if (shownBlocks.length < notOk.length) out.push(`${indent}… ${notOk.length - shownBlocks.length} more files with uses of their own (--all or --json lists them)`, '');
@@ -168,10 +168,21 @@ function affectingLibcs(files: readonly ScannedFile[], images: readonly ImageRep
   for (const f of [...files, ...images.flatMap((i) => i.files)]) {
     if (!bad(f)) continue;
     add(f);
-    for (const t of f.through ?? []) if (!out.has(t.libraryPath)) out.set(t.libraryPath, { name: 'glibc', path: t.libraryPath });
+    for (const t of f.through ?? []) {
+      if (out.has(t.libraryPath)) continue;
+      // Known only by its file name here (libc-2.13.so), unless it was scanned too (below).
+      const version = /^lib[a-z]+-(\d+\.\d+(?:\.\d+)?)\.so$/.exec(t.library)?.[1];
+      out.set(t.libraryPath, { name: 'glibc', ...(version ? { version } : {}), path: t.libraryPath });
+    }
   }
-  // Images name their libc: use its identity for the paths it covers.
+  // Images name their libc, and a scanned library has its identity: use them for the paths they cover.
   for (const img of images) if (img.libc && out.has(img.libc.path)) out.set(img.libc.path, { ...img.libc });
+  for (const f of files) {
+    const libc = f.identity?.libc;
+    if (libc && out.has(f.path)) out.set(f.path, { name: libc.name, ...(libc.version ? { version: libc.version } : {}), path: f.path });
+  }
+  const inImages = new Set(images.flatMap((i) => i.files.flatMap((f) => [f.path, ...(f.through ?? []).map((t) => t.libraryPath)])));
+  for (const [k, v] of out) if (!inImages.has(k)) out.set(k, { ...v, path: displayPath(v.path) });
   return [...out.values()];
 }
 
