@@ -13,7 +13,10 @@ export interface SummaryRecord extends Omit<ScanSummary, 'byOutcome'> {
   mode: VsyscallMode;
   modeSource: string;
   images: number;
-  /** Over the files of the paths and of every image (an image's unlisted files are ok in every mode). */
+  /**
+   * Over the files of the paths and of every image (an image's unlisted files are clean, ok in every
+   * mode); `files` and `bytes` count image layers' entries and bytes too.
+   */
   byOutcome: ScanSummary['byOutcome'];
   unjudged: number;
   warnings: string[];
@@ -46,10 +49,14 @@ export function* jsonRecords(x: JsonInput): Generator<FileRecord | ImageRecord |
   for (const img of x.images) for (const m of VSYSCALL_MODES) byOutcome[m].ok += img.elfFiles - img.files.length;
   const s = x.result.summary;
   const byClass = { ...s.byClass };
-  for (const img of x.images) for (const f of img.files) byClass[f.class] = (byClass[f.class] ?? 0) + 1;
+  for (const img of x.images) {
+    for (const f of img.files) byClass[f.class] = (byClass[f.class] ?? 0) + 1;
+    if (img.elfFiles > img.files.length) byClass.clean = (byClass.clean ?? 0) + img.elfFiles - img.files.length;
+  }
+  const sum = (f: (l: ImageReport['layers'][number]) => number) => x.images.reduce((a, i) => a + i.layers.reduce((b, l) => b + f(l), 0), 0);
   const elfFiles = s.elfFiles + x.images.reduce((a, i) => a + i.elfFiles, 0);
   yield {
-    record: 'summary', ...s, elfFiles, byClass, byOutcome,
+    record: 'summary', ...s, elfFiles, byClass, byOutcome, files: s.files + sum((l) => l.files), bytes: s.bytes + sum((l) => l.bytes),
     mode: x.mode, modeSource: x.modeSource, images: x.images.length, unjudged: x.unjudged.length, warnings: x.warnings, exit: x.exit,
   };
 }
