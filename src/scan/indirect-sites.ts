@@ -12,7 +12,7 @@ import { readDynamic } from '../elf/dynamic.js';
 import { visitRelocations } from '../elf/relocations.js';
 import { isVsysError } from '../errors.js';
 import type { BranchEdges } from '../x86/call-graph.js';
-import { findAddressRefs } from '../x86/address-refs.js';
+import { findAddressRefs, type AddressRef } from '../x86/address-refs.js';
 import { dataSymbolAt, type AddressTaken, type Finding, type Regions } from './find-uses.js';
 import type { FunctionIndex, FunctionInfo } from './functions.js';
 
@@ -77,11 +77,16 @@ export function markIndirectSites(
   const roots = [elf.header.entry];
   for (const e of dynamic()?.entries ?? []) if (e.tag === BigInt(DT.INIT) || e.tag === BigInt(DT.FINI)) roots.push(e.value);
   for (const c of open()) if (roots.some((r) => r >= BigInt(c.fn.start) && r < BigInt(c.fn.end))) c.direct = true;
-  // 2. Direct branches into the function from outside it (calls, jumps, tail jumps, PLT stubs).
+  // 2. A byte search for rel32 displacements to the starts: calls and jumps to them (most
+  // candidates end here, without decoding the whole code: the static busyboxes' time()), and leas.
+  if (open().length === 0) return;
+  const refs = codeRefs(open(), elf, fns, regions);
+  // 3. Any direct branch into the function from outside it (calls, jumps, tail jumps, PLT stubs,
+  // rel8 and into its middle too), from the decoded code, shared with the reachability walk.
   if (open().length > 0) reachedByBranch(open(), regions, branches);
   if (open().length === 0) return;
-  // 3. Where the remaining functions' addresses are taken.
-  findRefs(open(), elf, fns, regions, dataSymbols, dynamic);
+  // 4. Where the remaining functions' addresses are taken.
+  findRefs(open(), elf, fns, regions, refs, dataSymbols, dynamic);
   for (const c of cands.values()) {
     if (c.direct || c.refs.length === 0) continue; // no pointer found either: nothing shows how it runs
     c.refs.sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0));
@@ -122,7 +127,26 @@ function reachedByBranch(cands: Candidate[], regions: Regions, branches: (i: num
   }
 }
 
-function findRefs(cands: Candidate[], elf: ElfFile, fns: FunctionIndex, regions: Regions, dataSymbols: () => ElfSymbol[], dynamic: () => ReturnType<typeof readDynamic>): void {
+/** Instructions with a rel32 (or, at a fixed address, an immediate) to a candidate's start; the callers among them settle it. */
+function codeRefs(cands: Candidate[], elf: ElfFile, fns: FunctionIndex, regions: Regions): AddressRef[] {
+  const targets = cands.map((c) => c.fn.start);
+  const absolute = elf.header.type === ET.EXEC;
+  const startOf = (ip: number) => fns.functions[fns.find(ip)]?.start;
+  const out: AddressRef[] = [];
+  const settle = (r: AddressRef): boolean => {
+    const c = cands.find((x) => x.fn.start === r.target) as Candidate;
+    const ip = Number(r.ip);
+    if (r.how === 'branch' && (ip < c.fn.start || ip >= c.fn.end)) c.direct = true;
+    return c.direct; // one caller settles it: its other hits are not decoded
+  };
+  for (const region of regions.code) {
+    const open = targets.filter((t) => !(cands.find((x) => x.fn.start === t) as Candidate).direct);
+    for (const r of findAddressRefs(region, open, absolute, startOf, settle)) if (r.how === 'taken') out.push(r);
+  }
+  return out;
+}
+
+function findRefs(cands: Candidate[], elf: ElfFile, fns: FunctionIndex, regions: Regions, code: AddressRef[], dataSymbols: () => ElfSymbol[], dynamic: () => ReturnType<typeof readDynamic>): void {
   const byStart = new Map(cands.map((c) => [c.fn.start, c]));
   const targets = [...byStart.keys()];
   const arrays = startupArrays(elf, dynamic);
@@ -153,17 +177,14 @@ function findRefs(cands: Candidate[], elf: ElfFile, fns: FunctionIndex, regions:
   }
   for (const t of targets) if (resolvers.has(t)) (byStart.get(t) as Candidate).direct = true;
   // Instructions: lea fn(%rip), or an immediate in code linked at a fixed address.
-  const absolute = elf.header.type === ET.EXEC;
-  for (const region of regions.code) {
-    const startOf = (ip: number) => fns.functions[fns.find(ip)]?.start;
-    for (const r of findAddressRefs(region, targets, absolute, startOf)) {
-      const holder = fns.functions[fns.find(Number(r.ip))];
-      const ref: AddressTaken = { address: r.ip, instruction: r.instruction };
-      if (holder?.name !== undefined) ref.function = holder.name;
-      // Taken by an IFUNC resolver: the implementation the loader binds an export to.
-      if (holder && (holder.ifunc || resolvers.has(holder.start))) (byStart.get(r.target) as Candidate).direct = true;
-      add(r.target, ref);
-    }
+  for (const r of code) {
+    if (!byStart.has(r.target)) continue;
+    const holder = fns.functions[fns.find(Number(r.ip))];
+    const ref: AddressTaken = { address: r.ip, instruction: r.instruction };
+    if (holder?.name !== undefined) ref.function = holder.name;
+    // Taken by an IFUNC resolver: the implementation the loader binds an export to.
+    if (holder && (holder.ifunc || resolvers.has(holder.start))) (byStart.get(r.target) as Candidate).direct = true;
+    add(r.target, ref);
   }
   // Data words holding the address (8-byte aligned, as pointers are), in data and in code
   // segments (old files keep .rodata in the text segment).
