@@ -157,9 +157,9 @@ function takenAddress(iced: ReturnType<typeof loadIced>, instr: InstanceType<Ret
   const flow = instr.flowControl;
   // A direct call or jump is a caller, not an address taken; the call graph has those.
   if (flow !== iced.FlowControl.Next) return undefined;
-  if (instr.isIpRelMemoryOperand) {
-    // lea: the address itself. A load from fn(%rip) reads code bytes; it takes no pointer.
-    if (instr.mnemonic !== iced.Mnemonic.Lea) return undefined;
+  if (instr.isIpRelMemoryOperand && instr.mnemonic === iced.Mnemonic.Lea) {
+    // lea: the address itself. A load from fn(%rip) reads code bytes and takes no pointer, but a
+    // store of an immediate to a RIP-relative word can (movq $fn,hook(%rip)): checked below.
     const a = Number(instr.ipRelMemoryAddress);
     return wanted.has(a) ? a : undefined;
   }
