@@ -6,7 +6,8 @@ import { readSymbols, visitSymbolNames } from '../elf/symbols.js';
 import type { ElfSymbol } from '../elf/types.js';
 import { EM, STB, STT } from '../elf/constants.js';
 import { isVsysError } from '../errors.js';
-import type { SiteKind } from '../x86/call-sites.js';
+import { findCodeSites, type SiteKind } from '../x86/call-sites.js';
+import { entryNameOf } from '../model/vsyscall-page.js';
 import { buildFunctionIndex, type FunctionIndex } from './functions.js';
 import { findUses, regionsOf, type Finding, type Searched } from './find-uses.js';
 import { identify, type Identity } from './identify.js';
@@ -80,6 +81,7 @@ export interface SparseInput {
 export function analyseBytes(bytes: Uint8Array, path: string, sparse?: SparseInput): FileReport | undefined {
   if (!isElf(bytes)) return undefined;
   const report: FileReport = { path, size: bytes.length, class: 'clean', findings: [], affectedExports: [], imports: new Imports() };
+  if (bigEndian(bytes)) return report; // judged: no x86-64 code (s390x, ppc64, mips, … binaries)
   try {
     const elf = readElf(bytes, path, sparse?.holes);
     report.identity = identify(elf);
@@ -121,6 +123,26 @@ export function analyseBytes(bytes: Uint8Array, path: string, sparse?: SparseInp
   } catch (e) {
     if (!isVsysError(e)) throw e;
     report.error = { code: e.code, message: e.message };
+    // What the kernel could still map holds page addresses: say so, decoded where they sit (the
+    // verdict stays `review`: the file could not be judged as a whole).
+    if (report.findings.length === 0 && !sparse) report.findings = rawUses(bytes);
+    report.class = classOf(report.findings);
   }
   return report;
+}
+
+/** Uses of the page in bytes no ELF reader could place: every candidate decoded as code at its file offset. */
+function rawUses(bytes: Uint8Array): Finding[] {
+  const region = { bytes, start: 0, end: bytes.length, ip: 0n };
+  return findCodeSites(region).map((site) => {
+    const f: Finding = { kind: site.kind, use: site.use, entry: entryNameOf(site.target), target: site.target, offset: site.offset, address: site.ip, instruction: site.instruction };
+    if (site.useInstruction !== undefined) f.useInstruction = site.useInstruction;
+    if (site.useIp !== undefined) f.useAddress = site.useIp;
+    return f;
+  });
+}
+
+/** EI_DATA: an ELF file in big-endian byte order cannot hold x86-64 code, so it cannot use the page. */
+function bigEndian(bytes: Uint8Array): boolean {
+  return bytes[5] === 2;
 }

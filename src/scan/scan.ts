@@ -10,7 +10,7 @@ import { createPool, defaultWorkers, type PoolFile } from './pool.js';
 import { analyseFile, DEFAULT_MAX_FILE_BYTES, type FileResult } from './read-file.js';
 import { isUsrOfRoot, RootFinder } from './find-root.js';
 import { hostRoot, lookupContext, resolveProgram, type LookupContext, type LoadedLibrary, type ReachThrough } from './resolve.js';
-import { OUTCOME_RANK, seedSlowdowns, verdictsOf, type ModeVerdict, type Outcome, type SlowdownFor, type Use } from './verdict.js';
+import { seedSlowdowns, verdictsOf, type ModeVerdict, type Outcome, type SlowdownFor, type Use } from './verdict.js';
 import { walk, type WalkSkip } from './walk.js';
 
 export interface ScannedFile extends FileReport {
@@ -123,16 +123,14 @@ export function judgeFile(r: FileReport, ctx: LookupContext, reportOf: (key: str
 }
 
 /**
- * A file that could not be fully analysed is never ok: each mode's verdict is at least `review`,
- * with the error; uses found in the bytes that could be read still decide when they are worse.
+ * A file that could not be fully analysed is never ok, nor judged on part of it: each mode's verdict
+ * is `review`, with the error and what its readable bytes show.
  */
 export function unjudged(verdicts: Record<VsyscallMode, ModeVerdict>, error: { code: string; message: string }): Record<VsyscallMode, ModeVerdict> {
   const out = {} as Record<VsyscallMode, ModeVerdict>;
   for (const m of VSYSCALL_MODES) {
     const v = verdicts[m];
-    out[m] = OUTCOME_RANK[v.outcome] > OUTCOME_RANK.review
-      ? { ...v, why: `${v.why}; the file could not be fully analysed (${error.code}), so there may be more` }
-      : { outcome: 'review', certainty: 'unknown', why: `could not be fully analysed (${error.code}: ${error.message})${v.outcome === 'ok' ? '' : `; in what could be read: ${v.why}`}` };
+    out[m] = { outcome: 'review', certainty: 'unknown', why: `could not be fully analysed (${error.code}: ${error.message})${v.outcome === 'ok' ? '' : `; its readable bytes hold uses of the page: ${v.why}`}` };
   }
   return out;
 }

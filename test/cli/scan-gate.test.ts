@@ -78,6 +78,32 @@ describe('exit codes: 0 ok · 1 at or above --fail-on · 2 usage · 3 not judged
     assert.ok(j.records.some((r) => r.record === 'error' && r.path === f));
   });
 
+  test('a truncated ELF file still shows the page addresses its readable bytes hold, decoded where they sit', () => {
+    const whole = scanJson(['--mode', 'none', BUSYBOX]).records.find((r) => r.record === 'file')!;
+    const cut = 1_050_000;
+    const f = path.join(work, 'truncated-after-time');
+    fs.writeFileSync(f, fs.readFileSync(BUSYBOX).subarray(0, cut));
+    const j = scanJson(['--mode', 'none', f]);
+    assert.equal(j.status, 3);
+    const rec = j.records.find((r) => r.record === 'file')!;
+    assert.equal(rec.outcome, 'review', 'not judged as a whole: review, not crash');
+    assert.ok(rec.error);
+    const want = whole.findings.filter((x: Rec) => x.offset < cut - 16).map((x: Rec) => [x.offset, x.kind, x.entry]);
+    assert.ok(want.length >= 2, 'the cut keeps time() and gettimeofday()');
+    assert.deepEqual(rec.findings.map((x: Rec) => [x.offset, x.kind, x.entry]), want);
+    assert.match(rec.why, /readable bytes hold uses of the page/);
+  });
+
+  test('big-endian ELF files (arch-test\'s s390x, ppc64, …) are judged: no x86-64 code, ok, exit 0', (t) => {
+    const dir = '/usr/lib/arch-test';
+    if (!fs.existsSync(dir)) return t.skip('arch-test is not installed (.ci/run installs it)');
+    const msb = fs.readdirSync(dir).filter((n) => /ELF \d+-bit MSB/.test(spawnSync('file', ['-b', path.join(dir, n)], { encoding: 'utf8' }).stdout));
+    assert.ok(msb.length >= 3, msb.join(' '));
+    const j = scanJson(['--mode', 'none', '--fail-on', 'slow', dir]);
+    assert.equal(j.status, 0, JSON.stringify(j.records.filter((r) => r.record === 'error')));
+    for (const n of msb) assert.equal(j.records.find((r) => r.record === 'file' && r.path === path.join(dir, n))?.outcome, 'ok', n);
+  });
+
   test('a tar that is not an image, a bad manifest and a registry that does not answer exit 3; the rest is still judged', () => {
     const notImage = path.join(work, 'not-image.tar');
     spawnSync('tar', ['-cf', notImage, '-C', path.dirname(BUSYBOX), 'busybox']);
