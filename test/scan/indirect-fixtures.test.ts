@@ -12,6 +12,10 @@ import { analyseBytes, type FileReport } from '../../src/scan/analyse-file.js';
 import type { Finding } from '../../src/scan/find-uses.js';
 import { verdictsOf } from '../../src/scan/verdict.js';
 import { buildC, hasGcc } from '../support/fixtures.js';
+import { MessageChannel, receiveMessageOnPort } from 'node:worker_threads';
+import { reviveResults } from '../../src/scan/wire.js';
+import type { FileResult } from '../../src/scan/read-file.js';
+import { toJson } from '../../src/cli/io.js';
 
 const skip = (!hasGcc() && 'gcc not installed') || (!hasCommand('objdump') && 'objdump not installed') || (!hasCommand('nm') && 'nm not installed');
 
@@ -91,3 +95,19 @@ for (const [label, flags] of BUILDS) {
     }
   });
 }
+
+test('where an address is taken survives the trip between threads and reaches JSON as hex', { skip }, () => {
+  const p = buildC('indirect', 'indirect-pie', ['-fPIE', '-pie']);
+  const report = analyseBytes(fs.readFileSync(p), p)!;
+  const { port1, port2 } = new MessageChannel();
+  port1.postMessage({ results: [{ kind: 'elf', report } satisfies FileResult] });
+  const got = reviveResults((receiveMessageOnPort(port2)?.message as { results: FileResult[] }).results);
+  port1.close();
+  const back = got[0]?.kind === 'elf' ? got[0].report : undefined;
+  assert.ok(back);
+  const taken = report.findings.filter((f) => f.addressTakenAt).map((f) => f.addressTakenAt);
+  assert.equal(taken.length, 3);
+  assert.deepEqual(back.findings.map((f) => f.addressTakenAt), report.findings.map((f) => f.addressTakenAt));
+  const json = JSON.parse(toJson(back)) as { findings: { addressTakenAt?: { address: string }[] }[] };
+  assert.deepEqual(json.findings.flatMap((f) => f.addressTakenAt ?? []).map((a) => a.address), taken.flat().map((a) => `0x${a!.address.toString(16)}`));
+});
