@@ -86,7 +86,7 @@ export function markIndirectSites(
   if (open().length > 0) reachedByBranch(open(), regions, branches);
   if (open().length === 0) return;
   // 4. Where the remaining functions' addresses are taken.
-  findRefs(open(), elf, fns, regions, refs, dataSymbols, dynamic);
+  findRefs(open(), elf, fns, regions, refs, dataSymbols, dynamic, roots);
   for (const c of cands.values()) {
     if (c.direct || c.refs.length === 0) continue; // no pointer found either: nothing shows how it runs
     c.refs.sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0));
@@ -146,7 +146,13 @@ function codeRefs(cands: Candidate[], elf: ElfFile, fns: FunctionIndex, regions:
   return out;
 }
 
-function findRefs(cands: Candidate[], elf: ElfFile, fns: FunctionIndex, regions: Regions, code: AddressRef[], dataSymbols: () => ElfSymbol[], dynamic: () => ReturnType<typeof readDynamic>): void {
+/**
+ * How far past the entry point its code may take an address that the C runtime then calls: _start
+ * hands main (and init/fini) to __libc_start_main by address, within its first few dozen bytes.
+ */
+const START_CODE = 128;
+
+function findRefs(cands: Candidate[], elf: ElfFile, fns: FunctionIndex, regions: Regions, code: AddressRef[], dataSymbols: () => ElfSymbol[], dynamic: () => ReturnType<typeof readDynamic>, roots: bigint[]): void {
   const byStart = new Map(cands.map((c) => [c.fn.start, c]));
   const targets = [...byStart.keys()];
   const arrays = startupArrays(elf, dynamic);
@@ -184,11 +190,18 @@ function findRefs(cands: Candidate[], elf: ElfFile, fns: FunctionIndex, regions:
     if (holder?.name !== undefined) ref.function = holder.name;
     // Taken by an IFUNC resolver: the implementation the loader binds an export to.
     if (holder && (holder.ifunc || resolvers.has(holder.start))) (byStart.get(r.target) as Candidate).direct = true;
+    // Taken by start-up code (the entry point's _start passing main to __libc_start_main, DT_INIT):
+    // the C runtime calls it. The function holding a root, or, where _start has no FDE or symbol,
+    // the bytes just after the root up to the next known function (gcc puts main right after _init).
+    const fromRoot = roots.some((root) => (holder !== undefined && root >= BigInt(holder.start) && root < BigInt(holder.end))
+      || (r.ip >= root && r.ip < root + BigInt(START_CODE) && (holder === undefined || BigInt(holder.start) <= root)));
+    if (fromRoot) (byStart.get(r.target) as Candidate).direct = true;
     add(r.target, ref);
   }
-  // Data words holding the address (8-byte aligned, as pointers are), in data and in code
-  // segments (old files keep .rodata in the text segment).
-  for (const region of [...regions.data, ...regions.code]) {
+  // Data words holding the address (8-byte aligned, as pointers are): in the data sections, or,
+  // when there are only segments, in the code segments too (they hold .rodata).
+  const bySegments = !elf.sections.some((s) => s.type === SHT.PROGBITS);
+  for (const region of bySegments ? [...regions.data, ...regions.code] : regions.data) {
     const buf = Buffer.from(region.bytes.buffer, region.bytes.byteOffset, region.bytes.byteLength).subarray(0, Math.min(region.end, region.bytes.length));
     for (const t of targets) {
       const word = Buffer.alloc(8);

@@ -19,7 +19,7 @@ import { toJson } from '../../src/cli/io.js';
 
 const skip = (!hasGcc() && 'gcc not installed') || (!hasCommand('objdump') && 'objdump not installed') || (!hasCommand('nm') && 'nm not installed');
 
-const BUILDS: [string, string[]][] = [['pie', ['-fPIE', '-pie']], ['no-pie', ['-fno-pie', '-no-pie']], ['shared', ['-shared', '-fPIC']]];
+const BUILDS: [string, string[]][] = [['pie', ['-fPIE', '-pie']], ['no-pie', ['-fno-pie', '-no-pie']], ['static', ['-fno-pie', '-no-pie', '-static']], ['shared', ['-shared', '-fPIC']]];
 
 const EXPECT: Record<string, string> = {
   only_pointer: 'indirect',
@@ -29,6 +29,7 @@ const EXPECT: Record<string, string> = {
   tail_only: 'direct-call',
   at_start: 'direct-call',
   exported_api: 'direct-call',
+  main: 'direct-call',
 };
 
 function nm(p: string): Map<string, number> {
@@ -85,10 +86,10 @@ for (const [label, flags] of BUILDS) {
       const value = syms.get(name)!.toString(16);
       assert.deepEqual(site.addressTakenAt, [{
         address: BigInt(table + 8 * i),
-        instruction: label === 'no-pie' ? `.quad 0x${value}` : `.quad 0x${value} (R_X86_64_RELATIVE)`,
+        instruction: label === 'no-pie' || label === 'static' ? `.quad 0x${value}` : `.quad 0x${value} (R_X86_64_RELATIVE)`,
         function: 'table',
       }]);
-      if (label !== 'no-pie') {
+      if (label === 'pie' || label === 'shared') {
         const rel = spawnSync('readelf', ['-rW', p], { encoding: 'utf8' }).stdout;
         assert.match(rel, new RegExp(`^0*${(table + 8 * i).toString(16)}\\s+\\S+\\s+R_X86_64_RELATIVE\\s+${value}$`, 'm'));
       }
