@@ -10,7 +10,7 @@ export const CORPUS = path.resolve(ROOT, '..', 'shared', 'corpus');
 export const BIN = path.join(ROOT, 'bin', 'vsys.js');
 
 export function runVsys(args: string[], opts: { env?: NodeJS.ProcessEnv; timeout?: number } = {}): SpawnSyncReturns<string> {
-  return spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: opts.timeout ?? 60_000, env: opts.env ?? process.env });
+  return spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: opts.timeout ?? 60_000, env: opts.env ?? process.env, maxBuffer: 512 * 1024 * 1024 });
 }
 
 export function hasCommand(cmd: string): boolean {

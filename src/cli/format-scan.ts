@@ -4,14 +4,14 @@ import path from 'node:path';
 import type { VsyscallMode } from '../model/modes.js';
 import { VSYSCALL_MODES } from '../model/modes.js';
 import { describeIdentity, isProgram } from '../scan/identify.js';
-import type { ScanResult, ScannedFile } from '../scan/scan.js';
+import { useOf, type ScanResult, type ScannedFile } from '../scan/scan.js';
 import type { Finding } from '../scan/find-uses.js';
 import type { Outcome } from '../scan/verdict.js';
 import type { ImageReport } from '../image/analyse-image.js';
 import type { ImageError } from '../image/scan-image.js';
 import { remedyLines } from '../model/remedies.js';
 import { causesOf, displayPath, type Cause, type Unjudged } from '../scan/records.js';
-import { OUTCOME_RANK, type SlowdownFor } from '../scan/verdict.js';
+import { OUTCOME_RANK, verdictOfUse, type ModeVerdict, type SlowdownFor } from '../scan/verdict.js';
 
 const MARK: Record<Outcome, string> = { crash: '✗', slow: '!', review: '?', fallback: '~', ok: '✓' };
 
@@ -26,10 +26,18 @@ function where(f: Finding): string {
   return '';
 }
 
+/** For an `indirect` site: where the function's address is taken ("its address taken at 0x… in os::…"). */
+function takenAt(f: Finding): string {
+  const refs = f.addressTakenAt ?? [];
+  if (refs.length === 0) return '';
+  const shown = refs.slice(0, 3).map((r) => `${hex(r.address)}${r.function ? ` in ${r.function}` : ''} (${r.instruction})`);
+  return `; its address taken at ${shown.join(', ')}${refs.length > 3 ? `, … ${refs.length - 3} more` : ''}`;
+}
+
 export function formatFinding(f: Finding): string {
   const how = f.useInstruction ? `${f.instruction}; ${f.useInstruction}` : f.instruction;
   const word = f.dataWord && f.use !== 'data-word' ? ` (via the word at ${hex(f.dataWord.address)}${f.dataWord.symbol ? ` ${f.dataWord.symbol}` : ''})` : '';
-  return `${f.kind.padEnd(11)} ${f.entry.padEnd(12)} ${hex(f.address).padStart(12)}  ${how}  ${where(f)}${word}`;
+  return `${f.kind.padEnd(11)} ${f.entry.padEnd(12)} ${hex(f.address).padStart(12)}  ${how}  ${where(f)}${word}${takenAt(f)}`;
 }
 
 export function formatFile(f: ScannedFile, mode: VsyscallMode, layers?: ImageReport['layers'], showRoot = true): string[] {
@@ -227,7 +235,7 @@ type RuleId = keyof typeof RULES;
  * verdict in `mode` is not ok without a site of its own, one result at the file with its import
  * chain; inputs that could not be read are the run's tool notifications.
  */
-export function formatSarif(r: ScanResult, mode: VsyscallMode, version: string, images: ImageReport[] = [], unjudged: Unjudged[] = []): string {
+export function formatSarif(r: ScanResult, mode: VsyscallMode, version: string, images: ImageReport[] = [], unjudged: Unjudged[] = [], slow?: SlowdownFor): string {
   const ids = Object.keys(RULES) as RuleId[];
   // Files inside images are named IMAGE-REF/path (relative URIs, one per image).
   const all = [...r.files.map((f) => ({ f, uri: pathToUri(f.path) })), ...images.flatMap((img) => img.files.map((f) => ({ f, uri: imageUri(img.ref, f.path) })))];
@@ -238,7 +246,8 @@ export function formatSarif(r: ScanResult, mode: VsyscallMode, version: string, 
     const own = f.findings.map((x) => ({
       ...rule(x.kind),
       level: RULES[x.kind].level,
-      message: { text: `${x.kind} (${x.entry}) at ${hex(x.address)}: ${x.useInstruction ? `${x.instruction}; ${x.useInstruction}` : x.instruction}. Under vsyscall=${mode}: ${v.why}.` },
+      // Each site's own verdict (not the file's worst): the getcpu site is not "crashes if time() is called".
+      message: { text: `${x.kind} (${x.entry}) at ${hex(x.address)}: ${x.useInstruction ? `${x.instruction}; ${x.useInstruction}` : x.instruction}${takenAt(x)}. Under vsyscall=${mode}: ${siteVerdict(x, mode, slow).why}.` },
       locations: [{
         physicalLocation: {
           artifactLocation: { uri },
@@ -284,6 +293,10 @@ export function formatSarif(r: ScanResult, mode: VsyscallMode, version: string, 
     }],
   };
   return JSON.stringify(doc, null, 2) + '\n';
+}
+
+function siteVerdict(x: Finding, mode: VsyscallMode, slow: SlowdownFor | undefined): ModeVerdict {
+  return verdictOfUse(useOf(x), mode, slow);
 }
 
 function imageUri(ref: string, p: string): string {

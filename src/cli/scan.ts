@@ -140,6 +140,7 @@ export const scanCommand: Command = {
     if (modeArg !== 'host' && !isVsyscallMode(modeArg)) throw usageError(`scan: --mode must be none, xonly, emulate, native or host, not '${modeArg}'`);
     const failOn = values['fail-on'];
     if (failOn !== undefined && failOn !== 'crash' && failOn !== 'slow') throw usageError(`scan: --fail-on must be crash or slow, not '${failOn}'`);
+    if (values.root !== undefined && !isDirectory(values.root)) throw usageError(`scan: --root ${values.root} is not a directory`);
     const workers = numberOption('scan', 'workers', values.workers, { integer: [0, 64] });
     const maxMb = numberOption('scan', 'max-file-size', values['max-file-size'], { positive: 'megabytes' });
     const maxLayerMb = numberOption('scan', 'max-layer-size', values['max-layer-size'], { positive: 'megabytes' });
@@ -220,7 +221,7 @@ export const scanCommand: Command = {
     const warnings = result.warnings;
     for (const w of warnings) io.stderr.write(`vsys: warning: ${w}\n`);
 
-    if (values.sarif) fs.writeFileSync(values.sarif, formatSarif(result, mode, '0.1.0', imageScan.images, unjudged));
+    if (values.sarif) fs.writeFileSync(values.sarif, formatSarif(result, mode, '0.1.0', imageScan.images, unjudged, slowdown));
     if (values.json) {
       for (const line of jsonRecords({ result, images: imageScan.images, imageErrors: imageScan.errors, unjudged, mode, modeSource: source, all: values.all ?? false, slow: slowdown, exit, warnings, showPaths: paths.length > 0 || imageRefs.length === 0 })) {
         io.stdout.write(toJson(line, 0) + '\n');
@@ -233,6 +234,14 @@ export const scanCommand: Command = {
     return exit;
   },
 };
+
+function isDirectory(p: string): boolean {
+  try {
+    return fs.statSync(p).isDirectory();
+  } catch {
+    return false;
+  }
+}
 
 /** One line on stderr, redrawn at most 10 times a second: "IMAGE: layer 2/5 sha256:abcd… 340/1091 MB". */
 function imageProgress(io: Io): (ref: string, p: LayerProgress) => void {

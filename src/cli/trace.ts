@@ -199,7 +199,6 @@ export function shellStatus(exit: TraceSummary['exit']): number {
 }
 
 /** Exit statuses of a trace beyond io.ts's EXIT: Ctrl-C and a closed output, as shells count them. */
-export const TRACE_EXIT = { interrupted: 130, closedOutput: 141 } as const;
 
 export const traceCommand: Command = {
   summary: 'which live processes use the vsyscall page, how often, which crashed, what it costs',
@@ -296,8 +295,8 @@ export const traceCommand: Command = {
       });
       flush();
       sink.write(values.json ? toJson({ summary }, 0) + '\n' : formatSummary(summary));
-      if (sink.closed) return TRACE_EXIT.closedOutput;
-      if (interrupted) return TRACE_EXIT.interrupted;
+      if (sink.closed) return EXIT.brokenPipe;
+      if (interrupted) return EXIT.interrupted;
       return target.k === 'command' ? shellStatus(summary.exit) : EXIT.ok;
     } finally {
       process.removeListener('SIGINT', onSigint);

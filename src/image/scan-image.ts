@@ -41,10 +41,15 @@ export function isImageRef(arg: string): boolean {
   if (arg.startsWith('oci:') || arg.startsWith('registry://')) return true;
   try {
     const st = fs.statSync(arg);
-    if (!st.isFile() || st.size < 1024) return false;
+    if (!st.isFile() || st.size < 4) return false;
     const fd = fs.openSync(arg, 'r');
     try {
       const b = Buffer.alloc(8);
+      // A compressed archive (docker save | gzip): taken as an image so that it is refused by name
+      // (IMAGE_COMPRESSED_ARCHIVE), not walked as a file that is not ELF and passed over.
+      fs.readSync(fd, b, 0, 4, 0);
+      if (compressedMagic(b) !== undefined) return true;
+      if (st.size < 1024) return false;
       fs.readSync(fd, b, 0, 8, 257);
       return b.toString('latin1', 0, 5) === 'ustar';
     } finally {
@@ -53,6 +58,13 @@ export function isImageRef(arg: string): boolean {
   } catch {
     return false;
   }
+}
+
+/** gzip (1f 8b) or zstd (28 b5 2f fd) magic at the start of a file. */
+export function compressedMagic(head: Uint8Array): 'gzip' | 'zstd' | undefined {
+  if (head[0] === 0x1f && head[1] === 0x8b) return 'gzip';
+  if (head[0] === 0x28 && head[1] === 0xb5 && head[2] === 0x2f && head[3] === 0xfd) return 'zstd';
+  return undefined;
 }
 
 /** Worker threads for image scans: as for directories (defaultWorkers), and one on two cores too. */

@@ -150,6 +150,10 @@ export async function pickManifest(doc: unknown, digest: string | undefined, rea
 export async function readArchive(file: string, o: SourceOptions): Promise<ResolvedImage[]> {
   const fd = openImageFile(file);
   try {
+    const head = Buffer.alloc(4);
+    fs.readSync(fd, head, 0, 4, 0);
+    const packed = head[0] === 0x1f && head[1] === 0x8b ? 'gzip' : head.equals(Buffer.from([0x28, 0xb5, 0x2f, 0xfd])) ? 'zstd' : undefined;
+    if (packed) throw new VsysError('IMAGE_COMPRESSED_ARCHIVE', `${file}: a ${packed}-compressed archive; vsys reads image archives as docker save writes them: decompress it first (${packed === 'gzip' ? 'gunzip' : 'unzstd'} -k ${file})`, { path: file });
     const entries = new Map<string, TarEntry>();
     await walkTar(fd, 0, fs.fstatSync(fd).size, file, (e) => {
       if (e.type === 'file' || e.type === 'contiguous-file') entries.set(e.name.replace(/^(\.\/)+/, ''), e);

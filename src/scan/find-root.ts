@@ -38,7 +38,7 @@ export function isUsrOfRoot(dir: string): boolean {
   return path.basename(abs) === 'usr' && TOP_LEVEL.some((d) => exists(path.join(path.dirname(abs), d)));
 }
 
-function looksLikeRoot(dir: string): boolean {
+export function looksLikeRoot(dir: string): boolean {
   return MARKERS.some((m) => exists(path.join(dir, m))) && !isUsrOfRoot(dir);
 }
 
@@ -60,6 +60,8 @@ export class RootFinder {
     let dir = path.resolve(p);
     try {
       if (!fs.statSync(dir).isDirectory()) dir = path.dirname(dir);
+      // Through symlinked directories (ln -s ROOTFS/bin bin): the root is above where it really is.
+      dir = this.real(dir);
     } catch {
       dir = path.dirname(dir);
     }
@@ -79,5 +81,13 @@ export class RootFinder {
     }
     for (const d of walked) this.byDir.set(d, found);
     return found;
+  }
+
+  private readonly reals = new Map<string, string>();
+
+  private real(dir: string): string {
+    let r = this.reals.get(dir);
+    if (r === undefined) this.reals.set(dir, (r = fs.realpathSync(dir)));
+    return r;
   }
 }

@@ -125,7 +125,11 @@ function cachedResolve(ctx: LookupContext, inner: string): string | undefined {
 }
 
 function findLibrary(ctx: LookupContext, name: string, from: FileReport): string | undefined {
-  if (name.includes('/')) return cachedResolve(ctx, name.startsWith('/') ? name : `/${name}`);
+  if (name.includes('/')) {
+    // A DT_NEEDED path may hold $ORIGIN, as RUNPATH does (ld.so(8)).
+    const expanded = expandOrigin(name, path.posix.dirname(ctx.root.innerOf(from) ?? '/'))[0] ?? name;
+    return cachedResolve(ctx, path.posix.normalize(expanded.startsWith('/') ? expanded : `/${expanded}`));
+  }
   const id = from.identity;
   // Most files have neither RUNPATH nor RPATH: their lookups of a name all search the same dirs.
   if (id?.runpath === undefined && id?.rpath === undefined) {

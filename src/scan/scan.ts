@@ -5,10 +5,11 @@ import path from 'node:path';
 import type { VsyscallMode } from '../model/modes.js';
 import { VSYSCALL_MODES } from '../model/modes.js';
 import type { FileReport } from './analyse-file.js';
-import { callerOf } from './find-uses.js';
+import { callerOf, type Finding } from './find-uses.js';
+import { isProgram } from './identify.js';
 import { createPool, defaultWorkers, type PoolFile } from './pool.js';
 import { analyseFile, DEFAULT_MAX_FILE_BYTES, type FileResult } from './read-file.js';
-import { isUsrOfRoot, RootFinder } from './find-root.js';
+import { looksLikeRoot, RootFinder } from './find-root.js';
 import { hostRoot, lookupContext, resolveProgram, type LookupContext, type LoadedLibrary, type ReachThrough } from './resolve.js';
 import { seedSlowdowns, verdictsOf, type ModeVerdict, type Outcome, type SlowdownFor, type Use } from './verdict.js';
 import { walk, type WalkSkip } from './walk.js';
@@ -74,12 +75,12 @@ export interface ScanResult {
   summary: ScanSummary;
 }
 
-/** A single directory argument that looks like a root filesystem (has lib/, usr/lib or etc/) is a root. */
+/** A single directory argument that looks like a root filesystem (find-root.ts' markers) is a root. */
 export function guessRoot(paths: string[]): string | undefined {
   if (paths.length === 1) {
     const p = paths[0] as string;
     try {
-      if (fs.statSync(p).isDirectory() && !isUsrOfRoot(p) && ['lib', 'lib64', 'usr/lib', 'etc'].some((d) => fs.existsSync(path.join(p, d)))) return path.resolve(p);
+      if (fs.statSync(p).isDirectory() && looksLikeRoot(fs.realpathSync(p))) return fs.realpathSync(p);
     } catch {
       // fall through
     }
@@ -87,9 +88,14 @@ export function guessRoot(paths: string[]): string | undefined {
   return undefined;
 }
 
+/** One site as a use: a `load` of the page itself (not of a data word) reads it. */
+export function useOf(x: Finding): Use {
+  return { kind: x.kind, target: x.target, caller: callerOf(x), ...(x.use === 'load' && !x.dataWord ? { reads: true } : {}) };
+}
+
 /** The uses of the page that decide a file's verdict: its own findings and those reached through libraries. */
 export function usesOf(f: FileReport, through: ReachThrough[] = []): Use[] {
-  const uses: Use[] = f.findings.map((x) => ({ kind: x.kind, target: x.target, caller: callerOf(x), ...(x.use === 'load' && !x.dataWord ? { reads: true } : {}) }));
+  const uses: Use[] = f.findings.map(useOf);
   for (const t of through) {
     const inner = t.export.chain.length > 1 ? ` → ${t.export.chain.slice(1).join('() → ')}()` : '';
     const caller = t.how === 'import'
@@ -113,10 +119,15 @@ export function judgeFile(r: FileReport, ctx: LookupContext, reportOf: (key: str
   if (r.identity?.linkage === 'dynamic' && r.identity.needed.length > 0 && !r.error) {
     const res = resolveProgram(ctx, r, reportOf);
     s.libraries = res.libraries;
-    if (res.missing.length > 0) s.missingLibraries = res.missing;
     if (res.through.length > 0) {
       s.through = res.through;
       s.verdicts = verdictsOf(usesOf(r, res.through), slow);
+    }
+    if (res.missing.length > 0) s.missingLibraries = res.missing;
+    // What a program imports from a library not found is not judged: never ok on that account. (A
+    // library's own needs may be met by the program that loads it, through its RUNPATH.)
+    if (res.missing.length > 0 && isProgram(r.identity)) {
+      s.verdicts = unjudged(s.verdicts, { code: 'LIBRARY_NOT_FOUND', message: `${res.missing.join(', ')} not found in ${ctx.root.name}` });
     }
   }
   return s;
@@ -268,6 +279,9 @@ export async function scanPaths(opts: ScanOptions): Promise<ScanResult> {
     roots[root] = (roots[root] ?? 0) + 1;
     return { ...judgeFile(r, ctx, reportOf, slow), root };
   });
+  for (const f of out) {
+    if (f.missingLibraries && !f.error && isProgram(f.identity)) errors.push({ path: f.path, code: 'LIBRARY_NOT_FOUND', message: `${f.path}: needs ${f.missingLibraries.join(', ')}, not found in root ${f.root ?? '/'} (judged there; --root DIR names another)` });
+  }
   const root = Object.entries(roots).sort((a, b) => b[1] - a[1])[0]?.[0] ?? (opts.root !== undefined ? path.resolve(opts.root) : guessed ?? '/');
 
   const byClass: Record<string, number> = {};

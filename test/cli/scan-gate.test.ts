@@ -112,7 +112,9 @@ describe('exit codes: 0 ok · 1 at or above --fail-on · 2 usage · 3 not judged
     fs.writeFileSync(path.join(stage, 'manifest.json'), '[{"Config": 5}]');
     fs.writeFileSync(path.join(stage, 'pad'), Buffer.alloc(2048));
     spawnSync('tar', ['-cf', badManifest, '-C', stage, 'manifest.json', 'pad']);
-    for (const [input, code] of [[notImage, 'IMAGE_BAD_MANIFEST'], [badManifest, 'IMAGE_BAD_MANIFEST'], ['registry://127.0.0.1:9/none:latest', 'REGISTRY']] as const) {
+    const gz = path.join(work, 'image.tar.gz');
+    spawnSync('sh', ['-c', `gzip -c < "${badManifest}" > "${gz}"`]);
+    for (const [input, code] of [[notImage, 'IMAGE_BAD_MANIFEST'], [badManifest, 'IMAGE_BAD_MANIFEST'], [gz, 'IMAGE_COMPRESSED_ARCHIVE'], ['registry://127.0.0.1:9/none:latest', 'REGISTRY']] as const) {
       const j = scanJson(['--mode', 'none', input, path.join(CORPUS, 'ctl-busybox-1.22.1-static-glibc2.17')]);
       assert.equal(j.status, 3, `${input}: ${j.stderr}`);
       const err = j.records.find((r) => r.record === 'error')!;
@@ -160,9 +162,45 @@ describe('each file is judged in the root it lives in', { skip }, () => {
     assert.match(warnings[0]!, new RegExp(`is in ${root.replace(/[.+]/g, '\\$&')}`));
   });
 
-  test('a host directory (/usr/bin) stays judged in /', () => {
-    const j = scanJson(['--mode', 'none', '/usr/bin/env']);
-    assert.equal(j.records.find((r) => r.record === 'file')!.root, '/');
+  test('host directories stay judged in /: /usr/bin, and /usr itself (a merged /usr holds a loader too)', () => {
+    const bin = scanJson(['--mode', 'none', '/usr/bin']);
+    const usr = scanJson(['--mode', 'none', '/usr/lib/x86_64-linux-gnu/libc.so.6', '/usr/bin/env']);
+    for (const j of [bin, usr]) assert.deepEqual(Object.keys(j.records.at(-1)!.roots), ['/']);
+    assert.match(runVsys(['scan', '--mode', 'none', '/usr'], { timeout: 180_000 }).stdout, /judged in root \/\n/);
+  });
+
+  test('through a symlinked directory (ln -s ROOTFS/bin): judged in the root it really is in', () => {
+    const link = path.join(work, 'bin-link');
+    fs.symlinkSync(path.join(root, 'bin'), link);
+    const j = scanJson(['--mode', 'none', path.join(link, 'e2fsck')]);
+    const rec = j.records.find((r) => r.record === 'file')!;
+    assert.equal(rec.root, root);
+    assert.equal(rec.outcome, 'crash');
+  });
+
+  test('a directory with lib/ and etc/ but no loader, libc or os-release is not a root', () => {
+    const d = path.join(work, 'not-a-root');
+    fs.mkdirSync(path.join(d, 'lib'), { recursive: true });
+    fs.mkdirSync(path.join(d, 'etc'), { recursive: true });
+    fs.copyFileSync(path.join(root, 'bin', 'e2fsck'), path.join(d, 'e2fsck'));
+    const j = scanJson(['--mode', 'none', d]);
+    assert.deepEqual(Object.keys(j.records.at(-1)!.roots), ['/']);
+  });
+
+  test('a program whose libraries are not in its root is not judged ok: review, listed, exit 3', () => {
+    const empty = path.join(work, 'empty-root');
+    fs.mkdirSync(path.join(empty, 'etc'), { recursive: true });
+    const j = scanJson(['--mode', 'none', '--fail-on', 'crash', '--root', empty, path.join(root, 'bin', 'e2fsck')]);
+    assert.equal(j.status, 3);
+    const rec = j.records.find((r) => r.record === 'file')!;
+    assert.equal(rec.outcome, 'review');
+    assert.ok(rec.missingLibraries.includes('libc.so.6'));
+    assert.ok(j.records.some((r) => r.record === 'error' && r.code === 'LIBRARY_NOT_FOUND'));
+  });
+
+  test('--root must be a directory (usage, exit 2)', () => {
+    assert.equal(runVsys(['scan', '--root', '/nonexistent', BUSYBOX]).status, 2);
+    assert.equal(runVsys(['scan', '--root', BUSYBOX, BUSYBOX]).status, 2);
   });
 });
 
@@ -195,6 +233,9 @@ describe('complete machine output: every record validates, outcome per record, S
     assert.equal(e2[0]!.level, 'error');
     assert.match(e2[0]!.message.text, /e2fsck imports time@GLIBC_2\.2\.5 from .*lib64\/libc-2\.13\.so/);
     assert.equal(at('busybox')[0]!.ruleId, 'vsys/direct-call');
+    // Each site carries its own verdict: libc's getcpu site is about sched_getcpu, not time().
+    const getcpu = results.find((r) => r.locations[0].physicalLocation.artifactLocation.uri.endsWith('/lib64/libc-2.13.so') && r.properties.entry === 'getcpu')!;
+    assert.match(getcpu.message.text, /Under vsyscall=none: crashes if sched_getcpu\(\) is called/);
     const j = scanJson(['--mode', 'none', root]);
     const notOk = j.records.filter((r) => r.record === 'file' && r.outcome !== 'ok').map((r) => pathUri(r.path));
     const uris = new Set(results.map((r) => r.locations[0].physicalLocation.artifactLocation.uri));

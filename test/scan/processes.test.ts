@@ -9,36 +9,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { mappedFiles } from '../../src/scan/processes.js';
 import { CORPUS, BIN, runVsys } from '../helpers.js';
+import { materialiseInitfs } from '../support/initfs.js';
 
 const INITFS = path.join(CORPUS, 'gentoo-initfs-2011');
 const root = process.getuid?.() === 0;
 const skip = !root ? 'chroot needs root' : !fs.existsSync(INITFS) ? `no corpus at ${INITFS}` : false;
-
-/**
- * A runnable copy of the initramfs: the corpus stores its symlinks as small text files naming
- * their target ("libc-2.13.so", "busybox", "lib64/"); make them links again.
- */
-function materialise(): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vsys-chroot-'));
-  fs.cpSync(INITFS, dir, { recursive: true });
-  const walk = (d: string): void => {
-    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
-      const p = path.join(d, e.name);
-      fs.chmodSync(p, e.isDirectory() ? 0o755 : 0o755);
-      if (e.isDirectory()) walk(p);
-      else if (e.isFile() && fs.statSync(p).size < 64) {
-        const text = fs.readFileSync(p, 'latin1');
-        if (/^[\w.+/-]+$/.test(text) && !text.startsWith('\x7fELF')) {
-          fs.rmSync(p);
-          fs.symlinkSync(text, p);
-        }
-      }
-    }
-  };
-  walk(dir);
-  fs.mkdirSync(path.join(dir, 'tmp'), { recursive: true });
-  return dir;
-}
 
 /** strace (dynamic, glibc 2.13 from the chroot's own lib64) tracing busybox sleep, both chroot'ed. */
 async function startChrooted(dir: string): Promise<{ child: ChildProcess; pid: number }> {
@@ -59,7 +34,7 @@ async function startChrooted(dir: string): Promise<{ child: ChildProcess; pid: n
 }
 
 test('a chroot\'ed process\'s libc-2.13.so is read through its own root, the very file the kernel mapped', { skip, timeout: 120_000 }, async () => {
-  const dir = materialise();
+  const dir = materialiseInitfs();
   const { child, pid } = await startChrooted(dir);
   try {
     const libc = `${dir}/lib64/libc-2.13.so`;
