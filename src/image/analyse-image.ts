@@ -133,7 +133,7 @@ export function analyseImage(fs: ImageFs, base: Omit<ImageReport, 'files' | 'ver
     const r = node.report as FileReport;
     const clean = !viaLibraries && unused && r.findings.length === 0 && !r.error;
     if (clean && !o.all) continue;
-    const s: ScannedFile = clean ? { ...r, path: p, verdicts: noUse } : judgeFile(r.path === p ? r : { ...r, path: p }, ctx, reportOf, slow ?? seedSlowdowns);
+    const s: ScannedFile = clean ? { ...r, path: p, verdicts: noUse } : judgeFile(r.path === p ? r : { ...r, path: p }, ctx, reportOf, slow ?? seedSlowdowns, false);
     s.layer = node.layer;
     if (o.all || s.class !== 'clean' || (s.through?.length ?? 0) > 0 || VSYSCALL_MODES.some((m) => s.verdicts[m].outcome !== 'ok')) files.push(s);
   }
@@ -159,7 +159,7 @@ export function analyseImage(fs: ImageFs, base: Omit<ImageReport, 'files' | 'ver
   if (o.run) out.entrypoint = judgeEntrypoint(fs, o.run, (p) => files.find((f) => f.path === p), (p) => {
     const n = fs.get(p);
     if (n?.kind !== 'file' || !n.report) return undefined;
-    const s = judgeFile(n.report.path === p ? n.report : { ...n.report, path: p }, ctx, reportOf, slow ?? seedSlowdowns);
+    const s = judgeFile(n.report.path === p ? n.report : { ...n.report, path: p }, ctx, reportOf, slow ?? seedSlowdowns, false);
     s.layer = n.layer;
     return s;
   });

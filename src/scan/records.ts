@@ -126,7 +126,6 @@ export function unjudgedOf(r: ScanResult, images: readonly ImageReport[], imageE
   for (const img of images) {
     for (const f of img.files) {
       if (f.error && !img.problems.some((p) => p.path === f.path)) out.push({ image: img.ref, path: f.path, code: f.error.code, message: f.error.message });
-      else if (f.missingLibraries && isProgram(f.identity)) out.push({ image: img.ref, path: f.path, code: 'LIBRARY_NOT_FOUND', message: `needs ${f.missingLibraries.join(', ')}, not in the image` });
     }
   }
   return out;

@@ -110,7 +110,12 @@ export function usesOf(f: FileReport, through: ReachThrough[] = []): Use[] {
  * A file's verdicts in its root: its own uses, and for a dynamically linked file the libraries it
  * would load (`reportOf` gives their analyses) and the affected functions it reaches through them.
  */
-export function judgeFile(r: FileReport, ctx: LookupContext, reportOf: (key: string) => FileReport | undefined, slow: SlowdownFor): ScannedFile {
+/**
+ * `missingUnjudged`: a program whose libraries are not all in its root is `review` (the root may be
+ * the wrong one: a directory on a host). An image is a whole root: what is not in it is nowhere, the
+ * program cannot start, so cannot crash through the page; its missing libraries are only listed.
+ */
+export function judgeFile(r: FileReport, ctx: LookupContext, reportOf: (key: string) => FileReport | undefined, slow: SlowdownFor, missingUnjudged = true): ScannedFile {
   const s: ScannedFile = { ...r, verdicts: verdictsOf(usesOf(r), slow) };
   if (r.error) {
     s.verdicts = unjudged(s.verdicts, r.error);
@@ -126,7 +131,7 @@ export function judgeFile(r: FileReport, ctx: LookupContext, reportOf: (key: str
     if (res.missing.length > 0) s.missingLibraries = res.missing;
     // What a program imports from a library not found is not judged: never ok on that account. (A
     // library's own needs may be met by the program that loads it, through its RUNPATH.)
-    if (res.missing.length > 0 && isProgram(r.identity)) {
+    if (res.missing.length > 0 && missingUnjudged && isProgram(r.identity)) {
       s.verdicts = unjudged(s.verdicts, { code: 'LIBRARY_NOT_FOUND', message: `${res.missing.join(', ')} not found in ${ctx.root.name}` });
     }
   }

@@ -45,7 +45,7 @@ function judgedOneByOne(ifs: ImageFs): { path: string; verdicts: unknown; throug
   const kept = [];
   for (const [, n] of ifs.files()) {
     if (!n.report) continue;
-    const s = judgeFile(n.report, ctx, reportOf, seedSlowdowns);
+    const s = judgeFile(n.report, ctx, reportOf, seedSlowdowns, false);
     if (s.class !== 'clean' || (s.through?.length ?? 0) > 0 || VSYSCALL_MODES.some((m) => s.verdicts[m].outcome !== 'ok')) kept.push({ path: s.path, verdicts: s.verdicts, through: s.through });
   }
   return kept.sort((a, b) => (a.path < b.path ? -1 : 1));

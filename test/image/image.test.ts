@@ -106,7 +106,8 @@ describe('layers, whiteouts and layouts (small images)', { skip: skipSmall }, ()
     assert.equal(runVsys(['scan', '--mode', 'none', '--fail-on', 'crash', `oci:${path.join(work, 'oci-deleted')}`]).status, 0);
     const j = runVsys(['scan', '--json', '--mode', 'none', `oci:${path.join(work, 'oci-affected')}`, path.join(work, 'oci-deleted.tar')]);
     const lines = j.stdout.trim().split('\n').map((l) => JSON.parse(l));
-    assert.equal(lines.filter((l) => l.image).length, 2);
+    assert.equal(lines.filter((l) => l.record === 'image').length, 2);
+    assert.ok(lines.filter((l) => l.record === 'file').every((l) => typeof l.image === 'string' && typeof l.layer?.digest === 'string'));
   });
 });
 

@@ -121,7 +121,8 @@ for (const pkg of ['libc6', 'busybox-static', 'fzf']) {
   test(`Debian bookworm ${pkg}: every ELF file is clean`, { timeout: 300_000 }, async (t) => {
     const root = debianPackage(pkg);
     if (!root) return t.skip(`apt-get download ${pkg} failed (no apt repository?)`);
-    const res = await scanPaths({ paths: [root], workers: 0, root });
+    // A package is installed onto a system: its programs' libraries (libc.so.6 for fzf) come from the host.
+    const res = await scanPaths({ paths: [root], workers: 0, root: '/' });
     assert.ok(res.summary.elfFiles > 0, 'the package has ELF files');
     assert.deepEqual(res.errors, []);
     assert.deepEqual(res.files.filter((f) => f.class !== 'clean').map((f) => [f.path, f.class]), []);
