@@ -10,8 +10,14 @@ import type { Outcome } from '../scan/verdict.js';
 import type { ImageReport } from '../image/analyse-image.js';
 import type { ImageError } from '../image/scan-image.js';
 import { remedyLines } from '../model/remedies.js';
-import { causesOf, displayPath, type Cause, type Unjudged } from '../scan/records.js';
+import { causesOf, type Cause, type Unjudged } from '../scan/records.js';
 import { OUTCOME_RANK, verdictOfUse, type ModeVerdict, type SlowdownFor } from '../scan/verdict.js';
+
+/** Roots that are not the host's "/" are shown relative to where vsys runs, when shorter. */
+export function displayPath(p: string): string {
+  const rel = path.relative(process.cwd(), p);
+  return rel !== '' && !rel.startsWith('../../') && rel.length < p.length ? rel : p;
+}
 
 const MARK: Record<Outcome, string> = { crash: '✗', slow: '!', review: '?', fallback: '~', ok: '✓' };
 

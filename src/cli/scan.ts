@@ -3,11 +3,14 @@ import fs from 'node:fs';
 import { parseArgs } from 'node:util';
 import { isVsyscallMode, type VsyscallMode } from '../model/modes.js';
 import { OUTCOME_RANK, type Outcome } from '../scan/verdict.js';
-import { scanPaths, type ScanProgress, type ScanResult } from '../scan/scan.js';
+import { scanPaths, type ScanOptions, type ScanProgress, type ScanResult } from '../scan/scan.js';
+import type { ImageReport } from '../image/analyse-image.js';
+import type { ImageError, ImageScanOptions } from '../image/scan-image.js';
+import { VsysError } from '../errors.js';
 import { mappedFiles } from '../scan/processes.js';
 import { formatSarif, formatScanText } from './format-scan.js';
 import { jsonRecords } from './scan-json.js';
-import { unjudgedOf } from '../scan/records.js';
+import { unjudgedOf, type Unjudged } from '../scan/records.js';
 import { EXIT, numberOption, toJson, usageError, type Io } from './io.js';
 import type { Command } from './main.js';
 import type { LayerProgress } from '../image/sources.js';
@@ -95,62 +98,69 @@ function progressBar(io: Io): ((p: ScanProgress) => void) | undefined {
   };
 }
 
+/** The arguments checked (usage errors thrown), or 'help'. */
+function parseScanArgs(args: string[]) {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      mode: { type: 'string' },
+      'fail-on': { type: 'string' },
+      json: { type: 'boolean' },
+      sarif: { type: 'string' },
+      root: { type: 'string' },
+      all: { type: 'boolean' },
+      processes: { type: 'boolean' },
+      workers: { type: 'string' },
+      'max-file-size': { type: 'string' },
+      from: { type: 'string' },
+      'max-layer-size': { type: 'string' },
+      'max-image-size': { type: 'string' },
+      concurrency: { type: 'string' },
+      creds: { type: 'string' },
+      insecure: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  });
+  if (values.help) return 'help';
+  if (values.from !== undefined) {
+    let text: string;
+    try {
+      text = fs.readFileSync(values.from, 'utf8');
+    } catch (e) {
+      throw usageError(`scan: cannot read --from ${values.from}: ${(e as Error).message}`);
+    }
+    positionals.push(...text.split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#')));
+  }
+  if (!values.processes && positionals.length === 0) throw usageError('scan: give at least one PATH (a file or directory), IMAGE, or --processes');
+  if (values.processes && positionals.length > 0) throw usageError('scan: --processes takes no PATH');
+  const modeArg = values.mode ?? 'host';
+  if (modeArg !== 'host' && !isVsyscallMode(modeArg)) throw usageError(`scan: --mode must be none, xonly, emulate, native or host, not '${modeArg}'`);
+  const failOn = values['fail-on'];
+  if (failOn !== undefined && failOn !== 'crash' && failOn !== 'slow') throw usageError(`scan: --fail-on must be crash or slow, not '${failOn}'`);
+  if (values.root !== undefined && !isDirectory(values.root)) throw usageError(`scan: --root ${values.root} is not a directory`);
+  const workers = numberOption('scan', 'workers', values.workers, { integer: [0, 64] });
+  const maxMb = numberOption('scan', 'max-file-size', values['max-file-size'], { positive: 'megabytes' });
+  const maxLayerMb = numberOption('scan', 'max-layer-size', values['max-layer-size'], { positive: 'megabytes' });
+  const maxImageMb = numberOption('scan', 'max-image-size', values['max-image-size'], { positive: 'megabytes' });
+  const conc = numberOption('scan', 'concurrency', values.concurrency, { integer: [1, 64] });
+  return { values, positionals, modeArg, failOn, workers, maxMb, maxLayerMb, maxImageMb, conc };
+}
+
 export const scanCommand: Command = {
   summary: 'find vsyscall call sites in ELF files and directories, and what happens in each mode',
   async run(args, io) {
-    const { values, positionals } = parseArgs({
-      args,
-      allowPositionals: true,
-      options: {
-        mode: { type: 'string' },
-        'fail-on': { type: 'string' },
-        json: { type: 'boolean' },
-        sarif: { type: 'string' },
-        root: { type: 'string' },
-        all: { type: 'boolean' },
-        processes: { type: 'boolean' },
-        workers: { type: 'string' },
-        'max-file-size': { type: 'string' },
-        from: { type: 'string' },
-        'max-layer-size': { type: 'string' },
-        'max-image-size': { type: 'string' },
-        concurrency: { type: 'string' },
-        creds: { type: 'string' },
-        insecure: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-    });
-    if (values.help) {
+    const parsed = parseScanArgs(args);
+    if (parsed === 'help') {
       io.stdout.write(HELP);
       return EXIT.ok;
     }
-    if (values.from !== undefined) {
-      let text: string;
-      try {
-        text = fs.readFileSync(values.from, 'utf8');
-      } catch (e) {
-        throw usageError(`scan: cannot read --from ${values.from}: ${(e as Error).message}`);
-      }
-      positionals.push(...text.split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#')));
-    }
-    if (!values.processes && positionals.length === 0) throw usageError('scan: give at least one PATH (a file or directory), IMAGE, or --processes');
-    if (values.processes && positionals.length > 0) throw usageError('scan: --processes takes no PATH');
-    const modeArg = values.mode ?? 'host';
-    if (modeArg !== 'host' && !isVsyscallMode(modeArg)) throw usageError(`scan: --mode must be none, xonly, emulate, native or host, not '${modeArg}'`);
-    const failOn = values['fail-on'];
-    if (failOn !== undefined && failOn !== 'crash' && failOn !== 'slow') throw usageError(`scan: --fail-on must be crash or slow, not '${failOn}'`);
-    if (values.root !== undefined && !isDirectory(values.root)) throw usageError(`scan: --root ${values.root} is not a directory`);
-    const workers = numberOption('scan', 'workers', values.workers, { integer: [0, 64] });
-    const maxMb = numberOption('scan', 'max-file-size', values['max-file-size'], { positive: 'megabytes' });
-    const maxLayerMb = numberOption('scan', 'max-layer-size', values['max-layer-size'], { positive: 'megabytes' });
-    const maxImageMb = numberOption('scan', 'max-image-size', values['max-image-size'], { positive: 'megabytes' });
-    const conc = numberOption('scan', 'concurrency', values.concurrency, { integer: [1, 64] });
+    const { values, positionals, modeArg, failOn, workers, maxMb, maxLayerMb, maxImageMb, conc } = parsed;
     const mb = (n: number) => Math.floor(n * 1024 * 1024);
 
     const { mode, source } = modeArg === 'host' ? await hostMode() : { mode: modeArg as VsyscallMode, source: 'chosen with --mode' };
-    const onProgress = progressBar(io);
-    const { isImageRef, scanImageRefs } = await import('../image/scan-image.js');
+    const { isImageRef } = await import('../image/scan-image.js');
     const { hostSlowdowns, loadHostFigures } = await import('../bench/host-figures.js');
     const { seedSlowdowns } = await import('../scan/verdict.js');
     const imageRefs = positionals.filter(isImageRef);
@@ -160,23 +170,10 @@ export const scanCommand: Command = {
       procs = mappedFiles();
       paths = procs.files.map((f) => f.hostPath);
     }
+    if (values.sarif !== undefined) checkWritable(values.sarif);
     const slowdown = hostSlowdowns(loadHostFigures(), seedSlowdowns);
     const creds = values.creds ?? process.env.VSYS_REGISTRY_CREDS;
-    let inImages = imageRefs.length > 0;
-    // Ctrl-C: stop reading, report what was judged, exit 130; a second Ctrl-C ends at once.
-    const stop = new AbortController();
-    const onInt = (): void => {
-      if (onProgress || io.stderr.isTTY) io.stderr.write('\r\x1b[2K');
-      // Image scans are not stopped midway: nothing of them is reported.
-      if (stop.signal.aborted || inImages) {
-        io.stderr.write('vsys: interrupted\n');
-        process.exit(EXIT.interrupted);
-      }
-      stop.abort();
-      io.stderr.write('vsys: interrupted; reporting what was scanned so far (Ctrl-C again to quit now)\n');
-    };
-    process.on('SIGINT', onInt);
-    const imageScan = imageRefs.length === 0 ? { images: [], errors: [] } : await scanImageRefs(imageRefs, {
+    const scans = await runScans(io, imageRefs, paths, {
       ...(maxLayerMb !== undefined ? { maxLayerBytes: mb(maxLayerMb) } : {}),
       ...(maxImageMb !== undefined ? { maxImageBytes: mb(maxImageMb) } : {}),
       ...(conc !== undefined ? { concurrency: conc } : {}),
@@ -185,55 +182,117 @@ export const scanCommand: Command = {
       ...(workers !== undefined ? { workers } : {}),
       ...(values.all ? { all: true } : {}),
       slowdown,
-      ...(io.stderr.isTTY ? { onProgress: imageProgress(io) } : {}),
-    }).catch((e: unknown) => {
-      process.off('SIGINT', onInt);
-      throw e;
+    }, {
+      slowdown,
+      ...(values.root !== undefined ? { root: values.root } : {}),
+      ...(workers !== undefined ? { workers } : {}),
+      ...(maxMb !== undefined ? { maxFileBytes: mb(maxMb) } : {}),
     });
-    inImages = false;
-    if (io.stderr.isTTY && imageRefs.length) io.stderr.write('\r\x1b[2K');
-    let result: ScanResult;
-    try {
-      result = await scanPaths({
-        signal: stop.signal,
-        paths,
-        slowdown,
-        ...(values.root !== undefined ? { root: values.root } : {}),
-        ...(workers !== undefined ? { workers } : {}),
-        ...(maxMb !== undefined ? { maxFileBytes: mb(maxMb) } : {}),
-        ...(onProgress ? { onProgress } : {}),
-      });
-    } finally {
-      process.off('SIGINT', onInt);
-    }
-    if (onProgress) io.stderr.write('\r\x1b[2K');
-
-    const unjudged = unjudgedOf(result, imageScan.images, imageScan.errors);
-    if (procs) {
-      // Processes this user may not read, and mapped files no route could open, were not judged.
-      if (procs.denied > 0) unjudged.push({ path: '/proc', code: 'PROC_DENIED', message: `${procs.denied} of ${procs.processes + procs.unreadable} processes could not be read (permission denied${process.getuid?.() === 0 ? ' even to root: not dumpable, or no CAP_SYS_PTRACE' : ': root is needed'})` });
-      for (const u of procs.unresolved) unjudged.push({ path: u.path, code: 'PROC_FILE_UNREADABLE', message: `mapped by ${u.pid}: ${u.reason}` });
-    }
-    const bar = failOn ? OUTCOME_RANK[failOn as Outcome] : undefined;
-    const failed = bar !== undefined && (result.files.some((f) => OUTCOME_RANK[f.verdicts[mode].outcome] >= bar) || imageScan.images.some((i) => OUTCOME_RANK[i.verdicts[mode].outcome] >= bar));
-    // A definite failure wins over inputs not judged: the gate fails either way, and 1 says why.
-    const exit = stop.signal.aborted ? EXIT.interrupted : failed ? EXIT.findings : unjudged.length > 0 ? EXIT.runtime : EXIT.ok;
+    const { result, imageScan } = scans;
+    const unjudged = [...unjudgedOf(result, imageScan.images, imageScan.errors), ...(procs ? processesUnjudged(procs) : [])];
+    const exit = exitStatus(scans.interrupted, failOn as Outcome | undefined, mode, result, imageScan.images, unjudged);
     const warnings = result.warnings;
     for (const w of warnings) io.stderr.write(`vsys: warning: ${w}\n`);
 
-    if (values.sarif) fs.writeFileSync(values.sarif, formatSarif(result, mode, '0.1.0', imageScan.images, unjudged, slowdown));
+    const showPaths = paths.length > 0 || imageRefs.length === 0;
+    const shared = { result, images: imageScan.images, imageErrors: imageScan.errors, unjudged, mode, modeSource: source, all: values.all ?? false, slow: slowdown, warnings, showPaths };
     if (values.json) {
-      for (const line of jsonRecords({ result, images: imageScan.images, imageErrors: imageScan.errors, unjudged, mode, modeSource: source, all: values.all ?? false, slow: slowdown, exit, warnings, showPaths: paths.length > 0 || imageRefs.length === 0 })) {
-        io.stdout.write(toJson(line, 0) + '\n');
-      }
+      for (const line of jsonRecords({ ...shared, exit })) io.stdout.write(toJson(line, 0) + '\n');
     } else {
-      io.stdout.write(formatScanText({ result, images: imageScan.images, imageErrors: imageScan.errors, unjudged, warnings, mode, modeSource: source, all: values.all ?? false, slow: slowdown, showPaths: paths.length > 0 || imageRefs.length === 0 }));
+      io.stdout.write(formatScanText(shared));
       if (procs) io.stdout.write(formatProcesses(result, procs, mode));
     }
+    // After stdout: a SARIF file that cannot be written loses no result.
+    if (values.sarif) writeSarif(values.sarif, formatSarif(result, mode, '0.1.0', imageScan.images, unjudged, slowdown));
     if (values.sarif && !values.json) io.stderr.write(`SARIF written to ${values.sarif}\n`);
+    if (scans.interrupted && imageRefs.length > 0) {
+      // Images still being read would keep the process alive: end once the report is out.
+      if (io.stdout === process.stdout) await new Promise((resolve) => process.stdout.write('', resolve));
+      process.exit(exit);
+    }
     return exit;
   },
 };
+
+/** 1 when something is at or above --fail-on (wins over 3: the gate fails either way, and 1 says why), 3 when an input was not judged, 130 when interrupted. */
+function exitStatus(interrupted: boolean, failOn: Outcome | undefined, mode: VsyscallMode, result: ScanResult, images: ImageReport[], unjudged: Unjudged[]): number {
+  if (interrupted) return EXIT.interrupted;
+  const bar = failOn ? OUTCOME_RANK[failOn] : undefined;
+  if (bar !== undefined && (result.files.some((f) => OUTCOME_RANK[f.verdicts[mode].outcome] >= bar) || images.some((i) => OUTCOME_RANK[i.verdicts[mode].outcome] >= bar))) return EXIT.findings;
+  return unjudged.length > 0 ? EXIT.runtime : EXIT.ok;
+}
+
+/** Processes this user may not read, and mapped files no route could open, were not judged. */
+function processesUnjudged(procs: ReturnType<typeof mappedFiles>): Unjudged[] {
+  const out: Unjudged[] = [];
+  if (procs.denied > 0) out.push({ path: '/proc', code: 'PROC_DENIED', message: `${procs.denied} of ${procs.processes + procs.unreadable} processes could not be read (permission denied${process.getuid?.() === 0 ? ' even to root: not dumpable, or no CAP_SYS_PTRACE' : ': root is needed'})` });
+  for (const u of procs.unresolved) out.push({ path: u.path, code: 'PROC_FILE_UNREADABLE', message: `mapped by ${u.pid}: ${u.reason}` });
+  return out;
+}
+
+interface Scans {
+  result: ScanResult;
+  imageScan: { images: ImageReport[]; errors: ImageError[] };
+  interrupted: boolean;
+}
+
+/**
+ * The images, then the paths, with progress on a terminal. Ctrl-C stops reading: what was judged
+ * is reported (the images done, the files read) and the run exits 130; a second Ctrl-C ends at once.
+ */
+async function runScans(io: Io, imageRefs: string[], paths: string[], imageOpts: ImageScanOptions, pathOpts: Omit<ScanOptions, 'paths'>): Promise<Scans> {
+  const onProgress = progressBar(io);
+  const stop = new AbortController();
+  let stopImages: (() => void) | undefined;
+  const onInt = (): void => {
+    if (io.stderr.isTTY) io.stderr.write('\r\x1b[2K');
+    if (stop.signal.aborted) {
+      io.stderr.write('vsys: interrupted\n');
+      process.exit(EXIT.interrupted);
+    }
+    stop.abort();
+    stopImages?.();
+    io.stderr.write('vsys: interrupted; reporting what was scanned so far (Ctrl-C again to quit now)\n');
+  };
+  process.on('SIGINT', onInt);
+  try {
+    const done: Scans['imageScan'] = { images: [], errors: [] };
+    if (imageRefs.length > 0) {
+      const { scanImageRefs } = await import('../image/scan-image.js');
+      const all = scanImageRefs(imageRefs, {
+        ...imageOpts,
+        onImage: (i) => done.images.push(i),
+        onImageError: (e) => done.errors.push(e),
+        ...(io.stderr.isTTY ? { onProgress: imageProgress(io) } : {}),
+      });
+      // An image being read is not stopped midway: an interrupted run reports the images finished.
+      await Promise.race([all, new Promise<void>((resolve) => (stopImages = resolve))]);
+      if (io.stderr.isTTY) io.stderr.write('\r\x1b[2K');
+    }
+    const result = await scanPaths({ ...pathOpts, paths: stop.signal.aborted ? [] : paths, signal: stop.signal, ...(onProgress ? { onProgress } : {}) });
+    if (stop.signal.aborted) result.summary.interrupted = true;
+    if (onProgress) io.stderr.write('\r\x1b[2K');
+    return { result, imageScan: done, interrupted: stop.signal.aborted };
+  } finally {
+    process.off('SIGINT', onInt);
+  }
+}
+
+function checkWritable(file: string): void {
+  try {
+    fs.closeSync(fs.openSync(file, 'a'));
+  } catch (e) {
+    throw usageError(`scan: cannot write --sarif ${file}: ${(e as Error).message}`);
+  }
+}
+
+function writeSarif(file: string, text: string): void {
+  try {
+    fs.writeFileSync(file, text);
+  } catch (e) {
+    throw new VsysError('IO_FAILED', `scan: the SARIF could not be written to ${file}: ${(e as Error).message} (the results above are complete)`, { path: file });
+  }
+}
 
 function isDirectory(p: string): boolean {
   try {

@@ -32,6 +32,9 @@ export interface ImageScanOptions {
   onLayer?: (ref: string, key: string, bytes: number) => void;
   /** Keep every ELF file's record, clean ones too. */
   all?: boolean;
+  /** Each image's report, and each reference's error, as soon as it is known (an interrupted run reports these). */
+  onImage?: (img: ImageReport) => void;
+  onImageError?: (e: ImageError) => void;
   /** Progress inside an image's layers, now and then. */
   onProgress?: (ref: string, p: LayerProgress) => void;
 }
@@ -125,16 +128,19 @@ export async function scanImageRefs(refs: string[], o: ImageScanOptions = {}): P
         const ifs = new ImageFs();
         img.layers.forEach((l, i) => ifs.apply(l.result.ops, i));
         const problems = img.layers.flatMap((l) => l.result.problems);
-        images.push(analyseImage(ifs, {
+        const report = analyseImage(ifs, {
           ref: img.ref, source: img.source, ...(img.digest ? { digest: img.digest } : {}), platform: img.platform,
           ...(img.skippedPlatforms.length ? { skippedPlatforms: img.skippedPlatforms } : {}),
           layers: img.layers.map((l) => ({ digest: l.key, bytes: l.result.bytes, files: l.result.files, elfFiles: l.result.elfFiles, cached: l.cached })),
           problems,
-        }, o.slowdown, { ...(o.all ? { all: true } : {}), ...(img.run ? { run: img.run } : {}) }));
+        }, o.slowdown, { ...(o.all ? { all: true } : {}), ...(img.run ? { run: img.run } : {}) });
+        images.push(report);
+        o.onImage?.(report);
       }
     } catch (e) {
-      if (e instanceof VsysError) errors.push({ ref, code: e.code, message: e.message });
-      else errors.push({ ref, code: 'INTERNAL_ERROR', message: (e as Error).stack ?? String(e) });
+      const err = e instanceof VsysError ? { ref, code: e.code, message: e.message } : { ref, code: 'INTERNAL_ERROR', message: (e as Error).stack ?? String(e) };
+      errors.push(err);
+      o.onImageError?.(err);
     }
   };
   const limit = Math.max(1, o.concurrency ?? 2);

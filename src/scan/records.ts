@@ -2,7 +2,6 @@
 // --json, described by schema/scan-record.schema.json): one per ELF file with its outcome in the
 // chosen mode, one per image, one per input that could not be read or judged, then a summary.
 // Also the grouping of programs by the library function that decides their outcome.
-import path from 'node:path';
 import type { ImageReport } from '../image/analyse-image.js';
 import { VSYSCALL_MODES, type VsyscallMode } from '../model/modes.js';
 import { isProgram } from './identify.js';
@@ -55,12 +54,6 @@ export interface Cause {
   entry: string;
   programs: string[];
   libraries: string[];
-}
-
-/** Roots that are not the host's "/" are shown relative to where vsys runs, when shorter. */
-export function displayPath(p: string): string {
-  const rel = path.relative(process.cwd(), p);
-  return rel !== '' && !rel.startsWith('../../') && rel.length < p.length ? rel : p;
 }
 
 export function fileRecord(f: ScannedFile, mode: VsyscallMode, image?: ImageReport): FileRecord {

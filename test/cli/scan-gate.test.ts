@@ -318,6 +318,42 @@ describe('images: the entrypoint first, grouped by cause, the layer of each file
 });
 
 describe('clean failure', { skip }, () => {
+  test('Ctrl-C while an image is still being read reports the images finished and exits 130', async (t) => {
+    if (!fs.existsSync(path.join(work, 'initfs-image.tar'))) return t.skip('the image is built by the images tests above');
+    // A registry that accepts the connection and never answers: the scan of it never ends by itself.
+    const net = await import('node:net');
+    const held: import('node:net').Socket[] = [];
+    const server = net.createServer((sock) => held.push(sock));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as import('node:net').AddressInfo).port;
+    const tar = path.join(work, 'initfs-image.tar');
+    try {
+      const child = spawn(process.execPath, [BIN, 'scan', '--json', '--mode', 'none', '--concurrency', '2', tar, `registry://127.0.0.1:${port}/silent:1`], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      child.stdout.on('data', (d) => (out += d));
+      let err = '';
+      child.stderr.on('data', (d) => (err += d));
+      await new Promise((r) => setTimeout(r, 3000));
+      child.kill('SIGINT');
+      const code = await new Promise<number | null>((r) => child.on('close', (c) => r(c)));
+      assert.equal(code, 130, err);
+      const recs = out.trim().split('\n').map((l) => JSON.parse(l) as Rec);
+      for (const rec of recs) assert.ok(validate(rec), JSON.stringify(validate.errors));
+      assert.deepEqual(recs.filter((r) => r.record === 'image').map((r) => r.ref), ['gentoo-initfs:2011']);
+      assert.equal(recs.at(-1)!.interrupted, true);
+    } finally {
+      for (const s of held) s.destroy();
+      server.close();
+    }
+  });
+
+  test('a SARIF file that cannot be written is a usage error before the scan, not a stack trace', () => {
+    const r = runVsys(['scan', '--mode', 'none', '--sarif', '/nonexistent/dir/x.sarif', BUSYBOX]);
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /cannot write --sarif \/nonexistent\/dir\/x\.sarif/);
+    assert.doesNotMatch(r.stderr, /internal error|at .*\.js:\d+/);
+  });
+
   test('a closed pipe ends the run quietly with 141, no stack trace', () => {
     const r = spawnSync('bash', ['-c', `set -o pipefail; "${process.execPath}" "${BIN}" scan --json /usr/bin | head -1 > /dev/null; echo "status \${PIPESTATUS[0]}" >&2`], { encoding: 'utf8', timeout: 120_000 });
     assert.match(r.stderr, /status 141/);
