@@ -19,6 +19,8 @@ export type ErrorCode =
   | 'ELF_BAD_OFFSET'
   | 'ELF_BAD_COUNT'
   | 'ELF_MALFORMED'
+  | 'ELF_PATCH_REFUSED'
+  | 'FIX_VERIFY_FAILED'
   | 'NUMBER_UNSAFE'
   | 'IO_FAILED'
   | 'X86_ENCODE_FAILED'

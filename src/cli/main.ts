@@ -12,6 +12,7 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }
   doctor: { summary: 'one screen about this host (the default)', load: async () => (await import('./doctor.js')).doctorCommand },
   scan: { summary: 'find vsyscall call sites in ELF files and directories, and what happens in each mode', load: async () => (await import('./scan.js')).scanCommand },
   bench: { summary: 'the cost of each syscall path here, beside published figures', load: async () => (await import('./bench.js')).benchCommand },
+  fix: { summary: 'rewrite vsyscall calls so files and root filesystems run on vsyscall=none kernels', load: async () => (await import('./fix.js')).fixCommand },
   trace: { summary: 'which live processes use the vsyscall page, how often, which crashed', load: async () => (await import('./trace.js')).traceCommand },
   probe: { summary: 'host facts: vsyscall mode with evidence, vDSO, clocksource, KPTI, perf', load: async () => (await import('./probe.js')).probeCommand },
 };
