@@ -99,6 +99,11 @@ export class ImageFs {
     for (const [p, n] of this.nodes) if (n.kind === 'file') yield [p, n];
   }
 
+  /** Every hard link, with the path it names. */
+  *hardlinks(): Generator<[string, Extract<FsNode, { kind: 'hardlink' }>]> {
+    for (const [p, n] of this.nodes) if (n.kind === 'hardlink') yield [p, n];
+  }
+
   /**
    * Resolves an inner path through symlinks (absolute targets restart at the image root, `..` stops
    * at it) and hard links; the canonical path of what it names, or undefined (missing, loop).

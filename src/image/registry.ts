@@ -89,14 +89,28 @@ export class RegistryClient {
   }
 
   private async get(pathAndQuery: string, accept?: string): Promise<Response> {
+    const r = await this.send('GET', pathAndQuery, accept ? { accept } : {});
+    if (r.status === 404) throw new VsysError('IMAGE_MISSING_BLOB', `${this.ref.host}/${this.ref.repo}${pathAndQuery}: not found`);
+    if (!r.ok) throw new VsysError('REGISTRY_FAILED', `${this.ref.host}/${this.ref.repo}${pathAndQuery}: HTTP ${r.status}`);
+    return r;
+  }
+
+  /**
+   * A request with the registry's auth (a 401 answered once by authenticating, then retried, so
+   * `body` is made per attempt). `where` is a path under the repository or a whole URL (an upload's
+   * Location). Any status but 401/403 is returned for the caller to judge.
+   */
+  async send(method: string, where: string, headers: Record<string, string> = {}, body?: () => { body: unknown; length?: number }): Promise<Response> {
+    const url = /^https?:/.test(where) ? where : `${this.base}${where}`;
     for (let attempt = 0; attempt < 2; attempt++) {
-      const headers: Record<string, string> = {};
-      if (accept) headers.accept = accept;
-      if (this.token) headers.authorization = `Bearer ${this.token}`;
-      else if (this.o.creds && attempt > 0) headers.authorization = this.basic() as string;
+      const h: Record<string, string> = { ...headers };
+      if (this.token) h.authorization = `Bearer ${this.token}`;
+      else if (this.o.creds && attempt > 0) h.authorization = this.basic() as string;
+      const b = body?.();
+      if (b?.length !== undefined) h['content-length'] = String(b.length);
       let r: Response;
       try {
-        r = await fetch(`${this.base}${pathAndQuery}`, { headers, redirect: 'follow' });
+        r = await fetch(url, { method, headers: h, redirect: 'follow', ...(b ? { body: b.body as never, duplex: 'half' } : {}) } as RequestInit);
       } catch (e) {
         const cause = (e as { cause?: { code?: string; message?: string } }).cause;
         throw new VsysError('REGISTRY_FAILED', `${this.ref.host}: ${cause?.code ?? ''} ${cause?.message ?? (e as Error).message}`.trim(), { cause: e });
@@ -107,8 +121,6 @@ export class RegistryClient {
         continue;
       }
       if (r.status === 401 || r.status === 403) throw new VsysError('REGISTRY_AUTH', `${this.ref.host}/${this.ref.repo}: access denied (${r.status})`);
-      if (r.status === 404) throw new VsysError('IMAGE_MISSING_BLOB', `${this.ref.host}/${this.ref.repo}${pathAndQuery}: not found`);
-      if (!r.ok) throw new VsysError('REGISTRY_FAILED', `${this.ref.host}/${this.ref.repo}${pathAndQuery}: HTTP ${r.status}`);
       return r;
     }
     throw new VsysError('REGISTRY_AUTH', `${this.ref.host}: authentication did not succeed`);
@@ -124,6 +136,14 @@ export class RegistryClient {
   async blobJson(digest: string): Promise<unknown> {
     const r = await this.get(`/blobs/${digest}`);
     return parseJson(await r.text(), `blob ${digest}`);
+  }
+
+  /** A small blob (a config) whole. */
+  async blobBytes(digest: string): Promise<Buffer> {
+    const r = await this.get(`/blobs/${digest}`);
+    const b = Buffer.from(await r.arrayBuffer());
+    if (b.length > 4 * 1024 * 1024) throw new VsysError('IMAGE_BAD_MANIFEST', `blob ${digest}: over 4 MiB, too large for a config`);
+    return b;
   }
 
   async blobStream(digest: string): Promise<Readable> {

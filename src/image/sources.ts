@@ -97,7 +97,7 @@ const ZSTD = [0x28, 0xb5, 0x2f, 0xfd];
  * A layer blob at [at, at + size) of a local file: read by position when it is a plain tar, else
  * streamed through its decompressor.
  */
-async function layerInFile(file: string, fd: number, at: number, size: number, what: string, limits: LayerLimits): Promise<LayerResult> {
+export async function layerInFile(file: string, fd: number, at: number, size: number, what: string, limits: LayerLimits): Promise<LayerResult> {
   const head = Buffer.alloc(4);
   const n = readUpTo(fd, head, 0, Math.min(4, size), at);
   const starts = (magic: number[]) => n >= magic.length && magic.every((b, i) => head[i] === b);
