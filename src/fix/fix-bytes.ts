@@ -87,7 +87,7 @@ function planOne(f: Finding, regions: CodeRegion[]): { fix: SiteFix; edits: Patc
       break;
   }
   if (f.entry === 'misaligned') return done('refused', 'not an entry start');
-  if (f.use !== 'register-call' && f.use !== 'register-jump') {
+  if (f.dataWord || (f.use !== 'register-call' && f.use !== 'register-jump')) {
     const how = f.dataWord ? `a call through the data word at 0x${f.dataWord.address.toString(16)}` : f.use === 'memory-call' || f.use === 'memory-jump' ? 'a call through memory' : 'an address reaching the call in a way not followed';
     return done('refused', `${how}: not rewritten in place (the word or the code computing the address would have to change)`);
   }

@@ -50,7 +50,7 @@ function writeLike(dest: string, data: Uint8Array, like: fs.Stats): void {
     } catch {
       // not root: the file stays ours
     }
-    fs.utimesSync(tmp, like.atime, like.mtime);
+    fs.utimesSync(tmp, like.atimeMs / 1000, like.mtimeMs / 1000);
     fs.renameSync(tmp, dest);
   } catch (e) {
     fs.rmSync(tmp, { force: true });
