@@ -84,7 +84,7 @@ function sha256Range(b: BlobAt): string {
 }
 
 /** A layer blob's compression, from its first bytes. */
-function compressionOf(b: BlobAt): 'gzip' | 'zstd' | 'none' {
+export function compressionOf(b: BlobAt): 'gzip' | 'zstd' | 'none' {
   const head = Buffer.alloc(4);
   const fd = fs.openSync(b.file, 'r');
   try {

@@ -83,7 +83,7 @@ class ByteCap extends Transform {
 }
 
 /** zstd through fzstd's streaming decoder. */
-function zstdStream(): Transform {
+export function zstdStream(): Transform {
   let out: Transform;
   const d = new Decompress((chunk) => {
     out.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));

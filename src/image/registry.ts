@@ -61,6 +61,11 @@ export class RegistryClient {
     this.base = registryBase(ref, o.insecure);
   }
 
+  /** http(s)://HOST/v2/REPO */
+  get baseUrl(): string {
+    return this.base;
+  }
+
   private basic(): string | undefined {
     return this.o.creds ? `Basic ${Buffer.from(this.o.creds).toString('base64')}` : undefined;
   }

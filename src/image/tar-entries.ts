@@ -243,14 +243,20 @@ export function padding(n: number): Buffer {
 /** The end-of-archive marker: two zero blocks. */
 export const TAR_END = Buffer.alloc(2 * BLOCK);
 
-/** A tar written to a file descriptor as it goes, with a running size (and bodies copied from other files by range). */
+/**
+ * A tar written as it goes, to a file descriptor or to memory (`chunks`), with a running size; a
+ * body may be copied from another file by range.
+ */
 export class TarWriter {
   written = 0;
-  private readonly buf = Buffer.allocUnsafe(4 * 1024 * 1024);
-  constructor(private readonly fd: number) {}
+  /** What was written, when there is no file descriptor. */
+  readonly chunks: Buffer[] = [];
+  private buf: Buffer | undefined;
+  constructor(private readonly fd?: number) {}
 
   private put(b: Uint8Array): void {
-    for (let at = 0; at < b.length; ) at += fs.writeSync(this.fd, b, at, b.length - at);
+    if (this.fd === undefined) this.chunks.push(Buffer.from(b));
+    else for (let at = 0; at < b.length; ) at += fs.writeSync(this.fd, b, at, b.length - at);
     this.written += b.length;
   }
 
@@ -264,10 +270,11 @@ export class TarWriter {
   /** A file entry whose body is [start, start + size) of another open file, copied in pieces. */
   addRange(h: FullHeader, fd: number, start: number, size: number): void {
     this.put(encodeHeader({ ...h, size }));
+    const buf = (this.buf ??= Buffer.allocUnsafe(4 * 1024 * 1024));
     for (let done = 0; done < size; ) {
-      const n = readUpTo(fd, this.buf, 0, Math.min(this.buf.length, size - done), start + done);
+      const n = readUpTo(fd, buf, 0, Math.min(buf.length, size - done), start + done);
       if (n <= 0) throw new VsysError('IO_FAILED', `a blob is shorter than its ${size} bytes`);
-      this.put(this.buf.subarray(0, n));
+      this.put(buf.subarray(0, n));
       done += n;
     }
     this.put(padding(size));
