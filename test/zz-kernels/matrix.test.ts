@@ -3,12 +3,14 @@
 // availability) is checked against what real programs and vsys itself do inside that guest.
 import { before, after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { fixBytes } from '../../src/fix/fix-bytes.js';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { MODE_BEHAVIOUR, type VsyscallMode } from '../../src/model/modes.js';
 import { scanPaths, type ScannedFile } from '../../src/scan/scan.js';
-import { boot, buildInitramfs, buildPrograms, CORPUS, ensureKernel, makeWorkDir, type BootResult, type GuestProgram } from './vm.js';
+import { boot, buildInitramfs, buildPrograms, CORPUS, ensureKernel, makeWorkDir, ROOT, type BootResult, type GuestProgram } from './vm.js';
 
 const MODES: VsyscallMode[] = ['none', 'xonly', 'emulate'];
 // VSYS_MATRIX_FLIP=1 flips every prediction (the model's and scan's: crash ⇔ runs), to show the
@@ -22,6 +24,8 @@ describe('kernel matrix', { skip }, () => {
   const results = new Map<VsyscallMode, BootResult>();
   const work = makeWorkDir();
   let programs: GuestProgram[] = [];
+  /** vsys fix's outputs (and one unfixed control): judged by what they print, not by scan's verdict. */
+  const fixedPrograms: GuestProgram[] = [];
   const verdicts = new Map<string, ScannedFile['verdicts']>();
 
   before(async () => {
@@ -38,8 +42,26 @@ describe('kernel matrix', { skip }, () => {
     ];
     const oldBusybox = path.join(CORPUS, 'busybox-1.15.2-static', 'busybox');
     if (existsSync(oldBusybox)) programs.push({ name: 'busybox-1.15.2-date', file: oldBusybox, args: ['date'] });
+    // vsys fix's output: the same programs rewritten (each must run under none with the kernel's
+    // answer), and the fixture of every call pattern, built static for the guest.
+    const fixedDir = path.join(work.dir, 'fixed');
+    mkdirSync(fixedDir, { recursive: true });
+    const fixTo = (file: string, name: string): string => {
+      const out = fixBytes(readFileSync(file), file);
+      assert.ok(out.output, `vsys fix patched ${file}: ${JSON.stringify(out.report.sites.map((x) => x.reason))}`);
+      const dest = path.join(fixedDir, name);
+      writeFileSync(dest, out.output, { mode: 0o755 });
+      return dest;
+    };
+    for (const e of ['time', 'gettimeofday', 'getcpu'] as const) fixedPrograms.push({ name: `fixed-call-${e}`, file: fixTo(bins.entries[e], `fixed-call-${e}`), args: [e] });
+    if (existsSync(oldBusybox)) fixedPrograms.push({ name: 'fixed-busybox-date', file: fixTo(oldBusybox, 'busybox-fixed'), args: ['date', '+%s'] });
+    const pat = path.join(work.dir, 'progs', 'fix-patterns');
+    execFileSync('gcc', ['-O2', '-static', '-o', pat, path.join(ROOT, 'test', 'fixtures', 'scan', 'fix-patterns.c')]);
+    const patFixed = fixTo(pat, 'fix-patterns-fixed');
+    for (const w of ['rax', 'rbx', 'r12', 'short', 'apart', 'tail', 'tail-r11', 'gettimeofday', 'getcpu']) fixedPrograms.push({ name: `fixpat-${w}`, file: patFixed, args: [w] });
+    fixedPrograms.push({ name: 'unfixed-fixpat-tail', file: pat, args: ['tail'] });
     const initrd = buildInitramfs({
-      programs,
+      programs: [...programs, ...fixedPrograms],
       commands: [
         { name: 'probe', line: 'node bin/vsys.js probe --json' },
         { name: 'bench', line: 'node bin/vsys.js bench --json --no-save --paths vdso-time,syscall-getpid,vsyscall --budget 20 --repeats 2' },
@@ -114,6 +136,22 @@ describe('kernel matrix', { skip }, () => {
           compared++;
         }
         assert.ok(compared >= 6);
+      });
+
+      test('programs rewritten by vsys fix run in this mode with the kernel\'s answers (the unfixed control dies under none)', () => {
+        const b = r();
+        const now = (out: string) => Number(/(\d{10})/.exec(out)?.[1]);
+        for (const p of fixedPrograms) {
+          if (p.name.startsWith('unfixed')) continue;
+          const got = b.programs.get(p.name);
+          assert.ok(got, `${p.name} ran`);
+          assert.equal(got.status, flip(0), `${p.name} under ${mode}: ${got.output}`);
+          if (/getcpu/.test(p.name)) assert.match(got.output, /^getcpu 0 \d+/, p.name);
+          else assert.ok(now(got.output) > 1_700_000_000, `${p.name}: a real time (${got.output})`);
+        }
+        const t0 = now(b.programs.get('fixed-call-time')?.output ?? '');
+        for (const p of fixedPrograms.filter((x) => !/getcpu|unfixed/.test(x.name))) assert.ok(Math.abs(now(b.programs.get(p.name)?.output ?? '') - t0) <= 30, `${p.name} agrees with the other clocks read`);
+        assert.equal(b.programs.get('unfixed-fixpat-tail')?.status, flip(MODE_BEHAVIOUR[mode].call === 'sigsegv' ? 139 : 0));
       });
 
       test('trace inside the guest: the eBPF and perf counters agree with what the call did; faults carry this mode\'s error code; crashes are recorded', () => {
