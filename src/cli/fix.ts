@@ -91,6 +91,9 @@ export function formatFixRun(r: FixRun, dryRun: boolean): string {
 export const fixCommand: Command = {
   summary: 'rewrite vsyscall calls so files and root filesystems run on vsyscall=none kernels',
   async run(args, io: Io) {
+    // Images (IMAGE.tar, oci:DIR, registry://): their own options and report, in fix-image.ts.
+    const image = await import('./fix-image.js');
+    if (image.namesImage(args)) return image.runFixImage(args, io);
     const { values, positionals } = parseArgs({
       args,
       allowPositionals: true,
