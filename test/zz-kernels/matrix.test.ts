@@ -6,6 +6,8 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { fixBytes } from '../../src/fix/fix-bytes.js';
+import { fixPaths } from '../../src/fix/fix-files.js';
+import { INITFS, materialiseInitfs } from '../support/initfs.js';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { MODE_BEHAVIOUR, type VsyscallMode } from '../../src/model/modes.js';
@@ -26,6 +28,9 @@ describe('kernel matrix', { skip }, () => {
   let programs: GuestProgram[] = [];
   /** vsys fix's outputs (and one unfixed control): judged by what they print, not by scan's verdict. */
   const fixedPrograms: GuestProgram[] = [];
+  /** Programs of the Gentoo initramfs, chroot'ed, before and after vsys fix. */
+  const initfsPrograms: GuestProgram[] = [];
+  const trees: { name: string; dir: string }[] = [];
   const verdicts = new Map<string, ScannedFile['verdicts']>();
 
   before(async () => {
@@ -60,8 +65,20 @@ describe('kernel matrix', { skip }, () => {
     const patFixed = fixTo(pat, 'fix-patterns-fixed');
     for (const w of ['rax', 'rbx', 'r12', 'short', 'apart', 'tail', 'tail-r11', 'gettimeofday', 'getcpu']) fixedPrograms.push({ name: `fixpat-${w}`, file: patFixed, args: [w] });
     fixedPrograms.push({ name: 'unfixed-fixpat-tail', file: pat, args: ['tail'] });
+    // The 2011 Gentoo initramfs (glibc 2.13, its own loader) as it is and as `vsys fix DIR -o` makes it.
+    if (existsSync(INITFS)) {
+      const initfs = materialiseInitfs(path.join(work.dir, 'initfs'));
+      const fixedInitfs = path.join(work.dir, 'initfs-fixed');
+      const run = await fixPaths([initfs], { output: fixedInitfs });
+      assert.deepEqual(run.stillCrash, []);
+      trees.push({ name: 'initfs', dir: initfs }, { name: 'initfs-fixed', dir: fixedInitfs });
+      for (const [name, file, args] of [['e2fsck', '/bin/e2fsck', ['-V']], ['busybox-date', '/bin/busybox', ['date', '+%s']], ['mdadm', '/bin/mdadm', ['--version']]] as const) {
+        initfsPrograms.push({ name: `initfs-${name}`, file, args: [...args], chroot: 'initfs' }, { name: `initfs-fixed-${name}`, file, args: [...args], chroot: 'initfs-fixed' });
+      }
+    }
     const initrd = buildInitramfs({
-      programs: [...programs, ...fixedPrograms],
+      programs: [...programs, ...fixedPrograms, ...initfsPrograms],
+      trees,
       commands: [
         { name: 'probe', line: 'node bin/vsys.js probe --json' },
         { name: 'bench', line: 'node bin/vsys.js bench --json --no-save --paths vdso-time,syscall-getpid,vsyscall --budget 20 --repeats 2' },
@@ -152,6 +169,18 @@ describe('kernel matrix', { skip }, () => {
         const t0 = now(b.programs.get('fixed-call-time')?.output ?? '');
         for (const p of fixedPrograms.filter((x) => !/getcpu|unfixed/.test(x.name))) assert.ok(Math.abs(now(b.programs.get(p.name)?.output ?? '') - t0) <= 30, `${p.name} agrees with the other clocks read`);
         assert.equal(b.programs.get('unfixed-fixpat-tail')?.status, flip(MODE_BEHAVIOUR[mode].call === 'sigsegv' ? 139 : 0));
+      });
+
+      test('the Gentoo initramfs: e2fsck, busybox date and mdadm die under none as they are, and run once vsys fix rewrote the tree', (t) => {
+        if (initfsPrograms.length === 0) return t.skip('no corpus');
+        const b = r();
+        for (const p of initfsPrograms) {
+          const got = b.programs.get(p.name);
+          assert.ok(got, `${p.name} ran`);
+          const fixed = p.chroot === 'initfs-fixed';
+          const expect = fixed ? 0 : MODE_BEHAVIOUR[mode].call === 'sigsegv' ? 139 : 0;
+          assert.equal(got.status, flip(expect), `${p.name} under ${mode}: ${got.output}`);
+        }
       });
 
       test('trace inside the guest: the eBPF and perf counters agree with what the call did; faults carry this mode\'s error code; crashes are recorded', () => {

@@ -63,12 +63,16 @@ export interface GuestProgram {
   /** Path on the host. */
   file: string;
   args: string[];
+  /** Run inside a tree of the spec (chroot /trees/NAME), `file` being the path inside it. */
+  chroot?: string;
 }
 
 export interface InitramfsSpec {
   programs: GuestProgram[];
   /** Shell lines run after the programs (vsys commands). */
   commands: { name: string; line: string }[];
+  /** Root filesystems copied to /trees/NAME (links kept) for programs to chroot into. */
+  trees?: { name: string; dir: string }[];
 }
 
 /** Builds a gzip'd cpio initramfs; returns its path. */
@@ -89,7 +93,12 @@ export function buildInitramfs(spec: InitramfsSpec, workDir: string): string {
       filter: (src) => !/koffi[/\\]build[/\\]koffi[/\\](?!linux_x64)[^/\\]+/.test(src) && !/koffi[/\\]src/.test(src),
     });
   }
+  for (const t of spec.trees ?? []) {
+    cpSync(t.dir, path.join(root, 'trees', t.name), { recursive: true, verbatimSymlinks: true });
+    mkdirSync(path.join(root, 'trees', t.name, 'dev'), { recursive: true });
+  }
   for (const p of spec.programs) {
+    if (p.chroot) continue;
     const to = path.join(root, 'progs', path.basename(p.file));
     if (!existsSync(to)) {
       copyFileSync(p.file, to);
@@ -105,7 +114,8 @@ export function buildInitramfs(spec: InitramfsSpec, workDir: string): string {
     'mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null',
     'mount -t tmpfs tmp /tmp',
     'echo "VSYS-BOOTED $(cat /proc/cmdline)"',
-    ...spec.programs.map((p) => `/progs/${path.basename(p.file)} ${p.args.map(q).join(' ')} > /tmp/out 2>&1; echo "VSYS-PROGRAM ${p.name} $? $(head -c 200 /tmp/out | tr '\\n' ' ')"`),
+    ...(spec.trees ?? []).map((t) => `mount -t devtmpfs dev /trees/${t.name}/dev 2>/dev/null`),
+    ...spec.programs.map((p) => `${p.chroot ? `chroot /trees/${p.chroot} ${p.file}` : `/progs/${path.basename(p.file)}`} ${p.args.map(q).join(' ')} > /tmp/out 2>&1; echo "VSYS-PROGRAM ${p.name} $? $(head -c 200 /tmp/out | tr '\\n' ' ')"`),
     ...spec.commands.flatMap((c) => [`echo "VSYS-BEGIN ${c.name}"`, `(cd /vsys && ${c.line}) 2>/tmp/err; rc=$?`, `echo; echo "VSYS-END ${c.name} $rc"`, `tail -5 /tmp/err | sed 's/^/VSYS-STDERR ${c.name} /'`]),
     'echo VSYS-DONE',
     'poweroff -f',
