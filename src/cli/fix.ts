@@ -10,6 +10,7 @@ const HELP = `usage: vsys fix FILE -o OUT
        vsys fix DIR -o OUTDIR
        vsys fix --in-place [--backup DIR] FILE|DIR
        vsys fix --dry-run FILE|DIR
+       vsys fix IMAGE -o OUT.tar     (an image: see vsys fix IMAGE --help)
 
 Rewrites every direct call of the legacy vsyscall page into what the page did in
 native mode, so the program runs on kernels booted with vsyscall=none:

@@ -92,8 +92,8 @@ export const KERNEL_PARAMETER = {
 /** `vsys fix` rewrites call sites in place (DESIGN.md §4); texts mention it only once it exists. */
 export const VSYS_FIX = {
   command: 'vsys fix',
-  available: false,
-  what: 'rewrites direct calls of the page as real system calls, in files, root filesystems and images',
+  available: true,
+  what: 'rewrites direct calls of the page as real system calls, in files, root filesystems and images (vsys fix DIR -o FIXED, vsys fix IMAGE -o OUT.tar), verified before it writes',
 } as const;
 
 /** glibc version ("2.13", "2.5") compared with the first one without direct calls; undefined when unparsable. */
@@ -142,6 +142,6 @@ export function remedyLines(libc: LibcId | undefined, mode: VsyscallMode, outcom
   } else if (outcome === 'slow') {
     lines.push('The kernel parameter cannot speed this up: every call of the page traps into the kernel and is emulated; only code that uses the vDSO is fast.');
   }
-  if (VSYS_FIX.available) lines.push(`Or patch the files: ${VSYS_FIX.command} ${VSYS_FIX.what}.`);
+  if (VSYS_FIX.available) lines.push(`Or patch them, without a toolchain: ${VSYS_FIX.command} ${VSYS_FIX.what}.`);
   return lines;
 }
