@@ -43,7 +43,14 @@ export interface FixRun {
 function writeLike(dest: string, data: Uint8Array, like: fs.Stats): void {
   const tmp = path.join(path.dirname(dest), `.${path.basename(dest)}.vsys-tmp-${process.pid}`);
   try {
-    fs.writeFileSync(tmp, data, { mode: like.mode & 0o7777, flag: 'wx' });
+    // Durable before it takes the name: a libc replaced in place must never be left half-written.
+    const fd = fs.openSync(tmp, 'wx', like.mode & 0o7777);
+    try {
+      for (let at = 0; at < data.length; ) at += fs.writeSync(fd, data, at, data.length - at);
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
     fs.chmodSync(tmp, like.mode & 0o7777);
     try {
       fs.chownSync(tmp, like.uid, like.gid);
