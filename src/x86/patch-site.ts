@@ -84,6 +84,8 @@ interface Decoded {
   immediate?: bigint;
   mov: boolean;
   branchTarget?: number;
+  /** An indirect jump (through a register or memory): a jump table or a tail call. */
+  indirectJump: boolean;
 }
 
 /** Decodes instructions of `bytes` at file offsets, `ip` being the address of `base`. */
@@ -142,7 +144,7 @@ class Reader {
     if (fc === iced.FlowControl.IndirectCall && reg0) flow = 'reg-call';
     else if (fc === iced.FlowControl.IndirectBranch && reg0) flow = 'reg-jump';
     else if (fc !== iced.FlowControl.Next) flow = 'other-branch';
-    const d: Decoded = { offset, length: instr.length, text: this.fmt.format(instr), flow, uses, writesOnly, mov: (iced.Mnemonic[instr.mnemonic] as string) === 'Mov' };
+    const d: Decoded = { offset, length: instr.length, text: this.fmt.format(instr), flow, uses, writesOnly, mov: (iced.Mnemonic[instr.mnemonic] as string) === 'Mov', indirectJump: fc === iced.FlowControl.IndirectBranch };
     if (reg0) d.reg0 = reg0;
     if (instr.opCount > 1 && (instr.op1Kind === iced.OpKind.Immediate64 || instr.op1Kind === iced.OpKind.Immediate32to64)) d.immediate = BigInt.asUintN(64, instr.immediate(1));
     if (fc === iced.FlowControl.UnconditionalBranch || fc === iced.FlowControl.ConditionalBranch || fc === iced.FlowControl.Call) {
@@ -205,16 +207,21 @@ function deadAfter(rd: Reader, from: number, reg: string, end: number): boolean 
   return false;
 }
 
-/** Direct branch targets inside the function (a linear decode of its extent). */
-function branchTargets(rd: Reader, fn: FunctionExtent): Set<number> | undefined {
-  const out = new Set<number>();
+/**
+ * Direct branch targets inside the function (a linear decode of its extent), and whether it holds
+ * an indirect jump other than `use` (a jump table, whose targets cannot be read from the code).
+ */
+function branchTargets(rd: Reader, fn: FunctionExtent, use: number): { targets: Set<number>; tableJump: boolean } | undefined {
+  const targets = new Set<number>();
+  let tableJump = false;
   for (let pos = fn.start; pos < fn.end;) {
     const d = rd.at(pos);
     if (!d) return undefined;
-    if (d.branchTarget !== undefined) out.add(d.branchTarget);
+    if (d.branchTarget !== undefined) targets.add(d.branchTarget);
+    if (d.indirectJump && pos !== use) tableJump = true;
     pos += d.length;
   }
-  return out;
+  return { targets, tableJump };
 }
 
 /**
@@ -248,10 +255,12 @@ export function planSitePatch(region: CodeRegion, site: PatchSite, nr: number, f
     if (!use) return { ok: false, reason: `no call or jump through ${reg.toLowerCase()} within ${MAX_BETWEEN} instructions of ${mov.text}` };
     const tail = use.flow === 'reg-jump';
     if (!fn) return { ok: false, reason: 'the extent of the function holding the site is unknown (no symbol or FDE): a branch into the rewritten bytes cannot be ruled out' };
-    const targets = branchTargets(rd, fn);
-    if (!targets) return { ok: false, reason: 'the function holding the site does not decode cleanly from its start: branches into the site cannot be ruled out' };
+    const branches = branchTargets(rd, fn, use.offset);
+    if (!branches) return { ok: false, reason: 'the function holding the site does not decode cleanly from its start: branches into the site cannot be ruled out' };
     const end = use.offset + use.length;
-    for (const t of targets) if (t > mov.offset && t < end) return { ok: false, reason: `a branch in the function lands at file offset 0x${t.toString(16)}, inside the bytes to rewrite` };
+    for (const t of branches.targets) if (t > mov.offset && t < end) return { ok: false, reason: `a branch in the function lands at file offset 0x${t.toString(16)}, inside the bytes to rewrite` };
+    // Apart, a jump-table target between the two would reach the syscall without the number.
+    if (between.length > 0 && branches.tableJump) return { ok: false, reason: 'the mov and the call are apart and the function has an indirect jump (a jump table) whose targets cannot be ruled out' };
     if (!CALLER_SAVED.has(reg)) {
       if (tail) return { ok: false, reason: `a tail jump through the callee-saved ${reg.toLowerCase()}: its value would reach the caller` };
       if (!deadAfter(rd, end, reg, fn.end)) return { ok: false, reason: `${reg.toLowerCase()} is callee-saved and may be read after the call (it would no longer hold the entry)` };

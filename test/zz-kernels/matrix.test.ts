@@ -198,7 +198,12 @@ describe('kernel matrix', { skip }, () => {
       });
 
       test('trace inside the guest: the eBPF and perf counters agree with what the call did; faults carry this mode\'s error code; crashes are recorded', () => {
-        const summary = (name: string, status: number) => JSON.parse(ran(name, status).trim().split('\n').pop() as string).summary;
+        // The last summary line (the serial console may interleave a kernel message with the output).
+        const summary = (name: string, status: number) => {
+          const line = ran(name, status).trim().split('\n').reverse().find((l) => l.includes('{"summary"'));
+          assert.ok(line, `${name}: no summary line`);
+          return JSON.parse(line.slice(line.indexOf('{"summary"'), line.lastIndexOf('}') + 1)).summary;
+        };
         const callDies = MODE_BEHAVIOUR[mode].call === 'sigsegv';
         const readDies = MODE_BEHAVIOUR[mode].read === 'sigsegv';
         const call = summary('trace-bpf', callDies ? 139 : 0);
