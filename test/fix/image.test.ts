@@ -7,7 +7,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { runVsys } from '../helpers.js';
+import { CORPUS, runVsys } from '../helpers.js';
+import { bookwormRootfs } from '../support/rootfs.js';
 import { INITFS, materialiseInitfs } from '../support/initfs.js';
 import { buildDockerArchive, buildOciLayout, sha256File } from '../support/images.js';
 import { differingOffsets, ociToolsUnavailable, skopeoInspect, tool, unpackWithUmoci } from '../support/oci-tools.js';
@@ -177,6 +178,36 @@ describe('vsys fix IMAGE', { skip }, () => {
       assert.deepEqual(skopeoInspect(`oci-archive:${out}`).Layers, pushedInfo.Layers);
     } finally {
       await reg.stop();
+    }
+  });
+});
+
+describe('vsys fix IMAGE on a debootstrap rootfs with the corpus\' wheezy libc swapped in', { skip }, () => {
+  test('bookworm + wheezy libc-2.13.so: apt & co crash under none before, nothing after; skopeo reads the output; only libc is rewritten', { timeout: 600_000 }, (t) => {
+    const rootfs = bookwormRootfs();
+    if (!rootfs) return t.skip('debootstrap bookworm failed here');
+    const wheezy = path.join(CORPUS, 'debian-wheezy-libc-2.13', 'libc-2.13.so');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vsys-fix-bookworm-'));
+    try {
+      const swap = path.join(dir, 'swap', 'usr', 'lib', 'x86_64-linux-gnu');
+      fs.mkdirSync(swap, { recursive: true });
+      fs.copyFileSync(wheezy, path.join(swap, 'libc.so.6'));
+      const input = path.join(dir, 'bookworm-wheezy.tar');
+      buildDockerArchive(input, [{ dir: rootfs }, { dir: path.join(dir, 'swap') }], { repoTag: 'bookworm:wheezy-libc' });
+      const before = runVsys(['scan', '--mode', 'none', '--fail-on', 'crash', input], { timeout: 300_000 });
+      assert.equal(before.status, 1, 'the input crashes under none');
+      const out = path.join(dir, 'fixed.tar');
+      const r = runVsys(['fix', '--json', input, '-o', out], { timeout: 300_000 });
+      assert.equal(r.status, 0, r.stderr);
+      const doc = JSON.parse(r.stdout);
+      assert.deepEqual(doc.added.map((a: { path: string }) => a.path), ['/usr/lib/x86_64-linux-gnu/libc.so.6']);
+      assert.ok(doc.changes.some((c: { path: string; how: string }) => c.path === '/usr/bin/apt' && c.how === 'through-library'), JSON.stringify(doc.changes.slice(0, 5)));
+      const info = skopeoInspect(`docker-archive:${out}`) as { Layers: string[] };
+      assert.equal(info.Layers.length, 3);
+      const after = runVsys(['scan', '--mode', 'none', '--fail-on', 'crash', out], { timeout: 300_000 });
+      assert.equal(after.status, 0, after.stdout.slice(0, 2000));
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 });
