@@ -12,7 +12,7 @@ import { regionsOf, type Finding } from '../scan/find-uses.js';
 import { useOf } from '../scan/scan.js';
 import { verdictsOf, type Outcome } from '../scan/verdict.js';
 import type { CodeRegion } from '../x86/call-sites.js';
-import { decodeTexts, planSitePatch, type PatchEdit, type PatchShape } from '../x86/patch-site.js';
+import { decodeTexts, fileBranchTargets, intendedTexts, planSitePatch, type PatchEdit, type PatchShape } from '../x86/patch-site.js';
 
 export type SiteStatus = 'patched' | 'refused' | 'left';
 
@@ -71,7 +71,7 @@ function extentOf(f: Finding, r: CodeRegion): { start: number; end: number } | u
 }
 
 /** What to do with one finding: a plan with edits, or why not. */
-function planOne(f: Finding, regions: CodeRegion[]): { fix: SiteFix; edits: PatchEdit[] } {
+function planOne(f: Finding, regions: CodeRegion[], targets: () => Set<number>): { fix: SiteFix; edits: PatchEdit[] } {
   const fix: SiteFix = { kind: f.kind, entry: f.entry, address: f.address, offset: f.offset, status: 'left' };
   if (f.function?.name) fix.function = f.function.name;
   const done = (status: SiteStatus, reason: string) => ({ fix: { ...fix, status, reason }, edits: [] });
@@ -93,7 +93,7 @@ function planOne(f: Finding, regions: CodeRegion[]): { fix: SiteFix; edits: Patc
   }
   const r = regionAt(regions, f.offset);
   if (!r) return done('refused', 'the site is not inside a code region of the file');
-  const plan = planSitePatch(r, { offset: f.offset, target: f.target }, vsyscallEntry(f.entry).syscall, extentOf(f, r));
+  const plan = planSitePatch(r, { offset: f.offset, target: f.target }, vsyscallEntry(f.entry).syscall, extentOf(f, r), targets());
   if (!plan.ok) return done('refused', plan.reason);
   return {
     fix: {
@@ -108,19 +108,25 @@ function planOne(f: Finding, regions: CodeRegion[]): { fix: SiteFix; edits: Patc
  * Checks the rewritten bytes: each edit decodes to what the plan said (`mov $nr,%eax`, `syscall`,
  * NOPs), nothing else changed, and the scan of the output finds no direct call at a patched site.
  */
-function verify(elf: ElfFile, out: Uint8Array, edits: PatchEdit[], patchedOffsets: number[]): void {
+function verify(elf: ElfFile, out: Uint8Array, sites: { fix: SiteFix; edits: PatchEdit[] }[], patchedOffsets: number[]): void {
   const fail = (why: string): never => {
     throw new VsysError('FIX_VERIFY_FAILED', `${elf.path}: the rewrite did not verify: ${why}; nothing written`, { path: elf.path });
   };
   if (out.length !== elf.bytes.length) fail('the size changed');
   const inEdit = new Uint8Array(out.length);
-  for (const e of edits) {
-    const got = out.subarray(e.offset, e.offset + e.after.length);
-    const texts = decodeTexts(got, 0n);
-    const expect = decodeTexts(e.after, 0n);
-    if (texts.join('; ') !== expect.join('; ')) fail(`the bytes at 0x${e.offset.toString(16)} decode as ${texts.join('; ')}`);
-    if (!texts.some((t) => t === 'syscall') && !/^mov \$0x[0-9a-f]+,%eax$/.test(texts[0] ?? '')) fail(`the bytes at 0x${e.offset.toString(16)} are neither the syscall nor its number`);
-    inEdit.fill(1, e.offset, e.offset + e.after.length);
+  for (const { fix, edits } of sites) {
+    // What the output holds there, decoded anew, against what the entry and shape call for (not the plan's own bytes).
+    const want = intendedTexts(vsyscallEntry(fix.entry as 'time').syscall, fix.shape as PatchShape);
+    if (want.length !== edits.length) fail(`site 0x${fix.address.toString(16)} has ${edits.length} edit(s) for a ${fix.shape} rewrite`);
+    for (const [i, e] of edits.entries()) {
+      const texts = decodeTexts(out.subarray(e.offset, e.offset + e.after.length), 0n);
+      const w = want[i] as string[];
+      const nops = texts.slice(w.length);
+      if (texts.slice(0, w.length).join('; ') !== w.join('; ') || !nops.every((t) => /^(nop[wl]?\b|xchg %ax,%ax$)/.test(t))) {
+        fail(`the bytes at 0x${e.offset.toString(16)} decode as ${texts.join('; ')}, not ${w.join('; ')} and NOPs`);
+      }
+      inEdit.fill(1, e.offset, e.offset + e.after.length);
+    }
   }
   for (let i = 0; i < out.length; i++) if (inEdit[i] === 0 && out[i] !== elf.bytes[i]) fail(`byte 0x${i.toString(16)} outside the planned ranges changed`);
   const again = analyseBytes(out, elf.path);
@@ -151,14 +157,15 @@ export function fixBytes(bytes: Uint8Array, path: string): FixedFile {
   try {
     const elf = readElf(bytes, path);
     const regions = regionsOf(elf).code;
-    const planned = scanned.findings.map((f) => planOne(f, regions));
+    let targets: Set<number> | undefined;
+    const planned = scanned.findings.map((f) => planOne(f, regions, () => (targets ??= fileBranchTargets(regions))));
     report.sites = planned.map((p) => p.fix);
     report.patched = report.sites.filter((s) => s.status === 'patched').length;
     report.refused = report.sites.filter((s) => s.status === 'refused').length;
     const edits = planned.flatMap((p) => p.edits);
     if (edits.length === 0) return { path, report };
     const output = applyEdits(elf, edits);
-    verify(elf, output, edits, report.sites.filter((s) => s.status === 'patched').map((s) => s.offset));
+    verify(elf, output, planned.filter((p) => p.fix.status === 'patched'), report.sites.filter((s) => s.status === 'patched').map((s) => s.offset));
     const after = analyseBytes(output, path) as FileReport;
     report.after = outcomes(after.findings);
     return { path, report, output };

@@ -132,7 +132,8 @@ class Reader {
       for (const u of info.usedRegisters() as { register: number; access: number; free(): void }[]) {
         const name = this.full(u.register);
         uses.add(name);
-        if (u.access === iced.OpAccess.Write) writesOnly.add(name);
+        // Only a 32- or 64-bit write replaces the whole register (an 8/16-bit one keeps the rest).
+        if (u.access === iced.OpAccess.Write && iced.RegisterExt.size(u.register) >= 4) writesOnly.add(name);
         u.free();
       }
     } finally {
@@ -174,6 +175,13 @@ class Reader {
     }
     return out;
   }
+}
+
+/** The instructions a patch must decode to, NOPs aside: per edit, for the entry's number and the shape. */
+export function intendedTexts(nr: number, shape: PatchShape): string[][] {
+  const mov = `mov $0x${nr.toString(16)},%eax`;
+  const done = shape === 'tail' ? ['syscall', 'ret'] : ['syscall'];
+  return shape === 'apart' ? [[mov], done] : [[mov, ...done]];
 }
 
 /** What the rewritten bytes must decode to: the report's "after" and the verification's oracle. */
@@ -228,7 +236,33 @@ function branchTargets(rd: Reader, fn: FunctionExtent, use: number): { targets: 
  * Plans the rewrite of the direct call whose entry is loaded at `site.offset`: `nr` is the entry's
  * syscall number (src/model). Refuses, with the reason, anything it cannot prove equivalent.
  */
-export function planSitePatch(region: CodeRegion, site: PatchSite, nr: number, fn: FunctionExtent | undefined): PatchPlan {
+/**
+ * Every direct branch target in the file's code (a linear decode of each code region): a jump from
+ * anywhere, a function's `.cold` part included, may land inside the bytes to rewrite. Computed
+ * once per file by the caller, only for files with sites to rewrite.
+ */
+export function fileBranchTargets(regions: readonly CodeRegion[]): Set<number> {
+  const out = new Set<number>();
+  for (const region of regions) {
+    const rd = new Reader(region);
+    try {
+      for (let pos = region.start; pos < region.end;) {
+        const d = rd.at(pos);
+        if (!d) {
+          pos++; // data or padding: resynchronise on the next byte
+          continue;
+        }
+        if (d.branchTarget !== undefined) out.add(d.branchTarget);
+        pos += d.length;
+      }
+    } finally {
+      rd.free();
+    }
+  }
+  return out;
+}
+
+export function planSitePatch(region: CodeRegion, site: PatchSite, nr: number, fn: FunctionExtent | undefined, fileTargets?: ReadonlySet<number>): PatchPlan {
   const rd = new Reader(region);
   try {
     const mov = rd.at(site.offset);
@@ -258,9 +292,9 @@ export function planSitePatch(region: CodeRegion, site: PatchSite, nr: number, f
     const branches = branchTargets(rd, fn, use.offset);
     if (!branches) return { ok: false, reason: 'the function holding the site does not decode cleanly from its start: branches into the site cannot be ruled out' };
     const end = use.offset + use.length;
-    for (const t of branches.targets) if (t > mov.offset && t < end) return { ok: false, reason: `a branch in the function lands at file offset 0x${t.toString(16)}, inside the bytes to rewrite` };
-    // Apart, a jump-table target between the two would reach the syscall without the number.
-    if (between.length > 0 && branches.tableJump) return { ok: false, reason: 'the mov and the call are apart and the function has an indirect jump (a jump table) whose targets cannot be ruled out' };
+    for (const t of [...branches.targets, ...(fileTargets ?? [])]) if (t > mov.offset && t < end) return { ok: false, reason: `a branch lands at file offset 0x${t.toString(16)}, inside the bytes to rewrite` };
+    // A jump table's targets cannot be read from the code: one may land inside the rewritten bytes.
+    if (branches.tableJump) return { ok: false, reason: 'the function has an indirect jump (a jump table or a computed tail call) whose targets cannot be ruled out' };
     if (!CALLER_SAVED.has(reg)) {
       if (tail) return { ok: false, reason: `a tail jump through the callee-saved ${reg.toLowerCase()}: its value would reach the caller` };
       if (!deadAfter(rd, end, reg, fn.end)) return { ok: false, reason: `${reg.toLowerCase()} is callee-saved and may be read after the call (it would no longer hold the entry)` };
