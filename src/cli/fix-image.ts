@@ -69,7 +69,8 @@ function short(d: string): string {
 }
 
 export function formatFixImageRun(r: FixImageRun, dryRun: boolean): string {
-  const lines = [formatFixRun({ files: r.files, written: [], unjudged: r.unjudged, changes: r.changes, stillCrash: r.stillCrash }, dryRun).trimEnd()];
+  // The image with the added layer on top is judged again (dry run or not): its outcome is a scan's.
+  const lines = [formatFixRun({ files: r.files, written: [], unjudged: r.unjudged, changes: r.changes, stillCrash: r.stillCrash, rescanned: true }, dryRun).trimEnd()];
   lines.push('', `image ${r.image.ref} [${r.image.platform}]: ${r.image.layers} layer(s), config ${short(r.image.configDigest)}`);
   if (r.added.length > 0) lines.push(`${dryRun ? 'would add' : 'added'} one layer holding ${r.added.length} file(s)${r.links.length ? ` and ${r.links.length} hard link(s)` : ''}: ${r.added.map((a) => a.path).join(', ')}`);
   else lines.push('nothing to rewrite: the image is written with its layers and config unchanged');

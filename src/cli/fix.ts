@@ -80,7 +80,7 @@ export function formatFixRun(r: FixRun, dryRun: boolean): string {
   if (r.stillCrash.length > 0) {
     out.push(`still crashing under vsyscall=none (${r.stillCrash.length}):`);
     for (const s of r.stillCrash) out.push(`  ✗ ${s.path}: ${s.why}`);
-  } else if (!dryRun) out.push('nothing left that crashes under vsyscall=none (a scan of the output)');
+  } else if (r.rescanned) out.push('nothing left that crashes under vsyscall=none (a scan of the output)');
   if (patched > 0) out.push('note: package managers will report the patched files as modified (rpm -V, dpkg --verify)');
   if (r.unjudged.length > 0) {
     out.push('', `could not be read or judged (${r.unjudged.length}):`);

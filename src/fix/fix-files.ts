@@ -37,6 +37,8 @@ export interface FixRun {
   changes: OutcomeChange[];
   /** Files that still crash under vsyscall=none after the rewrite (or would, for --dry-run). */
   stillCrash: { path: string; why: string }[];
+  /** The output was written and scanned again (stillCrash is a scan's, not a prediction). */
+  rescanned: boolean;
 }
 
 /** Writes `data` to `dest` through a temporary name beside it, with `like`'s mode, owner and times. */
@@ -51,12 +53,13 @@ function writeLike(dest: string, data: Uint8Array, like: fs.Stats): void {
     } finally {
       fs.closeSync(fd);
     }
-    fs.chmodSync(tmp, like.mode & 0o7777);
+    // chown first: it clears the setuid and setgid bits, which chmod then puts back.
     try {
       fs.chownSync(tmp, like.uid, like.gid);
     } catch {
       // not root: the file stays ours
     }
+    fs.chmodSync(tmp, like.mode & 0o7777);
     fs.utimesSync(tmp, like.atimeMs / 1000, like.mtimeMs / 1000);
     fs.renameSync(tmp, dest);
   } catch (e) {
@@ -92,13 +95,92 @@ function changesBetween(before: ScanResult, after: ScanResult, rel: (p: string, 
   return { changes, stillCrash };
 }
 
+/** Every name under `top` of each inode in `inodes` ("dev:ino"): hard links are patched together. */
+function namesOf(top: string, inodes: Set<string>): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  const walk = (d: string): void => {
+    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+      const p = path.join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.isFile()) {
+        const st = fs.lstatSync(p);
+        const key = `${st.dev}:${st.ino}`;
+        if (inodes.has(key)) out.set(key, [...(out.get(key) ?? []), p]);
+      }
+    }
+  };
+  walk(top);
+  return out;
+}
+
+const inodeOf = (p: string): string => {
+  const st = fs.statSync(p);
+  return `${st.dev}:${st.ino}`;
+};
+
+/** Backups and vsys' own temporaries are never inputs. */
+const isOurs = (p: string, backupDir: string | undefined): boolean =>
+  p.endsWith('.vsys-orig') || /\.vsys-tmp-\d+$/.test(p) || (backupDir !== undefined && !path.relative(path.resolve(backupDir), path.resolve(p)).startsWith('..'));
+
+function checkOutput(input: string, dirInput: boolean, output: string): void {
+  const out = path.resolve(output);
+  const real = (p: string) => {
+    try {
+      return fs.realpathSync(p);
+    } catch {
+      return path.resolve(p);
+    }
+  };
+  if (real(out) === real(input)) throw new VsysError('USAGE', `fix: -o ${output} is the input itself; use --in-place (it keeps the original)`);
+  if (dirInput) {
+    if (fs.existsSync(out)) throw new VsysError('USAGE', `fix: ${output} exists; -o DIR makes a new copy of the tree`);
+    if (!path.relative(real(input), real(path.dirname(out))).startsWith('..')) throw new VsysError('USAGE', `fix: -o ${output} is inside the input tree; put the copy elsewhere`);
+  } else if (isDir(out)) {
+    throw new VsysError('USAGE', `fix: -o ${output} is a directory; give the path of the file to write`);
+  }
+}
+
+/** --in-place: every backup made before the first file is replaced; a name taken already stops the run first. */
+function fixInPlace(fixed: Map<string, Uint8Array>, names: Map<string, string[]>, top: string, o: FixOptions): FixRun['written'] {
+  const plan = [...fixed].map(([p, data]) => ({ p, data, st: fs.statSync(p), orig: o.backupDir ? path.join(o.backupDir, path.relative(top, p)) : `${p}.vsys-orig` }));
+  for (const x of plan) {
+    if (fs.existsSync(x.orig)) throw new VsysError('USAGE', `fix: ${x.orig} exists already (an earlier fix?): move it away or give --backup DIR; nothing was changed`);
+  }
+  for (const x of plan) {
+    fs.mkdirSync(path.dirname(x.orig), { recursive: true });
+    fs.copyFileSync(x.p, x.orig, fs.constants.COPYFILE_EXCL);
+    fs.chmodSync(x.orig, x.st.mode & 0o7777);
+    fs.utimesSync(x.orig, x.st.atimeMs / 1000, x.st.mtimeMs / 1000);
+  }
+  const written: FixRun['written'] = [];
+  for (const x of plan) {
+    const others = (names.get(`${x.st.dev}:${x.st.ino}`) ?? []).filter((n) => n !== x.p);
+    try {
+      writeLike(x.p, x.data, x.st);
+    } catch (e) {
+      const done = written.map((w) => w.output).join(', ') || 'none';
+      throw new VsysError('IO_FAILED', `${(e as Error).message}; files rewritten before this one: ${done}; every original is kept (${o.backupDir ?? 'FILE.vsys-orig'})`, { path: x.p });
+    }
+    // The other names of a hard-linked file are pointed at the new one (a link made, then renamed over).
+    for (const n of others) {
+      const tmp = `${n}.vsys-tmp-${process.pid}`;
+      fs.linkSync(x.p, tmp);
+      fs.renameSync(tmp, n);
+    }
+    written.push({ input: x.p, output: x.p, original: x.orig });
+  }
+  return written;
+}
+
 export async function fixPaths(inputs: string[], o: FixOptions): Promise<FixRun> {
   if (inputs.length !== 1 && o.output !== undefined) throw new VsysError('USAGE', 'fix: -o takes one input (a file or a directory)');
   const input = inputs[0] as string;
   const dirInput = inputs.length === 1 && isDir(input);
-  if (o.output !== undefined && fs.existsSync(o.output) && dirInput) throw new VsysError('USAGE', `fix: ${o.output} exists; -o DIR makes a new copy of the tree`);
+  if (o.output !== undefined) checkOutput(input, dirInput, o.output);
+  const ours = (p: string) => isOurs(p, o.backupDir);
   const before = await scanPaths({ paths: inputs, workers: 0 });
-  const run: FixRun = { files: [], written: [], unjudged: before.errors.filter((e) => e.code !== 'LIBRARY_NOT_FOUND'), changes: [], stillCrash: [] };
+  before.files = before.files.filter((f) => !ours(f.path));
+  const run: FixRun = { files: [], written: [], unjudged: before.errors.filter((e) => e.code !== 'LIBRARY_NOT_FOUND' && !ours(e.path)), changes: [], stillCrash: [], rescanned: false };
   const todo = candidates(before);
   const fixed = new Map<string, Uint8Array>();
   for (const [i, p] of todo.entries()) {
@@ -116,44 +198,49 @@ export async function fixPaths(inputs: string[], o: FixOptions): Promise<FixRun>
     if (r.output) fixed.set(p, r.output);
   }
   if (o.dryRun) {
-    // The prediction: each planned file's own outcome after, and what its patching does for others is
-    // known only by writing it; the files left crashing are listed from the plan.
+    // The prediction: each planned file's own outcome after; what a patched library does for the
+    // programs that load it is known by writing it (the report of a real run names them).
     for (const f of run.files) if (f.after.none === 'crash') run.stillCrash.push({ path: f.path, why: 'sites refused (see above)' });
     return run;
   }
+  const top = dirInput ? input : path.dirname(input);
+  const names = namesOf(top, new Set([...fixed.keys()].map(inodeOf)));
+  const afterScan = async (paths: string[], root?: string) => {
+    const r = await scanPaths({ paths, workers: 0, ...(root ? { root } : {}) });
+    r.files = r.files.filter((f) => !ours(f.path));
+    run.rescanned = true;
+    return r;
+  };
   if (o.inPlace) {
-    for (const [p, data] of fixed) {
-      const st = fs.statSync(p);
-      const orig = o.backupDir ? path.join(o.backupDir, path.relative(dirInput ? input : path.dirname(input), p)) : `${p}.vsys-orig`;
-      fs.mkdirSync(path.dirname(orig), { recursive: true });
-      if (fs.existsSync(orig)) throw new VsysError('USAGE', `fix: ${orig} exists already (an earlier fix?): move it away or give --backup DIR`);
-      fs.copyFileSync(p, orig, fs.constants.COPYFILE_EXCL);
-      fs.utimesSync(orig, st.atime, st.mtime);
-      writeLike(p, data, st);
-      run.written.push({ input: p, output: p, original: orig });
-    }
-    const after = await scanPaths({ paths: inputs, workers: 0 });
-    Object.assign(run, changesBetween(before, after, (p) => p));
+    run.written = fixInPlace(fixed, names, top, o);
+    Object.assign(run, changesBetween(before, await afterScan(inputs), (p) => p));
     return run;
   }
   if (o.output === undefined) throw new VsysError('USAGE', 'fix: give -o OUT, --in-place or --dry-run');
   if (!dirInput) {
     if (!fs.statSync(input).isFile()) throw new VsysError('USAGE', `fix: ${input} is neither a regular file nor a directory`);
-    const st = fs.statSync(input);
-    writeLike(o.output, fixed.get(input) ?? fs.readFileSync(input), st);
+    // An input that could not be judged is not copied out as if it were fixed.
+    if (run.unjudged.length > 0) return run;
+    writeLike(o.output, fixed.get(input) ?? fs.readFileSync(input), fs.statSync(input));
     run.written.push({ input, output: o.output });
-    const after = await scanPaths({ paths: [o.output], workers: 0, root: before.files[0]?.root ?? '/' });
-    Object.assign(run, changesBetween(before, after, () => path.basename(input)));
+    Object.assign(run, changesBetween(before, await afterScan([o.output], before.files[0]?.root ?? '/'), () => path.basename(input)));
     return run;
   }
-  // A directory: a copy of the tree (links copied as links, never followed), then the rewritten files.
+  // A directory: a copy of the tree (links copied as links, never followed), then the rewritten
+  // files, every name of a hard-linked one linked to the same new file.
   const out = path.resolve(o.output);
   const tmp = `${out}.vsys-tmp-${process.pid}`;
   try {
     fs.cpSync(input, tmp, { recursive: true, verbatimSymlinks: true, preserveTimestamps: true, errorOnExist: true });
     for (const [p, data] of fixed) {
-      const rel = path.relative(input, p);
-      writeLike(path.join(tmp, rel), data, fs.statSync(p));
+      const dest = path.join(tmp, path.relative(input, p));
+      writeLike(dest, data, fs.statSync(p));
+      for (const n of names.get(inodeOf(p)) ?? []) {
+        if (n === p) continue;
+        const other = path.join(tmp, path.relative(input, n));
+        fs.rmSync(other, { force: true });
+        fs.linkSync(dest, other);
+      }
     }
     fs.renameSync(tmp, out);
   } catch (e) {
@@ -161,8 +248,7 @@ export async function fixPaths(inputs: string[], o: FixOptions): Promise<FixRun>
     throw e instanceof VsysError ? e : ioFailure(out, e);
   }
   for (const p of fixed.keys()) run.written.push({ input: p, output: path.join(out, path.relative(input, p)) });
-  const after = await scanPaths({ paths: [out], workers: 0 });
-  Object.assign(run, changesBetween(before, after, (p, side) => path.relative(side === 'in' ? path.resolve(input) : out, path.resolve(p))));
+  Object.assign(run, changesBetween(before, await afterScan([out]), (p, side) => path.relative(side === 'in' ? path.resolve(input) : out, path.resolve(p))));
   return run;
 }
 

@@ -204,3 +204,75 @@ test('vsys fix --help lists the forms and exit statuses', () => {
   assert.match(r.stdout, /vsys fix DIR -o OUTDIR/);
   assert.match(r.stdout, /1 {2}something would still crash/);
 });
+
+describe('what review found: unsafe sites refused, files kept whole', { skip }, () => {
+  test('a jump back from a .cold part, and a jump table landing on the call, are refused; the output behaves as the input', () => {
+    const bin = buildC('fix-unsafe', 'fix-unsafe', []);
+    const out = path.join(work, 'fix-unsafe.fixed');
+    const { doc } = fixJson([bin, '-o', out]);
+    const by = new Map<string, Rec>(doc.files[0].sites.map((s: Rec) => [s.function, s]));
+    assert.equal(by.get('cold_path')?.status, 'refused');
+    assert.match(by.get('cold_path')?.reason, /a branch lands at file offset/);
+    assert.equal(by.get('table')?.status, 'refused');
+    assert.match(by.get('table')?.reason, /indirect jump/);
+    for (const args of [['c', '1'], ['t', '1']]) {
+      assert.equal(spawnSync(out, args, { encoding: 'utf8' }).stdout.trim().split('\n').at(-1), spawnSync(bin, args, { encoding: 'utf8' }).stdout.trim().split('\n').at(-1), args.join(' '));
+    }
+  });
+
+  test('setuid and setgid bits survive -o and --in-place', (t) => {
+    if (process.getuid?.() !== 0) return t.skip('needs root for setuid files');
+    const dir = path.join(work, 'suid');
+    fs.mkdirSync(dir);
+    const f = path.join(dir, 'busybox');
+    fs.copyFileSync(BUSYBOX, f);
+    fs.chmodSync(f, 0o6755);
+    assert.equal(runVsys(['fix', f, '-o', path.join(dir, 'out')]).status, 0);
+    assert.equal(fs.statSync(path.join(dir, 'out')).mode & 0o7777, 0o6755);
+    assert.equal(runVsys(['fix', '--in-place', f]).status, 0);
+    assert.equal(fs.statSync(f).mode & 0o7777, 0o6755);
+    assert.equal(fs.statSync(`${f}.vsys-orig`).mode & 0o7777, 0o6755);
+  });
+
+  test('every name of a hard-linked file is patched (-o DIR keeps them linked; --in-place too)', () => {
+    const dir = path.join(work, 'links');
+    fs.mkdirSync(dir);
+    fs.copyFileSync(BUSYBOX, path.join(dir, 'a'));
+    fs.linkSync(path.join(dir, 'a'), path.join(dir, 'b'));
+    const out = path.join(work, 'links-out');
+    assert.equal(runVsys(['fix', dir, '-o', out]).status, 0);
+    for (const n of ['a', 'b']) assert.ok(cmpOffsets(BUSYBOX, path.join(out, n)).length > 0, `${n} patched`);
+    assert.equal(fs.statSync(path.join(out, 'a')).ino, fs.statSync(path.join(out, 'b')).ino, 'still one file');
+    assert.equal(runVsys(['fix', '--in-place', dir]).status, 0, 'the backups are not judged as inputs');
+    for (const n of ['a', 'b']) assert.ok(cmpOffsets(BUSYBOX, path.join(dir, n)).length > 0, `${n} patched in place`);
+    assert.equal(fs.statSync(path.join(dir, 'a')).ino, fs.statSync(path.join(dir, 'b')).ino);
+    const again = fixJson(['--in-place', dir]);
+    assert.equal(again.status, 0);
+    assert.equal(again.doc.written.length, 0, 'a second run patches nothing, backups included');
+  });
+
+  test('refused before anything is written: -o onto the input, -o inside the input tree, -o an existing directory for a file, a backup name taken', () => {
+    const dir = path.join(work, 'refuse');
+    fs.mkdirSync(dir);
+    const f = path.join(dir, 'busybox');
+    fs.copyFileSync(BUSYBOX, f);
+    const sum = () => fs.readFileSync(f).toString('base64');
+    const before = sum();
+    assert.equal(runVsys(['fix', f, '-o', f]).status, 2);
+    assert.equal(runVsys(['fix', dir, '-o', path.join(dir, 'copy')]).status, 2);
+    assert.equal(runVsys(['fix', f, '-o', dir]).status, 2);
+    const g = path.join(dir, 'second');
+    fs.copyFileSync(BUSYBOX, g);
+    fs.writeFileSync(`${g}.vsys-orig`, 'stale');
+    const r = runVsys(['fix', '--in-place', dir]);
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(r.stderr, /nothing was changed/);
+    assert.equal(sum(), before, 'the other file was not rewritten either');
+    const trunc = path.join(work, 'trunc-in');
+    fs.writeFileSync(trunc, fs.readFileSync(BUSYBOX).subarray(0, 7));
+    const tr = runVsys(['fix', trunc, '-o', path.join(work, 'trunc-out')]);
+    assert.equal(tr.status, 3, tr.stdout);
+    assert.equal(fs.existsSync(path.join(work, 'trunc-out')), false, 'nothing written for an input not judged');
+    assert.doesNotMatch(tr.stdout, /nothing left that crashes/, 'no claim about an output never written');
+  });
+});
