@@ -159,6 +159,7 @@ export function formatScanText(x: ScanTextInput): string {
     out.push(`under vsyscall=${x.mode} (${x.modeSource}): ${o.crash} crash, ${o.slow} slow, ${o.review} to review, ${o.fallback} fallback only, ${o.ok} ok${s.errors ? `; ${s.errors} could not be read or judged` : ''}`);
     const listed = r.files.filter((f) => x.all || f.class !== 'clean' || f.error || (f.through?.length ?? 0) > 0 || f.verdicts[x.mode].outcome !== 'ok').length;
     if (!x.all && listed < r.files.length) out.push(`(${r.files.length - listed} clean files not listed; --all lists them)`);
+    if (s.skipped.special > 0) out.push(`skipped ${s.skipped.special} special file(s) (fifos, sockets, devices: no code in them): ${s.special.join(', ')}${s.skipped.special > s.special.length ? ', …' : ''}`);
   } else {
     out.push(`${x.images.length} image(s), ${x.imageErrors.length} error(s); verdicts for vsyscall=${x.mode} (${x.modeSource})`);
   }

@@ -45,6 +45,11 @@ export interface Identity {
   warnings: string[];
 }
 
+/** The highest e_machine the System V ABI registry assigns (EM_LOONGARCH 258 and a few after it, 2023). */
+const MAX_EM = 263;
+/** Numbers used before an official one was assigned (alpha, s390, …), still met in old files. */
+const LEGACY_EM = new Set([0x9026, 0xa390, 0x9041, 0x9080, 0xbaab, 0xfeb0]);
+
 const MACHINES: Record<number, string> = { 3: 'i386', 62: 'x86-64', 40: 'arm', 183: 'aarch64', 243: 'riscv', 8: 'mips', 21: 'ppc64', 22: 's390' };
 
 /** Version names seen, with their keys: a few dozen distinct names recur in every file. */
@@ -143,6 +148,8 @@ function safe<T>(warnings: string[], what: string, fn: () => T): T | undefined {
 export function identify(elf: ElfFile): Identity {
   const h = elf.header;
   const warnings: string[] = [];
+  // EM_NONE, or a number past the highest the ELF registry assigns (a corrupt header): said, not trusted.
+  if (h.machine === 0 || (h.machine > MAX_EM && !LEGACY_EM.has(h.machine))) warnings.push(`e_machine ${h.machine} is not a valid machine (corrupt header?)`);
   const interpreter = safe(warnings, 'PT_INTERP', () => readInterp(elf));
   const dyn = safe(warnings, 'dynamic section', () => readDynamic(elf));
   const type: FileType =

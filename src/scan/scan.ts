@@ -62,6 +62,8 @@ export interface ScanSummary {
   roots: Record<string, number>;
   /** The scan was stopped (signal) before every file was read. */
   interrupted?: boolean;
+  /** Special files met (fifos, sockets, devices: no code in them), named; the first MAX_NAMED. */
+  special: string[];
   byClass: Record<string, number>;
   byOutcome: Record<VsyscallMode, Record<Outcome, number>>;
 }
@@ -151,6 +153,9 @@ export function unjudged(verdicts: Record<VsyscallMode, ModeVerdict>, error: { c
   return out;
 }
 
+/** Special files named in the summary (the rest are counted). */
+const MAX_NAMED = 100;
+
 /** A batch ends at this many files or bytes, whichever comes first. */
 const BATCH_FILES = 48;
 const BATCH_BYTES = 24 * 1024 * 1024;
@@ -160,7 +165,8 @@ export async function scanPaths(opts: ScanOptions): Promise<ScanResult> {
   const guessed = opts.root === undefined ? guessRoot(opts.paths) : undefined;
   const maxBytes = opts.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
   const slow = opts.slowdown ?? seedSlowdowns;
-  const skipped: Record<WalkSkip['reason'], number> = { symlink: 0, special: 0, 'pseudo-fs': 0, 'hard-link': 0, unreadable: 0, missing: 0 };
+  const skipped: Record<WalkSkip['reason'], number> = { symlink: 0, special: 0, 'pseudo-fs': 0, 'hard-link': 0, unreadable: 0, missing: 0, loop: 0 };
+  const special: string[] = [];
   const errors: ScanResult['errors'] = [];
   const reports: FileReport[] = [];
   const progress: ScanProgress = { files: 0, elfFiles: 0, bytes: 0 };
@@ -170,6 +176,8 @@ export async function scanPaths(opts: ScanOptions): Promise<ScanResult> {
     skipped[s.reason]++;
     if (s.reason === 'unreadable') errors.push({ path: s.path, code: 'IO_FAILED', message: `${s.path}: ${s.message ?? 'unreadable'}` });
     if (s.reason === 'missing') errors.push({ path: s.path, code: 'FILE_NOT_FOUND', message: `${s.path}: no such file or directory` });
+    if (s.reason === 'loop') errors.push({ path: s.path, code: 'FILE_SYMLINK_LOOP', message: `${s.path}: too many levels of symbolic links (a link loop)` });
+    if (s.reason === 'special' && special.length < MAX_NAMED) special.push(s.path);
     opts.onSkip?.(s);
   });
   // Workers only pay off past a handful of files: a single file or two is analysed in this thread.
@@ -301,7 +309,7 @@ export async function scanPaths(opts: ScanOptions): Promise<ScanResult> {
     warnings,
     summary: {
       files: progress.files, elfFiles: progress.elfFiles, notElf, errors: errors.length, skipped, bytes: progress.bytes,
-      seconds: (performance.now() - t0) / 1000, root, roots, byClass, byOutcome,
+      seconds: (performance.now() - t0) / 1000, root, roots, byClass, byOutcome, special,
       ...(opts.signal?.aborted ? { interrupted: true } : {}),
     },
   };

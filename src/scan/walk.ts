@@ -11,7 +11,7 @@ export interface WalkFile {
 
 export interface WalkSkip {
   path: string;
-  reason: 'symlink' | 'special' | 'pseudo-fs' | 'hard-link' | 'unreadable' | 'missing';
+  reason: 'symlink' | 'special' | 'pseudo-fs' | 'hard-link' | 'unreadable' | 'missing' | 'loop';
   message?: string;
 }
 
@@ -34,8 +34,9 @@ export async function* walk(paths: string[], onSkip: (s: WalkSkip) => void = () 
     try {
       st = fs.statSync(arg);
     } catch (e) {
-      // One bad argument does not stop the others.
-      onSkip({ path: arg, reason: 'missing', message: (e as Error).message });
+      // One bad argument does not stop the others; what went wrong is kept (a link loop, no permission, nothing there).
+      const code = (e as NodeJS.ErrnoException).code;
+      onSkip({ path: arg, reason: code === 'ELOOP' ? 'loop' : code === 'ENOENT' || code === 'ENOTDIR' ? 'missing' : 'unreadable', message: (e as Error).message });
       continue;
     }
     if (st.isFile()) {
@@ -79,12 +80,14 @@ export async function* walk(paths: string[], onSkip: (s: WalkSkip) => void = () 
             onSkip({ path: p, reason: 'unreadable', message: (e as Error).message });
             continue;
           }
+          // A hard link is a second name of a file with more than one: a file with one name whose
+          // inode number was freed by a file deleted during the walk and reused is a new file.
           const key = `${fst.dev}:${fst.ino}`;
-          if (seen.has(key)) {
+          if (fst.nlink > 1 && seen.has(key)) {
             onSkip({ path: p, reason: 'hard-link' });
             continue;
           }
-          seen.add(key);
+          if (fst.nlink > 1) seen.add(key);
           yield { path: p, size: fst.size };
         } else {
           onSkip({ path: p, reason: 'special' });
