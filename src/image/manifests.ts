@@ -101,3 +101,10 @@ export function configPlatform(doc: unknown): string {
   if (!isObject(doc)) return 'unknown';
   return `${String(doc.os ?? '?')}/${String(doc.architecture ?? '?')}`;
 }
+
+/** The config's rootfs.diff_ids (the sha256 of each layer's uncompressed tar, in order), when well formed. */
+export function configDiffIds(doc: unknown): string[] | undefined {
+  if (!isObject(doc) || !isObject(doc.rootfs) || !Array.isArray(doc.rootfs.diff_ids)) return undefined;
+  const ids = doc.rootfs.diff_ids;
+  return ids.every((d) => typeof d === 'string' && /^sha256:[0-9a-f]{64}$/.test(d)) ? (ids as string[]) : undefined;
+}

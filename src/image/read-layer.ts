@@ -15,6 +15,7 @@ import { isElf } from '../elf/read-elf.js';
 import { analyseRange, ioError, releaseHugeScratch, scratchBuffer, SPARSE_MIN, type FileResult } from '../scan/read-file.js';
 import { TarEndGuard, walkTar, WINDOW } from './tar-index.js';
 import { normalisePath, type LayerOp } from './image-fs.js';
+import { DigestStream, type BlobDigest } from './verify-blob.js';
 
 export interface LayerLimits {
   /** Decompressed bytes allowed for this layer. */
@@ -47,6 +48,8 @@ export interface LayerLimits {
    * layer, whose expanded size is known only at its end). Called now and then, not per chunk.
    */
   onBytes?: (done: number, total: number | undefined) => void;
+  /** Hash the layer as it is read (its blob and, when compressed, its uncompressed tar): `LayerResult.digests`. */
+  verify?: boolean;
 }
 
 export interface LayerResult {
@@ -57,6 +60,8 @@ export interface LayerResult {
   elfFiles: number;
   /** Entries refused (path traversal, oversized ELF, …), with codes. */
   problems: { path: string; code: string; message: string }[];
+  /** With `verify`: the stored blob's sha256 and size, and the sha256 of the uncompressed tar (its diff_id). */
+  digests?: { blob: BlobDigest; diffId: string };
 }
 
 /** Entries a layer may hold by default: ~200 bytes each kept; real layers have up to a few hundred thousand. */
@@ -288,7 +293,20 @@ type FileNode = { kind: 'file'; layer: number; size: number; report?: FileReport
 export async function readLayer(src: Readable, what: string, limits: LayerLimits): Promise<LayerResult> {
   const b = new LayerBuilder(what, limits);
   const result = b.result;
-  const { streams } = await decompressor(src);
+  // Verified: the blob hashed as it arrives, and its tar after decompression (the same bytes, and
+  // one hash, when it is stored plain). Both see every byte, what follows the tar's end too.
+  const blobHash = limits.verify ? new DigestStream(what) : undefined;
+  let input: Readable = src;
+  if (blobHash) {
+    src.once('error', (e) => blobHash.destroy(e));
+    // A failure downstream ends the source as the pipeline would have (not a source read to its end).
+    blobHash.once('close', () => {
+      if (!src.readableEnded) src.destroy();
+    });
+    input = src.pipe(blobHash);
+  }
+  const { streams, kind } = await decompressor(input);
+  const tarHash = blobHash && kind !== 'none' ? new DigestStream(what) : undefined;
   const cap = new ByteCap(limits.maxLayerBytes, what, limits.onBytes);
   const extract = tar.extract();
   const slots = semaphore(limits.inflight ?? 4);
@@ -353,13 +371,14 @@ export async function readLayer(src: Readable, what: string, limits: LayerLimits
     body.on('error', (e) => next(e));
   });
   try {
-    await (pipeline as unknown as (s: unknown[]) => Promise<void>)([...streams, cap, new TarEndGuard(), extract]);
+    await (pipeline as unknown as (s: unknown[]) => Promise<void>)([...streams, cap, ...(tarHash ? [tarHash] : []), new TarEndGuard(), extract]);
   } catch (e) {
     if (e instanceof VsysError) throw e;
     throw new VsysError('IMAGE_BAD_LAYER', `${what}: ${(e as Error).message} (truncated or not a tar?)`, { cause: e });
   }
   await Promise.all(jobs);
   result.bytes = cap.bytes;
+  if (blobHash) result.digests = { blob: blobHash.result(), diffId: (tarHash ?? blobHash).result().digest };
   limits.onBytes?.(cap.bytes, cap.bytes);
   return result;
 }

@@ -3,8 +3,9 @@
 // unless --insecure, linux/amd64 chosen from multi-arch indexes. Layers are streamed, never stored.
 import { Readable } from 'node:stream';
 import { VsysError } from '../errors.js';
-import { configPlatform, configRun, MEDIA, parseJson } from './manifests.js';
+import { configDiffIds, configPlatform, configRun, MEDIA, parseJson } from './manifests.js';
 import { collectLayers, pickManifest, streamedLayers, type ResolvedImage, type SourceOptions } from './sources.js';
+import { checkBlob, sha256Of, type BlobClaim } from './verify-blob.js';
 
 export interface RegistryRef {
   host: string;
@@ -131,16 +132,25 @@ export class RegistryClient {
     throw new VsysError('REGISTRY_AUTH', `${this.ref.host}: authentication did not succeed`);
   }
 
-  async manifest(reference: string): Promise<{ doc: unknown; digest: string | undefined }> {
+  /** A manifest or index; fetched by digest, or with `claim`, checked against it when `verify`. */
+  async manifest(reference: string, verify = false, claim: BlobClaim = {}): Promise<{ doc: unknown; digest: string | undefined }> {
     const r = await this.get(`/manifests/${reference}`, [MEDIA.ociIndex, MEDIA.ociManifest, MEDIA.dockerList, MEDIA.dockerManifest].join(', '));
-    const text = await r.text();
-    if (text.length > 4 * 1024 * 1024) throw new VsysError('IMAGE_BAD_MANIFEST', `${reference}: manifest over 4 MiB`);
-    return { doc: parseJson(text, `manifest ${reference}`), digest: r.headers.get('docker-content-digest') ?? undefined };
+    const bytes = Buffer.from(await r.arrayBuffer());
+    if (bytes.length > 4 * 1024 * 1024) throw new VsysError('IMAGE_BAD_MANIFEST', `${reference}: manifest over 4 MiB`);
+    // Asked for by digest, that digest; by tag, the one the registry says it served.
+    const said = r.headers.get('docker-content-digest') ?? undefined;
+    const digest = /^sha256:[0-9a-f]{64}$/.test(reference) ? reference : said !== undefined && /^sha256:[0-9a-f]{64}$/.test(said) ? said : undefined;
+    if (verify) checkBlob(`${this.ref.host}/${this.ref.repo} manifest ${reference}`, { ...claim, ...(digest ? { digest } : {}) }, { digest: sha256Of(bytes), bytes: bytes.length });
+    return { doc: parseJson(bytes.toString('utf8'), `manifest ${reference}`), digest: digest ?? said };
   }
 
-  async blobJson(digest: string): Promise<unknown> {
+  /** A JSON blob (a config), checked against its digest and descriptor's size when `verify`. */
+  async blobJson(digest: string, verify = false, size?: number): Promise<unknown> {
     const r = await this.get(`/blobs/${digest}`);
-    return parseJson(await r.text(), `blob ${digest}`);
+    const bytes = Buffer.from(await r.arrayBuffer());
+    if (bytes.length > 4 * 1024 * 1024) throw new VsysError('IMAGE_BAD_MANIFEST', `blob ${digest}: over 4 MiB, too large for a config`);
+    if (verify) checkBlob(`${this.ref.host}/${this.ref.repo} blob ${digest}`, { digest, ...(size !== undefined ? { size } : {}) }, { digest: sha256Of(bytes), bytes: bytes.length });
+    return parseJson(bytes.toString('utf8'), `blob ${digest}`);
   }
 
   /** A small blob (a config) whole. */
@@ -162,10 +172,14 @@ export async function readRegistry(refText: string, o: SourceOptions & RegistryO
   const ref = parseRegistryRef(refText);
   if (!isLocal(ref.host) && o.insecure !== true && /^http:/.test(refText)) throw new VsysError('REGISTRY_INSECURE', 'plain http is allowed only for localhost (or with --insecure)');
   const client = new RegistryClient(ref, o);
-  const top = await client.manifest(ref.digest ?? (ref.tag as string));
-  const { manifest, digest, platform, skipped } = await pickManifest(top.doc, top.digest, async (d) => (await client.manifest(d)).doc, refText);
-  const cfg = await client.blobJson(manifest.config.digest);
-  const layers = await collectLayers(manifest.layers.map((l) => l.digest), streamedLayers((d) => client.blobStream(d)), refText, o);
+  const verify = o.limits.verify === true;
+  const top = await client.manifest(ref.digest ?? (ref.tag as string), verify);
+  const { manifest, digest, platform, skipped } = await pickManifest(top.doc, top.digest, async (d, _what, size) => (await client.manifest(d, verify, size !== undefined ? { size } : {})).doc, refText);
+  const cfg = await client.blobJson(manifest.config.digest, verify, manifest.config.size);
+  const ids = verify ? configDiffIds(cfg) : [];
+  if (verify && ids?.length !== manifest.layers.length) throw new VsysError('IMAGE_BAD_MANIFEST', `${refText}: the config lists ${ids?.length ?? 'no'} diff_ids for ${manifest.layers.length} layers (rootfs.diff_ids); the layers cannot be verified (--no-verify skips this check)`);
+  const claims = manifest.layers.map((l, i) => ({ digest: l.digest, ...(typeof l.size === 'number' ? { size: l.size } : {}), ...(ids?.[i] ? { diffId: ids[i] } : {}) }));
+  const layers = await collectLayers(manifest.layers.map((l) => l.digest), streamedLayers((d) => client.blobStream(d)), refText, o, o.cache, claims);
   const run = configRun(cfg);
   return [{ ref: refText.replace(/^registry:\/\//, ''), source: 'registry', ...(digest ? { digest } : {}), platform: platform ?? configPlatform(cfg), skippedPlatforms: skipped, ...(run ? { run } : {}), layers }];
 }

@@ -28,6 +28,11 @@ export interface ImageScanOptions {
   workers?: number;
   insecure?: boolean;
   creds?: string;
+  /**
+   * Check every blob against its descriptor's size and digest and every layer against its diff_id
+   * (default true). False trusts the image's claims: the caller should say so.
+   */
+  verify?: boolean;
   slowdown?: SlowdownFor;
   onLayer?: (ref: string, key: string, bytes: number) => void;
   /** Keep every ELF file's record, clean ones too. */
@@ -113,7 +118,7 @@ export async function scanImageRefs(refs: string[], o: ImageScanOptions = {}): P
   const errors: ImageError[] = [];
   const one = async (ref: string): Promise<void> => {
     const so: SourceOptions = {
-      limits: { maxLayerBytes: o.maxLayerBytes ?? 8 * 1024 ** 3, maxFileBytes, ...(o.maxLayerEntries !== undefined ? { maxEntries: o.maxLayerEntries } : {}), ...(streamedToWorkers ? { analyse } : {}), ...(workers > 0 ? { analyseAt, analyseAtFrom: workerFrom, workersReady: () => pool.readyWorkers() > 0, inflight: (workers + 1) * 2 } : {}) },
+      limits: { maxLayerBytes: o.maxLayerBytes ?? 8 * 1024 ** 3, maxFileBytes, ...(o.verify !== false ? { verify: true } : {}), ...(o.maxLayerEntries !== undefined ? { maxEntries: o.maxLayerEntries } : {}), ...(streamedToWorkers ? { analyse } : {}), ...(workers > 0 ? { analyseAt, analyseAtFrom: workerFrom, workersReady: () => pool.readyWorkers() > 0, inflight: (workers + 1) * 2 } : {}) },
       maxImageBytes: o.maxImageBytes ?? 32 * 1024 ** 3,
       cache,
       onLayer: (key, bytes) => o.onLayer?.(ref, key, bytes),

@@ -10,7 +10,9 @@ import { VsysError } from '../errors.js';
 import { readLayer, readLayerAt, type LayerLimits, type LayerResult } from './read-layer.js';
 import { walkTar, type TarEntry } from './tar-index.js';
 import { readUpTo } from '../scan/sparse-read.js';
-import { configPlatform, configRun, isIndex, type ImageRun, parseDockerSaveManifest, parseJson, parseManifest, pickAmd64, platformName, type Descriptor, type ImageManifest } from './manifests.js';
+import { configDiffIds, configPlatform, configRun, isIndex, type ImageRun, parseDockerSaveManifest, parseJson, parseManifest, pickAmd64, platformName, type Descriptor, type ImageManifest } from './manifests.js';
+import { hashRange } from './hash-range.js';
+import { checkBlob, checkDiffId, sha256Of, type BlobClaim } from './verify-blob.js';
 
 export interface ResolvedImage {
   ref: string;
@@ -63,11 +65,18 @@ export function streamedLayers(open: (digest: string) => Readable | Promise<Read
   return async (key, what, limits) => readLayer(await open(key), what, limits);
 }
 
+/** What an image says layer i is: its blob's digest and size (a manifest's descriptor), its diff_id (the config). */
+export interface LayerClaim extends BlobClaim {
+  diffId?: string;
+}
+
 /**
  * The layers a manifest names, in order, each read and analysed once per run (a key already in the
- * cache is not read again). Each layer may expand only to what is left of the image's budget.
+ * cache is not read again). Each layer may expand only to what is left of the image's budget. With
+ * `limits.verify`, each layer's bytes are checked against what `claims` says of it (a layer shared
+ * with another image is hashed once, and checked against each image's own claims).
  */
-export async function collectLayers(keys: string[], read: LayerReader, what: string, o: SourceOptions, cache: Map<string, Promise<LayerResult>> = o.cache): Promise<ResolvedImage['layers']> {
+export async function collectLayers(keys: string[], read: LayerReader, what: string, o: SourceOptions, cache: Map<string, Promise<LayerResult>> = o.cache, claims: LayerClaim[] = []): Promise<ResolvedImage['layers']> {
   const out: ResolvedImage['layers'] = [];
   let total = 0;
   for (const [index, k] of keys.entries()) {
@@ -82,12 +91,31 @@ export async function collectLayers(keys: string[], read: LayerReader, what: str
       cache.set(k, read(k, `${what} ${k.slice(0, 19)}`, limits));
     }
     const result = await (cache.get(k) as Promise<LayerResult>);
+    if (o.limits.verify) checkLayer(`${what} layer ${index} (${k})`, claims[index] ?? {}, result);
     total += result.bytes;
     o.onLayer?.(k, result.bytes);
     out.push({ key: k, result, cached });
   }
   checkTotal(out, o.maxImageBytes, what);
   return out;
+}
+
+/** A layer's digests against an image's claims; a layer read without hashing is an internal error when verifying. */
+function checkLayer(what: string, claim: LayerClaim, r: LayerResult): void {
+  if (!r.digests) throw new VsysError('INTERNAL_ERROR', `${what}: read without its digests while verifying`);
+  checkBlob(what, claim, r.digests.blob);
+  if (claim.diffId !== undefined) checkDiffId(what, claim.diffId, r.digests.diffId);
+}
+
+/**
+ * The diff_ids an image's config lists, one per layer, when verifying (undefined when not). A config
+ * that lists another number of layers than its manifest does describes some other image.
+ */
+function diffIdsFor(cfg: unknown, layers: number, what: string, o: SourceOptions): (string | undefined)[] {
+  if (!o.limits.verify) return [];
+  const ids = configDiffIds(cfg);
+  if (ids?.length !== layers) throw new VsysError('IMAGE_BAD_MANIFEST', `${what}: the config lists ${ids?.length ?? 'no'} diff_ids for ${layers} layers (rootfs.diff_ids); the layers cannot be verified (--no-verify skips this check)`);
+  return ids;
 }
 
 const GZIP = [0x1f, 0x8b];
@@ -105,12 +133,34 @@ export async function layerInFile(file: string, fd: number, at: number, size: nu
     // Through the descriptor already open (not the path again), left open for the caller to close.
     return readLayer(fs.createReadStream(file, { fd, autoClose: false, start: at, end: at + size - 1, highWaterMark: 4 * 1024 * 1024 }), what, limits);
   }
+  // Verified: the same range hashed on another thread while this one walks it (the analysis reads
+  // only what it needs; the hash reads all of it, from the page cache the walk fills or warms).
+  const hashed = limits.verify ? hashRange(fd, at, size) : undefined;
   try {
-    return await readLayerAt({ fd, path: file, start: at, size }, what, limits);
+    const r = await readLayerAt({ fd, path: file, start: at, size }, what, limits);
+    if (hashed) {
+      const blob = await hashed;
+      r.digests = { blob, diffId: blob.digest };
+    }
+    return r;
   } catch (e) {
     if (e instanceof VsysError) throw e;
     throw new VsysError('IMAGE_BAD_LAYER', `${what}: ${(e as Error).message}`, { path: file, cause: e });
+  } finally {
+    // The hashing thread reads through `fd`, which the caller closes once this returns.
+    if (hashed) await hashed.catch(() => undefined);
   }
+}
+
+/** What a manifest's layer descriptors and its config's diff_ids say of each layer. */
+function layerClaims(m: ImageManifest, diffIds: (string | undefined)[]): LayerClaim[] {
+  return m.layers.map((l, i) => ({ digest: l.digest, ...(typeof l.size === 'number' ? { size: l.size } : {}), ...(diffIds[i] ? { diffId: diffIds[i] } : {}) }));
+}
+
+/** A docker save (before docker 25) config, `<hex>.json`: named by its sha256. */
+function legacyConfigKey(name: string): string | undefined {
+  const hex = /^([0-9a-f]{64})\.json$/.exec(name)?.[1];
+  return hex ? `sha256:${hex}` : undefined;
 }
 
 /** `sha256:…` for an archive entry named by its digest (blobs/sha256/…); undefined for other names. */
@@ -130,7 +180,7 @@ function openImageFile(file: string): number {
 }
 
 /** A manifest, or an index resolved to its linux/amd64 manifest, with the platforms skipped. */
-export async function pickManifest(doc: unknown, digest: string | undefined, read: (digest: string, what: string) => unknown, where: string): Promise<{ manifest: ImageManifest; digest: string | undefined; platform: string | undefined; skipped: string[] }> {
+export async function pickManifest(doc: unknown, digest: string | undefined, read: (digest: string, what: string, size?: number) => unknown, where: string): Promise<{ manifest: ImageManifest; digest: string | undefined; platform: string | undefined; skipped: string[] }> {
   let platform: string | undefined;
   let skipped: string[] = [];
   if (isIndex(doc)) {
@@ -138,7 +188,7 @@ export async function pickManifest(doc: unknown, digest: string | undefined, rea
     skipped = pick.skipped;
     platform = platformName(pick.chosen.platform);
     digest = pick.chosen.digest;
-    doc = await read(pick.chosen.digest, 'the index');
+    doc = await read(pick.chosen.digest, 'the index', pick.chosen.size);
   }
   return { manifest: parseManifest(doc, where), digest, platform, skipped };
 }
@@ -156,24 +206,30 @@ export async function readArchive(file: string, o: SourceOptions): Promise<Resol
     if (packed) throw new VsysError('IMAGE_COMPRESSED_ARCHIVE', `${file}: a ${packed}-compressed archive; vsys reads image archives as docker save writes them: decompress it first (${packed === 'gzip' ? 'gunzip' : 'unzstd'} -k ${file})`, { path: file });
     const entries = new Map<string, TarEntry>();
     await walkTar(fd, 0, fs.fstatSync(fd).size, file, (e) => {
-      if (e.type === 'file' || e.type === 'contiguous-file') entries.set(e.name.replace(/^(\.\/)+/, ''), e);
+      if (e.type !== 'file' && e.type !== 'contiguous-file') return;
+      const name = e.name.replace(/^(\.\/)+/, '');
+      // tar keeps the last of two members of one name; which one a reader means is anyone's guess.
+      if (entries.has(name)) throw new VsysError('IMAGE_DUPLICATE_MEMBER', `${file}: two members named ${name}; an image archive has one of each (which one would docker load?)`, { path: file });
+      entries.set(name, e);
     });
     const entry = (name: string, what: string, kind: string): TarEntry => {
       const e = entries.get(name);
       if (!e) throw new VsysError('IMAGE_MISSING_BLOB', `${file}: ${what} names ${kind}${name}, which is not in the archive`, { path: file });
       return e;
     };
-    const getJson = (name: string, what: string): unknown => {
+    // A JSON member; verified against `claim`, and against its own name when that is a digest.
+    const getJson = (name: string, what: string, claim: BlobClaim = {}): unknown => {
       const e = entry(name, what, '');
       if (e.size > JSON_MAX) throw new VsysError('IMAGE_BAD_MANIFEST', `${file}:${name} is ${e.size} bytes, too large for a manifest or config`, { path: file });
       const b = Buffer.alloc(e.size);
       if (readUpTo(fd, b, 0, e.size, e.dataAt) !== e.size) throw new VsysError('IMAGE_BAD_LAYER', `${file}:${name} is cut short`, { path: file });
+      if (o.limits.verify) checkBlob(`${file}:${name}`, { digest: claim.digest ?? digestKey(name) ?? legacyConfigKey(name), ...(claim.size !== undefined ? { size: claim.size } : {}) }, { digest: sha256Of(b), bytes: b.length });
       return parseJson(b.toString('utf8'), `${file}:${name}`);
     };
     // Layers by archive name, read once per archive however many images name them; a blob named by
     // its digest is also shared with the other sources of this run.
     const byName = new Map<string, Promise<LayerResult>>();
-    const layers = (names: string[], what: string) => {
+    const layers = (names: string[], what: string, claims: LayerClaim[]) => {
       for (const n of names) {
         entry(n, what, 'layer ');
         // Analysed already by another source of this run: taken from there (and said to be cached).
@@ -187,21 +243,27 @@ export async function readArchive(file: string, o: SourceOptions): Promise<Resol
         const key = digestKey(name);
         if (key) o.cache.set(key, p);
         return p;
-      }, file, o, byName);
+      }, file, o, byName, claims);
     };
     const out: ResolvedImage[] = [];
     if (entries.has('manifest.json')) {
       for (const [i, m] of parseDockerSaveManifest(getJson('manifest.json', 'the archive')).entries()) {
         const cfg = getJson(m.config, 'manifest.json');
         const run = configRun(cfg);
-        out.push({ ref: m.repoTags[0] ?? `${path.basename(file)}#${i}`, source: 'docker-archive', platform: configPlatform(cfg), skippedPlatforms: [], ...(run ? { run } : {}), layers: await layers(m.layers, 'manifest.json') });
+        const ref = m.repoTags[0] ?? `${path.basename(file)}#${i}`;
+        // docker 25+ names each layer by its digest (blobs/sha256/…): checked too. The config's
+        // diff_ids check every layout's layers.
+        const ids = diffIdsFor(cfg, m.layers.length, `${file}:${m.config}`, o);
+        const claims = m.layers.map((n, j) => ({ ...(digestKey(n) ? { digest: digestKey(n) } : {}), ...(ids[j] ? { diffId: ids[j] } : {}) }));
+        out.push({ ref, source: 'docker-archive', platform: configPlatform(cfg), skippedPlatforms: [], ...(run ? { run } : {}), layers: await layers(m.layers, 'manifest.json', claims) });
       }
       return out;
     }
     if (!entries.has('index.json')) throw new VsysError('IMAGE_BAD_MANIFEST', `${file}: neither manifest.json (docker save) nor index.json (OCI layout) in the archive`, { path: file });
-    for (const img of await walkIndex(getJson('index.json', 'the archive'), (digest, what) => getJson(blobName(digest), what), file)) {
-      const ls = await layers(img.manifest.layers.map((l) => blobName(l.digest)), 'the manifest');
-      const run = configRun(getJson(blobName(img.manifest.config.digest), 'the manifest'));
+    for (const img of await walkIndex(getJson('index.json', 'the archive'), (digest, what, size) => getJson(blobName(digest), what, { digest, ...(size !== undefined ? { size } : {}) }), file)) {
+      const cfg = getJson(blobName(img.manifest.config.digest), 'the manifest', img.manifest.config);
+      const ls = await layers(img.manifest.layers.map((l) => blobName(l.digest)), 'the manifest', layerClaims(img.manifest, diffIdsFor(cfg, img.manifest.layers.length, `${file}:${img.ref}`, o)));
+      const run = configRun(cfg);
       out.push({ ref: img.ref, source: 'oci-archive', digest: img.digest, platform: img.platform, skippedPlatforms: img.skipped, ...(run ? { run } : {}), layers: ls.map((l) => ({ ...l, key: `sha256:${l.key.slice('blobs/sha256/'.length)}` })) });
     }
     return out;
@@ -223,12 +285,12 @@ interface IndexedImage {
  * The images of an OCI index.json, in order, following nested indexes to linux/amd64. `read` gets a
  * JSON blob by digest (from an archive's entries or a layout directory's files).
  */
-async function walkIndex(index: unknown, read: (digest: string, what: string) => unknown, where: string): Promise<IndexedImage[]> {
+async function walkIndex(index: unknown, read: (digest: string, what: string, size?: number) => unknown, where: string): Promise<IndexedImage[]> {
   const out: IndexedImage[] = [];
   for (const top of (index as { manifests?: Descriptor[] }).manifests ?? []) {
     const ref = top.annotations?.['org.opencontainers.image.ref.name'] ?? top.digest.slice(0, 19);
-    const m = await pickManifest(read(top.digest, 'index.json'), top.digest, read, `${where}:${ref}`);
-    const platform = m.platform ?? (top.platform ? platformName(top.platform) : configPlatform(read(m.manifest.config.digest, 'the manifest')));
+    const m = await pickManifest(read(top.digest, 'index.json', top.size), top.digest, read, `${where}:${ref}`);
+    const platform = m.platform ?? (top.platform ? platformName(top.platform) : configPlatform(read(m.manifest.config.digest, 'the manifest', m.manifest.config.size)));
     out.push({ ref, digest: m.digest ?? top.digest, platform, skipped: m.skipped, manifest: m.manifest });
   }
   return out;
@@ -236,19 +298,23 @@ async function walkIndex(index: unknown, read: (digest: string, what: string) =>
 
 /** An OCI image layout directory (`oci:DIR`). */
 export async function readOciDir(dir: string, o: SourceOptions): Promise<ResolvedImage[]> {
-  const read = (rel: string, what: string): unknown => {
+  const read = (rel: string, what: string, claim: BlobClaim = {}): unknown => {
     const p = path.join(dir, rel);
-    let text: string;
+    let bytes: Buffer;
     try {
-      text = fs.readFileSync(p, 'utf8');
-    } catch {
+      if (fs.statSync(p).size > JSON_MAX) throw new VsysError('IMAGE_BAD_MANIFEST', `${p} is too large for a manifest or config`, { path: p });
+      bytes = fs.readFileSync(p);
+    } catch (e) {
+      if (e instanceof VsysError) throw e;
       throw new VsysError('IMAGE_MISSING_BLOB', `${dir}: ${what} names ${rel}, which is missing`, { path: p });
     }
-    return parseJson(text, p);
+    if (o.limits.verify && claim.digest) checkBlob(p, claim, { digest: sha256Of(bytes), bytes: bytes.length });
+    return parseJson(bytes.toString('utf8'), p);
   };
   if (!fs.existsSync(path.join(dir, 'oci-layout'))) throw new VsysError('IMAGE_BAD_MANIFEST', `${dir}: no oci-layout file; not an OCI image layout`, { path: dir });
   const out: ResolvedImage[] = [];
-  for (const img of await walkIndex(read('index.json', 'the layout'), (digest, what) => read(blobName(digest), what), dir)) {
+  for (const img of await walkIndex(read('index.json', 'the layout'), (digest, what, size) => read(blobName(digest), what, { digest, ...(size !== undefined ? { size } : {}) }), dir)) {
+    const cfg = read(blobName(img.manifest.config.digest), 'the manifest', img.manifest.config);
     for (const l of img.manifest.layers) {
       const p = path.join(dir, blobName(l.digest));
       if (!fs.existsSync(p)) throw new VsysError('IMAGE_MISSING_BLOB', `${dir}: the manifest names layer ${l.digest}, which is missing`, { path: p });
@@ -261,8 +327,8 @@ export async function readOciDir(dir: string, o: SourceOptions): Promise<Resolve
       } finally {
         fs.closeSync(fd);
       }
-    }, dir, o);
-    const run = configRun(read(blobName(img.manifest.config.digest), 'the manifest'));
+    }, dir, o, o.cache, layerClaims(img.manifest, diffIdsFor(cfg, img.manifest.layers.length, `${dir}:${img.ref}`, o)));
+    const run = configRun(cfg);
     out.push({ ref: img.ref, source: 'oci-dir', digest: img.digest, platform: img.platform, skippedPlatforms: img.skipped, ...(run ? { run } : {}), layers: ls });
   }
   return out;
