@@ -108,11 +108,12 @@ export function analyseBytes(bytes: Uint8Array, path: string, sparse?: SparseInp
     const dynsymOnce = (): ElfSymbol[] => (dynsym ??= table('.dynsym', () => readSymbols(elf, '.dynsym'), []));
     const functions = (): FunctionIndex => (fns ??= buildFunctionIndex(elf, { dynsym: dynsymOnce(), symtab: symtabOnce() }));
     const dataSymbols = () => (symtabOnce().length > 0 ? symtabOnce() : dynsymOnce());
-    report.findings = findUses(elf, functions, dataSymbols, sparse?.searched);
+    const regions = regionsOf(elf);
+    warnings.push(...regions.warnings);
+    report.findings = findUses(elf, functions, dataSymbols, sparse?.searched, regions);
     // A sparse read's report with findings is never kept (read-file.ts reads such a file whole):
     // decoding its code for the call graph here would be spent on stale bytes.
     if (sparse && report.findings.length > 0) throw new HoleRead(0);
-    const regions = regionsOf(elf);
     const branches = branchesOf(regions);
     if (report.findings.some((f) => f.kind === 'direct-call')) markIndirectSites(report.findings, elf, functions(), regions, branches, dataSymbols);
     report.class = classOf(report.findings);

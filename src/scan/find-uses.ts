@@ -4,7 +4,7 @@
 // direct calls reached only through a pointer).
 import type { ElfFile } from '../elf/read-elf.js';
 import { offsetToVaddr } from '../elf/read-elf.js';
-import type { ElfSymbol } from '../elf/types.js';
+import type { ElfSymbol, ProgramHeader, Section } from '../elf/types.js';
 import { EM, PF, PT, SHF, SHT } from '../elf/constants.js';
 import { HoleRead } from '../elf/bytes.js';
 import { entryNameOf } from '../model/vsyscall-page.js';
@@ -51,27 +51,117 @@ export interface AddressTaken {
 export interface Regions {
   code: CodeRegion[];
   data: CodeRegion[];
+  /** Where the section headers disagree with the program headers (identity.warnings). */
+  warnings: string[];
 }
 
-/** Executable and data ranges of the file: from section headers when present, else from PT_LOAD. */
+/**
+ * Sections that account for loaded bytes that are not code: a loaded byte under none of them (nor
+ * under a code section, nor the ELF and program headers) is something the section headers do not
+ * describe. A section of another type (0xff00, say) accounts for nothing.
+ */
+const KNOWN_TYPES = new Set<number>([
+  SHT.PROGBITS, SHT.SYMTAB, SHT.STRTAB, SHT.RELA, SHT.HASH, SHT.DYNAMIC, SHT.NOTE, SHT.REL, SHT.DYNSYM, SHT.INIT_ARRAY,
+  SHT.FINI_ARRAY, SHT.PREINIT_ARRAY, SHT.GROUP, SHT.SYMTAB_SHNDX, SHT.RELR, SHT.GNU_ATTRIBUTES, SHT.GNU_HASH, SHT.GNU_LIBLIST,
+  SHT.X86_64_UNWIND, SHT.GNU_VERDEF, SHT.GNU_VERNEED, SHT.GNU_VERSYM,
+]);
+/** Disagreements named one by one; past this many, counted. */
+const MAX_WARNINGS = 4;
+
+const hex = (n: number | bigint) => `0x${n.toString(16)}`;
+const isCode = (s: Section) => (s.flags & BigInt(SHF.EXECINSTR)) !== 0n;
+const isAlloc = (s: Section) => (s.flags & BigInt(SHF.ALLOC)) !== 0n;
+
+/** The file range [start, end) minus the sorted ranges `cover`: what is left, in order. */
+function uncovered(start: number, end: number, cover: readonly (readonly [number, number])[]): [number, number][] {
+  const out: [number, number][] = [];
+  let at = start;
+  for (const [a, z] of cover) {
+    if (z <= at) continue;
+    if (a >= end) break;
+    if (a > at) out.push([at, a]);
+    at = Math.max(at, z);
+  }
+  if (at < end) out.push([at, end]);
+  return out;
+}
+
+/** Overlapping code ranges (a section's range copied onto another) as one, so nothing is decoded or reported twice. Adjacent ones stay apart, as the sections draw them. */
+function mergeOverlaps(regions: CodeRegion[]): CodeRegion[] {
+  const sorted = [...regions].sort((a, b) => a.start - b.start || b.end - a.end);
+  const out: CodeRegion[] = [];
+  for (const r of sorted) {
+    const last = out.at(-1);
+    if (last && r.start < last.end) {
+      if (r.end > last.end) out[out.length - 1] = { ...last, end: r.end };
+    } else out.push(r);
+  }
+  return out;
+}
+
+/**
+ * Executable and data ranges of the file, as the kernel maps them: code is every byte of an
+ * executable PT_LOAD segment that a code section covers, or that no section accounts for; data is
+ * every loaded non-code section and every byte of a non-executable segment no section accounts
+ * for. Sections only draw the lines inside a segment (a decode starts at a section's start, as
+ * objdump's does). Files without PT_LOAD (relocatable objects): the sections alone.
+ * Reads the bytes no section accounts for, so over a sparse read it can throw HoleRead.
+ */
 export function regionsOf(elf: ElfFile): Regions {
+  const loads = elf.programHeaders.filter((p) => p.type === PT.LOAD && p.filesz > 0 && elf.reader.has(p.offset, p.filesz));
+  const alloc = elf.sections.filter((s) => s.type === SHT.PROGBITS && isAlloc(s) && s.size > 0 && elf.reader.has(s.offset, s.size));
+  if (loads.length === 0) {
+    const code: CodeRegion[] = [];
+    const data: CodeRegion[] = [];
+    for (const s of alloc) ((isCode(s) ? code : data)).push({ bytes: elf.bytes, start: s.offset, end: s.offset + s.size, ip: s.addr });
+    return { code, data, warnings: [] };
+  }
   const code: CodeRegion[] = [];
   const data: CodeRegion[] = [];
-  const alloc = elf.sections.filter((s) => s.type === SHT.PROGBITS && (s.flags & BigInt(SHF.ALLOC)) !== 0n && s.size > 0);
-  if (alloc.length > 0) {
-    for (const s of alloc) {
-      if (!elf.reader.has(s.offset, s.size)) continue;
-      const r = { bytes: elf.bytes, start: s.offset, end: s.offset + s.size, ip: s.addr };
-      ((s.flags & BigInt(SHF.EXECINSTR)) !== 0n ? code : data).push(r);
+  const said: string[] = [];
+  const piece = (seg: ProgramHeader, start: number, end: number): CodeRegion => ({ bytes: elf.bytes, start, end, ip: seg.vaddr + BigInt(start - seg.offset) });
+  const exec = loads.filter((p) => (p.flags & PF.X) !== 0);
+  for (const s of alloc) {
+    if (!isCode(s)) {
+      data.push({ bytes: elf.bytes, start: s.offset, end: s.offset + s.size, ip: s.addr });
+      continue;
     }
-    return { code, data };
+    let inside = 0;
+    for (const seg of exec) {
+      const a = Math.max(s.offset, seg.offset);
+      const z = Math.min(s.offset + s.size, seg.offset + seg.filesz);
+      if (a < z) {
+        code.push(piece(seg, a, z));
+        inside += z - a;
+      }
+    }
+    if (inside < s.size) said.push(`code section ${s.name || s.index} (offset ${hex(s.offset)}, ${s.size} bytes) lies ${inside === 0 ? '' : 'partly '}outside every executable segment`);
   }
-  for (const p of elf.programHeaders) {
-    if (p.type !== PT.LOAD || p.filesz === 0 || !elf.reader.has(p.offset, p.filesz)) continue;
-    const r = { bytes: elf.bytes, start: p.offset, end: p.offset + p.filesz, ip: p.vaddr };
-    ((p.flags & PF.X) !== 0 ? code : data).push(r);
+  // What the section headers leave out: bytes of a segment under no section that accounts for them.
+  const headers: [number, number][] = [[0, elf.header.ehsize]];
+  if (elf.header.phoff > 0n && elf.header.phoff < BigInt(elf.bytes.length)) headers.push([Number(elf.header.phoff), Number(elf.header.phoff) + elf.programHeaders.length * elf.header.phentsize]);
+  for (const seg of loads) {
+    const x = (seg.flags & PF.X) !== 0;
+    const cover = elf.sections
+      .filter((s) => isAlloc(s) && KNOWN_TYPES.has(s.type) && s.size > 0 && (x || !isCode(s)))
+      .map((s) => [s.offset, s.offset + s.size] as [number, number])
+      .concat(headers)
+      .sort((a, b) => a[0] - b[0]);
+    for (const [a, z] of uncovered(seg.offset, seg.offset + seg.filesz, cover)) {
+      if (elf.reader.inHole(a, z - a)) throw new HoleRead(a);
+      if (allZero(elf.bytes, a, z)) continue; // alignment padding
+      (x ? code : data).push(piece(seg, a, z));
+      said.push(`bytes ${hex(a)}-${hex(z)} of the ${x ? 'executable ' : ''}segment at offset ${hex(seg.offset)} are in no section that accounts for them (searched as ${x ? 'code' : 'data'})`);
+    }
   }
-  return { code, data };
+  const warnings = said.slice(0, MAX_WARNINGS).map((w) => `section headers disagree with program headers: ${w}`);
+  if (said.length > MAX_WARNINGS) warnings.push(`section headers disagree with program headers in ${said.length - MAX_WARNINGS} more places`);
+  return { code: mergeOverlaps(code), data, warnings };
+}
+
+function allZero(bytes: Uint8Array, start: number, end: number): boolean {
+  for (let i = start; i < end; i++) if (bytes[i] !== 0) return false;
+  return true;
 }
 
 function placeIn(fns: FunctionIndex, addr: bigint): Finding['function'] {
@@ -123,10 +213,10 @@ export type Searched = Map<number, { end: number; code: boolean; candidates: num
  * `functions` and `symbols` are asked for only when something was found: most files have no use
  * of the page, and building their function index would cost more than the search itself.
  */
-export function findUses(elf: ElfFile, functions: () => FunctionIndex, dataSymbols: () => ElfSymbol[], searched?: Searched): Finding[] {
+export function findUses(elf: ElfFile, functions: () => FunctionIndex, dataSymbols: () => ElfSymbol[], searched?: Searched, regions = regionsOf(elf)): Finding[] {
   if (elf.header.class !== 64 || elf.header.machine !== EM.X86_64) return [];
   const out: Finding[] = [];
-  const { code, data } = regionsOf(elf);
+  const { code, data } = regions;
   const done = (r: CodeRegion, code: boolean) => {
     const s = searched?.get(r.start);
     if (s?.end === r.end && s.code === code) return s;
