@@ -56,7 +56,8 @@ export function* jsonRecords(x: JsonInput): Generator<FileRecord | ImageRecord |
   const sum = (f: (l: ImageReport['layers'][number]) => number) => x.images.reduce((a, i) => a + i.layers.reduce((b, l) => b + f(l), 0), 0);
   const elfFiles = s.elfFiles + x.images.reduce((a, i) => a + i.elfFiles, 0);
   yield {
-    record: 'summary', ...s, elfFiles, byClass, byOutcome, files: s.files + sum((l) => l.files), bytes: s.bytes + sum((l) => l.bytes),
+    // errors: inputs that could not be read, paths and images alike (the text's count).
+    record: 'summary', ...s, errors: s.errors + x.imageErrors.length, elfFiles, byClass, byOutcome, files: s.files + sum((l) => l.files), bytes: s.bytes + sum((l) => l.bytes),
     mode: x.mode, modeSource: x.modeSource, images: x.images.length, unjudged: x.unjudged.length, warnings: x.warnings, exit: x.exit,
   };
 }

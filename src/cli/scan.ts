@@ -52,6 +52,8 @@ options:
   --concurrency N      images scanned at once (default 2)
   --creds USER:PASS    registry credentials (or VSYS_REGISTRY_CREDS)
   --insecure           allow plain http to registries other than localhost
+  --no-verify          do not check image blobs against their digests and sizes, nor
+                       layers against their diff_ids (faster; said in the warnings)
   -h, --help           this text
 
 Each file is judged in the root it lives in: the nearest directory above it that
@@ -119,6 +121,7 @@ function parseScanArgs(args: string[]) {
       concurrency: { type: 'string' },
       creds: { type: 'string' },
       insecure: { type: 'boolean' },
+      'no-verify': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -181,6 +184,7 @@ export const scanCommand: Command = {
       ...(creds ? { creds } : {}),
       ...(workers !== undefined ? { workers } : {}),
       ...(values.all ? { all: true } : {}),
+      ...(values['no-verify'] ? { verify: false } : {}),
       slowdown,
     }, {
       slowdown,
@@ -192,6 +196,7 @@ export const scanCommand: Command = {
     const unjudged = [...unjudgedOf(result, imageScan.images, imageScan.errors), ...(procs ? processesUnjudged(procs) : [])];
     const exit = exitStatus(scans.interrupted, failOn as Outcome | undefined, mode, result, imageScan.images, unjudged);
     const warnings = result.warnings;
+    if (values['no-verify'] && imageRefs.length > 0) warnings.push('--no-verify: image blobs were not checked against their digests, sizes and diff_ids; a corrupted or altered image is reported as if it were the image its manifest names');
     for (const w of warnings) io.stderr.write(`vsys: warning: ${w}\n`);
 
     const showPaths = paths.length > 0 || imageRefs.length === 0;

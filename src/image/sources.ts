@@ -80,17 +80,22 @@ export async function collectLayers(keys: string[], read: LayerReader, what: str
   const out: ResolvedImage['layers'] = [];
   let total = 0;
   for (const [index, k] of keys.entries()) {
-    const cached = cache.has(k);
-    if (!cached) {
-      const onProgress = o.onProgress;
-      const limits: LayerLimits = {
-        ...o.limits,
-        maxLayerBytes: Math.min(o.limits.maxLayerBytes, Math.max(0, o.maxImageBytes - total)),
-        ...(onProgress ? { onBytes: (done: number, size: number | undefined) => onProgress({ key: k, index, layers: keys.length, done, total: size }) } : {}),
-      };
-      cache.set(k, read(k, `${what} ${k.slice(0, 19)}`, limits));
+    let cached = cache.has(k);
+    const onProgress = o.onProgress;
+    const limits: LayerLimits = {
+      ...o.limits,
+      maxLayerBytes: Math.min(o.limits.maxLayerBytes, Math.max(0, o.maxImageBytes - total)),
+      ...(onProgress ? { onBytes: (done: number, size: number | undefined) => onProgress({ key: k, index, layers: keys.length, done, total: size }) } : {}),
+    };
+    if (!cached) cache.set(k, read(k, `${what} ${k.slice(0, 19)}`, limits));
+    let result = cached && o.limits.verify ? await (cache.get(k) as Promise<LayerResult>).catch(() => undefined) : await (cache.get(k) as Promise<LayerResult>);
+    // Another image's blob under the same name that turned out not to be what this image claims
+    // (or could not be read): a lie of that image, not of this one; this image's own is read.
+    if (o.limits.verify && cached && (!result || !layerMatches(claims[index] ?? {}, result))) {
+      result = await read(k, `${what} ${k.slice(0, 19)}`, limits);
+      cached = false;
     }
-    const result = await (cache.get(k) as Promise<LayerResult>);
+    if (!result) throw new VsysError('INTERNAL_ERROR', `${what}: layer ${k} has no result`);
     if (o.limits.verify) checkLayer(`${what} layer ${index} (${k})`, claims[index] ?? {}, result);
     total += result.bytes;
     o.onLayer?.(k, result.bytes);
@@ -98,6 +103,15 @@ export async function collectLayers(keys: string[], read: LayerReader, what: str
   }
   checkTotal(out, o.maxImageBytes, what);
   return out;
+}
+
+function layerMatches(claim: LayerClaim, r: LayerResult): boolean {
+  try {
+    checkLayer('', claim, r);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** A layer's digests against an image's claims; a layer read without hashing is an internal error when verifying. */

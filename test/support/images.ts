@@ -321,3 +321,53 @@ export function buildDockerArchive(outTar: string, layers: AnyLayerSpec[], opts:
     fs.rmSync(stage, { recursive: true, force: true });
   }
 }
+
+// Images that lie (issue 23, item 3): blobs changed after their manifest was written, descriptors
+// and configs rewritten to claim something else, archives with a member twice.
+
+/** Replaces the first `from` in a file with `to` (same length: a tar stays a valid tar). */
+export function replaceBytes(file: string, from: string, to: string): void {
+  if (from.length !== to.length) throw new Error('replaceBytes: same length only');
+  const b = fs.readFileSync(file);
+  const at = b.indexOf(from);
+  if (at < 0) throw new Error(`replaceBytes: '${from}' not in ${file}`);
+  b.write(to, at, 'latin1');
+  fs.writeFileSync(file, b);
+}
+
+/** Appends a member to an uncompressed tar (GNU tar --append): the archive then has two of that name. */
+export function appendMember(tarFile: string, name: string, bytes: string | Buffer): void {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vsys-append-'));
+  try {
+    fs.mkdirSync(path.dirname(path.join(dir, name)), { recursive: true });
+    fs.writeFileSync(path.join(dir, name), bytes);
+    run('tar', ['--append', `--file=${path.resolve(tarFile)}`, '--format=pax', '-C', dir, name]);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Rewrites an OCI layout's image manifest (and its config first, when `editConfig` is given) as a
+ * producer that lies would: each blob rewritten under its new digest, the descriptors above it and
+ * index.json updated, so only the claims edited are false.
+ */
+export function rewriteOciLayout(layoutDir: string, edit: { manifest?: (m: Record<string, any>) => void; config?: (c: Record<string, any>) => void }): void {
+  const blobs = path.join(layoutDir, 'blobs', 'sha256');
+  const indexFile = path.join(layoutDir, 'index.json');
+  const index = JSON.parse(fs.readFileSync(indexFile, 'utf8'));
+  const top = index.manifests[0];
+  const manifest = JSON.parse(fs.readFileSync(path.join(blobs, hexOf(top.digest)), 'utf8'));
+  if (edit.config) {
+    const config = JSON.parse(fs.readFileSync(path.join(blobs, hexOf(manifest.config.digest)), 'utf8'));
+    edit.config(config);
+    const d = writeJsonBlob(blobs, config, manifest.config.mediaType);
+    manifest.config.digest = d.digest;
+    manifest.config.size = d.size;
+  }
+  edit.manifest?.(manifest);
+  const m = writeJsonBlob(blobs, manifest, MEDIA.ociManifest);
+  top.digest = m.digest;
+  top.size = m.size;
+  fs.writeFileSync(indexFile, JSON.stringify(index));
+}

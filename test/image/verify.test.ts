@@ -1,0 +1,160 @@
+// Images are checked, not believed (issue 23, item 3): every blob against its descriptor's size and
+// sha256, every layer against its config's diff_id, an archive with a member twice refused. Each lie
+// is an error for its image alone (exit 3), while a good image of the same run is still reported;
+// the same through a real registry serving a blob that is not what its digest says; --no-verify
+// trusts the image and says so.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { runVsys } from '../helpers.js';
+import { appendMember, buildDockerArchive, buildOciLayout, replaceBytes, rewriteOciLayout } from '../support/images.js';
+import { pushImage, registryUnavailable, startRegistry, type Registry } from '../support/registry.js';
+import { scanImageRefs } from '../../src/image/scan-image.js';
+
+const work = fs.mkdtempSync(path.join(os.tmpdir(), 'vsys-verify-'));
+after(() => fs.rmSync(work, { recursive: true, force: true }));
+
+const MARK = 'vsys-verify-marker-AAAA';
+const TAMPERED = 'vsys-verify-marker-BBBB';
+
+/** A small layer: a real ELF file (this node binary's neighbour /bin/true) and a text holding MARK. */
+function layerDir(): string {
+  const dir = path.join(work, 'layer');
+  if (fs.existsSync(dir)) return dir;
+  fs.mkdirSync(path.join(dir, 'usr', 'bin'), { recursive: true });
+  fs.mkdirSync(path.join(dir, 'etc'), { recursive: true });
+  fs.copyFileSync('/bin/true', path.join(dir, 'usr', 'bin', 'true'));
+  fs.writeFileSync(path.join(dir, 'etc', 'motd'), `${MARK}\n`);
+  return dir;
+}
+
+let n = 0;
+const fresh = (name: string) => path.join(work, `${n++}-${name}`);
+
+/** A good docker-archive to scan beside each bad one. */
+let good: string;
+before(() => {
+  good = fresh('good.tar');
+  buildDockerArchive(good, [{ dir: layerDir() }], { repoTag: 'good:1' });
+});
+
+/** The bad image gives `code`, the good one is reported, and the CLI exits 3 with the counts agreeing. */
+async function expectError(bad: string, code: string, message: RegExp): Promise<void> {
+  const { images, errors } = await scanImageRefs([bad, good], { concurrency: 1 });
+  assert.deepEqual(errors.map((e) => [e.ref, e.code]), [[bad, code]], JSON.stringify(errors));
+  assert.match(errors[0]!.message, message);
+  assert.deepEqual(images.map((i) => i.ref), ['good:1']);
+  assert.ok(images[0]!.elfFiles >= 1);
+
+  const text = runVsys(['scan', '--mode', 'none', bad, good]);
+  assert.equal(text.status, 3, text.stderr);
+  assert.match(text.stdout, /^1 image\(s\), 1 error\(s\)/m);
+  assert.match(text.stdout, new RegExp(`! ${bad.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: ${code}`));
+  const json = runVsys(['scan', '--mode', 'none', '--json', bad, good]);
+  assert.equal(json.status, 3, json.stderr);
+  const lines = json.stdout.trim().split('\n').map((l) => JSON.parse(l));
+  const errorRecords = lines.filter((l) => l.record === 'error');
+  assert.deepEqual(errorRecords.map((e) => [e.image, e.code]), [[bad, code]]);
+  const summary = lines.at(-1);
+  assert.equal(summary.record, 'summary');
+  assert.equal(summary.images, 1);
+  assert.equal(summary.errors, 1, 'the JSON counts the error the text counts');
+  assert.equal(summary.unjudged, 1);
+  assert.equal(summary.exit, 3);
+}
+
+describe('images that lie about their blobs', () => {
+  test('a layer descriptor declaring four times its blob\'s size: IMAGE_SIZE_MISMATCH', async () => {
+    const dir = fresh('oci-size');
+    buildOciLayout(dir, [{ dir: layerDir(), compress: 'gzip' }], { repoTag: 'size:1' });
+    rewriteOciLayout(dir, { manifest: (m) => (m.layers[0].size *= 4) });
+    await expectError(`oci:${dir}`, 'IMAGE_SIZE_MISMATCH', /bytes where its descriptor says/);
+  });
+
+  test('a layer whose bytes changed after the manifest was written (docker-archive): IMAGE_DIGEST_MISMATCH', async () => {
+    const bad = fresh('changed.tar');
+    buildDockerArchive(bad, [{ dir: layerDir() }], { repoTag: 'changed:1' });
+    replaceBytes(bad, MARK, TAMPERED);
+    await expectError(bad, 'IMAGE_DIGEST_MISMATCH', /hash to sha256:[0-9a-f]{64} where sha256:[0-9a-f]{64} is claimed/);
+  });
+
+  test('a layer whose bytes changed, in an OCI layout directory (read by position): IMAGE_DIGEST_MISMATCH', async () => {
+    const dir = fresh('oci-changed');
+    const built = buildOciLayout(dir, [{ dir: layerDir() }], { repoTag: 'changed:2' });
+    replaceBytes(built.layerPaths[0]!, MARK, TAMPERED);
+    await expectError(`oci:${dir}`, 'IMAGE_DIGEST_MISMATCH', /is claimed/);
+  });
+
+  test('a config whose diff_id is not the sha256 of the layer\'s uncompressed tar: IMAGE_DIGEST_MISMATCH', async () => {
+    const dir = fresh('oci-diffid');
+    buildOciLayout(dir, [{ dir: layerDir(), compress: 'gzip' }], { repoTag: 'diffid:1' });
+    rewriteOciLayout(dir, { config: (c) => (c.rootfs.diff_ids[0] = `sha256:${'ab'.repeat(32)}`) });
+    await expectError(`oci:${dir}`, 'IMAGE_DIGEST_MISMATCH', /diff_id is sha256:(ab){32}/);
+  });
+
+  test('two manifest.json members, the second []: IMAGE_DUPLICATE_MEMBER (not "0 image(s), 0 error(s)")', async () => {
+    const bad = fresh('two-manifests.tar');
+    buildDockerArchive(bad, [{ dir: layerDir() }], { repoTag: 'twice:1' });
+    appendMember(bad, 'manifest.json', '[]');
+    await expectError(bad, 'IMAGE_DUPLICATE_MEMBER', /two members named manifest\.json/);
+  });
+
+  test('a duplicate blob member: IMAGE_DUPLICATE_MEMBER', async () => {
+    const bad = fresh('two-blobs.tar');
+    const built = buildDockerArchive(bad, [{ dir: layerDir() }], { repoTag: 'twice:2' });
+    appendMember(bad, `blobs/sha256/${built.configDigest.slice(7)}`, '{}');
+    await expectError(bad, 'IMAGE_DUPLICATE_MEMBER', /two members named blobs\/sha256\//);
+  });
+
+  test('unmodified images of every layout scan clean verified, and --no-verify trusts a changed one with a warning', async () => {
+    const dir = fresh('oci-good');
+    buildOciLayout(dir, [{ dir: layerDir(), compress: 'zstd' }, { dir: layerDir(), compress: 'none' }], { repoTag: 'good:2' });
+    const t0 = performance.now();
+    const { images, errors } = await scanImageRefs([good, `oci:${dir}`]);
+    const verified = performance.now() - t0;
+    assert.deepEqual(errors, []);
+    assert.deepEqual(images.map((i) => i.ref).sort(), ['2', 'good:1']);
+    assert.ok(verified < 10_000, `${verified} ms`);
+
+    const bad = fresh('changed-trusted.tar');
+    buildDockerArchive(bad, [{ dir: layerDir() }], { repoTag: 'trusted:1' });
+    replaceBytes(bad, MARK, TAMPERED);
+    const r = runVsys(['scan', '--mode', 'none', '--json', '--no-verify', bad]);
+    assert.equal(r.status, 0, r.stderr);
+    const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    assert.deepEqual(lines.filter((l) => l.record === 'image').map((l) => l.ref), ['trusted:1']);
+    assert.match(lines.at(-1).warnings.join('\n'), /--no-verify: image blobs were not checked/);
+    assert.match(r.stderr, /vsys: warning: --no-verify/);
+  });
+});
+
+const skipRegistry = registryUnavailable('none') || false;
+
+describe('a registry serving a blob that is not what its digest says', { skip: skipRegistry }, () => {
+  let reg: Registry | undefined;
+  after(async () => reg?.stop());
+
+  test('IMAGE_DIGEST_MISMATCH for that image, the good one of the same run still reported', { timeout: 120_000 }, async () => {
+    const dir = fresh('oci-push');
+    const built = buildOciLayout(dir, [{ dir: layerDir() }], { repoTag: 'pushed:1' });
+    reg = await startRegistry();
+    await pushImage(reg, 'test/liar', '1', { configPath: built.configPath, layerPaths: built.layerPaths });
+    await pushImage(reg, 'test/honest', '1', { configPath: built.configPath, layerPaths: built.layerPaths });
+    const ok = await scanImageRefs([`registry://${reg.host}/test/liar:1`]);
+    assert.deepEqual(ok.errors, [], 'clean before the blob is changed');
+    // The registry's own copy of the layer, changed behind its back (same length).
+    const hex = built.layerDigests[0]!.slice(7);
+    const data = path.join(path.dirname(reg.logFile), 'storage', 'docker', 'registry', 'v2', 'blobs', 'sha256', hex.slice(0, 2), hex, 'data');
+    replaceBytes(data, MARK, TAMPERED);
+    const bad = `registry://${reg.host}/test/liar:1`;
+    const { images, errors } = await scanImageRefs([bad, good], { concurrency: 1 });
+    assert.deepEqual(errors.map((e) => [e.ref, e.code]), [[bad, 'IMAGE_DIGEST_MISMATCH']], JSON.stringify(errors));
+    assert.deepEqual(images.map((i) => i.ref), ['good:1']);
+    const r = runVsys(['scan', '--mode', 'none', '--json', bad, good]);
+    assert.equal(r.status, 3, r.stderr);
+    const summary = JSON.parse(r.stdout.trim().split('\n').at(-1)!);
+    assert.deepEqual([summary.images, summary.errors, summary.unjudged], [1, 1, 1]);
+  });
+});
