@@ -19,6 +19,7 @@ export type ErrorCode =
   | 'ELF_BAD_OFFSET'
   | 'ELF_BAD_COUNT'
   | 'ELF_MALFORMED'
+  | 'ELF_BAD_VERSIONS'
   | 'ELF_PATCH_REFUSED'
   | 'FIX_VERIFY_FAILED'
   | 'NUMBER_UNSAFE'

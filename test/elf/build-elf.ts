@@ -56,12 +56,13 @@ class Out {
     this.len = Math.max(this.len, off + size);
     return off;
   }
-  u8(off: number, v: number): void { this.view.setUint8(this.at(off, 1), v); }
-  u16(off: number, v: number): void { this.view.setUint16(this.at(off, 2), v, true); }
-  u32(off: number, v: number): void { this.view.setUint32(this.at(off, 4), v, true); }
-  u64(off: number, v: bigint): void { this.view.setBigUint64(this.at(off, 8), v, true); }
+  // `at` first: it may grow the buffer, and `this.view` / `this.buf` must be read after it.
+  u8(off: number, v: number): void { const at = this.at(off, 1); this.view.setUint8(at, v); }
+  u16(off: number, v: number): void { const at = this.at(off, 2); this.view.setUint16(at, v, true); }
+  u32(off: number, v: number): void { const at = this.at(off, 4); this.view.setUint32(at, v, true); }
+  u64(off: number, v: bigint): void { const at = this.at(off, 8); this.view.setBigUint64(at, v, true); }
   word(cls: 32 | 64, off: number, v: bigint): void { if (cls === 64) this.u64(off, v); else this.u32(off, Number(v)); }
-  bytes(off: number, b: Uint8Array): void { this.buf.set(b, this.at(off, b.length)); }
+  bytes(off: number, b: Uint8Array): void { const at = this.at(off, b.length); this.buf.set(b, at); }
 }
 
 const alignUp = (n: number, a: number) => Math.ceil(n / a) * a;
