@@ -120,9 +120,7 @@ export async function scanImageRefs(refs: string[], o: ImageScanOptions = {}): P
     const so: SourceOptions = {
       limits: { maxLayerBytes: o.maxLayerBytes ?? 8 * 1024 ** 3, maxFileBytes, ...(o.verify !== false ? { verify: true } : {}), ...(o.maxLayerEntries !== undefined ? { maxEntries: o.maxLayerEntries } : {}), ...(streamedToWorkers ? { analyse } : {}), ...(workers > 0 ? { analyseAt, analyseAtFrom: workerFrom, workersReady: () => pool.readyWorkers() > 0, inflight: (workers + 1) * 2 } : {}) },
       maxImageBytes: o.maxImageBytes ?? 32 * 1024 ** 3,
-      // Verified, a layer is shared only among the images of one reference: another reference's
-      // blob of the same digest vouches for its own bytes, not for this one's.
-      cache: o.verify === false ? cache : new Map(),
+      cache,
       onLayer: (key, bytes) => o.onLayer?.(ref, key, bytes),
       ...(o.onProgress ? { onProgress: (p: LayerProgress) => o.onProgress?.(ref, p) } : {}),
     };

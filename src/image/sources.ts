@@ -76,7 +76,7 @@ export interface LayerClaim extends BlobClaim {
  * `limits.verify`, each layer's bytes are checked against what `claims` says of it (a layer shared
  * with another image is hashed once, and checked against each image's own claims).
  */
-export async function collectLayers(keys: string[], read: LayerReader, what: string, o: SourceOptions, cache: Map<string, Promise<LayerResult>> = o.cache, claims: LayerClaim[] = []): Promise<ResolvedImage['layers']> {
+export async function collectLayers(keys: string[], read: LayerReader, what: string, o: SourceOptions, cache: Map<string, Promise<LayerResult>> = o.cache, claims: LayerClaim[] = [], rehash?: Rehash): Promise<ResolvedImage['layers']> {
   const out: ResolvedImage['layers'] = [];
   let total = 0;
   for (const [index, k] of keys.entries()) {
@@ -89,9 +89,10 @@ export async function collectLayers(keys: string[], read: LayerReader, what: str
     };
     if (!cached) cache.set(k, read(k, `${what} ${k.slice(0, 19)}`, limits));
     let result = cached && o.limits.verify ? await (cache.get(k) as Promise<LayerResult>).catch(() => undefined) : await (cache.get(k) as Promise<LayerResult>);
-    // Another image's blob under the same name that turned out not to be what this image claims
-    // (or could not be read): a lie of that image, not of this one; this image's own is read.
-    if (o.limits.verify && cached && (!result || !layerMatches(claims[index] ?? {}, result))) {
+    // A result another reference's blob gave vouches for that blob, not for this one: used only when
+    // this reference's own blob hashes the same (the analysis shared, the hash not); else this
+    // reference's own is read (and a lie of the other is not this one's).
+    if (o.limits.verify && cached && (!result || !layerMatches(claims[index] ?? {}, result) || !(await sameBlob(k, result, rehash)))) {
       result = await read(k, `${what} ${k.slice(0, 19)}`, limits);
       cached = false;
     }
@@ -103,6 +104,14 @@ export async function collectLayers(keys: string[], read: LayerReader, what: str
   }
   checkTotal(out, o.maxImageBytes, what);
   return out;
+}
+
+/** The sha256 and size of this reference's own blob under `key` (a local one, hashed on the hashing thread). */
+export type Rehash = (key: string) => Promise<{ digest: string; bytes: number } | undefined>;
+
+async function sameBlob(key: string, r: LayerResult, rehash: Rehash | undefined): Promise<boolean> {
+  const own = rehash ? await rehash(key) : undefined;
+  return own !== undefined && own.digest === r.digests?.blob.digest && own.bytes === r.digests.blob.bytes;
 }
 
 function layerMatches(claim: LayerClaim, r: LayerResult): boolean {
@@ -257,7 +266,10 @@ export async function readArchive(file: string, o: SourceOptions): Promise<Resol
         const key = digestKey(name);
         if (key) o.cache.set(key, p);
         return p;
-      }, file, o, byName, claims);
+      }, file, o, byName, claims, async (name) => {
+        const e = entries.get(name);
+        return e ? hashRange(fd, e.dataAt, e.size) : undefined;
+      });
     };
     const out: ResolvedImage[] = [];
     if (entries.has('manifest.json')) {
@@ -341,7 +353,15 @@ export async function readOciDir(dir: string, o: SourceOptions): Promise<Resolve
       } finally {
         fs.closeSync(fd);
       }
-    }, dir, o, o.cache, layerClaims(img.manifest, diffIdsFor(cfg, img.manifest.layers.length, `${dir}:${img.ref}`, o)));
+    }, dir, o, o.cache, layerClaims(img.manifest, diffIdsFor(cfg, img.manifest.layers.length, `${dir}:${img.ref}`, o)), async (d) => {
+      const file = path.join(dir, blobName(d));
+      const fd = openImageFile(file);
+      try {
+        return await hashRange(fd, 0, fs.fstatSync(fd).size);
+      } finally {
+        fs.closeSync(fd);
+      }
+    });
     const run = configRun(cfg);
     out.push({ ref: img.ref, source: 'oci-dir', digest: img.digest, platform: img.platform, skippedPlatforms: img.skipped, ...(run ? { run } : {}), layers: ls });
   }
