@@ -4,7 +4,7 @@
 // direct calls reached only through a pointer).
 import type { ElfFile } from '../elf/read-elf.js';
 import { offsetToVaddr } from '../elf/read-elf.js';
-import type { ElfSymbol, ProgramHeader, Section } from '../elf/types.js';
+import type { ElfSymbol, ProgramHeader } from '../elf/types.js';
 import { EM, PF, PT, SHF, SHT } from '../elf/constants.js';
 import { HoleRead } from '../elf/bytes.js';
 import { entryNameOf } from '../model/vsyscall-page.js';
@@ -69,22 +69,6 @@ const KNOWN_TYPES = new Set<number>([
 const MAX_WARNINGS = 4;
 
 const hex = (n: number | bigint) => `0x${n.toString(16)}`;
-const isCode = (s: Section) => (s.flags & BigInt(SHF.EXECINSTR)) !== 0n;
-const isAlloc = (s: Section) => (s.flags & BigInt(SHF.ALLOC)) !== 0n;
-
-/** The file range [start, end) minus the sorted ranges `cover`: what is left, in order. */
-function uncovered(start: number, end: number, cover: readonly (readonly [number, number])[]): [number, number][] {
-  const out: [number, number][] = [];
-  let at = start;
-  for (const [a, z] of cover) {
-    if (z <= at) continue;
-    if (a >= end) break;
-    if (a > at) out.push([at, a]);
-    at = Math.max(at, z);
-  }
-  if (at < end) out.push([at, end]);
-  return out;
-}
 
 /** Overlapping code ranges (a section's range copied onto another) as one, so nothing is decoded or reported twice. Adjacent ones stay apart, as the sections draw them. */
 function mergeOverlaps(regions: CodeRegion[]): CodeRegion[] {
@@ -108,26 +92,33 @@ function mergeOverlaps(regions: CodeRegion[]): CodeRegion[] {
  * Reads the bytes no section accounts for, so over a sparse read it can throw HoleRead.
  */
 export function regionsOf(elf: ElfFile): Regions {
-  const loads = elf.programHeaders.filter((p) => p.type === PT.LOAD && p.filesz > 0 && elf.reader.has(p.offset, p.filesz));
-  const alloc = elf.sections.filter((s) => s.type === SHT.PROGBITS && isAlloc(s) && s.size > 0 && elf.reader.has(s.offset, s.size));
-  if (loads.length === 0) {
-    const code: CodeRegion[] = [];
-    const data: CodeRegion[] = [];
-    for (const s of alloc) ((isCode(s) ? code : data)).push({ bytes: elf.bytes, start: s.offset, end: s.offset + s.size, ip: s.addr });
-    return { code, data, warnings: [] };
-  }
+  const { bytes, reader } = elf;
+  const loads = elf.programHeaders.filter((p) => p.type === PT.LOAD && p.filesz > 0 && reader.has(p.offset, p.filesz));
   const code: CodeRegion[] = [];
   const data: CodeRegion[] = [];
   const said: string[] = [];
-  const piece = (seg: ProgramHeader, start: number, end: number): CodeRegion => ({ bytes: elf.bytes, start, end, ip: seg.vaddr + BigInt(start - seg.offset) });
-  const exec = loads.filter((p) => (p.flags & PF.X) !== 0);
-  for (const s of alloc) {
-    if (!isCode(s)) {
-      data.push({ bytes: elf.bytes, start: s.offset, end: s.offset + s.size, ip: s.addr });
+  const piece = (seg: ProgramHeader, start: number, end: number): CodeRegion => ({ bytes, start, end, ip: seg.vaddr + BigInt(start - seg.offset) });
+  // What accounts for loaded bytes, as [start, end) pairs (flat): for non-executable segments, and
+  // for executable ones (code sections count there too). The ELF and program headers always do.
+  const coverData: number[] = [0, elf.header.ehsize];
+  if (elf.header.phoff > 0n && elf.header.phoff < BigInt(bytes.length)) coverData.push(Number(elf.header.phoff), Number(elf.header.phoff) + elf.programHeaders.length * elf.header.phentsize);
+  const coverCode = coverData.slice();
+  for (const s of elf.sections) {
+    const f = Number(s.flags & 7n); // SHF_WRITE | SHF_ALLOC | SHF_EXECINSTR, as a number once
+    if ((f & SHF.ALLOC) === 0 || s.size === 0) continue;
+    const exec = (f & SHF.EXECINSTR) !== 0;
+    if (KNOWN_TYPES.has(s.type)) {
+      coverCode.push(s.offset, s.offset + s.size);
+      if (!exec) coverData.push(s.offset, s.offset + s.size);
+    }
+    if (s.type !== SHT.PROGBITS || !reader.has(s.offset, s.size)) continue;
+    if (!exec || loads.length === 0) {
+      (exec ? code : data).push({ bytes, start: s.offset, end: s.offset + s.size, ip: s.addr });
       continue;
     }
     let inside = 0;
-    for (const seg of exec) {
+    for (const seg of loads) {
+      if ((seg.flags & PF.X) === 0) continue;
       const a = Math.max(s.offset, seg.offset);
       const z = Math.min(s.offset + s.size, seg.offset + seg.filesz);
       if (a < z) {
@@ -137,30 +128,61 @@ export function regionsOf(elf: ElfFile): Regions {
     }
     if (inside < s.size) said.push(`code section ${s.name || s.index} (offset ${hex(s.offset)}, ${s.size} bytes) lies ${inside === 0 ? '' : 'partly '}outside every executable segment`);
   }
-  // What the section headers leave out: bytes of a segment under no section that accounts for them.
-  const headers: [number, number][] = [[0, elf.header.ehsize]];
-  if (elf.header.phoff > 0n && elf.header.phoff < BigInt(elf.bytes.length)) headers.push([Number(elf.header.phoff), Number(elf.header.phoff) + elf.programHeaders.length * elf.header.phentsize]);
+  // What the section headers leave out: bytes of a segment under nothing that accounts for them.
+  const covers = [sortPairs(coverData), sortPairs(coverCode)] as const;
   for (const seg of loads) {
     const x = (seg.flags & PF.X) !== 0;
-    const cover = elf.sections
-      .filter((s) => isAlloc(s) && KNOWN_TYPES.has(s.type) && s.size > 0 && (x || !isCode(s)))
-      .map((s) => [s.offset, s.offset + s.size] as [number, number])
-      .concat(headers)
-      .sort((a, b) => a[0] - b[0]);
-    for (const [a, z] of uncovered(seg.offset, seg.offset + seg.filesz, cover)) {
-      if (elf.reader.inHole(a, z - a)) throw new HoleRead(a);
-      if (allZero(elf.bytes, a, z)) continue; // alignment padding
+    forEachGap(seg.offset, seg.offset + seg.filesz, covers[x ? 1 : 0], (a, z) => {
+      if (reader.inHole(a, z - a)) throw new HoleRead(a);
+      if (allZero(bytes, a, z)) return; // alignment padding
       (x ? code : data).push(piece(seg, a, z));
       said.push(`bytes ${hex(a)}-${hex(z)} of the ${x ? 'executable ' : ''}segment at offset ${hex(seg.offset)} are in no section that accounts for them (searched as ${x ? 'code' : 'data'})`);
-    }
+    });
   }
   const warnings = said.slice(0, MAX_WARNINGS).map((w) => `section headers disagree with program headers: ${w}`);
   if (said.length > MAX_WARNINGS) warnings.push(`section headers disagree with program headers in ${said.length - MAX_WARNINGS} more places`);
   return { code: mergeOverlaps(code), data, warnings };
 }
 
+/** Flat [start, end, start, end, …] pairs, sorted by start. */
+function sortPairs(flat: number[]): Float64Array {
+  const n = flat.length / 2;
+  const order = Array.from({ length: n }, (_, i) => i).sort((i, j) => (flat[2 * i] as number) - (flat[2 * j] as number));
+  const out = new Float64Array(flat.length);
+  order.forEach((k, i) => {
+    out[2 * i] = flat[2 * k] as number;
+    out[2 * i + 1] = flat[2 * k + 1] as number;
+  });
+  return out;
+}
+
+/** Calls `gap(a, z)` for each part of the file range [start, end) outside the sorted pairs `cover`, in order. */
+function forEachGap(start: number, end: number, cover: Float64Array, gap: (a: number, z: number) => void): void {
+  let at = start;
+  for (let i = 0; i < cover.length; i += 2) {
+    const a = cover[i] as number;
+    const z = cover[i + 1] as number;
+    if (z <= at) continue;
+    if (a >= end) break;
+    if (a > at) gap(at, a);
+    at = Math.max(at, z);
+  }
+  if (at < end) gap(at, end);
+}
+
+const ZEROS = new Uint8Array(4096);
+
+/** Whether bytes[start, end) are all zero: compared natively, a page at a time. */
 function allZero(bytes: Uint8Array, start: number, end: number): boolean {
-  for (let i = start; i < end; i++) if (bytes[i] !== 0) return false;
+  if (end - start <= 256) {
+    for (let i = start; i < end; i++) if (bytes[i] !== 0) return false;
+    return true;
+  }
+  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  for (let at = start; at < end; at += ZEROS.length) {
+    const n = Math.min(ZEROS.length, end - at);
+    if (buf.compare(ZEROS, 0, n, at, at + n) !== 0) return false;
+  }
   return true;
 }
 
