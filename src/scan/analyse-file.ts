@@ -72,6 +72,11 @@ function exportsByAddress(dynsym: ElfSymbol[]): Map<number, Symbolic[]> {
 export interface SparseInput {
   holes: readonly (readonly [number, number])[];
   searched: Searched;
+  /**
+   * Why the file was not read whole (too large): its findings stand without a whole read, and what
+   * needs all of its code (the indirect-site check, the exports reaching a use) is skipped with a warning.
+   */
+  bounded?: string;
 }
 
 /**
@@ -110,10 +115,16 @@ export function analyseBytes(bytes: Uint8Array, path: string, sparse?: SparseInp
     const dataSymbols = () => (symtabOnce().length > 0 ? symtabOnce() : dynsymOnce());
     const regions = regionsOf(elf);
     warnings.push(...regions.warnings);
-    report.findings = findUses(elf, functions, dataSymbols, sparse?.searched, regions);
+    report.findings = findUses(elf, functions, dataSymbols, sparse?.searched, regions, sparse?.bounded === undefined ? undefined : warnings);
     // A sparse read's report with findings is never kept (read-file.ts reads such a file whole):
     // decoding its code for the call graph here would be spent on stale bytes.
-    if (sparse && report.findings.length > 0) throw new HoleRead(0);
+    if (sparse && sparse.bounded === undefined && report.findings.length > 0) throw new HoleRead(0);
+    if (sparse?.bounded !== undefined) {
+      report.class = classOf(report.findings);
+      if (report.findings.some((f) => f.kind === 'direct-call')) warnings.push(`${sparse.bounded}: direct calls not checked for being reached only through a pointer (indirect-site check)`);
+      if (report.class !== 'clean' && report.class !== 'data-ref' && dynsymOnce().some((s) => s.shndx !== 0 && s.bind !== STB.LOCAL)) warnings.push(`${sparse.bounded}: the exported functions reaching a use are not listed`);
+      return report;
+    }
     const branches = branchesOf(regions);
     if (report.findings.some((f) => f.kind === 'direct-call')) markIndirectSites(report.findings, elf, functions(), regions, branches, dataSymbols);
     report.class = classOf(report.findings);

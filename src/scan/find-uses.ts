@@ -235,7 +235,12 @@ export type Searched = Map<number, { end: number; code: boolean; candidates: num
  * `functions` and `symbols` are asked for only when something was found: most files have no use
  * of the page, and building their function index would cost more than the search itself.
  */
-export function findUses(elf: ElfFile, functions: () => FunctionIndex, dataSymbols: () => ElfSymbol[], searched?: Searched, regions = regionsOf(elf)): Finding[] {
+/**
+ * `bounded`: a file too large to read whole (read-file.ts), whose warnings these are: the page words
+ * of its data holes (kept with the hole) are judged, and the code that loads them is looked for only
+ * in the code that was read, with a warning.
+ */
+export function findUses(elf: ElfFile, functions: () => FunctionIndex, dataSymbols: () => ElfSymbol[], searched?: Searched, regions = regionsOf(elf), bounded?: string[]): Finding[] {
   if (elf.header.class !== 64 || elf.header.machine !== EM.X86_64) return [];
   const out: Finding[] = [];
   const { code, data } = regions;
@@ -258,7 +263,9 @@ export function findUses(elf: ElfFile, functions: () => FunctionIndex, dataSymbo
   for (const region of data) {
     const hole = done(region, false);
     if (hole) {
-      if (hole.words.some((p) => (addressOf(region, p) & 7n) === 0n)) throw new HoleRead(region.start);
+      if (bounded) {
+        for (const p of hole.words) if ((addressOf(region, p) & 7n) === 0n) words.set(addressOf(region, p), { offset: p, value: elf.reader.u64(p) });
+      } else if (hole.words.some((p) => (addressOf(region, p) & 7n) === 0n)) throw new HoleRead(region.start);
       continue;
     }
     for (const p of findDataWords(region.bytes, region.start, region.end)) {
@@ -271,6 +278,10 @@ export function findUses(elf: ElfFile, functions: () => FunctionIndex, dataSymbo
   const values = new Map([...words].map(([a, w]) => [a, w.value] as const));
   const used = new Set<bigint>();
   for (const region of code) {
+    if (bounded && elf.reader.inHole(region.start, region.end - region.start)) {
+      bounded.push(`code loading the page words at offsets ${[...words.values()].slice(0, 4).map((w) => hex(w.offset)).join(', ')} not looked for in the ${region.end - region.start} bytes at offset ${hex(region.start)} (the file is too large to read whole)`);
+      continue;
+    }
     for (const u of findWordUses(region, values)) {
       used.add(u.word);
       const symbol = dataSymbolAt(dataSymbols(), u.word);

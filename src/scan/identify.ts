@@ -9,7 +9,6 @@ import { readDebugLink } from '../elf/debuglink.js';
 import { isGoBinary, readGoBuildInfo } from '../elf/go-buildinfo.js';
 import { readVersionDefinitions, readVersionNeeds } from '../elf/symbols.js';
 import { ET, SHT } from '../elf/constants.js';
-import { HoleRead } from '../elf/bytes.js';
 import { isVsysError } from '../errors.js';
 
 export type FileType = 'executable' | 'pie' | 'shared-library' | 'relocatable' | 'core' | 'other';
@@ -93,14 +92,33 @@ function bannerRanges(elf: ElfFile): [number, number][] {
   return ro.length > 0 ? ro.map((s) => [s.offset, s.offset + s.size]) : [[0, elf.bytes.byteLength]];
 }
 
+/**
+ * The parts of `ranges` that hold file bytes. A sparse read (scan/sparse-read.ts) of a file too
+ * large to read whole keeps the banner where its search found it; any other sparse read of a file
+ * that has a banner (libc, static) is read whole before its identity is kept (read-file.ts).
+ */
+function readRanges(elf: ElfFile, ranges: [number, number][]): [number, number][] {
+  const holes = elf.reader.holes;
+  if (holes.length === 0) return ranges;
+  const out: [number, number][] = [];
+  for (const [start, end] of ranges) {
+    let at = start;
+    for (const [s, e] of holes) {
+      if (e <= at || s >= end) continue;
+      if (s > at) out.push([at, s]);
+      at = Math.max(at, e);
+    }
+    if (at < end) out.push([at, end]);
+  }
+  return out;
+}
+
 /** glibc's banner: "GNU C Library (Debian EGLIBC 2.13-38) stable release version 2.13, by …". */
 function readBanner(elf: ElfFile): LibcInfo | undefined {
-  // The banner is searched in the file's bytes: a sparse read does not have them.
-  if (elf.reader.holes.length > 0) throw new HoleRead(0);
   const bytes = elf.bytes;
   const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   let at = -1;
-  for (const [start, end] of bannerRanges(elf)) {
+  for (const [start, end] of readRanges(elf, bannerRanges(elf))) {
     const i = buf.subarray(0, end).indexOf(BANNER, start);
     if (i >= 0) {
       at = i;

@@ -7,7 +7,7 @@ import { identify, type Identity } from './identify.js';
 import { isElf, readElf } from '../elf/read-elf.js';
 import type { Searched } from './find-uses.js';
 import { HoleRead } from '../elf/bytes.js';
-import { fillHoles, readSparse, readUpTo } from './sparse-read.js';
+import { fillHoles, readSparse, readUpTo, unreadRanges, type Hole } from './sparse-read.js';
 import { alignedBuffer } from '../native/memory.js';
 
 export const DEFAULT_MAX_FILE_BYTES = 2 * 1024 ** 3 - 1;
@@ -53,7 +53,8 @@ export const SPARSE_MIN = 1024 * 1024;
  * no error or warning, and not a libc, Go or static file. Else the holes are filled and the file
  * analysed whole, as a small one. `how` says which (tests check that large files do go sparse).
  */
-export function analyseSparse(fd: number, size: number, path: string, scratch: (n: number) => Buffer = scratchBuffer, base = 0): { report: FileReport | undefined; how: 'sparse' | 'whole' } {
+export function analyseSparse(fd: number, size: number, path: string, scratch: (n: number) => Buffer = scratchBuffer, base = 0): { report: FileReport | undefined; how: 'sparse' | 'whole' | 'bounded' } {
+  if (size > WHOLE_MAX) return { report: analyseBounded(fd, size, path, base), how: 'bounded' };
   const sparse = readSparse(fd, size, scratch, { base, wholeIf: (bytes, holes) => !identityAllowsSparse(bytes, holes, path) });
   const whole = (): { report: FileReport | undefined; how: 'whole' } => ({
     report: sparse && fillHoles(fd, sparse) ? analyseBytes(sparse.bytes, path) : analyseBytes(readAll(fd, size, base), path),
@@ -71,6 +72,51 @@ export function analyseSparse(fd: number, size: number, path: string, scratch: (
   const id = report?.identity;
   if (report && report.findings.length === 0 && !report.error && id && sparseIdentity(id)) return { report, how: 'sparse' };
   return whole();
+}
+
+/**
+ * Files larger than this are never read whole, whatever they are (static, Go, libc, with findings):
+ * memory stays under ~WHOLE_MAX plus the tables. A static Go binary of 700 MB is common in images.
+ */
+export const WHOLE_MAX = 128 * 1024 * 1024;
+/** A bounded file's analysis may ask for this many more pieces of its holes (64 KiB each) before it is given up. */
+const MAX_FETCHES = 64;
+const FETCH = 64 * 1024;
+
+/**
+ * A file over WHOLE_MAX: read sparsely whatever its identity (sparse-read.ts `bounded`), its findings
+ * taken from the decode windows kept, and any other bytes its analysis meets in a hole (a Go version
+ * string, the bytes between sections) read 64 KiB at a time and the analysis run again. What needs
+ * the whole code (the indirect-site check, the exports reaching a use, code loading a page word) is
+ * skipped with a warning (analyse-file.ts). Its buffer is its own, zeroed by the kernel, not kept.
+ */
+function analyseBounded(fd: number, size: number, path: string, base: number): FileReport | undefined {
+  const sparse = readSparse(fd, size, (n) => Buffer.alloc(n), { base, bounded: true });
+  if (!sparse) throw new VsysError('FILE_TOO_LARGE', `${path}: ${size} bytes, over the ${WHOLE_MAX}-byte bound for a whole read, and its layout cannot be read in parts (no usable section headers, too many large sections or possible page words)`, { path });
+  const searched: Searched = new Map(sparse.holes.filter((h) => h.searched).map((h) => [h.start, h]));
+  const at = { fd, base };
+  const bounded = `${size} bytes is over the ${WHOLE_MAX}-byte bound for reading a file whole`;
+  for (let fetches = 0; ; fetches++) {
+    try {
+      return analyseBytes(sparse.bytes, path, { holes: unreadRanges(sparse.holes), searched, bounded });
+    } catch (e) {
+      if (!(e instanceof HoleRead)) throw e;
+      // The first byte not read at or after the offset of the read that met it.
+      const gap = unreadRanges(sparse.holes).find(([, z]) => z > e.offset);
+      const first = gap ? Math.max(gap[0], e.offset) : -1;
+      const hole = sparse.holes.find((h) => h.start <= first && first < h.end);
+      if (!hole || fetches >= MAX_FETCHES) throw new VsysError('FILE_TOO_LARGE', `${path}: ${bounded}, and its analysis needs more of it than the parts read (offset ${e.offset})`, { path });
+      fetch(at, sparse.bytes, hole, first);
+    }
+  }
+}
+
+/** Reads the 64 KiB piece of `hole` around `offset` into the buffer and marks it kept. */
+function fetch(at: { fd: number; base: number }, bytes: Buffer, hole: Hole, offset: number): void {
+  const s = Math.max(hole.start, offset - (offset % FETCH));
+  const e = Math.min(hole.end, s + FETCH);
+  if (readUpTo(at.fd, bytes, s, e - s, at.base + s) !== e - s) throw new VsysError('ELF_TRUNCATED', `file ended inside bytes [${s}, ${e})`);
+  hole.kept.push([s, e]);
 }
 
 /** An identity whose analysis reads nothing a sparse read leaves out: dynamic, no warnings, not Go, not a libc. */

@@ -30,6 +30,8 @@ export interface Hole {
   candidates: number[];
   /** Offsets in a data section of byte patterns that may be page words (find-uses judges them). */
   words: number[];
+  /** Ranges inside the hole whose bytes are in the buffer (decode windows, page words, glibc's banner): real bytes. */
+  kept: [number, number][];
 }
 
 /** Tests shrink these to put chunk boundaries everywhere. */
@@ -48,6 +50,12 @@ export interface SparseOptions {
    * the buffer instead of being streamed and then read again. The result then has no holes.
    */
   wholeIf?: (bytes: Buffer, holes: readonly (readonly [number, number])[]) => boolean;
+  /**
+   * A file too large to read whole (read-file.ts WHOLE_MAX): static and Go files go sparse too, and
+   * the tables their analysis reads (.eh_frame, .go.buildinfo) are read; each data hole keeps its
+   * page words and glibc's banner. Nothing makes it fall back to a whole read.
+   */
+  bounded?: boolean;
 }
 
 export interface SparseFile {
@@ -73,6 +81,11 @@ const OVERLAP = 8;
 const KEEP_TAIL = 32;
 /** Sections a clean file's analysis reads (Go build info, the interpreter's path). */
 const KEEP = new Set(['.interp', '.go.buildinfo']);
+/** Also read for a bounded file: what its function index reads when it has findings. */
+const KEEP_BOUNDED = new Set(['.eh_frame', '.eh_frame_hdr']);
+/** glibc's banner (identify.ts), kept with the bytes after it when a data hole holds it. */
+const BANNER = Buffer.from('GNU C Library');
+const BANNER_KEEP = 256;
 /** Sections whose presence means the whole file is needed (Go's build info lookups, pclntab). */
 const GO_SECTIONS = new Set(['.go.buildinfo', '.gopclntab', '.note.go.buildid']);
 const MAX_NAME = 256;
@@ -194,14 +207,16 @@ export function readSparse(file: number, size: number, scratch: (n: number) => B
   let shstrndx = 0;
   if (!readFully(src, buf, 0, head, 0)) return undefined;
   if (buf[4] !== 2 || buf[5] !== 1 || buf.readUInt16LE(0x12) !== 62) return undefined; // ELF64, little-endian, x86-64
-  if (!isDynamic(src, buf, size)) return undefined;
+  const bounded = o.bounded === true;
+  const dynamic = isDynamic(src, buf, size);
+  if (dynamic === undefined || (!dynamic && !bounded)) return undefined;
   const rows = sectionRows(src, buf, size, (sh) => (shstrndx = sh));
-  if (!rows || rows.some((r) => GO_SECTIONS.has(r.name))) return undefined;
+  if (!rows || (!bounded && rows.some((r) => GO_SECTIONS.has(r.name)))) return undefined;
   // String tables that analysis reads: linked from .dynsym, the version sections and .dynamic, and the section names.
   const needed = new Set<number>([shstrndx]);
   for (const r of rows) if (r.type === SHT.DYNSYM || r.type === SHT.DYNAMIC || r.type === SHT.GNU_VERDEF || r.type === SHT.GNU_VERNEED) needed.add(r.link);
   const big = rows
-    .filter((r) => SKIPPABLE.has(r.type) && r.size >= holeMin && !KEEP.has(r.name) && !needed.has(r.index))
+    .filter((r) => SKIPPABLE.has(r.type) && r.size >= holeMin && !KEEP.has(r.name) && !needed.has(r.index) && !(bounded && (KEEP_BOUNDED.has(r.name) || !isSearched(r))))
     .sort((a, b) => a.offset - b.offset);
   if (big.length === 0 || big.length > MAX_HOLES) return undefined;
   for (let i = 1; i < big.length; i++) if ((big[i] as SectionRow).offset < (big[i - 1] as SectionRow).offset + (big[i - 1] as SectionRow).size) return undefined;
@@ -218,7 +233,7 @@ export function readSparse(file: number, size: number, scratch: (n: number) => B
     at = r.offset + r.size;
   }
   if (!fill(src, buf, at, size)) return undefined;
-  if (o.wholeIf?.(buf, big.map((r) => [r.offset, r.offset + r.size] as const))) {
+  if (!bounded && o.wholeIf?.(buf, big.map((r) => [r.offset, r.offset + r.size] as const))) {
     for (const r of big) if (!fill(src, buf, r.offset, r.offset + r.size)) return undefined;
     return { bytes: buf, holes: [], base: src.base };
   }
@@ -226,18 +241,27 @@ export function readSparse(file: number, size: number, scratch: (n: number) => B
   const holes: Hole[] = [];
   for (const r of big) {
     // As regionsOf: loaded PROGBITS sections are the code and data the byte search covers.
-    const searched = r.type === SHT.PROGBITS && (r.flags & BigInt(SHF.ALLOC)) !== 0n;
+    const searched = isSearched(r);
     const code = searched && (r.flags & BigInt(SHF.EXECINSTR)) !== 0n;
-    const hole: Hole = { start: r.offset, end: r.offset + r.size, searched, code, candidates: [], words: [] };
+    const hole: Hole = { start: r.offset, end: r.offset + r.size, searched, code, candidates: [], words: [], kept: [] };
     holes.push(hole);
-    if (searched && !streamSection(src, buf, hole, chunk)) return undefined;
+    if (searched && !streamSection(src, buf, hole, chunk, bounded)) return undefined;
   }
   return { bytes: buf, holes, base: src.base };
 }
 
-/** Streams one section through the hot buffer; false when a read came up short or it holds too many possible page words. */
-function streamSection(src: At, buf: Buffer, hole: Hole, chunk: number): boolean {
+/** A loaded PROGBITS section: one of the regions the byte search covers (as regionsOf). */
+function isSearched(r: SectionRow): boolean {
+  return r.type === SHT.PROGBITS && (r.flags & BigInt(SHF.ALLOC)) !== 0n;
+}
+
+/**
+ * Streams one section through the hot buffer; false when a read came up short or it holds too many
+ * possible page words. `bounded`: a data hole also keeps its page words' bytes and glibc's banner.
+ */
+function streamSection(src: At, buf: Buffer, hole: Hole, chunk: number, bounded = false): boolean {
   const windows: [number, number][] = [];
+  let banner = !bounded || hole.code;
   let lastCandidate = -1;
   for (let pos = hole.start; pos < hole.end; pos += chunk - OVERLAP) {
     const n = Math.min(chunk, hole.end - pos);
@@ -258,6 +282,12 @@ function streamSection(src: At, buf: Buffer, hole: Hole, chunk: number): boolean
         lastWord = p;
         hole.words.push(p);
         if (hole.words.length > MAX_WORDS) return false;
+        if (bounded) windows.push([p, Math.min(p + 8, hole.end)]);
+      }
+      const b = banner ? -1 : hot.subarray(0, n).indexOf(BANNER);
+      if (b >= 0) {
+        banner = true;
+        windows.push([pos + b, Math.min(pos + b + BANNER_KEEP, hole.end)]);
       }
     }
     // Keep the parts of the candidates' decode windows that this chunk holds, and its tail.
@@ -268,10 +298,36 @@ function streamSection(src: At, buf: Buffer, hole: Hole, chunk: number): boolean
       const e = Math.min(we, end);
       if (s < e) hot.copy(buf, s, s - pos, e - pos);
     }
+    for (const w of windows) if (w[1] <= end) keep(hole, w);
     while (windows.length > 0 && (windows[0] as [number, number])[1] <= end) windows.shift();
     if (end >= hole.end) break;
   }
+  for (const w of windows) keep(hole, w);
   return true;
+}
+
+/** Records a range of the hole as kept, merged with the one before when they meet (windows come in order of start). */
+function keep(hole: Hole, [s, e]: [number, number]): void {
+  const last = hole.kept.at(-1);
+  if (last && s <= last[1]) last[1] = Math.max(last[1], e);
+  else hole.kept.push([s, e]);
+}
+
+/**
+ * The ranges of the buffer that hold no file bytes: the holes less what they kept. Sorted and
+ * disjoint, as ByteReader wants them.
+ */
+export function unreadRanges(holes: readonly Hole[]): [number, number][] {
+  const out: [number, number][] = [];
+  for (const h of holes) {
+    let at = h.start;
+    for (const [s, e] of [...h.kept].sort((a, b) => a[0] - b[0])) {
+      if (s > at) out.push([at, s]);
+      at = Math.max(at, e);
+    }
+    if (at < h.end) out.push([at, h.end]);
+  }
+  return out;
 }
 
 /** Reads the holes too, turning a sparse buffer into the whole file. */
