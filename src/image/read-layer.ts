@@ -65,7 +65,11 @@ export interface LayerResult {
 }
 
 /** Entries a layer may hold by default: ~200 bytes each kept; real layers have up to a few hundred thousand. */
-export const MAX_ENTRIES = 2_000_000;
+/**
+ * Each entry is held in memory (~400 bytes: its operation and its node in the image's tree) until the
+ * image is judged: 500,000 keep a scan under ~300 MB; 2 million took 846 MB (issue 23).
+ */
+export const MAX_ENTRIES = 500_000;
 
 const TEXT_FILES = /^\/(etc|usr\/lib)\/os-release$|^\/etc\/ld\.so\.conf(\.d\/[^/]+)?$|^\/etc\/(debian_version|redhat-release|alpine-release)$/;
 
@@ -193,7 +197,7 @@ class LayerBuilder {
   entry(raw: string, type: string | null | undefined, linkname: string | null | undefined): string | undefined {
     const { result, what } = this;
     const max = this.limits.maxEntries ?? MAX_ENTRIES;
-    if (++this.entries > max) throw new VsysError('IMAGE_TOO_LARGE', `${what} has more than ${max} entries; stopped there`);
+    if (++this.entries > max) throw new VsysError('IMAGE_TOO_LARGE', `${what} has more than ${max} entries, the cap that keeps a scan's memory bounded (each entry is held in memory until the image is judged); stopped there (raise it with the maxLayerEntries option of scanImage)`);
     const name = normalisePath(raw);
     if (name === undefined) {
       result.problems.push({ path: raw, code: 'IMAGE_BAD_PATH', message: `${what}: entry '${raw}' climbs out of the image root; ignored` });
@@ -300,8 +304,16 @@ export async function readLayer(src: Readable, what: string, limits: LayerLimits
   if (blobHash) {
     src.once('error', (e) => blobHash.destroy(e));
     // A failure downstream ends the source as the pipeline would have (not a source read to its end).
+    // A stream over a descriptor its caller owns (autoClose false) is only stopped: destroy() would
+    // close the descriptor under the caller, whose own close then fails with EBADF and hides the
+    // layer's coded error (IMAGE_TOO_LARGE, say).
     blobHash.once('close', () => {
-      if (!src.readableEnded) src.destroy();
+      if (src.readableEnded) return;
+      if ((src as { autoClose?: boolean }).autoClose === false) {
+        src.unpipe(blobHash);
+        src.pause();
+        src.on('error', () => undefined); // a read in flight when the caller closes: nothing to report
+      } else src.destroy();
     });
     input = src.pipe(blobHash);
   }
