@@ -49,6 +49,8 @@ options:
   --from FILE          read more PATHs/IMAGEs from FILE, one per line
   --max-layer-size MB  cap on a layer's decompressed bytes (default 8192)
   --max-image-size MB  cap on an image's decompressed bytes (default 32768)
+  --max-layer-entries N  cap on a layer's entries, each held in memory until the
+                       image is judged (default 500000: a scan stays under ~512 MB)
   --concurrency N      images scanned at once (default 2)
   --creds USER:PASS    registry credentials (or VSYS_REGISTRY_CREDS)
   --insecure           allow plain http to registries other than localhost
@@ -118,6 +120,7 @@ function parseScanArgs(args: string[]) {
       from: { type: 'string' },
       'max-layer-size': { type: 'string' },
       'max-image-size': { type: 'string' },
+      'max-layer-entries': { type: 'string' },
       concurrency: { type: 'string' },
       creds: { type: 'string' },
       insecure: { type: 'boolean' },
@@ -147,8 +150,9 @@ function parseScanArgs(args: string[]) {
   const maxMb = numberOption('scan', 'max-file-size', values['max-file-size'], { positive: 'megabytes' });
   const maxLayerMb = numberOption('scan', 'max-layer-size', values['max-layer-size'], { positive: 'megabytes' });
   const maxImageMb = numberOption('scan', 'max-image-size', values['max-image-size'], { positive: 'megabytes' });
+  const maxEntries = numberOption('scan', 'max-layer-entries', values['max-layer-entries'], { integer: [1, 100_000_000] });
   const conc = numberOption('scan', 'concurrency', values.concurrency, { integer: [1, 64] });
-  return { values, positionals, modeArg, failOn, workers, maxMb, maxLayerMb, maxImageMb, conc };
+  return { values, positionals, modeArg, failOn, workers, maxMb, maxLayerMb, maxImageMb, maxEntries, conc };
 }
 
 export const scanCommand: Command = {
@@ -159,7 +163,7 @@ export const scanCommand: Command = {
       io.stdout.write(HELP);
       return EXIT.ok;
     }
-    const { values, positionals, modeArg, failOn, workers, maxMb, maxLayerMb, maxImageMb, conc } = parsed;
+    const { values, positionals, modeArg, failOn, workers, maxMb, maxLayerMb, maxImageMb, maxEntries, conc } = parsed;
     const mb = (n: number) => Math.floor(n * 1024 * 1024);
 
     const { mode, source } = modeArg === 'host' ? await hostMode() : { mode: modeArg as VsyscallMode, source: 'chosen with --mode' };
@@ -179,6 +183,7 @@ export const scanCommand: Command = {
     const scans = await runScans(io, imageRefs, paths, {
       ...(maxLayerMb !== undefined ? { maxLayerBytes: mb(maxLayerMb) } : {}),
       ...(maxImageMb !== undefined ? { maxImageBytes: mb(maxImageMb) } : {}),
+      ...(maxEntries !== undefined ? { maxLayerEntries: maxEntries } : {}),
       ...(conc !== undefined ? { concurrency: conc } : {}),
       ...(values.insecure ? { insecure: true } : {}),
       ...(creds ? { creds } : {}),

@@ -197,7 +197,7 @@ class LayerBuilder {
   entry(raw: string, type: string | null | undefined, linkname: string | null | undefined): string | undefined {
     const { result, what } = this;
     const max = this.limits.maxEntries ?? MAX_ENTRIES;
-    if (++this.entries > max) throw new VsysError('IMAGE_TOO_LARGE', `${what} has more than ${max} entries, the cap that keeps a scan's memory bounded (each entry is held in memory until the image is judged); stopped there (raise it with the maxLayerEntries option of scanImage)`);
+    if (++this.entries > max) throw new VsysError('IMAGE_TOO_LARGE', `${what} has more than ${max} entries, the cap that keeps a scan's memory bounded (each entry is held in memory until the image is judged); stopped there (raise it with --max-layer-entries N, or maxLayerEntries in the library)`);
     const name = normalisePath(raw);
     if (name === undefined) {
       result.problems.push({ path: raw, code: 'IMAGE_BAD_PATH', message: `${what}: entry '${raw}' climbs out of the image root; ignored` });
