@@ -127,6 +127,22 @@ export function makeInput(files, seed, index) {
   return { file: path.relative(CORPUS, file), kind, bytes: out };
 }
 
+/** A field of /proc/self/status in KiB (VmRSS, VmHWM). */
+function statusKib(field) {
+  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(fs.readFileSync('/proc/self/status', 'utf8'));
+  return m ? Number(m[1]) : 0;
+}
+
+/** Resets the peak-RSS mark to the current RSS (proc(5), clear_refs: 5) and returns that RSS. */
+function resetPeak() {
+  try {
+    fs.writeFileSync('/proc/self/clear_refs', '5');
+  } catch {
+    // an old kernel: the peak stays the process's, an overestimate of no input's
+  }
+  return statusKib('VmRSS');
+}
+
 async function child() {
   const { analyseBytes } = await import(path.join(ROOT, 'dist', 'src', 'scan', 'analyse-file.js'));
   const { isVsysError } = await import(path.join(ROOT, 'dist', 'src', 'errors.js'));
@@ -135,12 +151,20 @@ async function child() {
     if (m.stop) process.exit(0);
     const { seed, index } = m;
     const input = makeInput(files, seed, index);
-    const rss0 = process.resourceUsage().maxRSS;
+    // This input's own peak: the kernel's peak-RSS mark reset (clear_refs 5), then read back.
+    const rss0 = resetPeak();
     const t0 = performance.now();
     let outcome = 'ok';
     let code;
     let stack;
+    // VSYS_FUZZ_PLANT (for the campaign's own test): a fault planted in every 10th input, to show
+    // the campaign reports it: `throw`, `hang`, or `alloc:MB` (touches that much memory).
+    const plant = index % 10 === 3 ? process.env.VSYS_FUZZ_PLANT : undefined;
+    let held;
     try {
+      if (plant === 'throw') throw new TypeError('planted fault');
+      if (plant === 'hang') for (;;);
+      if (plant?.startsWith('alloc:')) held = Buffer.alloc(Number(plant.slice(6)) << 20, 1);
       const rep = analyseBytes(input.bytes, input.file);
       if (rep?.error) {
         outcome = 'coded';
@@ -156,8 +180,9 @@ async function child() {
       }
     }
     const ms = performance.now() - t0;
-    // Peak memory the input added: max RSS growth in KiB while analysing it.
-    const kib = process.resourceUsage().maxRSS - rss0;
+    held = undefined;
+    // Peak memory the input added: its peak RSS over the RSS it started from, in KiB.
+    const kib = statusKib('VmHWM') - rss0;
     process.send({ seed, index, kind: input.kind, file: input.file, outcome, code, stack, ms, kib });
   });
   process.send({ ready: true });

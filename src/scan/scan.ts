@@ -165,7 +165,7 @@ export async function scanPaths(opts: ScanOptions): Promise<ScanResult> {
   const guessed = opts.root === undefined ? guessRoot(opts.paths) : undefined;
   const maxBytes = opts.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
   const slow = opts.slowdown ?? seedSlowdowns;
-  const skipped: Record<WalkSkip['reason'], number> = { symlink: 0, special: 0, 'pseudo-fs': 0, 'hard-link': 0, unreadable: 0, missing: 0, loop: 0 };
+  const skipped: Record<WalkSkip['reason'], number> = { symlink: 0, special: 0, 'pseudo-fs': 0, 'hard-link': 0, duplicate: 0, unreadable: 0, missing: 0, loop: 0 };
   const special: string[] = [];
   const errors: ScanResult['errors'] = [];
   const reports: FileReport[] = [];

@@ -11,7 +11,7 @@ export interface WalkFile {
 
 export interface WalkSkip {
   path: string;
-  reason: 'symlink' | 'special' | 'pseudo-fs' | 'hard-link' | 'unreadable' | 'missing' | 'loop';
+  reason: 'symlink' | 'special' | 'pseudo-fs' | 'hard-link' | 'duplicate' | 'unreadable' | 'missing' | 'loop';
   message?: string;
 }
 
@@ -24,6 +24,15 @@ function isPseudo(dir: string): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * A file's identity within one walk: device and inode, and for a file with one name also its
+ * change time and size, so an inode number freed by a file deleted during the walk and reused by a
+ * new one is not taken for the same file (hard links share all of these).
+ */
+function fileKey(st: fs.Stats): string {
+  return st.nlink > 1 ? `${st.dev}:${st.ino}` : `${st.dev}:${st.ino}:${st.ctimeMs}:${st.size}`;
 }
 
 /** Yields regular files; reports skipped entries (and arguments that do not exist) through `onSkip`. */
@@ -40,7 +49,7 @@ export async function* walk(paths: string[], onSkip: (s: WalkSkip) => void = () 
       continue;
     }
     if (st.isFile()) {
-      const key = `${st.dev}:${st.ino}`;
+      const key = fileKey(st);
       if (!seen.has(key)) {
         seen.add(key);
         yield { path: arg, size: st.size };
@@ -54,6 +63,15 @@ export async function* walk(paths: string[], onSkip: (s: WalkSkip) => void = () 
     const stack = [arg];
     while (stack.length > 0) {
       const dir = stack.pop() as string;
+      // A directory reached twice (overlapping arguments, a bind mount) is walked once.
+      try {
+        const dst = fs.statSync(dir);
+        const dkey = `d${dst.dev}:${dst.ino}`;
+        if (seen.has(dkey)) continue;
+        seen.add(dkey);
+      } catch {
+        // it goes: readdir below reports it
+      }
       if (isPseudo(dir)) {
         onSkip({ path: dir, reason: 'pseudo-fs' });
         continue;
@@ -80,14 +98,12 @@ export async function* walk(paths: string[], onSkip: (s: WalkSkip) => void = () 
             onSkip({ path: p, reason: 'unreadable', message: (e as Error).message });
             continue;
           }
-          // A hard link is a second name of a file with more than one: a file with one name whose
-          // inode number was freed by a file deleted during the walk and reused is a new file.
-          const key = `${fst.dev}:${fst.ino}`;
-          if (fst.nlink > 1 && seen.has(key)) {
-            onSkip({ path: p, reason: 'hard-link' });
+          const key = fileKey(fst);
+          if (seen.has(key)) {
+            onSkip({ path: p, reason: fst.nlink > 1 ? 'hard-link' : 'duplicate' });
             continue;
           }
-          if (fst.nlink > 1) seen.add(key);
+          seen.add(key);
           yield { path: p, size: fst.size };
         } else {
           onSkip({ path: p, reason: 'special' });

@@ -34,3 +34,19 @@ test('3,000 mutated ELF files: no crash, no hang, each under 2 s and 256 MB', { 
   assert.ok(doc.worst.ms < 2000, JSON.stringify(doc.worst));
   assert.ok(doc.worstMemory.kib < 256 * 1024, JSON.stringify(doc.worstMemory));
 });
+
+test('the campaign reports a planted crash, hang and allocation, with replayable seeds', { skip, timeout: 300_000 }, () => {
+  const run = (plant: string, extra: string[] = []) => {
+    const r = spawnSync(process.execPath, [FUZZ, '--inputs', '40', '--seed', '5', '--json', ...extra], { encoding: 'utf8', env: { ...process.env, VSYS_FUZZ_PLANT: plant } });
+    return { status: r.status, doc: JSON.parse(r.stdout.trim().split('\n').at(-1) as string) };
+  };
+  const thrown = run('throw');
+  assert.equal(thrown.status, 1);
+  assert.deepEqual(thrown.doc.crashes.map((c: { at: string }) => c.at).sort(), ['5:13', '5:23', '5:3', '5:33']);
+  const hung = run('hang', ['--timeout-ms', '3000']);
+  assert.equal(hung.status, 1);
+  assert.equal(hung.doc.hangs.length, 4);
+  const alloc = run('alloc:300');
+  assert.ok(alloc.doc.worstMemory.kib >= 290 * 1024, JSON.stringify(alloc.doc.worstMemory));
+  assert.match(alloc.doc.worstMemory.at, /^5:(3|13|23|33)$/);
+});

@@ -62,3 +62,9 @@ test('hard links are scanned once; a file with one name is never taken for a har
   assert.ok(seen.includes('c'));
   assert.deepEqual(skipped.filter((s) => s.startsWith('hard-link')).length, 1);
 });
+
+test('overlapping arguments scan each file once (a directory and a file inside it, the same directory twice)', () => {
+  const r = runVsys(['scan', '--json', '--mode', 'none', path.join(CORPUS, 'busybox-1.15.2-static'), BUSYBOX, path.join(CORPUS, 'busybox-1.15.2-static')]);
+  const files = r.stdout.trim().split('\n').map((l) => JSON.parse(l)).filter((x) => x.record === 'file');
+  assert.equal(files.length, 1, files.map((f) => f.path).join(' '));
+});
