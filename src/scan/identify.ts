@@ -44,10 +44,10 @@ export interface Identity {
   warnings: string[];
 }
 
-/** The highest e_machine the System V ABI registry assigns (EM_LOONGARCH 258 and a few after it, 2023). */
-const MAX_EM = 263;
+/** The highest e_machine binutils knows (EM_AIECTRLCODE 269, 2024); a few numbers past it are tolerated. */
+const MAX_EM = 300;
 /** Numbers used before an official one was assigned (alpha, s390, …), still met in old files. */
-const LEGACY_EM = new Set([0x9026, 0xa390, 0x9041, 0x9080, 0xbaab, 0xfeb0]);
+const LEGACY_EM = new Set([0x1057, 0x1059, 0x2530, 0x3330, 0x4157, 0x4688, 0x4def, 0x5441, 0x8217, 0x9025, 0x9026, 0x9041, 0x9080, 0xa390, 0xabc7, 0xad45, 0xbaab, 0xbeef, 0xdead, 0xf00d, 0xfeb0, 0xfeba, 0xfebb]);
 
 const MACHINES: Record<number, string> = { 3: 'i386', 62: 'x86-64', 40: 'arm', 183: 'aarch64', 243: 'riscv', 8: 'mips', 21: 'ppc64', 22: 's390' };
 
