@@ -23,12 +23,13 @@ function spawn(): Worker {
   const w = new Worker(new URL('./hash-worker.js', import.meta.url));
   // Idle, it keeps no process alive; with a job outstanding it does.
   w.unref();
-  w.on('message', (m: { id: number; digest?: string; bytes?: number; error?: { message: string } }) => {
+  w.on('message', (m: { id: number; digest?: string; bytes?: number; cancelled?: boolean; error?: { message: string } }) => {
     const job = pending.get(m.id);
     pending.delete(m.id);
     if (pending.size === 0) w.unref();
     if (!job) return;
-    if (m.error) job.reject(new VsysError('IO_FAILED', m.error.message));
+    if (m.cancelled) job.reject(new VsysError('HASH_CANCELLED', `hash cancelled after ${m.bytes ?? 0} bytes`));
+    else if (m.error) job.reject(new VsysError('IO_FAILED', m.error.message));
     else job.resolve({ digest: m.digest as string, bytes: m.bytes as number });
   });
   w.on('error', (e) => failAll(e.message));
@@ -38,17 +39,27 @@ function spawn(): Worker {
   return w;
 }
 
+/** A flag shared with the hashing thread: set (cancelHash), the job stops at its next read. */
+export function hashCancelFlag(): Int32Array {
+  return new Int32Array(new SharedArrayBuffer(4));
+}
+
+export function cancelHash(flag: Int32Array): void {
+  Atomics.store(flag, 0, 1);
+}
+
 /**
  * `sha256:<hex>` of the bytes [start, start + size) of `fd`, and how many there were (fewer than
- * `size` when the file ends first). The caller keeps `fd` open until this settles.
+ * `size` when the file ends first). The caller keeps `fd` open until this settles; with `cancel`
+ * set (cancelHash), it rejects with CANCELLED after at most one more read.
  */
-export function hashRange(fd: number, start: number, size: number): Promise<{ digest: string; bytes: number }> {
+export function hashRange(fd: number, start: number, size: number, cancel?: Int32Array): Promise<{ digest: string; bytes: number }> {
   worker ??= spawn();
   const w = worker;
   const id = next++;
   w.ref();
   return new Promise((resolve, reject) => {
     pending.set(id, { resolve, reject });
-    w.postMessage({ id, fd, start, size });
+    w.postMessage({ id, fd, start, size, ...(cancel ? { cancel } : {}) });
   });
 }

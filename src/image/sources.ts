@@ -11,7 +11,7 @@ import { readLayer, readLayerAt, type LayerLimits, type LayerResult } from './re
 import { walkTar, type TarEntry } from './tar-index.js';
 import { readUpTo } from '../scan/sparse-read.js';
 import { configDiffIds, configPlatform, configRun, isIndex, type ImageRun, parseDockerSaveManifest, parseJson, parseManifest, pickAmd64, platformName, type Descriptor, type ImageManifest } from './manifests.js';
-import { hashRange } from './hash-range.js';
+import { cancelHash, hashCancelFlag, hashRange } from './hash-range.js';
 import { checkBlob, checkDiffId, sha256Of, type BlobClaim } from './verify-blob.js';
 
 export interface ResolvedImage {
@@ -158,7 +158,8 @@ export async function layerInFile(file: string, fd: number, at: number, size: nu
   }
   // Verified: the same range hashed on another thread while this one walks it (the analysis reads
   // only what it needs; the hash reads all of it, from the page cache the walk fills or warms).
-  const hashed = limits.verify ? hashRange(fd, at, size) : undefined;
+  const cancel = hashCancelFlag();
+  const hashed = limits.verify ? hashRange(fd, at, size, cancel) : undefined;
   try {
     const r = await readLayerAt({ fd, path: file, start: at, size }, what, limits);
     if (hashed) {
@@ -167,6 +168,8 @@ export async function layerInFile(file: string, fd: number, at: number, size: nu
     }
     return r;
   } catch (e) {
+    // The layer failed: its hash is of no use, and stops at its next read rather than at the end.
+    cancelHash(cancel);
     if (e instanceof VsysError) throw e;
     throw new VsysError('IMAGE_BAD_LAYER', `${what}: ${(e as Error).message}`, { path: file, cause: e });
   } finally {

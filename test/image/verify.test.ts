@@ -12,6 +12,9 @@ import { runVsys } from '../helpers.js';
 import { appendMember, buildDockerArchive, buildOciLayout, replaceBytes, rewriteOciLayout } from '../support/images.js';
 import { pushImage, registryUnavailable, startRegistry, type Registry } from '../support/registry.js';
 import { scanImageRefs } from '../../src/image/scan-image.js';
+import { hashRange } from '../../src/image/hash-range.js';
+import { layerInFile } from '../../src/image/sources.js';
+import type { VsysError } from '../../src/errors.js';
 
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'vsys-verify-'));
 after(() => fs.rmSync(work, { recursive: true, force: true }));
@@ -156,5 +159,32 @@ describe('a registry serving a blob that is not what its digest says', { skip: s
     assert.equal(r.status, 3, r.stderr);
     const summary = JSON.parse(r.stdout.trim().split('\n').at(-1)!);
     assert.deepEqual([summary.images, summary.errors, summary.unjudged], [1, 1, 1]);
+  });
+});
+
+describe('a layer that fails stops its hash', () => {
+  test('IMAGE_TOO_LARGE on a 3 GB layer returns without hashing the 3 GB (the hashing thread is cancelled)', { timeout: 60_000 }, async () => {
+    const file = fresh('big-layer.tar');
+    const size = 3 * 1024 ** 3;
+    fs.writeFileSync(file, '');
+    fs.truncateSync(file, size); // sparse: zeros read from the page cache's zero page, no disk
+    const fd = fs.openSync(file, 'r');
+    try {
+      let t0 = performance.now();
+      await assert.rejects(layerInFile(file, fd, 0, size, 'big', { maxLayerBytes: 1024 ** 2, maxFileBytes: 1024 ** 2, verify: true }), (e: VsysError) => e.code === 'IMAGE_TOO_LARGE');
+      const failMs = performance.now() - t0;
+      // The oracle, measured after (so the failed read is not the one that found the pages cold):
+      // what hashing the whole range costs on this host.
+      t0 = performance.now();
+      const whole = await hashRange(fd, 0, size);
+      const hashMs = performance.now() - t0;
+      assert.equal(whole.bytes, size);
+      assert.ok(failMs < hashMs / 4, `failed after ${failMs.toFixed(0)} ms; hashing the layer takes ${hashMs.toFixed(0)} ms`);
+      // The hashing thread is free again at once: a new job completes.
+      assert.equal((await hashRange(fd, 0, 4096)).bytes, 4096);
+    } finally {
+      fs.closeSync(fd);
+      fs.rmSync(file);
+    }
   });
 });
