@@ -4,11 +4,11 @@
 // direct calls reached only through a pointer).
 import type { ElfFile } from '../elf/read-elf.js';
 import { offsetToVaddr } from '../elf/read-elf.js';
-import type { ElfSymbol, ProgramHeader } from '../elf/types.js';
+import type { ElfSymbol, ProgramHeader, Section } from '../elf/types.js';
 import { EM, PF, PT, SHF, SHT } from '../elf/constants.js';
 import { HoleRead } from '../elf/bytes.js';
 import { entryNameOf } from '../model/vsyscall-page.js';
-import { findDataWords } from '../x86/candidates.js';
+import { findDataWords, findImm32Candidates } from '../x86/candidates.js';
 import { findCodeSites, findWordUses, type CodeRegion, type CodeSite, type SiteKind, type SiteUse } from '../x86/call-sites.js';
 import { describeFunction, type FunctionIndex } from './functions.js';
 
@@ -53,12 +53,17 @@ export interface Regions {
   data: CodeRegion[];
   /** Where the section headers disagree with the program headers (identity.warnings). */
   warnings: string[];
+  /**
+   * Code regions the section headers call non-code, by start offset: the imm32 candidates to decode
+   * there (those inside a page word the data search reports are left to it, so no byte is reported twice).
+   */
+  quiet: Map<number, number[]>;
 }
 
 /**
- * Sections that account for loaded bytes that are not code: a loaded byte under none of them (nor
- * under a code section, nor the ELF and program headers) is something the section headers do not
- * describe. A section of another type (0xff00, say) accounts for nothing.
+ * Sections that account for loaded bytes of a non-executable segment: a byte there under none of
+ * them (nor the ELF and program headers) is something the section headers do not describe. A
+ * section of another type (0xff00, say) accounts for nothing.
  */
 const KNOWN_TYPES = new Set<number>([
   SHT.PROGBITS, SHT.SYMTAB, SHT.STRTAB, SHT.RELA, SHT.HASH, SHT.DYNAMIC, SHT.NOTE, SHT.REL, SHT.DYNSYM, SHT.INIT_ARRAY,
@@ -83,13 +88,21 @@ function mergeOverlaps(regions: CodeRegion[]): CodeRegion[] {
   return out;
 }
 
+/** Whether a page word found at `p` of a data region counts: pointers in data are 8-byte aligned (Go's stack object records hold such byte patterns by chance). */
+function isPageWord(elf: ElfFile, region: CodeRegion, p: number): boolean {
+  return ((offsetToVaddr(elf, p) ?? region.ip + BigInt(p - region.start)) & 7n) === 0n;
+}
+
 /**
- * Executable and data ranges of the file, as the kernel maps them: code is every byte of an
- * executable PT_LOAD segment that a code section covers, or that no section accounts for; data is
- * every loaded non-code section and every byte of a non-executable segment no section accounts
- * for. Sections only draw the lines inside a segment (a decode starts at a section's start, as
- * objdump's does). Files without PT_LOAD (relocatable objects): the sections alone.
- * Reads the bytes no section accounts for, so over a sparse read it can throw HoleRead.
+ * Executable and data ranges of the file, as the kernel maps them. Code is every code section
+ * (PROGBITS, ALLOC, EXECINSTR) inside an executable PT_LOAD segment, and every other byte of such a
+ * segment that holds a use of the page: the kernel maps it executable whatever the sections call it,
+ * so it is searched as code too, quietly (old layouts keep .rodata and .eh_frame there), and named in
+ * a warning only when a use is found. Data is every loaded non-code PROGBITS section, and the bytes
+ * of a non-executable segment no section accounts for that hold a page word (with a warning).
+ * Sections only draw the lines inside a segment (a decode starts at a section's start, as objdump's
+ * does). Files without PT_LOAD (relocatable objects): the sections alone.
+ * Reads the bytes that are not code sections, so over a sparse read it can throw HoleRead.
  */
 export function regionsOf(elf: ElfFile): Regions {
   const { bytes, reader } = elf;
@@ -98,19 +111,19 @@ export function regionsOf(elf: ElfFile): Regions {
   const data: CodeRegion[] = [];
   const said: string[] = [];
   const piece = (seg: ProgramHeader, start: number, end: number): CodeRegion => ({ bytes, start, end, ip: seg.vaddr + BigInt(start - seg.offset) });
-  // What accounts for loaded bytes, as [start, end) pairs (flat): for non-executable segments, and
-  // for executable ones (code sections count there too). The ELF and program headers always do.
+  // What accounts for loaded bytes, as [start, end) pairs (flat): in a non-executable segment the
+  // sections of known types; in an executable one only the code sections. The ELF and program
+  // headers always do (the kernel reads them as headers).
   const coverData: number[] = [0, elf.header.ehsize];
   if (elf.header.phoff > 0n && elf.header.phoff < BigInt(bytes.length)) coverData.push(Number(elf.header.phoff), Number(elf.header.phoff) + elf.programHeaders.length * elf.header.phentsize);
   const coverCode = coverData.slice();
+  const allocated: Section[] = []; // where a quiet range is split, and what names it
   for (const s of elf.sections) {
     const f = Number(s.flags & 7n); // SHF_WRITE | SHF_ALLOC | SHF_EXECINSTR, as a number once
     if ((f & SHF.ALLOC) === 0 || s.size === 0) continue;
     const exec = (f & SHF.EXECINSTR) !== 0;
-    if (KNOWN_TYPES.has(s.type)) {
-      coverCode.push(s.offset, s.offset + s.size);
-      if (!exec) coverData.push(s.offset, s.offset + s.size);
-    }
+    if (s.type !== SHT.NOBITS) allocated.push(s);
+    if (KNOWN_TYPES.has(s.type) && !exec) coverData.push(s.offset, s.offset + s.size);
     if (s.type !== SHT.PROGBITS || !reader.has(s.offset, s.size)) continue;
     if (!exec || loads.length === 0) {
       (exec ? code : data).push({ bytes, start: s.offset, end: s.offset + s.size, ip: s.addr });
@@ -123,25 +136,77 @@ export function regionsOf(elf: ElfFile): Regions {
       const z = Math.min(s.offset + s.size, seg.offset + seg.filesz);
       if (a < z) {
         code.push(piece(seg, a, z));
+        coverCode.push(a, z);
         inside += z - a;
       }
     }
     if (inside < s.size) said.push(`code section ${s.name || s.index} (offset ${hex(s.offset)}, ${s.size} bytes) lies ${inside === 0 ? '' : 'partly '}outside every executable segment`);
   }
-  // What the section headers leave out: bytes of a segment under nothing that accounts for them.
-  const covers = [sortPairs(coverData), sortPairs(coverCode)] as const;
+  // A non-executable segment's bytes under no section that accounts for them: data, when they hold a page word.
+  const dataCover = sortPairs(coverData);
   for (const seg of loads) {
-    const x = (seg.flags & PF.X) !== 0;
-    forEachGap(seg.offset, seg.offset + seg.filesz, covers[x ? 1 : 0], (a, z) => {
+    if ((seg.flags & PF.X) !== 0) continue;
+    forEachGap(seg.offset, seg.offset + seg.filesz, dataCover, (a, z) => {
       if (reader.inHole(a, z - a)) throw new HoleRead(a);
-      if (allZero(bytes, a, z)) return; // alignment padding
-      (x ? code : data).push(piece(seg, a, z));
-      said.push(`bytes ${hex(a)}-${hex(z)} of the ${x ? 'executable ' : ''}segment at offset ${hex(seg.offset)} are in no section that accounts for them (searched as ${x ? 'code' : 'data'})`);
+      const gap = piece(seg, a, z);
+      if (!findDataWords(bytes, a, z).some((p) => isPageWord(elf, gap, p))) return; // padding, or bytes a repair tool left
+      data.push(gap);
+      said.push(`bytes ${hex(a)}-${hex(z)} of the segment at offset ${hex(seg.offset)} are in no section that accounts for them and hold a page word (searched as data)`);
+    });
+  }
+  // An executable segment's other bytes: searched as code, quietly; named only when they hold a use.
+  const quiet = new Map<number, number[]>();
+  const starts = allocated.map((s) => s.offset).sort((a, b) => a - b);
+  const codeCover = sortPairs(coverCode);
+  for (const seg of loads) {
+    if ((seg.flags & PF.X) === 0) continue;
+    forEachGap(seg.offset, seg.offset + seg.filesz, codeCover, (gapStart, gapEnd) => {
+      for (const [a, z] of splitAt(gapStart, gapEnd, starts)) {
+        if (reader.inHole(a, z - a)) throw new HoleRead(a);
+        const candidates = findImm32Candidates(bytes, a, z).filter((p) => !inPageWord(elf, data, p));
+        if (candidates.length === 0) continue;
+        const region = piece(seg, a, z);
+        const site = findCodeSites(region, candidates)[0];
+        if (!site) continue;
+        code.push(region);
+        quiet.set(a, candidates);
+        said.push(`bytes ${hex(a)}-${hex(z)} of the executable segment at offset ${hex(seg.offset)} are ${whatSectionsSay(allocated, a)} but hold a use of the page at ${hex(site.ip)} (searched as code)`);
+      }
     });
   }
   const warnings = said.slice(0, MAX_WARNINGS).map((w) => `section headers disagree with program headers: ${w}`);
   if (said.length > MAX_WARNINGS) warnings.push(`section headers disagree with program headers in ${said.length - MAX_WARNINGS} more places`);
-  return { code: mergeOverlaps(code), data, warnings };
+  return { code: mergeOverlaps(code), data, warnings, quiet };
+}
+
+/** [start, end) cut at every offset of the sorted `starts` inside it: a decode starts where a section does. */
+function splitAt(start: number, end: number, starts: number[]): [number, number][] {
+  const out: [number, number][] = [];
+  let at = start;
+  for (const s of starts) {
+    if (s <= at) continue;
+    if (s >= end) break;
+    out.push([at, s]);
+    at = s;
+  }
+  out.push([at, end]);
+  return out;
+}
+
+/** Whether offset `p` lies in a page word that the data search reports (in a data region, aligned): such bytes are reported once, as that word. */
+function inPageWord(elf: ElfFile, data: CodeRegion[], p: number): boolean {
+  for (const d of data) {
+    if (p < d.start || p >= d.end) continue;
+    const from = Math.max(d.start, p - 7);
+    if (findDataWords(d.bytes, from, Math.min(d.end, p + 8)).some((q) => q <= p && isPageWord(elf, d, q))) return true;
+  }
+  return false;
+}
+
+/** What the section headers call the bytes at `offset`: "in .text (type 0xff00, flags 0x6)", "in no section". */
+function whatSectionsSay(allocated: Section[], offset: number): string {
+  const s = allocated.find((x) => offset >= x.offset && offset < x.offset + x.size);
+  return s ? `in ${s.name || `section ${s.index}`} (type ${hex(s.type)}, flags ${hex(s.flags)}), not a code section,` : 'in no section';
 }
 
 /** Flat [start, end, start, end, …] pairs, sorted by start. */
@@ -168,22 +233,6 @@ function forEachGap(start: number, end: number, cover: Float64Array, gap: (a: nu
     at = Math.max(at, z);
   }
   if (at < end) gap(at, end);
-}
-
-const ZEROS = new Uint8Array(4096);
-
-/** Whether bytes[start, end) are all zero: compared natively, a page at a time. */
-function allZero(bytes: Uint8Array, start: number, end: number): boolean {
-  if (end - start <= 256) {
-    for (let i = start; i < end; i++) if (bytes[i] !== 0) return false;
-    return true;
-  }
-  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  for (let at = start; at < end; at += ZEROS.length) {
-    const n = Math.min(ZEROS.length, end - at);
-    if (buf.compare(ZEROS, 0, n, at, at + n) !== 0) return false;
-  }
-  return true;
 }
 
 function placeIn(fns: FunctionIndex, addr: bigint): Finding['function'] {
@@ -251,7 +300,7 @@ export function findUses(elf: ElfFile, functions: () => FunctionIndex, dataSymbo
     return undefined;
   };
   for (const region of code) {
-    for (const s of findCodeSites(region, done(region, true)?.candidates)) {
+    for (const s of findCodeSites(region, regions.quiet.get(region.start) ?? done(region, true)?.candidates)) {
       out.push(findingOf(s, s.kind, undefined, functions));
     }
   }

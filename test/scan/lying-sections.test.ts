@@ -11,20 +11,50 @@ import path from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { analyseBytes, type FileReport } from '../../src/scan/analyse-file.js';
 import { analyseFile, analyseSparse, SPARSE_MIN } from '../../src/scan/read-file.js';
-import { readElf } from '../../src/elf/read-elf.js';
+import { readElf, type ElfFile } from '../../src/elf/read-elf.js';
+import { PF, PT, SHF, SHT } from '../../src/elf/constants.js';
+import type { ProgramHeader } from '../../src/elf/types.js';
 import { CORPUS } from '../helpers.js';
 
 const BUSYBOX = path.join(CORPUS, 'busybox-1.15.2-static', 'busybox');
+/** An old layout: .rodata, .eh_frame and the symbol tables share the R+X segment with .text. */
+const LIBC213 = path.join(CORPUS, 'debian-wheezy-libc-2.13', 'libc-2.13.so');
 
 /** sh_addr, sh_offset, sh_size: the 24 bytes at +0x10 of a 64-byte section header. */
 const RANGE = [0x10, 0x28] as const;
 
-type Lie = (b: Buffer, header: (name: string) => number) => void;
+type Lie = (b: Buffer, header: (name: string) => number, elf: ElfFile) => void;
 
-/** The issue's three lies about .text, and the range of code, of read-only data and of writable data. */
+/** The executable PT_LOAD segment holding .text (the R+X one). */
+function textSegment(elf: ElfFile): ProgramHeader {
+  const text = elf.sections.find((s) => s.name === '.text');
+  const seg = elf.programHeaders.find((p) => p.type === PT.LOAD && (p.flags & PF.X) !== 0 && text !== undefined && text.offset >= p.offset && text.offset < p.offset + p.filesz);
+  assert.ok(seg, 'an executable segment holding .text');
+  return seg;
+}
+
+/**
+ * The issue's three lies about .text, and the range of code, of read-only data and of writable
+ * data; then the reviewer's: .text's flags without EXECINSTR (ALLOC kept), its type one the loader
+ * does not care about, and every section of the R+X segment called PROGBITS+ALLOC data.
+ */
 const LIES: Record<string, Lie> = {
   'sh_type 0xff00': (b, h) => b.writeUInt32LE(0xff00, h('.text') + 4),
   'sh_flags 0': (b, h) => b.writeBigUInt64LE(0n, h('.text') + 8),
+  'sh_flags ALLOC': (b, h) => b.writeBigUInt64LE(BigInt(SHF.ALLOC), h('.text') + 8),
+  'sh_flags ALLOC|WRITE': (b, h) => b.writeBigUInt64LE(BigInt(SHF.ALLOC | SHF.WRITE), h('.text') + 8),
+  ...Object.fromEntries(
+    (['NOTE', 'STRTAB', 'SYMTAB', 'DYNAMIC', 'INIT_ARRAY', 'GNU_HASH'] as const).map((t): [string, Lie] => [`sh_type ${t}`, (b, h) => b.writeUInt32LE(SHT[t], h('.text') + 4)]),
+  ),
+  'every section of the R+X segment PROGBITS+ALLOC': (b, _h, elf) => {
+    const seg = textSegment(elf);
+    for (const s of elf.sections) {
+      if (s.index === 0 || s.size === 0 || s.offset < seg.offset || s.offset >= seg.offset + seg.filesz) continue;
+      const at = Number(elf.header.shoff) + s.index * elf.header.shentsize;
+      b.writeUInt32LE(SHT.PROGBITS, at + 4);
+      b.writeBigUInt64LE(BigInt(SHF.ALLOC), at + 8);
+    }
+  },
   'range of .fini': (b, h) => b.copy(b, h('.text') + RANGE[0], h('.fini') + RANGE[0], h('.fini') + RANGE[1]),
   'range of .rodata': (b, h) => b.copy(b, h('.text') + RANGE[0], h('.rodata') + RANGE[0], h('.rodata') + RANGE[1]),
   'range of .data': (b, h) => b.copy(b, h('.text') + RANGE[0], h('.data') + RANGE[0], h('.data') + RANGE[1]),
@@ -39,7 +69,7 @@ function withLie(bytes: Buffer, lie: Lie): Buffer {
     return Number(elf.header.shoff) + s.index * elf.header.shentsize;
   };
   const out = Buffer.from(bytes);
-  lie(out, header);
+  lie(out, header, elf);
   return out;
 }
 
@@ -69,6 +99,31 @@ for (const [name, lie] of Object.entries(LIES)) {
     // The hidden code is named by where the kernel maps it: offset 0x200 is .text's start.
     assert.ok(warnings.some((w) => /bytes 0x200-0x[0-9a-f]+ of the executable segment at offset 0x0/.test(w)), `warnings: ${JSON.stringify(warnings)}`);
     if (name === 'range of .data') assert.ok(warnings.some((w) => /code section \.text .* outside every executable segment/.test(w)));
+  });
+}
+
+// libc 2.13: time() and getcpu() call the page directly; gettimeofday's is the vDSO's fallback.
+const LIBC213_SITES = ['direct-call getcpu 0xce307', 'direct-call time 0x9cf54', 'fallback gettimeofday 0x1ecd7'];
+
+test('libc 2.13 unmodified: its three sites, once each, and no warning (its .rodata and .eh_frame in the R+X segment are searched quietly)', { skip: !fs.existsSync(LIBC213) && 'corpus not present' }, () => {
+  const r = analyseBytes(fs.readFileSync(LIBC213), LIBC213);
+  assert.equal(r?.error, undefined);
+  assert.deepEqual(sites(r), LIBC213_SITES);
+  assert.deepEqual(r?.identity?.warnings, []);
+});
+
+// (libc 2.13 has no .fini to copy a range from.)
+for (const [name, lie] of Object.entries(LIES).filter(([n]) => n !== 'range of .fini')) {
+  test(`libc 2.13 with .text's ${name}: the direct calls of time and getcpu found, and a warning`, { skip: !fs.existsSync(LIBC213) && 'corpus not present' }, () => {
+    const bytes = withLie(fs.readFileSync(LIBC213), lie);
+    const r = analyseBytes(bytes, `libc-2.13.so (${name})`);
+    assert.equal(r?.error, undefined, r?.error?.message);
+    assert.equal(r?.class, 'direct');
+    const found = sites(r);
+    for (const s of ['direct-call getcpu 0xce307', 'direct-call time 0x9cf54']) assert.ok(found.includes(s), `${s} in ${found.join(', ')}`);
+    assert.equal(new Set(found.map((f) => f.split(' ').at(-1))).size, found.length, `each site once: ${found.join(', ')}`);
+    const warnings = r?.identity?.warnings ?? [];
+    assert.ok(warnings.some((w) => /section headers disagree with program headers/.test(w)), `warnings: ${JSON.stringify(warnings)}`);
   });
 }
 
