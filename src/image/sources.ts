@@ -195,6 +195,15 @@ function digestKey(name: string): string | undefined {
   return hex ? `sha256:${hex}` : undefined;
 }
 
+/**
+ * An archive member's name as tar and docker extract it: leading '/' off, '//' and '.' collapsed,
+ * '..' resolved (never above the top), so '/manifest.json', './/manifest.json' and
+ * 'a/../manifest.json' are all manifest.json.
+ */
+export function memberName(name: string): string {
+  return path.posix.normalize(`/${name}`).slice(1).replace(/\/$/, '');
+}
+
 /** Opens a local image file or fails with a coded error naming it. */
 function openImageFile(file: string): number {
   try {
@@ -231,15 +240,18 @@ export async function readArchive(file: string, o: SourceOptions): Promise<Resol
     const packed = head[0] === 0x1f && head[1] === 0x8b ? 'gzip' : head.equals(Buffer.from([0x28, 0xb5, 0x2f, 0xfd])) ? 'zstd' : undefined;
     if (packed) throw new VsysError('IMAGE_COMPRESSED_ARCHIVE', `${file}: a ${packed}-compressed archive; vsys reads image archives as docker save writes them: decompress it first (${packed === 'gzip' ? 'gunzip' : 'unzstd'} -k ${file})`, { path: file });
     const entries = new Map<string, TarEntry>();
+    const members = new Set<string>();
     await walkTar(fd, 0, fs.fstatSync(fd).size, file, (e) => {
-      if (e.type !== 'file' && e.type !== 'contiguous-file') return;
-      const name = e.name.replace(/^(\.\/)+/, '');
-      // tar keeps the last of two members of one name; which one a reader means is anyone's guess.
-      if (entries.has(name)) throw new VsysError('IMAGE_DUPLICATE_MEMBER', `${file}: two members named ${name}; an image archive has one of each (which one would docker load?)`, { path: file });
-      entries.set(name, e);
+      if (e.type === 'directory') return;
+      const name = memberName(e.name);
+      // tar keeps the last of two members of one name, whatever their spellings and types (a link
+      // replaces a file); vsys would read the first: which one a reader means is anyone's guess.
+      if (members.has(name)) throw new VsysError('IMAGE_DUPLICATE_MEMBER', `${file}: two members named ${name}; an image archive has one of each (which one would docker load?)`, { path: file });
+      members.add(name);
+      if (e.type === 'file' || e.type === 'contiguous-file') entries.set(name, e);
     });
     const entry = (name: string, what: string, kind: string): TarEntry => {
-      const e = entries.get(name);
+      const e = entries.get(memberName(name));
       if (!e) throw new VsysError('IMAGE_MISSING_BLOB', `${file}: ${what} names ${kind}${name}, which is not in the archive`, { path: file });
       return e;
     };
@@ -264,13 +276,13 @@ export async function readArchive(file: string, o: SourceOptions): Promise<Resol
         if (shared && !byName.has(n)) byName.set(n, shared);
       }
       return collectLayers(names, (name, _what, limits) => {
-        const e = entries.get(name) as TarEntry;
+        const e = entries.get(memberName(name)) as TarEntry;
         const p = layerInFile(file, fd, e.dataAt, e.size, `${file}:${name}`, limits);
         const key = digestKey(name);
         if (key) o.cache.set(key, p);
         return p;
       }, file, o, byName, claims, async (name) => {
-        const e = entries.get(name);
+        const e = entries.get(memberName(name));
         return e ? hashRange(fd, e.dataAt, e.size) : undefined;
       });
     };

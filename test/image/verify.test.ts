@@ -5,11 +5,12 @@
 // trusts the image and says so.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { runVsys } from '../helpers.js';
-import { appendMember, buildDockerArchive, buildOciLayout, replaceBytes, rewriteOciLayout } from '../support/images.js';
+import { appendMember, appendRawMember, buildDockerArchive, buildOciLayout, replaceBytes, rewriteOciLayout } from '../support/images.js';
 import { pushImage, registryUnavailable, startRegistry, type Registry } from '../support/registry.js';
 import { scanImageRefs } from '../../src/image/scan-image.js';
 import { hashRange } from '../../src/image/hash-range.js';
@@ -103,6 +104,31 @@ describe('images that lie about their blobs', () => {
     appendMember(bad, 'manifest.json', '[]');
     await expectError(bad, 'IMAGE_DUPLICATE_MEMBER', /two members named manifest\.json/);
   });
+
+  // tar xf and docker load take the last of two members of one name, whatever its spelling or type;
+  // vsys would read the first.
+  for (const [how, member, bytes] of [
+    ['as /manifest.json', { name: '/manifest.json' }, '[]'],
+    ['as .//manifest.json', { name: './/manifest.json' }, '[]'],
+    ['as a/../manifest.json', { name: 'a/../manifest.json' }, '[]'],
+    ['as a hard link', { name: 'manifest.json', type: 'link', linkname: 'repositories' }, ''],
+    ['as a symlink', { name: 'manifest.json', type: 'symlink', linkname: 'repositories' }, ''],
+  ] as const) {
+    test(`a second manifest.json ${how}: IMAGE_DUPLICATE_MEMBER`, async () => {
+      const bad = fresh('two-manifests-spelt.tar');
+      buildDockerArchive(bad, [{ dir: layerDir() }], { repoTag: 'twice:3' });
+      appendRawMember(bad, member, bytes);
+      // The oracle: GNU tar extracts the appended member over the first (a name with '..' it skips
+      // with an error, where docker's loader, joining and cleaning the name, writes manifest.json).
+      if (!member.name.includes('..')) {
+        const out = fs.mkdtempSync(path.join(work, 'x-'));
+        assert.equal(spawnSync('tar', ['-xf', bad, '-C', out]).status, 0);
+        if (bytes !== '') assert.equal(fs.readFileSync(path.join(out, 'manifest.json'), 'utf8'), bytes);
+        else assert.equal(fs.lstatSync(path.join(out, 'manifest.json')).isSymbolicLink(), 'type' in member && member.type === 'symlink');
+      }
+      await expectError(bad, 'IMAGE_DUPLICATE_MEMBER', /two members named manifest\.json/);
+    });
+  }
 
   test('a duplicate blob member: IMAGE_DUPLICATE_MEMBER', async () => {
     const bad = fresh('two-blobs.tar');

@@ -5,6 +5,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { createRequire } from 'node:module';
 
 export { pathTraversalLayer, symlinkLoopLayer, decompressionBomb, truncatedTar } from './hostile-layers.js';
 
@@ -345,6 +346,27 @@ export function appendMember(tarFile: string, name: string, bytes: string | Buff
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * Appends a member with exactly the header given (GNU tar would normalise the name: '/manifest.json'
+ * loses its '/', './/' its './'): a file, a hard link or a symlink, before the end-of-archive marker.
+ */
+export function appendRawMember(tarFile: string, member: { name: string; type?: 'file' | 'link' | 'symlink'; linkname?: string }, bytes: string | Buffer = ''): void {
+  const require = createRequire(import.meta.url);
+  const headers = require(path.join(path.dirname(require.resolve('tar-stream')), 'headers.js')) as { encode: (h: object) => Buffer | null };
+  const body = member.type === undefined || member.type === 'file' ? Buffer.from(bytes) : Buffer.alloc(0);
+  const header = headers.encode({ name: member.name, type: member.type ?? 'file', linkname: member.linkname ?? null, size: body.length, mode: 0o644, uid: 0, gid: 0, mtime: new Date(0), uname: '', gname: '' });
+  if (!header) throw new Error(`appendRawMember: cannot encode ${member.name}`);
+  const tar = fs.readFileSync(tarFile);
+  // The end-of-archive marker: the first all-zero header block.
+  let at = 0;
+  while (at + 512 <= tar.length && tar.subarray(at, at + 512).some((b) => b !== 0)) {
+    const size = Number.parseInt(tar.subarray(at + 124, at + 136).toString('latin1').replace(/\0.*$/, '').trim() || '0', 8);
+    at += 512 + Math.ceil(size / 512) * 512;
+  }
+  const pad = Buffer.alloc((512 - (body.length % 512)) % 512);
+  fs.writeFileSync(tarFile, Buffer.concat([tar.subarray(0, at), header, body, pad, Buffer.alloc(1024)]));
 }
 
 /**
