@@ -34,11 +34,30 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-function descriptor(v: unknown, what: string): Descriptor {
-  if (!isObject(v) || typeof v.digest !== 'string' || !/^sha256:[0-9a-f]{64}$/.test(v.digest)) {
-    throw new VsysError('IMAGE_BAD_MANIFEST', `${what}: a descriptor without a valid sha256 digest`);
+/**
+ * A digest vsys can use: `sha256:` and 64 lowercase hex digits (image-spec descriptor.md). Another
+ * well-formed algorithm (sha512, blake3) is IMAGE_UNSUPPORTED_DIGEST; anything else (a path such
+ * as 'sha256:../../etc/passwd', which would name a file outside the layout) IMAGE_BAD_DIGEST.
+ */
+export function checkDigest(digest: unknown, what: string): string {
+  if (typeof digest === 'string' && /^sha256:[0-9a-f]{64}$/.test(digest)) return digest;
+  const shown = typeof digest === 'string' ? `'${digest.slice(0, 100)}'` : String(digest);
+  if (typeof digest === 'string' && /^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$/.test(digest) && !digest.startsWith('sha256:')) {
+    throw new VsysError('IMAGE_UNSUPPORTED_DIGEST', `${what}: digest ${shown} uses an algorithm vsys does not check (only sha256)`);
   }
+  throw new VsysError('IMAGE_BAD_DIGEST', `${what}: ${shown} is not a sha256 digest (sha256: and 64 lowercase hex digits)`);
+}
+
+function descriptor(v: unknown, what: string): Descriptor {
+  if (!isObject(v)) throw new VsysError('IMAGE_BAD_MANIFEST', `${what}: a descriptor that is not an object`);
+  checkDigest(v.digest, what);
   return v as unknown as Descriptor;
+}
+
+/** The descriptors an OCI index lists (index.json's `manifests`), each with a sha256 digest. */
+export function indexEntries(doc: unknown, what: string): Descriptor[] {
+  if (!isObject(doc) || !Array.isArray(doc.manifests)) throw new VsysError('IMAGE_BAD_MANIFEST', `${what}: not an index (no manifests)`);
+  return doc.manifests.map((m, i) => descriptor(m, `${what} entry ${i}`));
 }
 
 export function isIndex(doc: unknown): boolean {
@@ -57,8 +76,7 @@ export function platformName(p: Descriptor['platform']): string {
 
 /** The linux/amd64 entry of an index, and the platforms left out. */
 export function pickAmd64(doc: unknown, what: string): { chosen: Descriptor; skipped: string[] } {
-  if (!isObject(doc) || !Array.isArray(doc.manifests)) throw new VsysError('IMAGE_BAD_MANIFEST', `${what}: not an index`);
-  const all = doc.manifests.map((m, i) => descriptor(m, `${what} entry ${i}`));
+  const all = indexEntries(doc, what);
   // Attestation manifests (buildkit's unknown/unknown) are not platforms.
   const real = all.filter((m) => !(m.platform?.os === 'unknown' && m.platform.architecture === 'unknown'));
   const chosen = real.find((m) => m.platform?.os === 'linux' && m.platform.architecture === 'amd64') ?? (real.length === 1 && !real[0]?.platform ? real[0] : undefined);

@@ -10,7 +10,8 @@ import { VsysError } from '../errors.js';
 import { readLayer, readLayerAt, type LayerLimits, type LayerResult } from './read-layer.js';
 import { walkTar, type TarEntry } from './tar-index.js';
 import { readUpTo } from '../scan/sparse-read.js';
-import { configDiffIds, configPlatform, configRun, isIndex, type ImageRun, parseDockerSaveManifest, parseJson, parseManifest, pickAmd64, platformName, type Descriptor, type ImageManifest } from './manifests.js';
+import { checkDigest, indexEntries, configDiffIds, configPlatform, configRun, isIndex, type ImageRun, parseDockerSaveManifest, parseJson, parseManifest, pickAmd64, platformName, type Descriptor, type ImageManifest } from './manifests.js';
+import { openLayoutFile, readLayoutJson } from './layout-file.js';
 import { cancelHash, hashCancelFlag, hashRange } from './hash-range.js';
 import { checkBlob, checkDiffId, sha256Of, type BlobClaim } from './verify-blob.js';
 
@@ -39,8 +40,9 @@ export interface SourceOptions {
 
 const JSON_MAX = 4 * 1024 * 1024;
 
+/** A blob's path in a layout; only for a sha256 digest (another string could name any path). */
 function blobName(digest: string): string {
-  return `blobs/${digest.replace(':', '/')}`;
+  return `blobs/${checkDigest(digest, 'a blob').replace(':', '/')}`;
 }
 
 function checkTotal(layers: { result: LayerResult }[], max: number, what: string): void {
@@ -328,7 +330,7 @@ interface IndexedImage {
  */
 async function walkIndex(index: unknown, read: (digest: string, what: string, size?: number) => unknown, where: string): Promise<IndexedImage[]> {
   const out: IndexedImage[] = [];
-  for (const top of (index as { manifests?: Descriptor[] }).manifests ?? []) {
+  for (const top of indexEntries(index, `${where}:index.json`)) {
     const ref = top.annotations?.['org.opencontainers.image.ref.name'] ?? top.digest.slice(0, 19);
     const m = await pickManifest(read(top.digest, 'index.json', top.size), top.digest, read, `${where}:${ref}`);
     const platform = m.platform ?? (top.platform ? platformName(top.platform) : configPlatform(read(m.manifest.config.digest, 'the manifest', m.manifest.config.size)));
@@ -337,46 +339,30 @@ async function walkIndex(index: unknown, read: (digest: string, what: string, si
   return out;
 }
 
-/** An OCI image layout directory (`oci:DIR`). */
+/** An OCI image layout directory (`oci:DIR`): every file read through layout-file.ts, so never one outside it. */
 export async function readOciDir(dir: string, o: SourceOptions): Promise<ResolvedImage[]> {
   const read = (rel: string, what: string, claim: BlobClaim = {}): unknown => {
+    const bytes = readLayoutJson(dir, rel, what, JSON_MAX);
     const p = path.join(dir, rel);
-    let bytes: Buffer;
-    try {
-      if (fs.statSync(p).size > JSON_MAX) throw new VsysError('IMAGE_BAD_MANIFEST', `${p} is too large for a manifest or config`, { path: p });
-      bytes = fs.readFileSync(p);
-    } catch (e) {
-      if (e instanceof VsysError) throw e;
-      throw new VsysError('IMAGE_MISSING_BLOB', `${dir}: ${what} names ${rel}, which is missing`, { path: p });
-    }
     if (o.limits.verify && claim.digest) checkBlob(p, claim, { digest: sha256Of(bytes), bytes: bytes.length });
     return parseJson(bytes.toString('utf8'), p);
+  };
+  /** A layer blob's descriptor open for `use`, closed after. */
+  const withBlob = async <T>(d: string, use: (file: string, fd: number) => Promise<T>): Promise<T> => {
+    const fd = openLayoutFile(dir, blobName(d), 'the manifest');
+    try {
+      return await use(path.join(dir, blobName(d)), fd);
+    } finally {
+      fs.closeSync(fd);
+    }
   };
   if (!fs.existsSync(path.join(dir, 'oci-layout'))) throw new VsysError('IMAGE_BAD_MANIFEST', `${dir}: no oci-layout file; not an OCI image layout`, { path: dir });
   const out: ResolvedImage[] = [];
   for (const img of await walkIndex(read('index.json', 'the layout'), (digest, what, size) => read(blobName(digest), what, { digest, ...(size !== undefined ? { size } : {}) }), dir)) {
     const cfg = read(blobName(img.manifest.config.digest), 'the manifest', img.manifest.config);
-    for (const l of img.manifest.layers) {
-      const p = path.join(dir, blobName(l.digest));
-      if (!fs.existsSync(p)) throw new VsysError('IMAGE_MISSING_BLOB', `${dir}: the manifest names layer ${l.digest}, which is missing`, { path: p });
-    }
-    const ls = await collectLayers(img.manifest.layers.map((l) => l.digest), async (d, what, limits) => {
-      const file = path.join(dir, blobName(d));
-      const fd = openImageFile(file);
-      try {
-        return await layerInFile(file, fd, 0, fs.fstatSync(fd).size, what, limits);
-      } finally {
-        fs.closeSync(fd);
-      }
-    }, dir, o, o.cache, layerClaims(img.manifest, diffIdsFor(cfg, img.manifest.layers.length, `${dir}:${img.ref}`, o)), async (d) => {
-      const file = path.join(dir, blobName(d));
-      const fd = openImageFile(file);
-      try {
-        return await hashRange(fd, 0, fs.fstatSync(fd).size);
-      } finally {
-        fs.closeSync(fd);
-      }
-    });
+    // Every layer there (and a file inside the layout) before any is read.
+    for (const l of img.manifest.layers) fs.closeSync(openLayoutFile(dir, blobName(l.digest), `the manifest (layer ${l.digest})`));
+    const ls = await collectLayers(img.manifest.layers.map((l) => l.digest), (d, what, limits) => withBlob(d, (file, fd) => layerInFile(file, fd, 0, fs.fstatSync(fd).size, what, limits)), dir, o, o.cache, layerClaims(img.manifest, diffIdsFor(cfg, img.manifest.layers.length, `${dir}:${img.ref}`, o)), (d) => withBlob(d, (_file, fd) => hashRange(fd, 0, fs.fstatSync(fd).size)));
     const run = configRun(cfg);
     out.push({ ref: img.ref, source: 'oci-dir', digest: img.digest, platform: img.platform, skippedPlatforms: img.skipped, ...(run ? { run } : {}), layers: ls });
   }

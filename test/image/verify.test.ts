@@ -214,3 +214,70 @@ describe('a layer that fails stops its hash', () => {
     }
   });
 });
+
+describe('an OCI layout directory that names files outside itself', () => {
+  /** A layout to spoil, its config and first layer blob paths, and its index. */
+  function layout(name: string) {
+    const dir = fresh(name);
+    const built = buildOciLayout(dir, [{ dir: layerDir(), compress: 'gzip' }], { repoTag: `${name}:1` });
+    const indexFile = path.join(dir, 'index.json');
+    return { dir, built, indexFile, index: JSON.parse(fs.readFileSync(indexFile, 'utf8')) };
+  }
+  /** The CLI in a child first (a hang or a read of /dev/zero is killed there, not here), then in-process. */
+  async function refused(ref: string, code: string, message: RegExp): Promise<void> {
+    const t0 = performance.now();
+    const r = runVsys(['scan', '--mode', 'none', '--json', ref], { timeout: 20_000 });
+    assert.equal(r.signal, null, `killed after ${(performance.now() - t0).toFixed(0)} ms (a hang or a runaway read)`);
+    assert.equal(r.status, 3, r.stderr);
+    const errs = r.stdout.trim().split('\n').map((l) => JSON.parse(l)).filter((l) => l.record === 'error');
+    assert.deepEqual(errs.map((e) => e.code), [code], r.stdout);
+    await expectError(ref, code, message);
+  }
+
+  test('a config blob that is a symlink to /dev/zero: IMAGE_BLOB_OUTSIDE, nothing read', async () => {
+    const { dir, built } = layout('oci-devzero');
+    fs.rmSync(built.configPath);
+    fs.symlinkSync('/dev/zero', built.configPath);
+    await refused(`oci:${dir}`, 'IMAGE_BLOB_OUTSIDE', /resolves to \/dev\/zero, outside the layout/);
+  });
+
+  test('a config blob that is a FIFO: IMAGE_BLOB_NOT_FILE, no hang', async () => {
+    const { dir, built } = layout('oci-fifo');
+    fs.rmSync(built.configPath);
+    assert.equal(spawnSync('mkfifo', [built.configPath]).status, 0);
+    await refused(`oci:${dir}`, 'IMAGE_BLOB_NOT_FILE', /not a regular file \(a FIFO\)/);
+  });
+
+  test('a layer blob that is a symlink to a copy of itself outside the layout: IMAGE_BLOB_OUTSIDE', async () => {
+    const { dir, built } = layout('oci-layer-outside');
+    const copy = fresh('layer-outside.tar.gz');
+    fs.copyFileSync(built.layerPaths[0]!, copy);
+    fs.rmSync(built.layerPaths[0]!);
+    fs.symlinkSync(copy, built.layerPaths[0]!);
+    await refused(`oci:${dir}`, 'IMAGE_BLOB_OUTSIDE', /outside the layout/);
+  });
+
+  test('a blob symlinked to another file inside the layout is read', async () => {
+    const { dir, built } = layout('oci-layer-inside');
+    const moved = path.join(dir, 'moved.tar.gz');
+    fs.renameSync(built.layerPaths[0]!, moved);
+    fs.symlinkSync('../../moved.tar.gz', built.layerPaths[0]!);
+    const { images, errors } = await scanImageRefs([`oci:${dir}`]);
+    assert.deepEqual(errors, []);
+    assert.ok(images[0]!.elfFiles >= 1);
+  });
+
+  test('index.json naming "sha256:../../…/etc/passwd": IMAGE_BAD_DIGEST, /etc/passwd not read', async () => {
+    const { dir, indexFile, index } = layout('oci-passwd');
+    index.manifests[0].digest = `sha256:${'../'.repeat(16)}etc/passwd`;
+    fs.writeFileSync(indexFile, JSON.stringify(index));
+    await refused(`oci:${dir}`, 'IMAGE_BAD_DIGEST', /is not a sha256 digest/);
+  });
+
+  test('a manifest digest of another algorithm (sha512): IMAGE_UNSUPPORTED_DIGEST', async () => {
+    const { dir, indexFile, index } = layout('oci-sha512');
+    index.manifests[0].digest = `sha512:${'ab'.repeat(64)}`;
+    fs.writeFileSync(indexFile, JSON.stringify(index));
+    await refused(`oci:${dir}`, 'IMAGE_UNSUPPORTED_DIGEST', /only sha256/);
+  });
+});
