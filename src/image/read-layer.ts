@@ -294,12 +294,16 @@ class LayerBuilder {
 
 type FileNode = { kind: 'file'; layer: number; size: number; report?: FileReport; text?: string; interpreter?: string };
 
-export async function readLayer(src: Readable, what: string, limits: LayerLimits): Promise<LayerResult> {
+/**
+ * A layer from a stream. `size`: what its descriptor says the blob is; verified, the read stops
+ * with IMAGE_SIZE_MISMATCH at the first byte past it (a source that sends more is not read on).
+ */
+export async function readLayer(src: Readable, what: string, limits: LayerLimits, size?: number): Promise<LayerResult> {
   const b = new LayerBuilder(what, limits);
   const result = b.result;
   // Verified: the blob hashed as it arrives, and its tar after decompression (the same bytes, and
   // one hash, when it is stored plain). Both see every byte, what follows the tar's end too.
-  const blobHash = limits.verify ? new DigestStream(what) : undefined;
+  const blobHash = limits.verify ? new DigestStream(what, size) : undefined;
   let input: Readable = src;
   if (blobHash) {
     src.once('error', (e) => blobHash.destroy(e));

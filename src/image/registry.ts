@@ -3,9 +3,9 @@
 // unless --insecure, linux/amd64 chosen from multi-arch indexes. Layers are streamed, never stored.
 import { Readable } from 'node:stream';
 import { VsysError } from '../errors.js';
-import { configDiffIds, configPlatform, configRun, MEDIA, parseJson } from './manifests.js';
+import { checkDigest, configDiffIds, configPlatform, configRun, MEDIA, parseJson } from './manifests.js';
 import { collectLayers, pickManifest, streamedLayers, type ResolvedImage, type SourceOptions } from './sources.js';
-import { checkBlob, sha256Of, type BlobClaim } from './verify-blob.js';
+import { checkBlob, pastSize, sha256Of, type BlobClaim } from './verify-blob.js';
 
 export interface RegistryRef {
   host: string;
@@ -135,8 +135,7 @@ export class RegistryClient {
   /** A manifest or index; fetched by digest, or with `claim`, checked against it when `verify`. */
   async manifest(reference: string, verify = false, claim: BlobClaim = {}): Promise<{ doc: unknown; digest: string | undefined }> {
     const r = await this.get(`/manifests/${reference}`, [MEDIA.ociIndex, MEDIA.ociManifest, MEDIA.dockerList, MEDIA.dockerManifest].join(', '));
-    const bytes = Buffer.from(await r.arrayBuffer());
-    if (bytes.length > 4 * 1024 * 1024) throw new VsysError('IMAGE_BAD_MANIFEST', `${reference}: manifest over 4 MiB`);
+    const bytes = await readBody(r, `${this.ref.host}/${this.ref.repo} manifest ${reference}`, verify ? claim.size : undefined);
     // Asked for by digest, that digest; by tag, the one the registry says it served.
     const said = r.headers.get('docker-content-digest') ?? undefined;
     const digest = /^sha256:[0-9a-f]{64}$/.test(reference) ? reference : said !== undefined && /^sha256:[0-9a-f]{64}$/.test(said) ? said : undefined;
@@ -146,26 +145,50 @@ export class RegistryClient {
 
   /** A JSON blob (a config), checked against its digest and descriptor's size when `verify`. */
   async blobJson(digest: string, verify = false, size?: number): Promise<unknown> {
-    const r = await this.get(`/blobs/${digest}`);
-    const bytes = Buffer.from(await r.arrayBuffer());
-    if (bytes.length > 4 * 1024 * 1024) throw new VsysError('IMAGE_BAD_MANIFEST', `blob ${digest}: over 4 MiB, too large for a config`);
+    const r = await this.get(`/blobs/${checkDigest(digest, `${this.ref.host}/${this.ref.repo}`)}`);
+    const bytes = await readBody(r, `${this.ref.host}/${this.ref.repo} blob ${digest}`, verify ? size : undefined);
     if (verify) checkBlob(`${this.ref.host}/${this.ref.repo} blob ${digest}`, { digest, ...(size !== undefined ? { size } : {}) }, { digest: sha256Of(bytes), bytes: bytes.length });
     return parseJson(bytes.toString('utf8'), `blob ${digest}`);
   }
 
   /** A small blob (a config) whole. */
   async blobBytes(digest: string): Promise<Buffer> {
-    const r = await this.get(`/blobs/${digest}`);
-    const b = Buffer.from(await r.arrayBuffer());
-    if (b.length > 4 * 1024 * 1024) throw new VsysError('IMAGE_BAD_MANIFEST', `blob ${digest}: over 4 MiB, too large for a config`);
-    return b;
+    const r = await this.get(`/blobs/${checkDigest(digest, `${this.ref.host}/${this.ref.repo}`)}`);
+    return readBody(r, `${this.ref.host}/${this.ref.repo} blob ${digest}`);
   }
 
   async blobStream(digest: string): Promise<Readable> {
-    const r = await this.get(`/blobs/${digest}`);
+    const r = await this.get(`/blobs/${checkDigest(digest, `${this.ref.host}/${this.ref.repo}`)}`);
     if (!r.body) throw new VsysError('REGISTRY_FAILED', `blob ${digest}: empty body`);
     return Readable.fromWeb(r.body as never);
   }
+}
+
+const JSON_MAX = 4 * 1024 * 1024;
+
+/**
+ * A manifest's or config's body, read only up to JSON_MAX bytes, and with `declared` (its
+ * descriptor's size, when verifying) not one byte past it: a registry that sends more is cut off.
+ */
+async function readBody(r: Response, what: string, declared?: number): Promise<Buffer> {
+  const reader = r.body?.getReader();
+  if (!reader) return Buffer.alloc(0);
+  const chunks: Buffer[] = [];
+  let n = 0;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      n += value.length;
+      if (declared !== undefined && n > declared) throw pastSize(what, declared);
+      if (n > JSON_MAX) throw new VsysError('IMAGE_BAD_MANIFEST', `${what}: over ${JSON_MAX} bytes, too large for a manifest or config`);
+      chunks.push(Buffer.from(value.buffer, value.byteOffset, value.length));
+    }
+  } catch (e) {
+    await reader.cancel().catch(() => undefined);
+    throw e;
+  }
+  return Buffer.concat(chunks, n);
 }
 
 export async function readRegistry(refText: string, o: SourceOptions & RegistryOptions): Promise<ResolvedImage[]> {

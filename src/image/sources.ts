@@ -59,12 +59,15 @@ export interface LayerProgress {
   total: number | undefined;
 }
 
-/** Reads one layer under the given limits (the image's remaining budget folded in). */
-export type LayerReader = (key: string, what: string, limits: LayerLimits) => Promise<LayerResult>;
+/**
+ * Reads one layer under the given limits (the image's remaining budget folded in). `size`: what the
+ * image's descriptor says its blob is, when it says (verified, no more is read).
+ */
+export type LayerReader = (key: string, what: string, limits: LayerLimits, size?: number) => Promise<LayerResult>;
 
 /** A registry blob (or any stream) as a layer reader. */
 export function streamedLayers(open: (digest: string) => Readable | Promise<Readable>): LayerReader {
-  return async (key, what, limits) => readLayer(await open(key), what, limits);
+  return async (key, what, limits, size) => readLayer(await open(key), what, limits, size);
 }
 
 /** What an image says layer i is: its blob's digest and size (a manifest's descriptor), its diff_id (the config). */
@@ -89,13 +92,14 @@ export async function collectLayers(keys: string[], read: LayerReader, what: str
       maxLayerBytes: Math.min(o.limits.maxLayerBytes, Math.max(0, o.maxImageBytes - total)),
       ...(onProgress ? { onBytes: (done: number, size: number | undefined) => onProgress({ key: k, index, layers: keys.length, done, total: size }) } : {}),
     };
-    if (!cached) cache.set(k, read(k, `${what} ${k.slice(0, 19)}`, limits));
+    const size = claims[index]?.size;
+    if (!cached) cache.set(k, read(k, `${what} ${k.slice(0, 19)}`, limits, size));
     let result = cached && o.limits.verify ? await (cache.get(k) as Promise<LayerResult>).catch(() => undefined) : await (cache.get(k) as Promise<LayerResult>);
     // A result another reference's blob gave vouches for that blob, not for this one: used only when
     // this reference's own blob hashes the same (the analysis shared, the hash not); else this
     // reference's own is read (and a lie of the other is not this one's).
     if (o.limits.verify && cached && (!result || !layerMatches(claims[index] ?? {}, result) || !(await sameBlob(k, result, rehash)))) {
-      result = await read(k, `${what} ${k.slice(0, 19)}`, limits);
+      result = await read(k, `${what} ${k.slice(0, 19)}`, limits, size);
       cached = false;
     }
     if (!result) throw new VsysError('INTERNAL_ERROR', `${what}: layer ${k} has no result`);
@@ -148,15 +152,17 @@ const ZSTD = [0x28, 0xb5, 0x2f, 0xfd];
 
 /**
  * A layer blob at [at, at + size) of a local file: read by position when it is a plain tar, else
- * streamed through its decompressor.
+ * streamed through its decompressor. Verified, a blob of another size than `declared` (its
+ * descriptor's) is refused before it is read.
  */
-export async function layerInFile(file: string, fd: number, at: number, size: number, what: string, limits: LayerLimits): Promise<LayerResult> {
+export async function layerInFile(file: string, fd: number, at: number, size: number, what: string, limits: LayerLimits, declared?: number): Promise<LayerResult> {
+  if (limits.verify && declared !== undefined) checkBlob(what, { size: declared }, { digest: '', bytes: size });
   const head = Buffer.alloc(4);
   const n = readUpTo(fd, head, 0, Math.min(4, size), at);
   const starts = (magic: number[]) => n >= magic.length && magic.every((b, i) => head[i] === b);
   if (starts(GZIP) || starts(ZSTD)) {
     // Through the descriptor already open (not the path again), left open for the caller to close.
-    return readLayer(fs.createReadStream(file, { fd, autoClose: false, start: at, end: at + size - 1, highWaterMark: 4 * 1024 * 1024 }), what, limits);
+    return readLayer(fs.createReadStream(file, { fd, autoClose: false, start: at, end: at + size - 1, highWaterMark: 4 * 1024 * 1024 }), what, limits, declared);
   }
   // Verified: the same range hashed on another thread while this one walks it (the analysis reads
   // only what it needs; the hash reads all of it, from the page cache the walk fills or warms).
@@ -277,9 +283,9 @@ export async function readArchive(file: string, o: SourceOptions): Promise<Resol
         const shared = key ? o.cache.get(key) : undefined;
         if (shared && !byName.has(n)) byName.set(n, shared);
       }
-      return collectLayers(names, (name, _what, limits) => {
+      return collectLayers(names, (name, _what, limits, size) => {
         const e = entries.get(memberName(name)) as TarEntry;
-        const p = layerInFile(file, fd, e.dataAt, e.size, `${file}:${name}`, limits);
+        const p = layerInFile(file, fd, e.dataAt, e.size, `${file}:${name}`, limits, size);
         const key = digestKey(name);
         if (key) o.cache.set(key, p);
         return p;
@@ -362,7 +368,7 @@ export async function readOciDir(dir: string, o: SourceOptions): Promise<Resolve
     const cfg = read(blobName(img.manifest.config.digest), 'the manifest', img.manifest.config);
     // Every layer there (and a file inside the layout) before any is read.
     for (const l of img.manifest.layers) fs.closeSync(openLayoutFile(dir, blobName(l.digest), `the manifest (layer ${l.digest})`));
-    const ls = await collectLayers(img.manifest.layers.map((l) => l.digest), (d, what, limits) => withBlob(d, (file, fd) => layerInFile(file, fd, 0, fs.fstatSync(fd).size, what, limits)), dir, o, o.cache, layerClaims(img.manifest, diffIdsFor(cfg, img.manifest.layers.length, `${dir}:${img.ref}`, o)), (d) => withBlob(d, (_file, fd) => hashRange(fd, 0, fs.fstatSync(fd).size)));
+    const ls = await collectLayers(img.manifest.layers.map((l) => l.digest), (d, what, limits, size) => withBlob(d, (file, fd) => layerInFile(file, fd, 0, fs.fstatSync(fd).size, what, limits, size)), dir, o, o.cache, layerClaims(img.manifest, diffIdsFor(cfg, img.manifest.layers.length, `${dir}:${img.ref}`, o)), (d) => withBlob(d, (_file, fd) => hashRange(fd, 0, fs.fstatSync(fd).size)));
     const run = configRun(cfg);
     out.push({ ref: img.ref, source: 'oci-dir', digest: img.digest, platform: img.platform, skippedPlatforms: img.skipped, ...(run ? { run } : {}), layers: ls });
   }

@@ -34,6 +34,11 @@ export function checkBlob(what: string, claim: BlobClaim, got: BlobDigest): void
   }
 }
 
+/** A blob still arriving past its declared size: stopped there (a source may send without end). */
+export function pastSize(what: string, size: number): VsysError {
+  return new VsysError('IMAGE_SIZE_MISMATCH', `${what}: more than the ${size} bytes its descriptor says; stopped there; ${HINT}`);
+}
+
 /** A layer's uncompressed bytes against the diff_id its image's config lists for it. */
 export function checkDiffId(what: string, diffId: string, got: string): void {
   if (diffId !== got) throw new VsysError('IMAGE_DIGEST_MISMATCH', `${what}: its uncompressed tar hashes to ${got} where the config's diff_id is ${diffId}; ${HINT}`);
@@ -53,7 +58,7 @@ export class DigestStream extends Transform {
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     this.bytes += chunk.length;
     if (this.size !== undefined && this.bytes > this.size) {
-      cb(new VsysError('IMAGE_SIZE_MISMATCH', `${this.what}: more than the ${this.size} bytes its descriptor says; ${HINT}`));
+      cb(pastSize(this.what, this.size));
       return;
     }
     this.h.update(chunk);

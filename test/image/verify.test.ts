@@ -10,8 +10,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { runVsys } from '../helpers.js';
-import { appendMember, appendRawMember, buildDockerArchive, buildOciLayout, replaceBytes, rewriteOciLayout } from '../support/images.js';
-import { pushImage, registryUnavailable, startRegistry, type Registry } from '../support/registry.js';
+import { type AnyLayerSpec, appendMember, appendRawMember, buildDockerArchive, buildOciLayout, replaceBytes, rewriteOciLayout } from '../support/images.js';
+import { pushImage, registryUnavailable, startFakeRegistry, startRegistry, type Registry } from '../support/registry.js';
 import { scanImageRefs } from '../../src/image/scan-image.js';
 import { hashRange } from '../../src/image/hash-range.js';
 import { layerInFile } from '../../src/image/sources.js';
@@ -279,5 +279,58 @@ describe('an OCI layout directory that names files outside itself', () => {
     index.manifests[0].digest = `sha512:${'ab'.repeat(64)}`;
     fs.writeFileSync(indexFile, JSON.stringify(index));
     await refused(`oci:${dir}`, 'IMAGE_UNSUPPORTED_DIGEST', /only sha256/);
+  });
+});
+
+describe('a registry that sends more than a descriptor says', () => {
+  /** An image to serve: its manifest, config and layer bytes. */
+  function image(name: string, layers: AnyLayerSpec[]) {
+    const built = buildOciLayout(fresh(name), layers, { repoTag: `${name}:1` });
+    return { built, manifest: fs.readFileSync(built.manifestPath), config: fs.readFileSync(built.configPath), layers: built.layerPaths.map((p) => fs.readFileSync(p)) };
+  }
+
+  /** The scan's errors, or a failure once `ms` pass (the scan is left to the registry's stop). */
+  async function scanWithin(ref: string, ms: number): Promise<{ code: string; message: string }[]> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`the scan of ${ref} did not end within ${ms} ms`)), ms);
+    });
+    try {
+      const { errors } = await Promise.race([scanImageRefs([ref], { concurrency: 1 }), late]);
+      return errors;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  for (const [what, extra, pick] of [
+    ['the layer, then 64 GB of zeros', 64 * 1024 ** 3, (i: ReturnType<typeof image>) => i.built.layerDigests[0]!],
+    ['the config, then 64 MB of zeros', 64 * 1024 ** 2, (i: ReturnType<typeof image>) => i.built.configDigest],
+  ] as const) {
+    test(`${what}: IMAGE_SIZE_MISMATCH within seconds`, { timeout: 60_000 }, async () => {
+      const img = image('trailing', [{ dir: layerDir(), compress: 'gzip' }]);
+      const reg = await startFakeRegistry({ manifests: { 'test/trailing:1': img.manifest }, blobs: [img.config, ...img.layers], trailing: { [pick(img)]: extra } });
+      try {
+        const t0 = performance.now();
+        const errors = await scanWithin(`registry://${reg.host}/test/trailing:1`, 10_000);
+        assert.deepEqual(errors.map((e) => e.code), ['IMAGE_SIZE_MISMATCH'], JSON.stringify(errors));
+        assert.match(errors[0]!.message, /more than the \d+ bytes its descriptor says; stopped there/);
+        assert.ok(performance.now() - t0 < 5_000, `${(performance.now() - t0).toFixed(0)} ms`);
+      } finally {
+        await reg.stop();
+      }
+    });
+  }
+
+  test('the same image without the extra bytes scans clean (the fake registry is a registry)', async () => {
+    const img = image('honest', [{ dir: layerDir(), compress: 'gzip' }]);
+    const reg = await startFakeRegistry({ manifests: { 'test/honest:1': img.manifest }, blobs: [img.config, ...img.layers] });
+    try {
+      const { images, errors } = await scanImageRefs([`registry://${reg.host}/test/honest:1`]);
+      assert.deepEqual(errors, []);
+      assert.ok(images[0]!.elfFiles >= 1);
+    } finally {
+      await reg.stop();
+    }
   });
 });

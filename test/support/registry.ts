@@ -378,3 +378,70 @@ export async function pushFromOciLayout(reg: Registry, repo: string, tag: string
   const { digest } = await pushTree(chosen, tag);
   return { reference: `${reg.host}/${repo}:${tag}`, digest, mediaType: chosen.mediaType, ...result };
 }
+
+/**
+ * A registry of fixed bytes in this process (node:http; distribution-spec GETs only, no auth), for
+ * what a real one will not do: send more than a blob is (`trailing`: that many zero bytes after a
+ * blob's or manifest's own, sent as the client takes them, without a length) and count requests.
+ */
+export interface FakeRegistry {
+  host: string;
+  /** The digest of each blob GET, in order. */
+  blobGets: string[];
+  stop(): Promise<void>;
+}
+
+export async function startFakeRegistry(o: {
+  /** 'repo:tag' → manifest bytes (also served by their digest). */
+  manifests: Record<string, Buffer>;
+  blobs: Buffer[];
+  /** digest → zero bytes sent after it. */
+  trailing?: Record<string, number>;
+}): Promise<FakeRegistry> {
+  const digestOf = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+  const blobs = new Map(o.blobs.map((b) => [digestOf(b), b]));
+  const manifests = new Map<string, Buffer>();
+  for (const [ref, b] of Object.entries(o.manifests)) {
+    manifests.set(ref, b);
+    manifests.set(`${ref.slice(0, ref.lastIndexOf(':'))}:${digestOf(b)}`, b);
+  }
+  const blobGets: string[] = [];
+  const zeros = Buffer.alloc(1024 * 1024);
+  const send = (res: http.ServerResponse, body: Buffer, extra: number) => {
+    res.write(body);
+    let left = extra;
+    const more = () => {
+      while (left > 0 && !res.destroyed) {
+        const n = Math.min(left, zeros.length);
+        left -= n;
+        if (!res.write(n === zeros.length ? zeros : zeros.subarray(0, n))) {
+          res.once('drain', more);
+          return;
+        }
+      }
+      if (!res.destroyed) res.end();
+    };
+    more();
+  };
+  const server = http.createServer((req, res) => {
+    const url = req.url ?? '';
+    if (url === '/v2/') return void res.writeHead(200).end('{}');
+    const m = /^\/v2\/(.+)\/(manifests|blobs)\/([^/]+)$/.exec(url);
+    const body = m ? (m[2] === 'manifests' ? manifests.get(`${m[1]}:${m[3]}`) : blobs.get(m[3] as string)) : undefined;
+    if (!m || !body) return void res.writeHead(404).end();
+    if (m[2] === 'blobs') blobGets.push(m[3] as string);
+    const digest = digestOf(body);
+    res.writeHead(200, { 'content-type': m[2] === 'manifests' ? MEDIA.ociManifest : 'application/octet-stream', 'docker-content-digest': digest });
+    send(res, body, o.trailing?.[digest] ?? 0);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as net.AddressInfo).port;
+  return {
+    host: `127.0.0.1:${port}`,
+    blobGets,
+    stop: () => new Promise<void>((r) => {
+      server.closeAllConnections();
+      server.close(() => r());
+    }),
+  };
+}
