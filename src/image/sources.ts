@@ -95,9 +95,11 @@ export async function collectLayers(keys: string[], read: LayerReader, what: str
     const size = claims[index]?.size;
     if (!cached) cache.set(k, read(k, `${what} ${k.slice(0, 19)}`, limits, size));
     let result = cached && o.limits.verify ? await (cache.get(k) as Promise<LayerResult>).catch(() => undefined) : await (cache.get(k) as Promise<LayerResult>);
-    // A result another reference's blob gave vouches for that blob, not for this one: used only when
-    // this reference's own blob hashes the same (the analysis shared, the hash not); else this
-    // reference's own is read (and a lie of the other is not this one's).
+    // A result another reference gave, checked against this one's claims: a verified blob of digest
+    // D and its size is D's bytes wherever D is claimed, so it is used as it is when the key is a
+    // digest (a registry's layer shared by several refs is downloaded once). A local blob is still
+    // hashed (cheap beside the analysis), so that a file changed on disk is caught; a key that is
+    // only a name (docker save's <id>/layer.tar) vouches for nothing: that reference's own is read.
     if (o.limits.verify && cached && (!result || !layerMatches(claims[index] ?? {}, result) || !(await sameBlob(k, result, rehash)))) {
       result = await read(k, `${what} ${k.slice(0, 19)}`, limits, size);
       cached = false;
@@ -116,7 +118,8 @@ export async function collectLayers(keys: string[], read: LayerReader, what: str
 export type Rehash = (key: string) => Promise<{ digest: string; bytes: number } | undefined>;
 
 async function sameBlob(key: string, r: LayerResult, rehash: Rehash | undefined): Promise<boolean> {
-  const own = rehash ? await rehash(key) : undefined;
+  if (!rehash) return /^sha256:[0-9a-f]{64}$/.test(key) && key === r.digests?.blob.digest;
+  const own = await rehash(key);
   return own !== undefined && own.digest === r.digests?.blob.digest && own.bytes === r.digests.blob.bytes;
 }
 

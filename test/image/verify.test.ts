@@ -6,6 +6,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -167,7 +168,12 @@ describe('a registry serving a blob that is not what its digest says', { skip: s
 
   test('IMAGE_DIGEST_MISMATCH for that image, the good one of the same run still reported', { timeout: 120_000 }, async () => {
     const dir = fresh('oci-push');
-    const built = buildOciLayout(dir, [{ dir: layerDir() }], { repoTag: 'pushed:1' });
+    // A layer of its own: a blob of the same digest verified from `good` would vouch for this one
+    // (a verified blob is its digest's bytes wherever that digest is claimed), and not be fetched.
+    const own = fresh('pushed-layer');
+    fs.cpSync(layerDir(), own, { recursive: true });
+    fs.writeFileSync(path.join(own, 'etc', 'pushed'), 'pushed\n');
+    const built = buildOciLayout(dir, [{ dir: own }], { repoTag: 'pushed:1' });
     reg = await startRegistry();
     await pushImage(reg, 'test/liar', '1', { configPath: built.configPath, layerPaths: built.layerPaths });
     await pushImage(reg, 'test/honest', '1', { configPath: built.configPath, layerPaths: built.layerPaths });
@@ -329,6 +335,49 @@ describe('a registry that sends more than a descriptor says', () => {
       const { images, errors } = await scanImageRefs([`registry://${reg.host}/test/honest:1`]);
       assert.deepEqual(errors, []);
       assert.ok(images[0]!.elfFiles >= 1);
+    } finally {
+      await reg.stop();
+    }
+  });
+});
+
+describe('a registry layer shared by several refs', () => {
+  test('verified, it is downloaded once: three refs sharing two layers make 5 blob GETs (3 configs, 2 layers), not 9', async () => {
+    const built = buildOciLayout(fresh('shared'), [{ dir: layerDir(), compress: 'gzip' }, { dir: layerDir(), compress: 'none' }], { repoTag: 'shared:1' });
+    const manifest = JSON.parse(fs.readFileSync(built.manifestPath, 'utf8'));
+    const config = JSON.parse(fs.readFileSync(built.configPath, 'utf8'));
+    const blobs: Buffer[] = built.layerPaths.map((p) => fs.readFileSync(p));
+    const manifests: Record<string, Buffer> = {};
+    for (const i of [1, 2, 3]) {
+      // Three images: one config each, the same two layers.
+      const c = Buffer.from(JSON.stringify({ ...config, author: `image ${i}` }));
+      blobs.push(c);
+      manifests[`test/shared${i}:1`] = Buffer.from(JSON.stringify({ ...manifest, config: { ...manifest.config, digest: `sha256:${createHash('sha256').update(c).digest('hex')}`, size: c.length } }));
+    }
+    const reg = await startFakeRegistry({ manifests, blobs });
+    try {
+      const refs = [1, 2, 3].map((i) => `registry://${reg.host}/test/shared${i}:1`);
+      const { images, errors } = await scanImageRefs(refs, { concurrency: 1 });
+      assert.deepEqual(errors, []);
+      assert.equal(images.length, 3);
+      assert.ok(images.every((i) => i.elfFiles >= 1));
+      const layerGets = reg.blobGets.filter((d) => built.layerDigests.includes(d));
+      assert.deepEqual(layerGets.sort(), [...built.layerDigests].sort(), 'each shared layer fetched once');
+      assert.equal(reg.blobGets.length, 5, reg.blobGets.join('\n'));
+    } finally {
+      await reg.stop();
+    }
+  });
+
+  test('a ref claiming the shared digest with another size does not get the cached analysis', async () => {
+    const built = buildOciLayout(fresh('shared-size'), [{ dir: layerDir(), compress: 'gzip' }], { repoTag: 'shared:2' });
+    const manifest = JSON.parse(fs.readFileSync(built.manifestPath, 'utf8'));
+    const liar = Buffer.from(JSON.stringify({ ...manifest, layers: [{ ...manifest.layers[0], size: manifest.layers[0].size + 1 }] }));
+    const reg = await startFakeRegistry({ manifests: { 'test/honest:1': fs.readFileSync(built.manifestPath), 'test/liar:1': liar }, blobs: [fs.readFileSync(built.configPath), fs.readFileSync(built.layerPaths[0]!)] });
+    try {
+      const { images, errors } = await scanImageRefs([`registry://${reg.host}/test/honest:1`, `registry://${reg.host}/test/liar:1`], { concurrency: 1 });
+      assert.deepEqual(images.map((i) => i.ref), [`${reg.host}/test/honest:1`]);
+      assert.deepEqual(errors.map((e) => e.code), ['IMAGE_SIZE_MISMATCH']);
     } finally {
       await reg.stop();
     }
