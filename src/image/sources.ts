@@ -10,7 +10,7 @@ import { VsysError } from '../errors.js';
 import { readLayer, readLayerAt, type LayerLimits, type LayerResult } from './read-layer.js';
 import { walkTar, type TarEntry } from './tar-index.js';
 import { readUpTo } from '../scan/sparse-read.js';
-import { checkDigest, indexEntries, configDiffIds, configPlatform, configRun, isIndex, type ImageRun, parseDockerSaveManifest, parseJson, parseManifest, pickAmd64, platformName, type Descriptor, type ImageManifest } from './manifests.js';
+import { checkDigest, indexEntries, configDiffIds, configPlatform, configRun, isIndex, type ImageRun, parseDockerSaveManifest, parseJson, parseManifest, pickAmd64, platformName, type ImageManifest } from './manifests.js';
 import { openLayoutFile, readLayoutJson } from './layout-file.js';
 import { cancelHash, hashCancelFlag, hashRange } from './hash-range.js';
 import { checkBlob, checkDiffId, sha256Of, type BlobClaim } from './verify-blob.js';
