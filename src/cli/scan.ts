@@ -51,6 +51,7 @@ options:
   --max-image-size MB  cap on an image's decompressed bytes (default 32768)
   --max-layer-entries N  cap on a layer's entries, each held in memory until the
                        image is judged (default 500000: a scan stays under ~512 MB)
+  --max-image-entries N  cap on the entries of all of an image's layers (default 1000000)
   --concurrency N      images scanned at once (default 2)
   --creds USER:PASS    registry credentials (or VSYS_REGISTRY_CREDS)
   --insecure           allow plain http to registries other than localhost
@@ -121,6 +122,7 @@ function parseScanArgs(args: string[]) {
       'max-layer-size': { type: 'string' },
       'max-image-size': { type: 'string' },
       'max-layer-entries': { type: 'string' },
+      'max-image-entries': { type: 'string' },
       concurrency: { type: 'string' },
       creds: { type: 'string' },
       insecure: { type: 'boolean' },
@@ -151,8 +153,9 @@ function parseScanArgs(args: string[]) {
   const maxLayerMb = numberOption('scan', 'max-layer-size', values['max-layer-size'], { positive: 'megabytes' });
   const maxImageMb = numberOption('scan', 'max-image-size', values['max-image-size'], { positive: 'megabytes' });
   const maxEntries = numberOption('scan', 'max-layer-entries', values['max-layer-entries'], { integer: [1, 100_000_000] });
+  const maxImageEntries = numberOption('scan', 'max-image-entries', values['max-image-entries'], { integer: [1, 1_000_000_000] });
   const conc = numberOption('scan', 'concurrency', values.concurrency, { integer: [1, 64] });
-  return { values, positionals, modeArg, failOn, workers, maxMb, maxLayerMb, maxImageMb, maxEntries, conc };
+  return { values, positionals, modeArg, failOn, workers, maxMb, maxLayerMb, maxImageMb, maxEntries, maxImageEntries, conc };
 }
 
 export const scanCommand: Command = {
@@ -163,7 +166,7 @@ export const scanCommand: Command = {
       io.stdout.write(HELP);
       return EXIT.ok;
     }
-    const { values, positionals, modeArg, failOn, workers, maxMb, maxLayerMb, maxImageMb, maxEntries, conc } = parsed;
+    const { values, positionals, modeArg, failOn, workers, maxMb, maxLayerMb, maxImageMb, maxEntries, maxImageEntries, conc } = parsed;
     const mb = (n: number) => Math.floor(n * 1024 * 1024);
 
     const { mode, source } = modeArg === 'host' ? await hostMode() : { mode: modeArg as VsyscallMode, source: 'chosen with --mode' };
@@ -184,6 +187,7 @@ export const scanCommand: Command = {
       ...(maxLayerMb !== undefined ? { maxLayerBytes: mb(maxLayerMb) } : {}),
       ...(maxImageMb !== undefined ? { maxImageBytes: mb(maxImageMb) } : {}),
       ...(maxEntries !== undefined ? { maxLayerEntries: maxEntries } : {}),
+      ...(maxImageEntries !== undefined ? { maxImageEntries } : {}),
       ...(conc !== undefined ? { concurrency: conc } : {}),
       ...(values.insecure ? { insecure: true } : {}),
       ...(creds ? { creds } : {}),

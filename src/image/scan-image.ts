@@ -18,8 +18,10 @@ export interface ImageScanOptions {
   maxLayerBytes?: number;
   maxImageBytes?: number;
   maxFileBytes?: number;
-  /** Entries a layer may hold (default MAX_ENTRIES, 2 million): each is kept in memory. */
+  /** Entries a layer may hold (default MAX_ENTRIES, 500,000): each is kept in memory. */
   maxLayerEntries?: number;
+  /** Entries all layers of an image may hold together (default MAX_IMAGE_ENTRIES, 1,000,000). */
+  maxImageEntries?: number;
   concurrency?: number;
   /**
    * Worker threads for ELF analysis beside this thread (default: imageWorkers(), on two cores only
@@ -120,6 +122,7 @@ export async function scanImageRefs(refs: string[], o: ImageScanOptions = {}): P
     const so: SourceOptions = {
       limits: { maxLayerBytes: o.maxLayerBytes ?? 8 * 1024 ** 3, maxFileBytes, ...(o.verify !== false ? { verify: true } : {}), ...(o.maxLayerEntries !== undefined ? { maxEntries: o.maxLayerEntries } : {}), ...(streamedToWorkers ? { analyse } : {}), ...(workers > 0 ? { analyseAt, analyseAtFrom: workerFrom, workersReady: () => pool.readyWorkers() > 0, inflight: (workers + 1) * 2 } : {}) },
       maxImageBytes: o.maxImageBytes ?? 32 * 1024 ** 3,
+      ...(o.maxImageEntries !== undefined ? { maxImageEntries: o.maxImageEntries } : {}),
       cache,
       onLayer: (key, bytes) => o.onLayer?.(ref, key, bytes),
       ...(o.onProgress ? { onProgress: (p: LayerProgress) => o.onProgress?.(ref, p) } : {}),

@@ -15,6 +15,9 @@ import { openLayoutFile, readLayoutJson } from './layout-file.js';
 import { cancelHash, hashCancelFlag, hashRange } from './hash-range.js';
 import { checkBlob, checkDiffId, sha256Of, type BlobClaim } from './verify-blob.js';
 
+/** Entries of all layers of one image, at ~170 bytes each besides the process: a scan stays under ~512 MB. */
+export const MAX_IMAGE_ENTRIES = 1_000_000;
+
 export interface ResolvedImage {
   ref: string;
   source: 'docker-archive' | 'oci-archive' | 'oci-dir' | 'registry';
@@ -31,6 +34,8 @@ export interface SourceOptions {
   limits: LayerLimits;
   /** Cap on the decompressed bytes of all layers of one image. */
   maxImageBytes: number;
+  /** Cap on the entries of all layers of one image (default MAX_IMAGE_ENTRIES). */
+  maxImageEntries?: number;
   /** Layer results shared across images: identical layers (same digest) are analysed once. */
   cache: Map<string, Promise<LayerResult>>;
   onLayer?: (key: string, bytes: number) => void;
@@ -84,6 +89,9 @@ export interface LayerClaim extends BlobClaim {
 export async function collectLayers(keys: string[], read: LayerReader, what: string, o: SourceOptions, cache: Map<string, Promise<LayerResult>> = o.cache, claims: LayerClaim[] = [], rehash?: Rehash): Promise<ResolvedImage['layers']> {
   const out: ResolvedImage['layers'] = [];
   let total = 0;
+  // Entries are held until the image is judged: a bound over all of its layers as well as each one.
+  const imageEntries = o.maxImageEntries ?? MAX_IMAGE_ENTRIES;
+  let entries = 0;
   for (const [index, k] of keys.entries()) {
     let cached = cache.has(k);
     const onProgress = o.onProgress;
@@ -107,6 +115,8 @@ export async function collectLayers(keys: string[], read: LayerReader, what: str
     if (!result) throw new VsysError('INTERNAL_ERROR', `${what}: layer ${k} has no result`);
     if (o.limits.verify) checkLayer(`${what} layer ${index} (${k})`, claims[index] ?? {}, result);
     total += result.bytes;
+    entries += result.ops.length;
+    if (entries > imageEntries) throw new VsysError('IMAGE_TOO_LARGE', `${what}: its layers hold more than ${imageEntries} entries in all (${entries} up to layer ${index}), the cap that keeps a scan's memory bounded; stopped there (raise it with --max-image-entries N)`);
     o.onLayer?.(k, result.bytes);
     out.push({ key: k, result, cached });
   }

@@ -76,3 +76,25 @@ test('a layer of 2,000,000 empty files stays under 512 MB of RSS and ends in a c
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('three layers of 400,000 entries each (each under the layer cap) stop at the image-wide cap, under 512 MB', { timeout: 600_000 }, (t) => {
+  if (!fs.existsSync('/proc/self/status')) return t.skip('no /proc');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vsys-memory-image-'));
+  try {
+    const tars = [0, 1, 2].map((i) => {
+      const tar = path.join(dir, `layer${i}.tar`);
+      writeLayer(tar, 400_000);
+      return tar;
+    });
+    const oci = path.join(dir, 'oci');
+    buildOciLayout(oci, tars.map((tar) => ({ tar, compress: 'gzip' as const })));
+    const r = runMeasured(['scan', '--json', `oci:${oci}`], dir);
+    const err = r.stdout.trim().split('\n').map((l) => JSON.parse(l)).find((x) => x.record === 'error');
+    assert.equal(err?.code, 'IMAGE_TOO_LARGE', r.stdout.slice(0, 500));
+    assert.match(err.message, /more than 1000000 entries in all.*--max-image-entries/);
+    assert.ok(r.peakMb < 512, `peak RSS ${r.peakMb.toFixed(0)} MB`);
+    console.log(`# 3 × 400,000 entries: IMAGE_TOO_LARGE at ${r.peakMb.toFixed(0)} MB peak RSS`);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
