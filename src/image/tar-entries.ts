@@ -4,14 +4,13 @@
 // The fix copies a file's header into its added layer, so only the size may change.
 import fs from 'node:fs';
 import { copyFileRange } from '../native/libc.js';
-import { createRequire } from 'node:module';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import tar from 'tar-stream';
 import { VsysError } from '../errors.js';
 import { readUpTo } from '../scan/sparse-read.js';
 import { normalisePath } from './image-fs.js';
-import { padded, walkTar } from './tar-index.js';
+import { headerCodec, padded, walkTar } from './tar-index.js';
 
 export type TarType = 'file' | 'link' | 'symlink' | 'directory';
 
@@ -41,20 +40,6 @@ export interface ReadEntry {
 const BLOCK = 512;
 const DERIVED = new Set(['path', 'linkpath', 'size']);
 
-interface Codec {
-  decode(buf: Buffer, encoding: string, allowUnknownFormat: boolean): { name: string; type: string; mode: number; uid: number; gid: number; size: number; mtime: Date; linkname: string | null; uname: string; gname: string } | null;
-  decodePax(buf: Buffer): Record<string, string>;
-  decodeLongPath(buf: Buffer, encoding: string): string;
-}
-
-let codec: Codec | undefined;
-function headerCodec(): Codec {
-  if (!codec) {
-    const require = createRequire(import.meta.url);
-    codec = require(path.join(path.dirname(require.resolve('tar-stream')), 'headers.js')) as Codec;
-  }
-  return codec;
-}
 
 function asType(t: string | null | undefined): TarType | undefined {
   return t === 'file' || t === 'contiguous-file' ? 'file' : t === 'link' || t === 'symlink' || t === 'directory' ? t : undefined;
@@ -95,7 +80,7 @@ function headerAt(fd: number, from: number, dataAt: number, what: string): FullH
     else if (h.type === 'gnu-long-path') longPath = c.decodeLongPath(body, 'utf-8');
     else if (h.type === 'gnu-long-link-path') longLink = c.decodeLongPath(body, 'utf-8');
     else if (at === buf.length) return fromDecoded({ ...h, name: longPath ?? h.name, linkname: longLink ?? h.linkname }, pax);
-    if (h.type === 'pax-header' || h.type === 'pax-global-header' || h.type.startsWith('gnu-long')) at += padded(h.size);
+    if (h.type === 'pax-header' || h.type === 'pax-global-header' || h.type?.startsWith('gnu-long')) at += padded(h.size);
   }
   return undefined;
 }

@@ -18,8 +18,19 @@ export interface TarHeader {
   linkname: string | null;
 }
 
-interface HeaderCodec {
-  decode(buf: Buffer, encoding: string, allowUnknownFormat: boolean): (TarHeader & { pax: unknown }) | null;
+/** A header as tar-stream's codec decodes it: the fields the index needs and those a writer keeps. */
+export interface DecodedHeader extends TarHeader {
+  pax: unknown;
+  mode: number;
+  uid: number;
+  gid: number;
+  mtime: Date;
+  uname: string;
+  gname: string;
+}
+
+export interface HeaderCodec {
+  decode(buf: Buffer, encoding: string, allowUnknownFormat: boolean): DecodedHeader | null;
   decodePax(buf: Buffer): Record<string, string>;
   decodeLongPath(buf: Buffer, encoding: string): string;
 }
@@ -27,7 +38,7 @@ interface HeaderCodec {
 let codec: HeaderCodec | undefined;
 
 /** tar-stream's header codec (headers.js, beside its entry point; not in its exports map). */
-function headerCodec(): HeaderCodec {
+export function headerCodec(): HeaderCodec {
   if (!codec) {
     const require = createRequire(import.meta.url);
     codec = require(path.join(path.dirname(require.resolve('tar-stream')), 'headers.js')) as HeaderCodec;
