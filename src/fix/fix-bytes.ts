@@ -107,8 +107,9 @@ function planOne(f: Finding, regions: CodeRegion[], targets: () => Set<number>):
 /**
  * Checks the rewritten bytes: each edit decodes to what the plan said (`mov $nr,%eax`, `syscall`,
  * NOPs), nothing else changed, and the scan of the output finds no direct call at a patched site.
+ * Returns that scan of the output.
  */
-function verify(elf: ElfFile, out: Uint8Array, sites: { fix: SiteFix; edits: PatchEdit[] }[], patchedOffsets: number[]): void {
+function verify(elf: ElfFile, out: Uint8Array, sites: { fix: SiteFix; edits: PatchEdit[] }[], patchedOffsets: number[]): FileReport {
   const fail = (why: string): never => {
     throw new VsysError('FIX_VERIFY_FAILED', `${elf.path}: the rewrite did not verify: ${why}; nothing written`, { path: elf.path });
   };
@@ -133,6 +134,7 @@ function verify(elf: ElfFile, out: Uint8Array, sites: { fix: SiteFix; edits: Pat
   if (!again || again.error) fail(`the output no longer reads as the same ELF file (${again?.error?.code ?? 'not ELF'})`);
   const left = (again as FileReport).findings.filter((f) => (f.kind === 'direct-call' || f.kind === 'indirect') && patchedOffsets.includes(f.offset));
   if (left.length > 0) fail(`a direct call remains at 0x${left[0]?.address.toString(16)}`);
+  return again as FileReport;
 }
 
 /** Plans, rewrites and verifies one file. */
@@ -165,8 +167,8 @@ export function fixBytes(bytes: Uint8Array, path: string): FixedFile {
     const edits = planned.flatMap((p) => p.edits);
     if (edits.length === 0) return { path, report };
     const output = applyEdits(elf, edits);
-    verify(elf, output, planned.filter((p) => p.fix.status === 'patched'), report.sites.filter((s) => s.status === 'patched').map((s) => s.offset));
-    const after = analyseBytes(output, path) as FileReport;
+    // The scan of the output that verification made gives the outcomes after, too.
+    const after = verify(elf, output, planned.filter((p) => p.fix.status === 'patched'), report.sites.filter((s) => s.status === 'patched').map((s) => s.offset));
     report.after = outcomes(after.findings);
     return { path, report, output };
   } catch (e) {
