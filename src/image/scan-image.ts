@@ -10,7 +10,7 @@ import { tuneAllocatorForStreaming } from '../native/libc.js';
 import type { SlowdownFor } from '../scan/verdict.js';
 import { analyseImage, type ImageReport } from './analyse-image.js';
 import { ImageFs } from './image-fs.js';
-import type { LayerResult } from './read-layer.js';
+import type { LayerResult } from './layer-builder.js';
 import { readRegistry } from './registry.js';
 import { readArchive, readOciDir, type LayerProgress, type ResolvedImage, type SourceOptions } from './sources.js';
 
