@@ -1,8 +1,8 @@
 // Sampled tracepoint events, decoded with tracefs formats into sysdig-style records (seed 003):
-// page faults in the vsyscall page, emulated calls, SIGSEGV deliveries, execs, process exits.
+// page faults in the vsyscall page, emulated calls, SIGSEGV deliveries, execs, process exits
+// (format-event.ts writes one as a line).
 import { readComm } from './attribution.js';
 import { PerfRing, type SampleVisitor } from '../native/perf-ring.js';
-import { describePageFault } from '../model/page-fault.js';
 import { readEventFormat, type EventFormat } from './tracefs.js';
 import { PAGE_FILTER } from './counters.js';
 
@@ -355,65 +355,4 @@ function readers(f: EventFormat): Readers {
   r = Object.fromEntries(names.map((n) => [n, fieldReader(f, n)])) as Readers;
   readerCache.set(f, r);
   return r;
-}
-
-const SIGNALS: Record<number, string> = { 11: 'SIGSEGV', 7: 'SIGBUS', 4: 'SIGILL', 6: 'SIGABRT' };
-
-const hexTexts = new Map<bigint, string>();
-
-/** Upper-case hex; the few addresses a trace shows over and over are made once (at most 4096 kept). */
-function hexUpper(v: bigint | undefined): string {
-  const x = v ?? 0n;
-  let t = hexTexts.get(x);
-  if (t === undefined) {
-    t = x.toString(16).toUpperCase();
-    if (hexTexts.size < 4096) hexTexts.set(x, t);
-  }
-  return t;
-}
-
-let clockSecond = -1;
-let clockPrefix = '';
-
-function clock(t: number): string {
-  // perf's clock is since boot: shown as HH:MM:SS.nnnnnnnnn of that, as sysdig shows its own clock.
-  // The HH:MM:SS. part is made once a second.
-  const s = Math.floor(t / 1_000_000_000);
-  if (s !== clockSecond) {
-    const hh = String(Math.floor(s / 3600) % 24).padStart(2, '0');
-    const mm = String(Math.floor(s / 60) % 60).padStart(2, '0');
-    const ss = String(s % 60).padStart(2, '0');
-    clockSecond = s;
-    clockPrefix = `${hh}:${mm}:${ss}.`;
-  }
-  return clockPrefix + String(t % 1_000_000_000).padStart(9, '0');
-}
-
-const errorTexts = new Map<number, string>();
-
-/** `0x14(PAGE_NOT_PRESENT|…)`, made once per error code. */
-function errorText(error: number): string {
-  let t = errorTexts.get(error);
-  if (t === undefined) {
-    t = `0x${error.toString(16)}(${describePageFault(error)})`;
-    errorTexts.set(error, t);
-  }
-  return t;
-}
-
-/** One line in seed 003's sysdig format. */
-export function formatEvent(e: TraceEvent): string {
-  const head = `${String(e.n).padStart(10)} ${clock(e.time)} ${e.cpu} ${e.comm} (${e.tid}) >`;
-  switch (e.kind) {
-    case 'page_fault':
-      return `${head} page_fault addr=${hexUpper(e.address)} ip=${hexUpper(e.ip)} error=${errorText(e.error ?? 0)}`;
-    case 'emulate':
-      return `${head} emulate_vsyscall nr=${e.nr}`;
-    case 'signaldeliver':
-      return `${head} signaldeliver spid=0 dpid=${e.tid}(${e.comm}) sig=${e.sig}(${SIGNALS[e.sig ?? 0] ?? `SIG${e.sig}`})`;
-    case 'procexec':
-      return `${head} execve filename=${e.filename ?? '?'}`;
-    case 'procexit':
-      return `${head} procexit status=${e.status ?? 0}`;
-  }
 }

@@ -13,7 +13,7 @@ import { runTrace } from '../../src/trace/session.js';
 import { BpfCounters, bpfCountersProblem } from '../../src/trace/bpf-counters.js';
 import { modeFromMaps } from '../../src/host/vsyscall-mode.js';
 import { parseFormat } from '../../src/trace/tracefs.js';
-import { formatEvent } from '../../src/trace/events.js';
+import { formatEvent } from '../../src/trace/format-event.js';
 import { containerFromCgroup } from '../../src/trace/attribution.js';
 
 const root = process.getuid?.() === 0;
