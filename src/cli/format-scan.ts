@@ -13,10 +13,11 @@ import { remedyLines } from '../model/remedies.js';
 import { causesOf, type Cause, type Unjudged } from '../scan/records.js';
 import { OUTCOME_RANK, verdictOfUse, type ModeVerdict, type SlowdownFor } from '../scan/verdict.js';
 
-/** Roots that are not the host's "/" are shown relative to where vsys runs, when shorter. */
+/** Paths below the working directory are shown relative to it; the others as they are. */
 export function displayPath(p: string): string {
   const rel = path.relative(process.cwd(), p);
-  return rel !== '' && !rel.startsWith('../../') && rel.length < p.length ? rel : p;
+  // Relative only below the working directory: "../x" would read differently from every other place.
+  return rel !== '' && !rel.startsWith('..') && !path.isAbsolute(rel) ? rel : p;
 }
 
 const MARK: Record<Outcome, string> = { crash: '✗', slow: '!', review: '?', fallback: '~', ok: '✓' };

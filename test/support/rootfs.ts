@@ -41,9 +41,49 @@ export function bookwormRootfs(): string | undefined {
     say('debootstrap is not installed and `apt-get install debootstrap` failed');
     return undefined;
   }
+  // Test files run in parallel processes: one builds, the others wait for its marker.
+  fs.mkdirSync(ROOTFS_CACHE, { recursive: true });
+  const lock = path.join(ROOTFS_CACHE, 'bookworm.lock');
+  if (!takeLock(lock)) {
+    for (const until = Date.now() + 900_000; Date.now() < until && fs.existsSync(lock);) sleepSync(1000);
+    return fs.existsSync(marker) ? dir : undefined;
+  }
+  try {
+    return build(dir, marker);
+  } finally {
+    fs.rmSync(lock, { recursive: true, force: true });
+  }
+}
+
+function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+/** mkdir is atomic: the lock holder's pid inside; a lock whose holder is gone is taken over. */
+function takeLock(lock: string): boolean {
+  for (let tries = 0; tries < 2; tries++) {
+    try {
+      fs.mkdirSync(lock);
+      fs.writeFileSync(path.join(lock, 'pid'), String(process.pid));
+      return true;
+    } catch {
+      const pid = Number(fs.readFileSync(path.join(lock, 'pid'), { encoding: 'utf8', flag: 'a+' }) || 0);
+      let alive = pid > 0;
+      try {
+        if (alive) process.kill(pid, 0);
+      } catch {
+        alive = false;
+      }
+      if (alive || pid === 0) return false;
+      fs.rmSync(lock, { recursive: true, force: true });
+    }
+  }
+  return false;
+}
+
+function build(dir: string, marker: string): string | undefined {
   // A half-made tree from an interrupted run would make debootstrap refuse or mix releases.
   fs.rmSync(dir, { recursive: true, force: true });
-  fs.mkdirSync(ROOTFS_CACHE, { recursive: true });
   const started = Date.now();
   const r = spawnSync('debootstrap', ['--variant=minbase', 'bookworm', dir, MIRROR], { encoding: 'utf8', timeout: 900_000, maxBuffer: 64 << 20 });
   if (r.status !== 0) {
