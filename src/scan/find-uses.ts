@@ -124,6 +124,7 @@ export function regionsOf(elf: ElfFile): Regions {
     const exec = (f & SHF.EXECINSTR) !== 0;
     if (s.type !== SHT.NOBITS) allocated.push(s);
     if (KNOWN_TYPES.has(s.type) && !exec) coverData.push(s.offset, s.offset + s.size);
+    if (s.type !== SHT.NOBITS) checkAddress(s, loads, said);
     if (s.type !== SHT.PROGBITS || !reader.has(s.offset, s.size)) continue;
     if (!exec || loads.length === 0) {
       (exec ? code : data).push({ bytes, start: s.offset, end: s.offset + s.size, ip: s.addr });
@@ -177,6 +178,21 @@ export function regionsOf(elf: ElfFile): Regions {
   const warnings = said.slice(0, MAX_WARNINGS).map((w) => `section headers disagree with program headers: ${w}`);
   if (said.length > MAX_WARNINGS) warnings.push(`section headers disagree with program headers in ${said.length - MAX_WARNINGS} more places`);
   return { code: mergeOverlaps(code), data, warnings, quiet };
+}
+
+/**
+ * A loaded section whose sh_addr is not where the segments holding its offset map it (sh_offset or
+ * sh_addr shifted): the kernel maps by segment, so places are named by segment and this is said.
+ */
+function checkAddress(s: Section, loads: ProgramHeader[], said: string[]): void {
+  let mappedAt: bigint | undefined;
+  for (const seg of loads) {
+    if (s.offset < seg.offset || s.offset >= seg.offset + seg.filesz) continue;
+    const at = seg.vaddr + BigInt(s.offset - seg.offset);
+    if (at === s.addr) return;
+    mappedAt ??= at;
+  }
+  if (mappedAt !== undefined) said.push(`section ${s.name || s.index} says address ${hex(s.addr)}, but the segment holding its offset ${hex(s.offset)} maps it at ${hex(mappedAt)}`);
 }
 
 /** [start, end) cut at every offset of the sorted `starts` inside it: a decode starts where a section does. */
