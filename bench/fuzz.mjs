@@ -146,7 +146,22 @@ function resetPeak() {
 async function child() {
   const { analyseBytes } = await import(path.join(ROOT, 'dist', 'src', 'scan', 'analyse-file.js'));
   const { isVsysError } = await import(path.join(ROOT, 'dist', 'src', 'errors.js'));
+  const { analyseSparse, SPARSE_MIN } = await import(path.join(ROOT, 'dist', 'src', 'scan', 'read-file.js'));
   const files = seeds();
+  // Every 4th input of a size a scan reads sparsely goes through the sparse reader too (from a file
+  // of this child's own), as `vsys scan` reads it: its holes, the fall-back to whole, the bounded read.
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'vsys-fuzz-'));
+  process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
+  const sparse = (bytes, file) => {
+    const p = path.join(tmp, 'input');
+    fs.writeFileSync(p, bytes);
+    const fd = fs.openSync(p, 'r');
+    try {
+      return analyseSparse(fd, bytes.length, file).report;
+    } finally {
+      fs.closeSync(fd);
+    }
+  };
   process.on('message', (m) => {
     if (m.stop) process.exit(0);
     const { seed, index } = m;
@@ -165,7 +180,9 @@ async function child() {
       if (plant === 'throw') throw new TypeError('planted fault');
       if (plant === 'hang') for (;;);
       if (plant?.startsWith('alloc:')) held = Buffer.alloc(Number(plant.slice(6)) << 20, 1);
-      const rep = analyseBytes(input.bytes, input.file);
+      const viaSparse = index % 4 === 0 && input.bytes.length >= SPARSE_MIN;
+      const rep = viaSparse ? sparse(input.bytes, input.file) : analyseBytes(input.bytes, input.file);
+      if (viaSparse) input.kind += ' (sparse read)';
       if (rep?.error) {
         outcome = 'coded';
         code = rep.error.code;
@@ -196,6 +213,20 @@ async function main() {
     const input = makeInput(seeds(), seed, index);
     console.log(`input ${seed}:${index}: ${input.kind} of ${input.file}, ${input.bytes.length} bytes`);
     console.log(JSON.stringify(analyseBytes(input.bytes, input.file), (k, v) => (typeof v === 'bigint' ? `0x${v.toString(16)}` : v), 1).slice(0, 2000));
+    const { analyseSparse, SPARSE_MIN } = await import(path.join(ROOT, 'dist', 'src', 'scan', 'read-file.js'));
+    if (index % 4 === 0 && input.bytes.length >= SPARSE_MIN) {
+      // The campaign read this one through the sparse reader: do so again.
+      const p = path.join(os.tmpdir(), `vsys-fuzz-replay-${process.pid}`);
+      fs.writeFileSync(p, input.bytes);
+      const fd = fs.openSync(p, 'r');
+      try {
+        const r = analyseSparse(fd, input.bytes.length, input.file);
+        console.log(`through the sparse reader (${r.how}):`, JSON.stringify(r.report, (k, v) => (typeof v === 'bigint' ? `0x${v.toString(16)}` : v), 1).slice(0, 2000));
+      } finally {
+        fs.closeSync(fd);
+        fs.rmSync(p, { force: true });
+      }
+    }
     return;
   }
   const inputs = Number(opt('--inputs', 10000));
@@ -205,7 +236,7 @@ async function main() {
   const json = args.includes('--json');
   if (!fs.existsSync(path.join(ROOT, 'dist', 'src', 'scan', 'analyse-file.js'))) throw new Error('build first: npx tsc -p .');
   const t0 = performance.now();
-  const stats = { inputs: 0, ok: 0, coded: 0, codes: {}, crashes: [], hangs: [], worst: { ms: 0, at: '' }, worstMemory: { kib: 0, at: '' }, seed };
+  const stats = { inputs: 0, ok: 0, coded: 0, codes: {}, crashes: [], hangs: [], worst: { ms: 0, at: '' }, worstMemory: { kib: 0, at: '' }, sparse: 0, seed };
   let next = 0;
   const one = () => new Promise((resolve) => {
     let current;
@@ -227,6 +258,7 @@ async function main() {
       stats.inputs++;
       if (m.outcome === 'ok') stats.ok++;
       else if (m.outcome === 'coded') stats.coded++;
+      if (m.kind?.endsWith('(sparse read)')) stats.sparse++;
       if (m.code) stats.codes[m.code] = (stats.codes[m.code] ?? 0) + 1;
       if (m.outcome === 'crash') stats.crashes.push({ at: `${m.seed}:${m.index}`, kind: m.kind, file: m.file, stack: m.stack });
       if (m.ms > stats.worst.ms) stats.worst = { ms: m.ms, at: `${m.seed}:${m.index}`, kind: m.kind, file: m.file };
@@ -250,7 +282,7 @@ async function main() {
   const doc = { ...stats, seconds, jobs };
   if (json) console.log(JSON.stringify(doc));
   else {
-    console.log(`fuzz: ${stats.inputs} inputs (seed ${seed}) in ${seconds.toFixed(1)} s on ${jobs} children: ${stats.ok} analysed, ${stats.coded} coded errors, ${stats.crashes.length} crashes, ${stats.hangs.length} hangs`);
+    console.log(`fuzz: ${stats.inputs} inputs (seed ${seed}) in ${seconds.toFixed(1)} s on ${jobs} children: ${stats.ok} analysed, ${stats.coded} coded errors (${stats.sparse} inputs through the sparse reader), ${stats.crashes.length} crashes, ${stats.hangs.length} hangs`);
     console.log(`codes: ${Object.entries(stats.codes).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v}`).join(', ') || 'none'}`);
     console.log(`worst time: ${stats.worst.ms.toFixed(1)} ms (input ${stats.worst.at}, ${stats.worst.kind} of ${stats.worst.file}); worst memory: +${(stats.worstMemory.kib / 1024).toFixed(1)} MB peak RSS (input ${stats.worstMemory.at}, ${stats.worstMemory.kind} of ${stats.worstMemory.file})`);
     for (const c of stats.crashes.slice(0, 10)) console.log(`CRASH ${c.at} (${c.kind} of ${c.file}): ${c.stack.split('\n')[0]} — replay: node bench/fuzz.mjs --replay ${c.at}`);

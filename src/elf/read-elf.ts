@@ -14,6 +14,11 @@ export interface ElfFile {
   header: ElfHeader;
   programHeaders: ProgramHeader[];
   sections: Section[];
+  /**
+   * Why the section headers were not read, when they could not be and the program headers could:
+   * the kernel never reads sections, so such a file is judged from its segments (sections empty).
+   */
+  sectionError?: VsysError;
 }
 
 /** Magic only: 0x7f 'E' 'L' 'F'. */
@@ -25,8 +30,12 @@ function fail(code: ErrorCode, path: string, msg: string): never {
   throw new VsysError(code, `${path}: ${msg}`, { path });
 }
 
-/** `holes`: ranges of `bytes` that were not read from the file (a sparse read); reading them throws HoleRead. */
-export function readElf(bytes: Uint8Array, path: string, holes?: readonly (readonly [number, number])[]): ElfFile {
+/**
+ * `holes`: ranges of `bytes` that were not read from the file (a sparse read); reading them throws
+ * HoleRead. `sectionsOptional`: section headers that cannot be read leave `sections` empty and say
+ * why in `sectionError` (when the program headers can be read), instead of failing the file.
+ */
+export function readElf(bytes: Uint8Array, path: string, holes?: readonly (readonly [number, number])[], opts: { sectionsOptional?: boolean } = {}): ElfFile {
   if (!isElf(bytes)) fail('ELF_BAD_MAGIC', path, 'not an ELF file (no \\x7fELF magic)');
   const r = new ByteReader(bytes, path, holes);
   r.need(0, 16, 'e_ident');
@@ -55,9 +64,21 @@ export function readElf(bytes: Uint8Array, path: string, holes?: readonly (reado
     shnum: r.u16(e.e_shnum.offset),
     shstrndx: r.u16(e.e_shstrndx.offset),
   };
-  const sections = readSectionHeaders(r, L, header);
+  let sections: Section[];
+  let sectionError: VsysError | undefined;
+  try {
+    sections = readSectionHeaders(r, L, header);
+  } catch (e) {
+    // Lying section headers do not stop a program from running: with program headers the kernel can
+    // load (their count is not kept in section 0), read on without sections. A HoleRead goes on up.
+    if (!opts.sectionsOptional || !(e instanceof VsysError) || header.phnum === 0 || header.phnum === PN_XNUM || header.phoff === 0n) throw e;
+    sections = [];
+    sectionError = e;
+  }
   const programHeaders = readProgramHeaders(r, L, header, sections[0]);
-  return { path, bytes, reader: r, header, programHeaders, sections };
+  const elf: ElfFile = { path, bytes, reader: r, header, programHeaders, sections };
+  if (sectionError) elf.sectionError = sectionError;
+  return elf;
 }
 
 /** Checks that a table of `count` entries of `entsize` bytes at `off` fits in the file. */

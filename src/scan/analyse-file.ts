@@ -1,10 +1,10 @@
 // One ELF file, start to end: read, identify, find the page's uses, and for libraries the exported
 // functions that reach them. Pure: bytes in, a plain report out; a malformed file gives a report
 // with a coded error, never an exception.
-import { isElf, readElf } from '../elf/read-elf.js';
+import { isElf, readElf, type ElfFile } from '../elf/read-elf.js';
 import { readSymbols, visitSymbolNames } from '../elf/symbols.js';
 import type { ElfSymbol } from '../elf/types.js';
-import { EM, STB, STT } from '../elf/constants.js';
+import { EM, PT, STB, STT } from '../elf/constants.js';
 import { isVsysError } from '../errors.js';
 import { findCodeSites, type SiteKind } from '../x86/call-sites.js';
 import { entryNameOf } from '../model/vsyscall-page.js';
@@ -88,9 +88,10 @@ export function analyseBytes(bytes: Uint8Array, path: string, sparse?: SparseInp
   const report: FileReport = { path, size: bytes.length, class: 'clean', findings: [], affectedExports: [], imports: new Imports() };
   if (bigEndian(bytes)) return report; // judged: no x86-64 code (s390x, ppc64, mips, … binaries)
   try {
-    const elf = readElf(bytes, path, sparse?.holes);
+    const elf = readElf(bytes, path, sparse?.holes, { sectionsOptional: true });
     report.identity = identify(elf);
     const warnings = report.identity.warnings;
+    if (elf.sectionError) warnings.push(`section headers not read (${elf.sectionError.code}: ${elf.sectionError.message.replace(`${path}: `, '')}): judged from the program headers, as the kernel loads it`);
     let broken = false;
     const table = <T>(name: '.dynsym' | '.symtab', read: () => T, none: T): T => {
       try {
@@ -125,6 +126,13 @@ export function analyseBytes(bytes: Uint8Array, path: string, sparse?: SparseInp
       if (report.class !== 'clean' && report.class !== 'data-ref' && dynsymOnce().some((s) => s.shndx !== 0 && s.bind !== STB.LOCAL)) warnings.push(`${sparse.bounded}: the exported functions reaching a use are not listed`);
       return report;
     }
+    if (elf.sectionError && dynamicallyLinked(elf)) {
+      // Its code is searched, but what it imports lives in .dynsym, found through sections: not judged.
+      const e = elf.sectionError;
+      report.error = { code: e.code, message: `${e.message}; the code its segments map was searched, but its dynamic symbols (what it imports and exports) could not be read` };
+      report.class = classOf(report.findings);
+      return report;
+    }
     const branches = branchesOf(regions);
     if (report.findings.some((f) => f.kind === 'direct-call')) markIndirectSites(report.findings, elf, functions(), regions, branches, dataSymbols);
     report.class = classOf(report.findings);
@@ -152,6 +160,11 @@ function rawUses(bytes: Uint8Array): Finding[] {
     if (site.useIp !== undefined) f.useAddress = site.useIp;
     return f;
   });
+}
+
+/** A file the loader links (PT_INTERP or PT_DYNAMIC): what it imports decides its verdict. */
+function dynamicallyLinked(elf: ElfFile): boolean {
+  return elf.programHeaders.some((p) => p.type === PT.INTERP || p.type === PT.DYNAMIC);
 }
 
 /** EI_DATA: an ELF file in big-endian byte order cannot hold x86-64 code, so it cannot use the page. */

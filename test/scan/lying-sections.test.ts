@@ -207,3 +207,41 @@ test('a large library read sparsely: a call site in a .text that lies is found (
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+/**
+ * The ELF header's section fields lie (e_shoff past the end, e_shnum too large, e_shstrndx naming no
+ * section): the kernel never reads section headers, so busybox still runs, and the file is judged
+ * from its program headers, its sites at their addresses (not file offsets), with a warning. A
+ * dynamic file (libc 2.13) keeps an error, its dynamic symbols being unreadable, but its sites are
+ * still named at their addresses.
+ */
+const HEADER_LIES: Record<string, (b: Buffer) => void> = {
+  'e_shoff past the end': (b) => b.writeBigUInt64LE(0x7fffffff0n, 0x28),
+  'e_shnum 0xffff': (b) => b.writeUInt16LE(0xffff, 0x3c),
+  'e_shstrndx 0x9999': (b) => b.writeUInt16LE(0x9999, 0x3e),
+};
+
+for (const [name, lie] of Object.entries(HEADER_LIES)) {
+  test(`busybox 1.15.2 with ${name}: judged from its program headers, both calls at their addresses, with a warning`, { skip: !fs.existsSync(BUSYBOX) && 'corpus not present' }, () => {
+    const bytes = Buffer.from(fs.readFileSync(BUSYBOX));
+    lie(bytes);
+    assert.throws(() => readElf(bytes, 'x'), /ELF_BAD_|section/, 'strict by default');
+    const elf = readElf(bytes, 'x', undefined, { sectionsOptional: true });
+    assert.deepEqual([elf.sections.length, elf.sectionError?.code.startsWith('ELF_BAD_')], [0, true], 'readElf drops the sections and says why');
+    const r = analyseBytes(bytes, `busybox (${name})`);
+    assert.equal(r?.error, undefined, r?.error?.message);
+    assert.equal(r?.class, 'direct');
+    assert.deepEqual(sites(r), BUSYBOX_SITES);
+    assert.ok(r?.identity?.warnings.some((w) => /^section headers not read \(ELF_BAD_(OFFSET|COUNT)/.test(w)), JSON.stringify(r?.identity?.warnings));
+  });
+
+  test(`libc 2.13 with ${name}: an error (no dynamic symbols), its time and getcpu calls at their addresses`, { skip: !fs.existsSync(LIBC213) && 'corpus not present' }, () => {
+    const bytes = Buffer.from(fs.readFileSync(LIBC213));
+    lie(bytes);
+    const r = analyseBytes(bytes, `libc-2.13.so (${name})`);
+    assert.match(r?.error?.code ?? '', /^ELF_BAD_(OFFSET|COUNT)$/);
+    assert.match(r?.error?.message ?? '', /dynamic symbols .* could not be read/);
+    const found = sites(r);
+    for (const s of ['direct-call getcpu 0xce307', 'direct-call time 0x9cf54']) assert.ok(found.includes(s), `${s} in ${found.join(', ')}`);
+  });
+}
