@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { VsysError } from '../errors.js';
-import { readUpTo } from '../scan/sparse-read.js';
+import { readUpTo } from '../native/file-read.js';
 
 /** Whether `real` is `root` or lies beneath it. */
 function inside(root: string, real: string): boolean {

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Writable } from 'node:stream';
 import { VsysError } from '../errors.js';
-import { readUpTo } from '../scan/sparse-read.js';
+import { readUpTo } from '../native/file-read.js';
 import { configPlatform, parseDockerSaveManifest, parseJson, type Descriptor, type ImageManifest } from './manifests.js';
 import { parseRegistryRef, RegistryClient, type RegistryOptions } from './registry.js';
 import { pickManifest, type ResolvedImage } from './sources.js';

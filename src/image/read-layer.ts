@@ -10,7 +10,7 @@ import { Decompress } from 'fzstd';
 import { VsysError } from '../errors.js';
 import { analyseBytes } from '../scan/analyse-file.js';
 import { isElf } from '../elf/read-elf.js';
-import { releaseHugeScratch, scratchBuffer } from '../scan/read-file.js';
+import { releaseHugeScratch, scratchBuffer } from '../native/file-read.js';
 import { TarEndGuard } from './tar-index.js';
 import { DigestStream } from './verify-blob.js';
 

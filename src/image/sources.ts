@@ -11,7 +11,7 @@ import { readLayer } from './read-layer.js';
 import { readLayerAt } from './read-layer-at.js';
 import type { LayerLimits, LayerResult } from './layer-builder.js';
 import { walkTar, type TarEntry } from './tar-index.js';
-import { readUpTo } from '../scan/sparse-read.js';
+import { readUpTo } from '../native/file-read.js';
 import { checkDigest, indexEntries, configDiffIds, configPlatform, configRun, isIndex, type ImageRun, parseDockerSaveManifest, parseJson, parseManifest, pickAmd64, platformName, type ImageManifest } from './manifests.js';
 import { openLayoutFile, readLayoutJson } from './layout-file.js';
 import { cancelHash, hashCancelFlag, hashRange } from './hash-range.js';

@@ -8,7 +8,7 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import tar from 'tar-stream';
 import { VsysError } from '../errors.js';
-import { readUpTo } from '../scan/sparse-read.js';
+import { readUpTo } from '../native/file-read.js';
 import { normalisePath } from './image-fs.js';
 import { headerCodec, padded, walkTar } from './tar-index.js';
 

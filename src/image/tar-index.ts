@@ -8,8 +8,8 @@ import { createRequire } from 'node:module';
 import { Transform, type TransformCallback } from 'node:stream';
 import path from 'node:path';
 import { VsysError } from '../errors.js';
-import { alignedBuffer } from '../native/memory.js';
-import { readUpTo } from '../scan/sparse-read.js';
+import { alignedBuffer } from '../native/file-read.js';
+import { readUpTo } from '../native/file-read.js';
 
 export interface TarHeader {
   name: string;

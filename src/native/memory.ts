@@ -14,29 +14,6 @@ export function pointerAt(address: bigint): NativePtr {
   return loadKoffi().decode(buf, 'void *') as NativePtr;
 }
 
-let addressable: boolean | undefined;
-
-/**
- * A buffer for read(2) to fill whose start is 64-byte aligned. Node puts a large buffer 16 bytes
- * past a page start (malloc's chunk header), and the kernel's copy to user space runs ~5× slower
- * into a destination that is not 32-byte aligned on this AMD guest: 1 GB of page cache read in
- * 0.65 s instead of 0.13 s. Where koffi cannot be loaded (not Linux x86-64), a plain buffer.
- */
-export function alignedBuffer(size: number, align = 64): Buffer<ArrayBuffer> {
-  const raw = Buffer.allocUnsafeSlow(size + align);
-  if (addressable !== false) {
-    try {
-      const at = BigInt(loadKoffi().address(raw as never));
-      addressable = true;
-      const skip = Number((BigInt(align) - (at % BigInt(align))) % BigInt(align));
-      return raw.subarray(skip, skip + size);
-    } catch {
-      addressable = false;
-    }
-  }
-  return raw.subarray(0, size);
-}
-
 /** Copies `len` bytes of this process's memory at `p` (+offset). The caller guarantees they are mapped. */
 export function readMemory(p: NativePtr, len: number, offset = 0): Uint8Array {
   const k = loadKoffi();

@@ -7,8 +7,8 @@ import { identify, type Identity } from './identify.js';
 import { isElf, readElf } from '../elf/read-elf.js';
 import type { Searched } from './find-uses.js';
 import { HoleRead } from '../elf/bytes.js';
-import { fillHoles, readSparse, readUpTo, unreadRanges, type Hole } from './sparse-read.js';
-import { alignedBuffer } from '../native/memory.js';
+import { fillHoles, readSparse, unreadRanges, type Hole } from './sparse-read.js';
+import { readUpTo, releaseHugeScratch, scratchBuffer } from '../native/file-read.js';
 
 export const DEFAULT_MAX_FILE_BYTES = 2 * 1024 ** 3 - 1;
 
@@ -17,25 +17,6 @@ export type FileResult =
   | { kind: 'not-elf'; path: string; size: number }
   | { kind: 'error'; path: string; size: number; error: { code: string; message: string } };
 
-
-// One buffer per thread, reused from file to file (files read here, ELF files assembled from an
-// image layer's chunks): analysis is synchronous and its report copies what it keeps, so nothing
-// points into the buffer afterwards. Saves the allocation and the GC of a gigabyte of short-lived
-// buffers over a scan of /usr or an image. Its start is 64-byte aligned (alignedBuffer): read(2)
-// into it runs ~5× faster here than into Node's own large buffers.
-let scratch = Buffer.allocUnsafeSlow(0);
-const KEEP_LIMIT = 256 * 1024 * 1024;
-
-/** `size` bytes of the thread's reused buffer; valid until the next call. */
-export function scratchBuffer(size: number): Buffer {
-  if (scratch.length < size) scratch = alignedBuffer(Math.max(size, Math.min(scratch.length * 2, KEEP_LIMIT)));
-  return scratch.subarray(0, size);
-}
-
-/** After a huge file: do not keep its buffer. */
-export function releaseHugeScratch(): void {
-  if (scratch.length > KEEP_LIMIT) scratch = Buffer.allocUnsafeSlow(0);
-}
 
 /** The file's `size` bytes from `base` on in `fd`, into the reused buffer; shorter if the file ends first. */
 function readAll(fd: number, size: number, base = 0): Buffer {

@@ -15,7 +15,7 @@ import fs from 'node:fs';
 import { SHF, SHT } from '../elf/constants.js';
 import { findDataWords, findImm32Candidates } from '../x86/candidates.js';
 import { decodeWindowOf } from '../x86/call-sites.js';
-import { alignedBuffer } from '../native/memory.js';
+import { alignedBuffer, readUpTo } from '../native/file-read.js';
 
 /**
  * A large section not copied into the buffer. `searched`: a loaded PROGBITS section (one of the
@@ -101,20 +101,6 @@ let hot = Buffer.allocUnsafeSlow(0);
 interface At {
   fd: number;
   base: number;
-}
-
-/**
- * Reads `len` bytes at `pos` of `fd` into `buf` at `off`, going on after short reads; returns the
- * bytes read, fewer than `len` only where the file ends. The one read loop of the scanners.
- */
-export function readUpTo(fd: number, buf: Uint8Array, off: number, len: number, pos: number): number {
-  let done = 0;
-  while (done < len) {
-    const n = fs.readSync(fd, buf, off + done, len - done, pos + done);
-    if (n === 0) break;
-    done += n;
-  }
-  return done;
 }
 
 /** Reads `len` bytes at the file's offset `pos` into `buf` at `off`; false when the file ends first. */

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import { alignedBuffer } from '../../src/native/memory.js';
+import { alignedBuffer } from '../../src/native/file-read.js';
 import { loadKoffi } from '../../src/native/koffi.js';
 
 test('alignedBuffer starts on a 64-byte boundary (Node\'s own large buffers start 16 bytes past a page) and reads a file right', () => {
