@@ -5,8 +5,7 @@ import { runBench } from '../bench/run-bench.js';
 import { selectPaths, BENCH_PATHS } from '../bench/paths.js';
 import { SEED000_CEP, SEEDS } from '../model/figures.js';
 import { formatBench, formatBenchSvg } from './format-bench.js';
-import { EXIT, numberOption, toJson, usageError } from './io.js';
-import type { Command } from './main.js';
+import { EXIT, numberOption, toJson, usageError, type Command } from './io.js';
 
 const HELP = `usage: vsys bench [--paths LIST] [--json] [--svg FILE] [--budget MS] [--repeats N] [--cpu N]
        vsys bench --scenario appnexus [--json]

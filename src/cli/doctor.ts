@@ -6,8 +6,7 @@ import { remedyLines } from '../model/remedies.js';
 import { isVsyscallMode } from '../model/modes.js';
 import { probeHost, traceBlocker, type HostReport } from '../host/probe.js';
 import { formatHostHeader, formatVsyscallBlock } from './format-host.js';
-import { EXIT, toJson } from './io.js';
-import type { Command } from './main.js';
+import { EXIT, toJson, type Command } from './io.js';
 
 const HELP = `usage: vsys [doctor] [--json]
 
@@ -123,7 +122,7 @@ async function measureHeadline(mode: string, skipped: { what: string; why: strin
   const seed = seedSlowdown('time');
   const fallback: Slowdown = { ratio: seed.ratio, vsyscallNs: null, vdsoNs: null, source: seed.source, measuredHere: false };
   try {
-    const { vsyscallTimeCost } = await import('../bench/host-figures.js');
+    const { vsyscallTimeCost } = await import('../bench/time-cost.js');
     // Under none (or an unknown mode) there is no page to call: only saved figures can speak.
     const c = await vsyscallTimeCost({ measure: mode !== 'none' && mode !== 'unknown' });
     if (c && 'emulatedNs' in c) return headline(c);

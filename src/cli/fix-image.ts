@@ -3,7 +3,7 @@
 import { parseArgs } from 'node:util';
 import { isImageRef } from '../image/scan-image.js';
 import type { FixImageRun } from '../fix/fix-image.js';
-import { formatFixRun } from './fix.js';
+import { formatFixRun } from './format-fix.js';
 import { EXIT, toJson, usageError, type Io } from './io.js';
 
 export const FIX_IMAGE_HELP = `usage: vsys fix IMAGE -o OUT.tar [--format docker|oci] [--tag NAME:TAG]

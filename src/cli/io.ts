@@ -11,6 +11,12 @@ export interface Io {
   stderr: OutStream;
 }
 
+/** One subcommand of `vsys`: main.ts loads it when asked for and runs it with the rest of the arguments. */
+export interface Command {
+  summary: string;
+  run(args: string[], io: Io): Promise<number>;
+}
+
 /** Exit codes of every command (STYLE.md). */
 export const EXIT = { ok: 0, findings: 1, usage: 2, runtime: 3, unsupported: 4, interrupted: 130, brokenPipe: 141 } as const;
 

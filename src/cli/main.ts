@@ -1,12 +1,7 @@
 // The command line: picks a command, runs it, maps errors to exit codes. Nothing here measures
 // or analyses; commands live in their own modules and are loaded only when asked for.
 import { VsysError } from '../errors.js';
-import { EXIT, type Io } from './io.js';
-
-export interface Command {
-  summary: string;
-  run(args: string[], io: Io): Promise<number>;
-}
+import { EXIT, type Command, type Io } from './io.js';
 
 const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }> = {
   doctor: { summary: 'one screen about this host (the default)', load: async () => (await import('./doctor.js')).doctorCommand },

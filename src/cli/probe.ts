@@ -2,8 +2,7 @@
 import { parseArgs } from 'node:util';
 import { probeHost } from '../host/probe.js';
 import { formatProbe } from './format-host.js';
-import { EXIT, toJson } from './io.js';
-import type { Command } from './main.js';
+import { EXIT, toJson, type Command } from './io.js';
 
 const HELP = `usage: vsys probe [--json] [--dump-vdso FILE] [--no-active] [--no-measure]
 

@@ -11,8 +11,7 @@ import { mappedFiles } from '../scan/processes.js';
 import { formatSarif, formatScanText } from './format-scan.js';
 import { jsonRecords } from './scan-json.js';
 import { unjudgedOf, type Unjudged } from '../scan/records.js';
-import { EXIT, numberOption, toJson, usageError, type Io } from './io.js';
-import type { Command } from './main.js';
+import { EXIT, numberOption, toJson, usageError, type Io, type Command } from './io.js';
 import type { LayerProgress } from '../image/sources.js';
 
 const HELP = `usage: vsys scan [OPTIONS] PATH|IMAGE...

@@ -7,8 +7,7 @@ import { runTrace, type StopRequest, type TraceSummary, type TraceTarget } from 
 import type { TraceEvent } from '../trace/events.js';
 import { formatEvent } from '../trace/format-event.js';
 import { describePageFault } from '../model/page-fault.js';
-import { EXIT, numberOption, toJson, usageError, type Io } from './io.js';
-import type { Command } from './main.js';
+import { EXIT, numberOption, toJson, usageError, type Io, type Command } from './io.js';
 
 const HELP = `usage: vsys trace [-o FILE] [--events] [--json] [--interval S] -- CMD [ARGS...]
        vsys trace -p PID[,PID...] | --cgroup PATH | -a  [--duration S] [-o FILE] [--events] [--json]
@@ -121,7 +120,7 @@ export function formatSummary(s: TraceSummary): string {
 
 async function costNs(): Promise<{ emulated: number; vdso: number; source: string } | undefined> {
   try {
-    const { vsyscallTimeCost } = await import('../bench/host-figures.js');
+    const { vsyscallTimeCost } = await import('../bench/time-cost.js');
     const c = await vsyscallTimeCost({ measure: true });
     if (!c || !('emulatedNs' in c)) return undefined; // the page cannot be called: no cost line
     const source = c.savedAt ? `vsys bench on this boot: ${c.emulatedNs.toFixed(0)} ns vs ${c.vdsoNs.toFixed(1)} ns` : 'measured briefly now';
