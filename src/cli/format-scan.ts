@@ -10,7 +10,7 @@ import type { Outcome } from '../scan/verdict.js';
 import type { ImageReport } from '../image/analyse-image.js';
 import type { ImageError } from '../image/scan-image.js';
 import { remedyLines } from '../model/remedies.js';
-import { causesOf, type Cause, type Unjudged } from '../scan/records.js';
+import { causesOf, type Cause, type Unjudged } from './scan-records.js';
 import { OUTCOME_RANK, verdictOfUse, type ModeVerdict, type SlowdownFor } from '../scan/verdict.js';
 
 /** Paths below the working directory are shown relative to it; the others as they are. */

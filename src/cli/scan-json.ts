@@ -4,7 +4,7 @@
 import type { ImageReport } from '../image/analyse-image.js';
 import type { ImageError } from '../image/scan-image.js';
 import { VSYSCALL_MODES, type VsyscallMode } from '../model/modes.js';
-import { countOutcomes, fileRecord, imageRecord, type ErrorRecord, type FileRecord, type ImageRecord, type Unjudged } from '../scan/records.js';
+import { countOutcomes, fileRecord, imageRecord, type ErrorRecord, type FileRecord, type ImageRecord, type Unjudged } from './scan-records.js';
 import type { ScanResult, ScanSummary } from '../scan/scan.js';
 import type { SlowdownFor } from '../scan/verdict.js';
 

@@ -10,7 +10,7 @@ import { VsysError } from '../errors.js';
 import { mappedFiles } from '../scan/processes.js';
 import { formatSarif, formatScanText } from './format-scan.js';
 import { jsonRecords } from './scan-json.js';
-import { unjudgedOf, type Unjudged } from '../scan/records.js';
+import { unjudgedOf, type Unjudged } from './scan-records.js';
 import { EXIT, numberOption, toJson, usageError, type Io, type Command } from './io.js';
 import type { LayerProgress } from '../image/sources.js';
 

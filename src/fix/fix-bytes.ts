@@ -7,12 +7,13 @@ import { readElf, type ElfFile } from '../elf/read-elf.js';
 import { applyEdits } from '../elf/patch.js';
 import { VSYSCALL_MODES, type VsyscallMode } from '../model/modes.js';
 import { vsyscallEntry } from '../model/vsyscall-page.js';
-import { analyseBytes, type FileReport } from '../scan/analyse-file.js';
+import { analyseBytes } from '../scan/analyse-file.js';
 import { regionsOf, type Finding } from '../scan/find-uses.js';
 import { useOf } from '../scan/scan.js';
 import { verdictsOf, type Outcome } from '../scan/verdict.js';
 import type { CodeRegion } from '../x86/call-sites.js';
 import { decodeTexts, fileBranchTargets, intendedTexts, planSitePatch, type PatchEdit, type PatchShape } from '../x86/patch-site.js';
+import type { FileReport } from '../scan/types.js';
 
 export type SiteStatus = 'patched' | 'refused' | 'left';
 

@@ -9,6 +9,7 @@ import { VsysError } from '../errors.js';
 import { scanPaths, type ScanResult } from '../scan/scan.js';
 import type { Outcome } from '../scan/verdict.js';
 import { fixBytes, type FileFixReport } from './fix-bytes.js';
+import { callsThePage } from '../model/site-kinds.js';
 
 export interface FixOptions {
   /** -o: a file (for one input file) or a directory that must not exist (for a directory). */
@@ -75,7 +76,7 @@ function ioFailure(p: string, e: unknown): VsysError {
 
 /** Input files worth rewriting: a direct call (or an indirect one) of their own. */
 function candidates(scan: ScanResult): string[] {
-  return scan.files.filter((f) => !f.error && f.findings.some((x) => x.kind === 'direct-call' || x.kind === 'indirect' || x.kind === 'misaligned')).map((f) => f.path);
+  return scan.files.filter((f) => !f.error && f.findings.some((x) => callsThePage(x.kind))).map((f) => f.path);
 }
 
 const noneOf = (r: ScanResult): Map<string, { outcome: Outcome; why: string; own: boolean }> =>

@@ -10,7 +10,6 @@ import fs from 'node:fs';
 import os from 'node:os';
 import zlib from 'node:zlib';
 import { VsysError } from '../errors.js';
-import type { FileReport } from '../scan/analyse-file.js';
 import { defaultWorkers, sharedPool } from '../scan/pool.js';
 import type { Outcome } from '../scan/verdict.js';
 import { analyseImage, type ImageReport } from '../image/analyse-image.js';
@@ -25,6 +24,8 @@ import { pushImage, type PushResult } from '../image/push.js';
 import type { RegistryOptions } from '../image/registry.js';
 import { fixBytes, type FileFixReport } from './fix-bytes.js';
 import type { OutcomeChange } from './fix-files.js';
+import type { FileReport } from '../scan/types.js';
+import { callsThePage } from '../model/site-kinds.js';
 
 export interface FixImageOptions extends RegistryOptions {
   /** -o: the archive to write. */
@@ -60,7 +61,7 @@ export interface FixImageRun {
 
 /** Files worth rewriting: a direct (or indirect, or misaligned) call of their own; as for directories. */
 function wantsFix(r: FileReport): boolean {
-  return !r.error && r.findings.some((x) => x.kind === 'direct-call' || x.kind === 'indirect' || x.kind === 'misaligned');
+  return !r.error && r.findings.some((x) => callsThePage(x.kind));
 }
 
 function createdNow(o: FixImageOptions): string {

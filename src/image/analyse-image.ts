@@ -1,6 +1,6 @@
 // From an image's final filesystem to its report: OS, libc, every file that uses the page (with
 // the libraries its programs would load inside the image), and one verdict per mode.
-import type { FileReport } from '../scan/analyse-file.js';
+
 import { lookupContext, type RootView } from '../scan/resolve.js';
 import { judgeFile, type ScannedFile } from '../scan/scan.js';
 import { OUTCOME_RANK, seedSlowdowns, verdictsOf, type ModeVerdict, type Outcome, type SlowdownFor } from '../scan/verdict.js';
@@ -8,6 +8,7 @@ import { VSYSCALL_MODES, type VsyscallMode } from '../model/modes.js';
 import type { ImageFs } from './image-fs.js';
 import { isProgram } from '../scan/identify.js';
 import type { ImageRun } from './manifests.js';
+import type { FileReport } from '../scan/types.js';
 
 /**
  * The image's command judged by name: argv[0] on the config's PATH, a `#!` script's interpreter in

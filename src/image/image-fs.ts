@@ -2,8 +2,8 @@
 // (`.wh.NAME` deletes NAME, `.wh..wh..opq` hides what lower layers put in a directory), symlinks and
 // hard links resolved inside the image root. Holds ELF reports and a few small texts, never file data.
 import path from 'node:path/posix';
-import type { FileReport } from '../scan/analyse-file.js';
 import { walkLinks } from '../scan/root-path.js';
+import type { FileReport } from '../scan/types.js';
 
 export type FsNode =
   | { kind: 'dir'; layer: number }

@@ -2,10 +2,10 @@
 // Filesystem Changeset"): names checked, whiteouts and links recorded, ELF files analysed and only
 // their reports kept, /etc/os-release and ld.so.conf texts kept; the limits both readers obey.
 import { VsysError } from '../errors.js';
-import type { FileReport } from '../scan/analyse-file.js';
-import { ioError, type FileResult } from '../scan/read-file.js';
+import { ioError } from '../scan/read-file.js';
 import { normalisePath, type LayerOp } from './image-fs.js';
 import type { BlobDigest } from './verify-blob.js';
+import type { FileReport, FileResult } from '../scan/types.js';
 
 export interface LayerLimits {
   /** Decompressed bytes allowed for this layer. */

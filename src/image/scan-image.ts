@@ -3,7 +3,6 @@
 // at once with a bound, identical layers analysed once.
 import fs from 'node:fs';
 import { VsysError } from '../errors.js';
-import type { FileReport } from '../scan/analyse-file.js';
 import os from 'node:os';
 import { defaultWorkers, sharedPool } from '../scan/pool.js';
 import { tuneAllocatorForStreaming } from '../native/libc.js';
@@ -13,6 +12,7 @@ import { ImageFs } from './image-fs.js';
 import type { LayerResult } from './layer-builder.js';
 import { readRegistry } from './registry.js';
 import { readArchive, readOciDir, type LayerProgress, type ResolvedImage, type SourceOptions } from './sources.js';
+import type { FileReport } from '../scan/types.js';
 
 export interface ImageScanOptions {
   maxLayerBytes?: number;
@@ -85,8 +85,8 @@ export function imageWorkers(): number {
 /**
  * On two cores, the smallest plain layer a worker is started for by default. It takes work only
  * once its code has loaded (this thread never waits for it to start): the large ELF files, and small
- * ones when it runs dry. Measured on a 1 GB layer: warm, 0.24–0.32 s against 0.43–0.50 s alone; the
- * CLI's one-shot scan, where the worker starts and compiles during the scan, 1.2–1.5 s.
+ * ones when it runs dry. Below this size its start-up and compilation cost more than it saves
+ * (bench/README.md, "Figures behind the code").
  */
 const TWO_CORE_WORKER_FROM = 128 * 1024 ** 2;
 

@@ -5,3 +5,4 @@ export * from './syscalls.js';
 export * from './page-fault.js';
 export * from './figures.js';
 export * from './remedies.js';
+export * from './site-kinds.js';

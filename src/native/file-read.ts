@@ -22,9 +22,9 @@ let addressable: boolean | undefined;
 
 /**
  * A buffer for read(2) to fill whose start is 64-byte aligned. Node puts a large buffer 16 bytes
- * past a page start (malloc's chunk header), and the kernel's copy to user space runs ~5× slower
- * into a destination that is not 32-byte aligned on this AMD guest: 1 GB of page cache read in
- * 0.65 s instead of 0.13 s. Where koffi cannot be loaded (not Linux x86-64), a plain buffer.
+ * past a page start (malloc's chunk header), and the kernel's copy to user space runs several times
+ * slower into a destination that is not 32-byte aligned on some CPUs (bench/README.md, "Figures
+ * behind the code"). Where koffi cannot be loaded (not Linux x86-64), a plain buffer.
  */
 export function alignedBuffer(size: number, align = 64): Buffer<ArrayBuffer> {
   const raw = Buffer.allocUnsafeSlow(size + align);
@@ -44,8 +44,7 @@ export function alignedBuffer(size: number, align = 64): Buffer<ArrayBuffer> {
 // One buffer per thread, reused from file to file (files read here, ELF files assembled from an
 // image layer's chunks): analysis is synchronous and its report copies what it keeps, so nothing
 // points into the buffer afterwards. Saves the allocation and the GC of a gigabyte of short-lived
-// buffers over a scan of /usr or an image. Its start is 64-byte aligned (alignedBuffer): read(2)
-// into it runs ~5× faster here than into Node's own large buffers.
+// buffers over a scan of /usr or an image. Its start is 64-byte aligned (alignedBuffer).
 let scratch = Buffer.allocUnsafeSlow(0);
 const KEEP_LIMIT = 256 * 1024 * 1024;
 

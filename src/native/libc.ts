@@ -128,8 +128,8 @@ let tuned = false;
  * For streaming gigabytes through multi-megabyte buffers (image layers): glibc serves such buffers
  * with mmap, or from a heap whose top it trims as soon as they are freed, so every buffer costs fresh
  * pages (page faults and zeroing). Fixed thresholds of 16 MiB (mmap) and 128 MiB (trim) keep them in
- * the heap and reuse its pages: warm image scans of a 1 GB archive of /usr ran ~8% faster (6
- * alternating pairs of processes: median 1.23 s against 1.32 s; faster in 5 of 6). The cost: up to
+ * the heap and reuse its pages: warm image scans ran faster (bench/README.md, "Figures behind the
+ * code"). The cost: up to
  * 128 MiB of free memory at the heap's top stays with the process (freed chunks below live ones stay
  * anyway), for the rest of the process (vsys is a CLI; a program embedding scanImageRefs inherits the
  * setting). Once per process; ignored where mallopt is missing (not glibc).

@@ -6,7 +6,8 @@ import { readSymbols, visitSymbolNames } from '../elf/symbols.js';
 import type { ElfSymbol } from '../elf/types.js';
 import { EM, PT, STB, STT } from '../elf/constants.js';
 import { isVsysError } from '../errors.js';
-import { findCodeSites, type SiteKind } from '../x86/call-sites.js';
+import { findCodeSites } from '../x86/call-sites.js';
+import { classOfKinds, type FileClass } from '../model/site-kinds.js';
 import { entryNameOf } from '../model/vsyscall-page.js';
 import { buildFunctionIndex, type FunctionIndex } from './functions.js';
 import { findUses, regionsOf, type Finding, type Searched } from './find-uses.js';
@@ -14,37 +15,11 @@ import { identify, type Identity } from './identify.js';
 import { affectedExports, branchesOf, reachingFunctions, type AffectedExport } from './reach.js';
 import { markIndirectSites } from './indirect-sites.js';
 import { HoleRead } from '../elf/bytes.js';
-import { Imports, packImportBytes } from './wire.js';
-
-/** The corpus' classes: the worst kind of use in the file, or clean. */
-export type FileClass = 'direct' | 'misaligned' | 'indirect' | 'fallback' | 'data-ref' | 'clean';
-
-export interface Symbolic {
-  name: string;
-  version?: string;
-}
-
-export interface FileReport {
-  path: string;
-  size: number;
-  identity?: Identity;
-  class: FileClass;
-  findings: Finding[];
-  /** Libraries: exported functions that reach a use (through calls inside the library). */
-  affectedExports: AffectedExport[];
-  /** Functions this file imports (undefined dynamic symbols), with versions; packed until read (wire.ts). */
-  imports: Imports;
-  error?: { code: string; message: string };
-}
+import { Imports, packImportBytes, type Symbolic } from './wire.js';
+import type { FileReport } from './types.js';
 
 export function classOf(findings: Finding[]): FileClass {
-  const kinds = new Set<SiteKind>(findings.map((f) => f.kind));
-  if (kinds.has('misaligned')) return 'misaligned';
-  if (kinds.has('direct-call')) return 'direct';
-  if (kinds.has('indirect')) return 'indirect';
-  if (kinds.has('fallback')) return 'fallback';
-  if (kinds.has('data-ref')) return 'data-ref';
-  return 'clean';
+  return classOfKinds(findings.map((f) => f.kind));
 }
 
 /** An undefined function (or untyped) symbol: what a file imports. Decided from st_info and st_shndx alone. */

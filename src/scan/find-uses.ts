@@ -9,7 +9,8 @@ import { EM, PF, PT, SHF, SHT } from '../elf/constants.js';
 import { HoleRead } from '../elf/bytes.js';
 import { entryNameOf } from '../model/vsyscall-page.js';
 import { findDataWords, findImm32Candidates } from '../x86/candidates.js';
-import { findCodeSites, findWordUses, type CodeRegion, type CodeSite, type SiteKind, type SiteUse } from '../x86/call-sites.js';
+import { findCodeSites, findWordUses, type CodeRegion, type CodeSite } from '../x86/call-sites.js';
+import { siteKindOf, type SiteKind, type SiteUse } from '../model/site-kinds.js';
 import { describeFunction, type FunctionIndex } from './functions.js';
 
 export type EntryName = 'gettimeofday' | 'time' | 'getcpu' | 'misaligned';
@@ -350,7 +351,7 @@ export function findUses(elf: ElfFile, functions: () => FunctionIndex, dataSymbo
     for (const u of findWordUses(region, values)) {
       used.add(u.word);
       const symbol = dataSymbolAt(dataSymbols(), u.word);
-      const kind: SiteKind = isVdsoSlot(symbol) ? 'fallback' : u.site.kind;
+      const kind = siteKindOf(u.site.use, u.site.target, { vdsoSlot: isVdsoSlot(symbol) });
       out.push(findingOf(u.site, kind, symbol === undefined ? { address: u.word } : { address: u.word, symbol }, functions));
     }
   }
@@ -358,7 +359,7 @@ export function findUses(elf: ElfFile, functions: () => FunctionIndex, dataSymbo
     if (used.has(address)) continue;
     const symbol = dataSymbolAt(dataSymbols(), address);
     const f: Finding = {
-      kind: isVdsoSlot(symbol) ? 'fallback' : 'data-ref', use: 'data-word', entry: entryNameOf(w.value), target: w.value, offset: w.offset, address,
+      kind: siteKindOf('data-word', w.value, { vdsoSlot: isVdsoSlot(symbol) }), use: 'data-word', entry: entryNameOf(w.value), target: w.value, offset: w.offset, address,
       instruction: `.quad 0x${w.value.toString(16)}`, dataWord: symbol === undefined ? { address } : { address, symbol },
     };
     out.push(f);

@@ -4,8 +4,9 @@
 // the decoding, tables and identification do. `workers: 0` analyses everything in this thread.
 import { Worker } from 'node:worker_threads';
 import os from 'node:os';
-import { analyseBuffer, analyseFile, type FileResult, type Inner } from './read-file.js';
-import { reviveResults } from './wire.js';
+import { analyseBuffer, analyseFile, type Inner } from './read-file.js';
+import { Imports } from './wire.js';
+import type { FileResult } from './types.js';
 
 export interface PoolFile {
   path: string;
@@ -32,8 +33,8 @@ export interface Pool {
 
 /**
  * Worker threads beside the calling thread, which takes a share of the files itself. None on two
- * CPUs or fewer: there, reading is bound by memory bandwidth, a worker's start-up and cold JIT cost
- * ~0.2 s, and a scan of /usr took 1.11 s with one worker against 0.81 s without (bench/scan.mjs).
+ * CPUs or fewer: there, reading is bound by memory bandwidth, and a worker's start-up and cold JIT
+ * cost more than it saves (bench/README.md, "Figures behind the code").
  */
 export function defaultWorkers(): number {
   const n = os.availableParallelism();
@@ -232,7 +233,7 @@ const shared = new Map<string, Pool>();
 
 /**
  * A pool kept for the process: later scans find its workers started and their code compiled (a
- * cold worker spends ~0.3 s compiling before it runs at speed). Its workers start on its first
+ * cold worker spends a noticeable part of a scan compiling before it runs at speed). Its workers start on its first
  * use, not before, and when idle do not keep the process alive. One per (workers, maxBytes);
  * `close` on it does nothing.
  */
@@ -246,4 +247,10 @@ export function sharedPool(workers: number, maxBytes: number): Pool {
     shared.set(key, pool);
   }
   return pool;
+}
+
+/** Here, on receipt of a worker's results: their imports made `Imports` again. */
+export function reviveResults<T extends FileResult | FileResult[]>(results: T): T {
+  for (const r of Array.isArray(results) ? results : [results]) if (r?.kind === 'elf') r.report.imports = Imports.revive(r.report.imports);
+  return results;
 }

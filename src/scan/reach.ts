@@ -1,7 +1,7 @@
 // Which exported functions of a library reach a vsyscall use, through direct calls and tail jumps
 // inside the library: a reverse walk of the call graph built from the decoded code.
 import { findBranches, type BranchEdges } from '../x86/call-graph.js';
-import type { SiteKind } from '../x86/call-sites.js';
+import { KIND_RANK, type SiteKind } from '../model/site-kinds.js';
 import type { Finding, EntryName, Regions } from './find-uses.js';
 import type { FunctionIndex } from './functions.js';
 
@@ -15,7 +15,6 @@ import type { FunctionIndex } from './functions.js';
  */
 const MAX_CHAIN = 3;
 
-const KIND_RANK: Record<SiteKind, number> = { misaligned: 4, 'direct-call': 3, indirect: 2, fallback: 1, 'data-ref': 0 };
 
 export interface Reach {
   kind: SiteKind;

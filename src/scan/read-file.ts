@@ -2,20 +2,16 @@
 // skipped after one small read), then the whole file, up to a size cap.
 import fs from 'node:fs';
 import { VsysError } from '../errors.js';
-import { analyseBytes, type FileReport } from './analyse-file.js';
+import { analyseBytes } from './analyse-file.js';
 import { identify, type Identity } from './identify.js';
 import { isElf, readElf } from '../elf/read-elf.js';
 import type { Searched } from './find-uses.js';
 import { HoleRead } from '../elf/bytes.js';
 import { fillHoles, readSparse, unreadRanges, type Hole } from './sparse-read.js';
 import { readUpTo, releaseHugeScratch, scratchBuffer } from '../native/file-read.js';
+import type { FileReport, FileResult } from './types.js';
 
 export const DEFAULT_MAX_FILE_BYTES = 2 * 1024 ** 3 - 1;
-
-export type FileResult =
-  | { kind: 'elf'; report: FileReport }
-  | { kind: 'not-elf'; path: string; size: number }
-  | { kind: 'error'; path: string; size: number; error: { code: string; message: string } };
 
 
 /** The file's `size` bytes from `base` on in `fd`, into the reused buffer; shorter if the file ends first. */

@@ -3,9 +3,9 @@
 // directories), breadth-first over DT_NEEDED; and which of its imports land on an affected export.
 import fs from 'node:fs';
 import path from 'node:path';
-import type { FileReport } from './analyse-file.js';
 import type { AffectedExport } from './reach.js';
 import { innerPath, resolveInRoot, type LinkStep } from './root-path.js';
+import type { FileReport } from './types.js';
 
 const DEFAULT_DIRS = ['/lib/x86_64-linux-gnu', '/usr/lib/x86_64-linux-gnu', '/lib64', '/usr/lib64', '/lib', '/usr/lib'];
 const MAX_LIBS = 512;

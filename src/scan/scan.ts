@@ -4,15 +4,15 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { VsyscallMode } from '../model/modes.js';
 import { VSYSCALL_MODES } from '../model/modes.js';
-import type { FileReport } from './analyse-file.js';
 import { callerOf, type Finding } from './find-uses.js';
 import { isProgram } from './identify.js';
 import { createPool, defaultWorkers, type PoolFile } from './pool.js';
-import { analyseFile, DEFAULT_MAX_FILE_BYTES, type FileResult } from './read-file.js';
+import { analyseFile, DEFAULT_MAX_FILE_BYTES } from './read-file.js';
 import { looksLikeRoot, RootFinder } from './find-root.js';
 import { hostRoot, lookupContext, resolveProgram, type LookupContext, type LoadedLibrary, type ReachThrough } from './resolve.js';
 import { seedSlowdowns, verdictsOf, type ModeVerdict, type Outcome, type SlowdownFor, type Use } from './verdict.js';
 import { walk, type WalkSkip } from './walk.js';
+import type { FileReport, FileResult } from './types.js';
 
 export interface ScannedFile extends FileReport {
   verdicts: Record<VsyscallMode, ModeVerdict>;

@@ -4,7 +4,7 @@
 import { MODE_BEHAVIOUR, VSYSCALL_MODES, type VsyscallMode } from '../model/modes.js';
 import { entryNameOf } from '../model/vsyscall-page.js';
 import { seedSlowdown } from '../model/figures.js';
-import type { SiteKind } from '../x86/call-sites.js';
+import type { SiteKind } from '../model/site-kinds.js';
 
 export type Outcome = 'crash' | 'slow' | 'review' | 'fallback' | 'ok';
 

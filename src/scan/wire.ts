@@ -1,12 +1,16 @@
 // A report's imports, packed. They are most of a report's objects (a 1 GB image: 126k imports in
 // 1,621 reports), and the reports live until the image's verdicts: as objects they were copied by
-// every scavenge of the heap (~45 ms per scan), and structured clone between threads copied each
-// one (60 ms to serialize in the worker, 110–160 ms to rebuild here). So a report's imports are one
+// every scavenge of the heap, and structured clone between threads copied each one, costs that
+// bench/README.md measures ("Figures behind the code"). So a report's imports are one
 // `Imports`: a string made straight from the file's string table, unpacked only when something
 // reads them (the reachability lookup, which runs only for programs that load an affected library,
 // or the JSON output). Structured clone carries the string as it is; the receiver revives the class.
-import type { FileResult } from './read-file.js';
-import type { Symbolic } from './analyse-file.js';
+
+/** A symbol's name and, where it has one, its version (an import, or an export reaching a use). */
+export interface Symbolic {
+  name: string;
+  version?: string;
+}
 
 /** Import names and version names never hold a NUL (ELF strings end at one). */
 const SEP = '\0';
@@ -112,10 +116,4 @@ export class Imports implements Iterable<Symbolic> {
   toJSON(): readonly Symbolic[] {
     return this.list();
   }
-}
-
-/** Here, on receipt of a worker's results: their imports made `Imports` again. */
-export function reviveResults<T extends FileResult | FileResult[]>(results: T): T {
-  for (const r of Array.isArray(results) ? results : [results]) if (r?.kind === 'elf') r.report.imports = Imports.revive(r.report.imports);
-  return results;
 }

@@ -50,8 +50,8 @@ function byteHits(region: CodeRegion, targets: readonly number[], absolute: bool
   // disp + p must equal target - (ip - start) - 4 for the displacement at p to reach the target.
   const ipBase = Number(region.ip) - start;
   const out: number[] = [];
-  // One tight pass over every byte of the code (tens of megabytes in a large library; ~2.5 ns a
-  // byte), for all targets at once: there are one or two in nearly every file.
+  // One tight pass over every byte of the code (tens of megabytes in a large library), for all
+  // targets at once: there are one or two in nearly every file.
   const wants = targets.map((t) => t - ipBase - 4);
   for (let k = 0; k < wants.length; k += 2) relHits(dv, start, stop, wants[k] as number, wants[k + 1] ?? (wants[k] as number), out);
   if (absolute) {

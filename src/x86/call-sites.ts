@@ -2,19 +2,10 @@
 // instruction that carries the constant, then follows the register it lands in for a few dozen
 // instructions (call/jmp through it → direct call; cmov with it → vDSO fallback; stored or compared
 // → data reference). Uses iced-x86's decoder; returns plain objects.
-import { classifyVsyscallTarget, isInVsyscallPage } from '../model/vsyscall-page.js';
+import { isInVsyscallPage } from '../model/vsyscall-page.js';
+import { siteKindOf, type SiteKind, type SiteUse } from '../model/site-kinds.js';
 import { loadIced } from './iced.js';
 import { findImm32Candidates, imm32Value } from './candidates.js';
-
-/**
- * `indirect`: a direct call in a function that nothing in the file calls or jumps to directly and
- * that is not exported: only its address is taken (HotSpot's sched_getcpu_syscall), so it runs only
- * when some code calls through that pointer. Not a predicted crash; the verdict is `review`.
- */
-export type SiteKind = 'direct-call' | 'indirect' | 'fallback' | 'data-ref' | 'misaligned';
-
-/** How the constant is used: the evidence behind the kind. */
-export type SiteUse = 'register-call' | 'register-jump' | 'memory-call' | 'memory-jump' | 'cmov' | 'store' | 'compare' | 'load' | 'data-word' | 'other';
 
 export interface CodeSite {
   kind: SiteKind;
@@ -176,15 +167,6 @@ function follow(c: Ctx, offset: number, reg: string): Followed {
   return { use: 'other' };
 }
 
-function kindOf(use: SiteUse, target: bigint): SiteKind {
-  const entry = classifyVsyscallTarget(target);
-  if (use === 'register-call' || use === 'register-jump' || use === 'memory-call' || use === 'memory-jump') {
-    return entry === 'misaligned' ? 'misaligned' : 'direct-call';
-  }
-  if (use === 'cmov') return 'fallback';
-  return 'data-ref';
-}
-
 /** Classifies the instruction at `offset` that holds page address `target` (already decoded into c.instr). */
 function classifyDecoded(c: Ctx, offset: number, target: bigint): CodeSite {
   const { iced, instr } = c;
@@ -209,7 +191,7 @@ function classifyDecoded(c: Ctx, offset: number, target: bigint): CodeSite {
   } else if (mnem === 'Cmp' || mnem === 'Test') {
     f = { use: 'compare' };
   }
-  const site: CodeSite = { kind: kindOf(f.use, target), use: f.use, offset, ip, target, instruction };
+  const site: CodeSite = { kind: siteKindOf(f.use, target), use: f.use, offset, ip, target, instruction };
   if (f.useInstruction !== undefined) site.useInstruction = f.useInstruction;
   if (f.useIp !== undefined) site.useIp = f.useIp;
   return site;
@@ -293,7 +275,7 @@ export function findWordUses(region: CodeRegion, values: Map<bigint, bigint>): W
       else if (mnem === 'Cmp') f = { use: 'compare' };
       // follow() moved the decoder: decode the loading instruction again for its text, then resume.
       decodeAt(c, offset);
-      const site: CodeSite = { kind: kindOf(f.use, target), use: f.use, offset, ip: instr.ip, target, instruction: c.fmt.format(instr) };
+      const site: CodeSite = { kind: siteKindOf(f.use, target), use: f.use, offset, ip: instr.ip, target, instruction: c.fmt.format(instr) };
       if (f.useInstruction !== undefined) site.useInstruction = f.useInstruction;
       if (f.useIp !== undefined) site.useIp = f.useIp;
       out.push({ word: addr, site });

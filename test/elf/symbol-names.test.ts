@@ -11,8 +11,8 @@ import { readElf, type ElfFile } from '../../src/elf/read-elf.js';
 import { readSymbols, visitSymbolNames } from '../../src/elf/symbols.js';
 import { STT } from '../../src/elf/constants.js';
 import { packImportBytes, packImports } from '../../src/scan/wire.js';
-import type { Symbolic } from '../../src/scan/analyse-file.js';
 import { CORPUS } from '../helpers.js';
+import type { Symbolic } from '../../src/scan/wire.js';
 
 function isImport(info: number, shndx: number): boolean {
   const type = info & 0xf;

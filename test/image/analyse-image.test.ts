@@ -15,7 +15,8 @@ import { judgeFile } from '../../src/scan/scan.js';
 import { lookupContext } from '../../src/scan/resolve.js';
 import { seedSlowdowns } from '../../src/scan/verdict.js';
 import { VSYSCALL_MODES } from '../../src/model/modes.js';
-import type { FileReport } from '../../src/scan/analyse-file.js';
+import type { FileReport } from '../../src/scan/types.js';
+
 
 const BUSYBOX = path.join(CORPUS, 'busybox-1.15.2-static', 'busybox');
 const WHEEZY = path.join(CORPUS, 'debian-wheezy-libc-2.13', 'libc-2.13.so');

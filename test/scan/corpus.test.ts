@@ -7,10 +7,11 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { CORPUS, hasCommand } from '../helpers.js';
-import { analyseBytes, type FileReport } from '../../src/scan/analyse-file.js';
+import { analyseBytes } from '../../src/scan/analyse-file.js';
 import { scanPaths } from '../../src/scan/scan.js';
 import { esbuild002 } from '../support/real-files.js';
 import { debianPackage } from '../support/debian-packages.js';
+import type { FileReport } from '../../src/scan/types.js';
 
 function analyse(p: string): FileReport {
   const r = analyseBytes(fs.readFileSync(p), p);

@@ -6,8 +6,9 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import { hasCommand } from '../helpers.js';
-import { analyseBytes, type FileReport } from '../../src/scan/analyse-file.js';
+import { analyseBytes } from '../../src/scan/analyse-file.js';
 import { buildC, hasGcc } from '../support/fixtures.js';
+import type { FileReport } from '../../src/scan/types.js';
 
 const skip = !hasGcc() && 'gcc not installed';
 const LINKS = [['static', ['-static']], ['dynamic', []]] as const;

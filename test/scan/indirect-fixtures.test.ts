@@ -8,14 +8,14 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import { hasCommand } from '../helpers.js';
-import { analyseBytes, type FileReport } from '../../src/scan/analyse-file.js';
+import { analyseBytes } from '../../src/scan/analyse-file.js';
 import type { Finding } from '../../src/scan/find-uses.js';
 import { verdictsOf } from '../../src/scan/verdict.js';
 import { buildC, hasGcc } from '../support/fixtures.js';
 import { MessageChannel, receiveMessageOnPort } from 'node:worker_threads';
-import { reviveResults } from '../../src/scan/wire.js';
-import type { FileResult } from '../../src/scan/read-file.js';
+import { reviveResults } from '../../src/scan/pool.js';
 import { toJson } from '../../src/cli/io.js';
+import type { FileReport, FileResult } from '../../src/scan/types.js';
 
 const skip = (!hasGcc() && 'gcc not installed') || (!hasCommand('objdump') && 'objdump not installed') || (!hasCommand('nm') && 'nm not installed');
 

@@ -10,11 +10,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import readline from 'node:readline';
 import { CORPUS, hasCommand } from '../helpers.js';
-import { analyseBytes, type FileReport } from '../../src/scan/analyse-file.js';
+import { analyseBytes } from '../../src/scan/analyse-file.js';
 import { scanPaths } from '../../src/scan/scan.js';
 import { isElf } from '../../src/elf/read-elf.js';
 import { toJson } from '../../src/cli/io.js';
 import { debianPackage } from '../support/debian-packages.js';
+import type { FileReport } from '../../src/scan/types.js';
 
 const JVM = 'usr/lib/jvm/java-17-openjdk-amd64/lib/server/libjvm.so';
 

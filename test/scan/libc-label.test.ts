@@ -9,9 +9,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { CORPUS, hasCommand } from '../helpers.js';
-import { analyseBytes, type FileReport } from '../../src/scan/analyse-file.js';
+import { analyseBytes } from '../../src/scan/analyse-file.js';
 import { describeIdentity } from '../../src/scan/identify.js';
 import { scanPaths } from '../../src/scan/scan.js';
+import type { FileReport } from '../../src/scan/types.js';
 
 const GENTOO = path.join(CORPUS, 'gentoo-initfs-2011', 'lib64');
 const skip = !fs.existsSync(GENTOO) && 'corpus not present';

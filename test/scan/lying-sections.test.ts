@@ -9,12 +9,13 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
-import { analyseBytes, type FileReport } from '../../src/scan/analyse-file.js';
+import { analyseBytes } from '../../src/scan/analyse-file.js';
 import { analyseFile, analyseSparse, SPARSE_MIN } from '../../src/scan/read-file.js';
 import { readElf, type ElfFile } from '../../src/elf/read-elf.js';
 import { PF, PT, SHF, SHT } from '../../src/elf/constants.js';
 import type { ProgramHeader } from '../../src/elf/types.js';
 import { CORPUS } from '../helpers.js';
+import type { FileReport } from '../../src/scan/types.js';
 
 const BUSYBOX = path.join(CORPUS, 'busybox-1.15.2-static', 'busybox');
 /** An old layout: .rodata, .eh_frame and the symbol tables share the R+X segment with .text. */

@@ -4,8 +4,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { MessageChannel, receiveMessageOnPort } from 'node:worker_threads';
-import { Imports, reviveResults } from '../../src/scan/wire.js';
-import { analyseFile, type FileResult } from '../../src/scan/read-file.js';
+import { Imports } from '../../src/scan/wire.js';
+import { reviveResults } from '../../src/scan/pool.js';
+import { analyseFile } from '../../src/scan/read-file.js';
+import type { FileResult } from '../../src/scan/types.js';
 
 function across(results: FileResult[]): FileResult[] {
   const { port1, port2 } = new MessageChannel();

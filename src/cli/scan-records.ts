@@ -4,9 +4,9 @@
 // Also the grouping of programs by the library function that decides their outcome.
 import type { ImageReport } from '../image/analyse-image.js';
 import { VSYSCALL_MODES, type VsyscallMode } from '../model/modes.js';
-import { isProgram } from './identify.js';
-import type { ScannedFile, ScanResult } from './scan.js';
-import { OUTCOME_RANK, verdictOfUse, type Certainty, type Outcome, type SlowdownFor } from './verdict.js';
+import { isProgram } from '../scan/identify.js';
+import type { ScannedFile, ScanResult } from '../scan/scan.js';
+import { OUTCOME_RANK, verdictOfUse, type Certainty, type Outcome, type SlowdownFor } from '../scan/verdict.js';
 
 /** Where an unjudged input came from: a path on this host, or a file or layer inside an image. */
 export interface Unjudged {
