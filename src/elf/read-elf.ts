@@ -3,7 +3,8 @@
 import { VsysError, type ErrorCode } from '../errors.js';
 import { ByteReader } from './bytes.js';
 import { ELFCLASS32, ELFCLASS64, ELFDATA2LSB, ELFDATA2MSB, EV_CURRENT, PN_XNUM, PT, SHN_UNDEF, SHN_XINDEX, SHT } from './constants.js';
-import { big, layoutsFor, num, wordBig, wordNum, type ClassLayouts } from './layouts.js';
+import { checkTable, readHeader, readIdent, readProgramHeaders, type ElfIdent } from './header.js';
+import { layoutsFor, num, wordBig, wordNum, type ClassLayouts } from './layouts.js';
 import { StringTable } from './string-table.js';
 import type { ElfClass, ElfHeader, ProgramHeader, Section } from './types.js';
 
@@ -39,31 +40,13 @@ export function readElf(bytes: Uint8Array, path: string, holes?: readonly (reado
   if (!isElf(bytes)) fail('ELF_BAD_MAGIC', path, 'not an ELF file (no \\x7fELF magic)');
   const r = new ByteReader(bytes, path, holes);
   r.need(0, 16, 'e_ident');
-  const ei = bytes.subarray(0, 16);
-  const cls: ElfClass = ei[4] === ELFCLASS64 ? 64 : ei[4] === ELFCLASS32 ? 32 : fail('ELF_UNSUPPORTED', path, `unknown ELF class ${ei[4]}`);
-  if (ei[5] === ELFDATA2MSB) fail('ELF_UNSUPPORTED', path, 'big-endian ELF files are not supported');
-  if (ei[5] !== ELFDATA2LSB) fail('ELF_UNSUPPORTED', path, `unknown ELF data encoding ${ei[5]}`);
-  if (ei[6] !== EV_CURRENT) fail('ELF_UNSUPPORTED', path, `unknown ELF version ${ei[6]}`);
+  const ei = readIdent(bytes) as ElfIdent; // its 16 bytes are there (need, above)
+  const cls: ElfClass = ei.class === ELFCLASS64 ? 64 : ei.class === ELFCLASS32 ? 32 : fail('ELF_UNSUPPORTED', path, `unknown ELF class ${ei.class}`);
+  if (ei.data === ELFDATA2MSB) fail('ELF_UNSUPPORTED', path, 'big-endian ELF files are not supported');
+  if (ei.data !== ELFDATA2LSB) fail('ELF_UNSUPPORTED', path, `unknown ELF data encoding ${ei.data}`);
+  if (ei.version !== EV_CURRENT) fail('ELF_UNSUPPORTED', path, `unknown ELF version ${ei.version}`);
   const L = layoutsFor(cls);
-  r.need(0, L.ehdr.size, 'ELF header');
-  const e = L.ehdr.f;
-  const header: ElfHeader = {
-    class: cls,
-    osabi: ei[7]!,
-    type: r.u16(e.e_type.offset),
-    machine: r.u16(e.e_machine.offset),
-    version: r.u32(e.e_version.offset),
-    entry: big(r, 0, e.e_entry),
-    phoff: big(r, 0, e.e_phoff),
-    shoff: big(r, 0, e.e_shoff),
-    flags: r.u32(e.e_flags.offset),
-    ehsize: r.u16(e.e_ehsize.offset),
-    phentsize: r.u16(e.e_phentsize.offset),
-    phnum: r.u16(e.e_phnum.offset),
-    shentsize: r.u16(e.e_shentsize.offset),
-    shnum: r.u16(e.e_shnum.offset),
-    shstrndx: r.u16(e.e_shstrndx.offset),
-  };
+  const header = readHeader(r, cls, ei.osabi);
   let sections: Section[];
   let sectionError: VsysError | undefined;
   try {
@@ -75,21 +58,10 @@ export function readElf(bytes: Uint8Array, path: string, holes?: readonly (reado
     sections = [];
     sectionError = e;
   }
-  const programHeaders = readProgramHeaders(r, L, header, sections[0]);
+  const programHeaders = programHeadersOf(r, header, sections[0]);
   const elf: ElfFile = { path, bytes, reader: r, header, programHeaders, sections };
   if (sectionError) elf.sectionError = sectionError;
   return elf;
-}
-
-/** Checks that a table of `count` entries of `entsize` bytes at `off` fits in the file. */
-function checkTable(r: ByteReader, off: bigint, count: number, entsize: number, min: number, what: string): number {
-  if (entsize < min) fail('ELF_BAD_COUNT', r.source, `${what} entry size ${entsize} is smaller than ${min}`);
-  const bytes = count * entsize;
-  if (bytes > r.length) fail('ELF_BAD_COUNT', r.source, `${count} ${what} of ${entsize} bytes cannot fit in a ${r.length}-byte file`);
-  if (off > BigInt(r.length)) fail('ELF_BAD_OFFSET', r.source, `${what} offset 0x${off.toString(16)} lies beyond the ${r.length}-byte file`);
-  const start = Number(off);
-  r.need(start, bytes, what);
-  return start;
 }
 
 function readSectionHeaders(r: ByteReader, L: ClassLayouts, h: ElfHeader): Section[] {
@@ -164,31 +136,10 @@ function sectionNames(r: ByteReader, offset: number, size: number): (at: number)
   };
 }
 
-function readProgramHeaders(r: ByteReader, L: ClassLayouts, h: ElfHeader, section0: Section | undefined): ProgramHeader[] {
-  let count = h.phnum;
-  if (count === PN_XNUM && section0) count = section0.info;
-  if (count === 0 || h.phoff === 0n) return [];
-  const start = checkTable(r, h.phoff, count, h.phentsize, L.phdr.size, 'program headers');
-  const f = L.phdr.f;
-  const dv = r.view;
-  const w = L.addr;
-  const out: ProgramHeader[] = [];
-  for (let i = 0; i < count; i++) {
-    const b = start + i * h.phentsize;
-    const p: ProgramHeader = {
-      type: dv.getUint32(b + f.p_type.offset, true),
-      flags: dv.getUint32(b + f.p_flags.offset, true),
-      offset: wordNum(dv, b + f.p_offset.offset, w, `p_offset of program header ${i}`),
-      vaddr: wordBig(dv, b + f.p_vaddr.offset, w),
-      paddr: wordBig(dv, b + f.p_paddr.offset, w),
-      filesz: wordNum(dv, b + f.p_filesz.offset, w, `p_filesz of program header ${i}`),
-      memsz: wordBig(dv, b + f.p_memsz.offset, w),
-      align: wordBig(dv, b + f.p_align.offset, w),
-    };
-    r.within(p.offset, p.filesz, `segment ${i}`, 'ELF_BAD_OFFSET');
-    out.push(p);
-  }
-  return out;
+/** The program headers; with PN_XNUM their count is section 0's sh_info (gABI extended numbering). */
+function programHeadersOf(r: ByteReader, h: ElfHeader, section0: Section | undefined): ProgramHeader[] {
+  if (h.phoff === 0n) return [];
+  return readProgramHeaders(r, h, h.phnum === PN_XNUM && section0 ? section0.info : h.phnum);
 }
 
 /** The first section with this name. */

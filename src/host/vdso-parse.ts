@@ -4,7 +4,9 @@
 // Works on bytes, so a live image and a dumped file go through the same code.
 import { VsysError } from '../errors.js';
 import { ByteReader, toSafeNumber } from '../elf/bytes.js';
-import { DT, PT, SHN_ABS } from '../elf/constants.js';
+import { DT, ELFCLASS32, ELFCLASS64, ELFDATA2LSB, PT, SHN_ABS } from '../elf/constants.js';
+import { readHeader, readIdent, readSegments, sectionTableEnd, type RawSegment } from '../elf/header.js';
+import { big, EHDR32, EHDR64, layoutsFor, num, VERDAUX, VERDEF } from '../elf/layouts.js';
 
 export type VdsoSymbolType = 'func' | 'object' | 'notype' | 'other';
 
@@ -32,6 +34,7 @@ export interface ParsedVdso {
 
 interface Layout {
   cls: 32 | 64;
+  machine: number;
   r: ByteReader;
   /** Add to a link-time address to get a file offset. */
   vaddrToOff: (v: bigint) => number;
@@ -44,44 +47,42 @@ function fail(msg: string): never {
 
 function readLayout(bytes: Uint8Array): Layout {
   const r = new ByteReader(bytes, 'vDSO');
-  if (!r.has(0, 52) || r.u32(0) !== 0x464c457f) fail('no ELF header at the vDSO base');
-  const cls = r.u8(4) === 2 ? 64 : r.u8(4) === 1 ? 32 : fail(`unknown ELF class ${r.u8(4)}`);
-  if (r.u8(5) !== 1) fail('not little-endian');
-  const phoff = cls === 64 ? toSafeNumber(r.u64(32), 'e_phoff') : r.u32(28);
-  const phentsize = r.u16(cls === 64 ? 54 : 42);
-  const phnum = r.u16(cls === 64 ? 56 : 44);
-  if (phentsize < (cls === 64 ? 56 : 32)) fail(`e_phentsize ${phentsize} too small`);
-  r.need(phoff, phnum * phentsize, 'program headers');
+  const id = readIdent(bytes);
+  if (!r.has(0, EHDR32.size) || !id?.magic) fail('no ELF header at the vDSO base');
+  const cls = id.class === ELFCLASS64 ? 64 : id.class === ELFCLASS32 ? 32 : fail(`unknown ELF class ${id.class}`);
+  if (id.data !== ELFDATA2LSB) fail('not little-endian');
+  const L = layoutsFor(cls);
+  const h = readHeader(r, cls);
+  const phoff = toSafeNumber(h.phoff, 'e_phoff');
+  if (h.phentsize < L.phdr.size) fail(`e_phentsize ${h.phentsize} too small`);
+  r.need(phoff, h.phnum * h.phentsize, 'program headers');
 
-  let load: { off: bigint; vaddr: bigint } | undefined;
-  let dynamic: { off: bigint; size: bigint } | undefined;
-  for (let i = 0; i < phnum; i++) {
-    const p = phoff + i * phentsize;
-    const type = r.u32(p);
-    const off = cls === 64 ? r.u64(p + 8) : BigInt(r.u32(p + 4));
-    const vaddr = cls === 64 ? r.u64(p + 16) : BigInt(r.u32(p + 8));
-    const filesz = cls === 64 ? r.u64(p + 32) : BigInt(r.u32(p + 16));
-    if (type === PT.LOAD && !load) load = { off, vaddr };
-    if (type === PT.DYNAMIC) dynamic = { off, size: filesz };
+  // parse_vdso.c: the first PT_LOAD gives the load offset, the last PT_DYNAMIC the dynamic section.
+  let load: RawSegment | undefined;
+  let dynamic: RawSegment | undefined;
+  for (const p of readSegments(r, h)) {
+    if (p.type === PT.LOAD && !load) load = p;
+    if (p.type === PT.DYNAMIC) dynamic = p;
   }
   if (!load) fail('no PT_LOAD segment');
   if (!dynamic) fail('no PT_DYNAMIC segment');
-  const delta = load.off - load.vaddr;
+  const delta = load.offset - load.vaddr;
   const vaddrToOff = (v: bigint) => toSafeNumber(v + delta, 'vDSO address');
 
   const dyn = new Map<number, bigint>();
-  const entSize = cls === 64 ? 16 : 8;
-  const dynOff = toSafeNumber(dynamic.off, 'PT_DYNAMIC offset');
-  const count = Math.floor(toSafeNumber(dynamic.size, 'PT_DYNAMIC size') / entSize);
-  r.need(dynOff, count * entSize, 'dynamic section');
+  const d = L.dyn;
+  const dynOff = toSafeNumber(dynamic.offset, 'PT_DYNAMIC offset');
+  const count = Math.floor(toSafeNumber(dynamic.filesz, 'PT_DYNAMIC size') / d.size);
+  r.need(dynOff, count * d.size, 'dynamic section');
   for (let i = 0; i < count; i++) {
-    const e = dynOff + i * entSize;
-    const tag = cls === 64 ? Number(r.i64(e)) : r.i32(e);
+    const e = dynOff + i * d.size;
+    // d_tag is signed (Elf_Sxword / Elf32_Sword).
+    const tag = cls === 64 ? Number(r.i64(e + d.f.d_tag.offset)) : r.i32(e + d.f.d_tag.offset);
     if (tag === DT.NULL) break;
-    const val = cls === 64 ? r.u64(e + 8) : BigInt(r.u32(e + 4));
+    const val = big(r, e, d.f.d_val);
     if (!dyn.has(tag)) dyn.set(tag, val);
   }
-  return { cls, r, vaddrToOff, dyn };
+  return { cls, machine: h.machine, r, vaddrToOff, dyn };
 }
 
 function symbolCount(l: Layout): { count: number; hash: 'gnu' | 'sysv' } {
@@ -113,18 +114,19 @@ function symbolCount(l: Layout): { count: number; hash: 'gnu' | 'sysv' } {
 
 function versionNames(l: Layout): Map<number, string> {
   const names = new Map<number, string>();
-  const vd = l.dyn.get(DT.VERDEF);
+  const verdef = l.dyn.get(DT.VERDEF);
   const strtab = l.dyn.get(DT.STRTAB);
-  if (vd === undefined || strtab === undefined) return names;
+  if (verdef === undefined || strtab === undefined) return names;
   const { r } = l;
+  const vd = VERDEF.f;
   const strOff = l.vaddrToOff(strtab);
-  let off = l.vaddrToOff(vd);
+  let off = l.vaddrToOff(verdef);
   for (let guard = 0; guard < 1024; guard++) {
-    const ndx = r.u16(off + 4);
-    const cnt = r.u16(off + 6);
-    const aux = r.u32(off + 12);
-    const next = r.u32(off + 16);
-    if (cnt > 0) names.set(ndx & 0x7fff, r.cstring(strOff + r.u32(off + aux)));
+    const ndx = r.u16(off + vd.vd_ndx.offset);
+    const cnt = r.u16(off + vd.vd_cnt.offset);
+    const aux = r.u32(off + vd.vd_aux.offset);
+    const next = r.u32(off + vd.vd_next.offset);
+    if (cnt > 0) names.set(ndx & 0x7fff, r.cstring(strOff + r.u32(off + aux + VERDAUX.f.vda_name.offset)));
     if (next === 0) break;
     off += next;
   }
@@ -145,16 +147,17 @@ export function parseVdsoImage(bytes: Uint8Array, base: bigint): ParsedVdso {
     const versymOff = versym === undefined ? undefined : l.vaddrToOff(versym);
     const versions = versionNames(l);
     const { count, hash } = symbolCount(l);
-    const symSize = cls === 64 ? 24 : 16;
-    r.need(symOff, count * symSize, 'symbol table');
+    const sym = layoutsFor(cls).sym;
+    const f = sym.f;
+    r.need(symOff, count * sym.size, 'symbol table');
     const symbols: VdsoSymbol[] = [];
     for (let i = 1; i < count; i++) {
-      const s = symOff + i * symSize;
-      const nameOff = r.u32(s);
-      const info = cls === 64 ? r.u8(s + 4) : r.u8(s + 12);
-      const shndx = cls === 64 ? r.u16(s + 6) : r.u16(s + 14);
-      const value = cls === 64 ? r.u64(s + 8) : BigInt(r.u32(s + 4));
-      const size = cls === 64 ? toSafeNumber(r.u64(s + 16), 'st_size') : r.u32(s + 8);
+      const s = symOff + i * sym.size;
+      const nameOff = r.u32(s + f.st_name.offset);
+      const info = r.u8(s + f.st_info.offset);
+      const shndx = r.u16(s + f.st_shndx.offset);
+      const value = big(r, s, f.st_value);
+      const size = num(r, s, f.st_size, 'st_size');
       if (shndx === 0) continue; // undefined
       const t = info & 0xf;
       const b = info >> 4;
@@ -175,7 +178,7 @@ export function parseVdsoImage(bytes: Uint8Array, base: bigint): ParsedVdso {
     }
     const sonameVal = dyn.get(DT.SONAME);
     const soname = sonameVal === undefined ? null : r.cstring(strOff + toSafeNumber(sonameVal, 'DT_SONAME'));
-    return { elfClass: cls, machine: r.u16(18), symbols, hash, soname };
+    return { elfClass: cls, machine: l.machine, symbols, hash, soname };
   } catch (e) {
     if (e instanceof VsysError && e.code !== 'VDSO_MALFORMED') {
       throw new VsysError('VDSO_MALFORMED', `vDSO: ${e.message}`, { cause: e });
@@ -187,15 +190,9 @@ export function parseVdsoImage(bytes: Uint8Array, base: bigint): ParsedVdso {
 /** Extent of the ELF file inside an image: the larger of the section headers' end and the segments' end. */
 export function vdsoImageExtent(header: Uint8Array): { phoff: number; phnum: number; phentsize: number; shEnd: number } {
   const r = new ByteReader(header, 'vDSO');
-  if (!r.has(0, 64) || r.u32(0) !== 0x464c457f) fail('no ELF header at the vDSO base');
-  const is64 = r.u8(4) === 2;
-  const shoff = is64 ? toSafeNumber(r.u64(40), 'e_shoff') : r.u32(32);
-  const shentsize = r.u16(is64 ? 58 : 46);
-  const shnum = r.u16(is64 ? 60 : 48);
-  return {
-    phoff: is64 ? toSafeNumber(r.u64(32), 'e_phoff') : r.u32(28),
-    phentsize: r.u16(is64 ? 54 : 42),
-    phnum: r.u16(is64 ? 56 : 44),
-    shEnd: shoff + shentsize * shnum,
-  };
+  const id = readIdent(header);
+  if (!r.has(0, EHDR64.size) || !id?.magic) fail('no ELF header at the vDSO base');
+  const h = readHeader(r, id.class === ELFCLASS64 ? 64 : 32);
+  const shEnd = sectionTableEnd(h);
+  return { phoff: toSafeNumber(h.phoff, 'e_phoff'), phentsize: h.phentsize, phnum: h.phnum, shEnd };
 }
