@@ -24,7 +24,7 @@ function full(): HostReport {
         { name: '__vdso_clock_gettime', version: 'LINUX_2.6', address: 0x7ffd1234ea00n, offset: 0xa00, size: 5, type: 'func', binding: 'global' },
         { name: 'clock_gettime', version: 'LINUX_2.6', address: 0x7ffd1234ea00n, offset: 0xa00, size: 5, type: 'func', binding: 'weak' },
         { name: '__vdso_time', version: 'LINUX_2.6', address: 0x7ffd1234eb00n, offset: 0xb00, size: 5, type: 'func', binding: 'global' },
-        { name: 'LINUX_2.6', address: 0n, offset: 0, size: 0, type: 'object', binding: 'global' },
+        { name: 'LINUX_2.6', version: null, address: 0n, offset: 0, size: 0, type: 'object', binding: 'global' },
       ],
       health: { userSpace: true, clocksource: 'kvm-clock', method: 'perf-count', syscallsPerCall: 0, controlSyscallsPerCall: 1, vdsoNs: 20, syscallNs: 130, summary: 'clock_gettime stays in user space (0.00 syscalls per call)' },
     },
@@ -161,7 +161,7 @@ test('probe report, a bare host: no vDSO (with and without a reason), unknowns, 
 
 test('probe report variants: vDSO without soname or versions (DT_HASH), a clock that falls back, timed health, perf and no-count trace backends', () => {
   const r = full();
-  r.vdso = { ...r.vdso, soname: null, hash: 'sysv', symbols: [{ name: '__kernel_vsyscall', address: 0x1000n, offset: 0x400, size: 8, type: 'func', binding: 'global' }] };
+  r.vdso = { ...r.vdso, soname: null, hash: 'sysv', symbols: [{ name: '__kernel_vsyscall', version: null, address: 0x1000n, offset: 0x400, size: 8, type: 'func', binding: 'global' }] };
   r.vdso.health = { ...r.vdso.health!, userSpace: false, method: 'timing', summary: 'clock_gettime falls back to the syscall (clocksource xen)' };
   r.traceCounting = { backend: 'perf', reason: 'eBPF refused: EPERM' };
   r.kpti = { enabled: true, evidence: 'pti flag' };
