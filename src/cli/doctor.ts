@@ -83,8 +83,10 @@ export async function checkProcesses(mode: string): Promise<ProcessCheck> {
 export function verdictFor(mode: string, s: Slowdown): DoctorReport['verdict'] {
   const who = 'Programs built against glibc ≤ 2.13 (CentOS 5/6, Debian wheezy images), old static binaries and old Go runtimes';
   const cost = `a vsyscall time() costs ~${Math.round(s.ratio)}× a vDSO time() (${s.source})`;
-  const remedies = isVsyscallMode(mode) ? remedyLines(undefined, mode) : [];
-  switch (mode) {
+  const known = isVsyscallMode(mode) ? mode : undefined;
+  const remedies = known ? remedyLines(undefined, known) : [];
+  // No default: a mode added to the model is a compile error here until its advice is written.
+  switch (known) {
     case 'none':
       return {
         mode, severity: 'crash',
@@ -109,7 +111,7 @@ export function verdictFor(mode: string, s: Slowdown): DoctorReport['verdict'] {
         headline: `${who} run at syscall speed here (native vsyscall page, kernels before 4.15).`,
         detail: ['The native page is executable code at a fixed address: a gift to exploits. Newer kernels emulate it or remove it.'],
       };
-    default:
+    case undefined:
       return { mode, severity: 'unknown', headline: 'The vsyscall mode of this host could not be determined.', detail: ['Run vsys probe for the evidence.'] };
   }
 }

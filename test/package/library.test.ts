@@ -72,6 +72,15 @@ console.log(JSON.stringify({
     const bad = spawnSync(process.execPath, [tsc, ...opts, 'bad.mts'], { cwd: app, encoding: 'utf8' });
     assert.notEqual(bad.status, 0, 'a wrong argument type is caught');
     assert.match(bad.stdout, /bad\.mts.*error TS2322/);
+    // The README's library example type-checks against the package as it is.
+    const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+    const example = /## As a library[\s\S]*?```js\n([\s\S]*?)```/.exec(readme)?.[1];
+    assert.ok(example, 'the README has a library example');
+    fs.writeFileSync(path.join(app, 'readme.mjs'), example);
+    run(process.execPath, [tsc, ...opts, '--allowJs', '--checkJs', 'readme.mjs'], app);
+    fs.writeFileSync(path.join(app, 'readme-wrong.mjs'), example.replace('stillCrash', 'stillCrashes'));
+    const wrong = spawnSync(process.execPath, [tsc, ...opts, '--allowJs', '--checkJs', 'readme-wrong.mjs'], { cwd: app, encoding: 'utf8' });
+    assert.match(wrong.stdout, /readme-wrong\.mjs.*error TS2551/, 'the check can fail: a misspelt field is caught');
     t.diagnostic(`package ${packed[0]!.filename}: ${names.length} files`);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
