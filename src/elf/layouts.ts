@@ -93,10 +93,12 @@ export interface ClassLayouts {
   addr: 4 | 8;
 }
 
-export function layoutsFor(cls: 32 | 64): ClassLayouts {
-  return cls === 64
-    ? { ehdr: EHDR64, phdr: PHDR64, shdr: SHDR64, sym: SYM64, dyn: DYN64, addr: 8 }
-    : { ehdr: EHDR32, phdr: PHDR32, shdr: SHDR32, sym: SYM32, dyn: DYN32, addr: 4 };
+const LAYOUTS64: Readonly<ClassLayouts> = { ehdr: EHDR64, phdr: PHDR64, shdr: SHDR64, sym: SYM64, dyn: DYN64, addr: 8 };
+const LAYOUTS32: Readonly<ClassLayouts> = { ehdr: EHDR32, phdr: PHDR32, shdr: SHDR32, sym: SYM32, dyn: DYN32, addr: 4 };
+
+/** The tables of one class; made once (the readers ask for them per file and per table). */
+export function layoutsFor(cls: 32 | 64): Readonly<ClassLayouts> {
+  return cls === 64 ? LAYOUTS64 : LAYOUTS32;
 }
 
 /** Reads a field of any width as an unsigned bigint. */

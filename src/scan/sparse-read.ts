@@ -12,7 +12,11 @@
 // or an identity that needs the whole file (static, Go, libc), the file is read whole
 // (analyseSparse in read-file.ts).
 import fs from 'node:fs';
-import { SHF, SHT } from '../elf/constants.js';
+import { ByteReader } from '../elf/bytes.js';
+import { ELFCLASS64, ELFDATA2LSB, EM, PN_XNUM, PT, SHF, SHT } from '../elf/constants.js';
+import { programTable, readHeader, readIdent, segmentTypes } from '../elf/header.js';
+import { big, EHDR64, PHDR64, SHDR64 } from '../elf/layouts.js';
+import type { ElfHeader } from '../elf/types.js';
 import { findDataWords, findImm32Candidates } from '../x86/candidates.js';
 import { decodeWindowOf } from '../x86/call-sites.js';
 import { alignedBuffer, readUpTo } from '../native/file-read.js';
@@ -92,8 +96,6 @@ const MAX_NAME = 256;
 /** More holes or possible page words than this (a real file has a handful): read it whole. */
 const MAX_HOLES = 64;
 const MAX_WORDS = 4096;
-const PT_DYNAMIC = 2;
-const PT_INTERP = 3;
 
 let hot = Buffer.allocUnsafeSlow(0);
 
@@ -124,22 +126,20 @@ interface SectionRow {
 }
 
 /** The section headers, from a buffer that holds the ELF header; undefined when anything is odd (the whole-file path then reports it). */
-function sectionRows(src: At, buf: Buffer, size: number, names: (shstrndx: number) => void): SectionRow[] | undefined {
-  const shoff = buf.readBigUInt64LE(0x28);
-  const shentsize = buf.readUInt16LE(0x3a);
-  const shnum = buf.readUInt16LE(0x3c);
-  const shstrndx = buf.readUInt16LE(0x3e);
-  if (shoff === 0n || shnum === 0 || shentsize !== 64 || shstrndx >= shnum || shoff > BigInt(size - shnum * 64)) return undefined;
+function sectionRows(src: At, buf: Buffer, r: ByteReader, h: ElfHeader, size: number): SectionRow[] | undefined {
+  const { shoff, shnum, shstrndx } = h;
+  const n = SHDR64.size;
+  if (shoff === 0n || shnum === 0 || h.shentsize !== n || shstrndx >= shnum || shoff > BigInt(size - shnum * n)) return undefined;
   const sh = Number(shoff);
-  if (!fill(src, buf, sh, sh + shnum * 64)) return undefined;
+  if (!fill(src, buf, sh, sh + shnum * n)) return undefined;
+  const f = SHDR64.f;
   const raw = (i: number) => {
-    const b = sh + i * 64;
+    const b = sh + i * n;
     return {
-      nameAt: buf.readUInt32LE(b), type: buf.readUInt32LE(b + 4), flags: buf.readBigUInt64LE(b + 8),
-      offset: buf.readBigUInt64LE(b + 0x18), size: buf.readBigUInt64LE(b + 0x20), link: buf.readUInt32LE(b + 0x28),
+      nameAt: r.u32(b + f.sh_name.offset), type: r.u32(b + f.sh_type.offset), flags: big(r, b, f.sh_flags),
+      offset: big(r, b, f.sh_offset), size: big(r, b, f.sh_size), link: r.u32(b + f.sh_link.offset),
     };
   };
-  names(shstrndx);
   const strs = raw(shstrndx);
   if (strs.offset + strs.size > BigInt(size)) return undefined;
   const so = Number(strs.offset);
@@ -164,18 +164,20 @@ function sectionRows(src: At, buf: Buffer, size: number, names: (shstrndx: numbe
  * whole). Undefined when the table is odd, absent, or counted elsewhere (PN_XNUM): the whole-file
  * reader handles those.
  */
-function isDynamic(src: At, buf: Buffer, size: number): boolean | undefined {
-  const phoff = buf.readBigUInt64LE(0x20);
-  const phentsize = buf.readUInt16LE(0x36);
-  const phnum = buf.readUInt16LE(0x38);
-  if (phoff === 0n || phnum === 0 || phnum === 0xffff || phentsize !== 56 || phoff + BigInt(phnum * 56) > BigInt(size)) return undefined;
-  const at = Number(phoff);
-  if (!fill(src, buf, at, at + phnum * 56)) return undefined;
-  for (let i = 0; i < phnum; i++) {
-    const t = buf.readUInt32LE(at + i * 56);
-    if (t === PT_INTERP || t === PT_DYNAMIC) return true;
-  }
-  return false;
+function isDynamic(src: At, buf: Buffer, r: ByteReader, h: ElfHeader, size: number): boolean | undefined {
+  const n = PHDR64.size;
+  if (h.phoff === 0n || h.phnum === 0 || h.phnum === PN_XNUM || h.phentsize !== n || h.phoff + BigInt(h.phnum * n) > BigInt(size)) return undefined;
+  const at = Number(h.phoff);
+  if (!fill(src, buf, at, at + h.phnum * n)) return undefined;
+  return segmentTypes(r, h, programTable(r, h)).some((t) => t === PT.INTERP || t === PT.DYNAMIC);
+}
+
+/** The ELF header of a little-endian x86-64 ELF64 file, from its first bytes in `buf`; undefined for any other. */
+function x86_64Header(r: ByteReader): ElfHeader | undefined {
+  const id = readIdent(r.bytes);
+  if (!id || id.class !== ELFCLASS64 || id.data !== ELFDATA2LSB || r.length < EHDR64.size) return undefined;
+  const h = readHeader(r, 64);
+  return h.machine === EM.X86_64 ? h : undefined;
 }
 
 /**
@@ -190,16 +192,18 @@ export function readSparse(file: number, size: number, scratch: (n: number) => B
   const chunk = Math.max(KEEP_TAIL + OVERLAP, o.chunk ?? CHUNK);
   const buf = scratch(size);
   const head = Math.min(size, Math.max(64, o.head ?? HEAD));
-  let shstrndx = 0;
   if (!readFully(src, buf, 0, head, 0)) return undefined;
-  if (buf[4] !== 2 || buf[5] !== 1 || buf.readUInt16LE(0x12) !== 62) return undefined; // ELF64, little-endian, x86-64
+  // The buffer is the file's size; its header was read first (head), the tables are read as they are met.
+  const r = new ByteReader(buf, 'sparse read');
+  const h = x86_64Header(r);
+  if (!h) return undefined;
   const bounded = o.bounded === true;
-  const dynamic = isDynamic(src, buf, size);
+  const dynamic = isDynamic(src, buf, r, h, size);
   if (dynamic === undefined || (!dynamic && !bounded)) return undefined;
-  const rows = sectionRows(src, buf, size, (sh) => (shstrndx = sh));
+  const rows = sectionRows(src, buf, r, h, size);
   if (!rows || (!bounded && rows.some((r) => GO_SECTIONS.has(r.name)))) return undefined;
   // String tables that analysis reads: linked from .dynsym, the version sections and .dynamic, and the section names.
-  const needed = new Set<number>([shstrndx]);
+  const needed = new Set<number>([h.shstrndx]);
   for (const r of rows) if (r.type === SHT.DYNSYM || r.type === SHT.DYNAMIC || r.type === SHT.GNU_VERDEF || r.type === SHT.GNU_VERNEED) needed.add(r.link);
   const big = rows
     .filter((r) => SKIPPABLE.has(r.type) && r.size >= holeMin && !KEEP.has(r.name) && !needed.has(r.index) && !(bounded && (KEEP_BOUNDED.has(r.name) || !isSearched(r))))
