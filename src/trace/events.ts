@@ -5,6 +5,7 @@ import { readComm } from './attribution.js';
 import { PerfRing, type SampleVisitor } from '../native/perf-ring.js';
 import { readEventFormat, type EventFormat } from './tracefs.js';
 import { PAGE_FILTER } from './counters.js';
+import { SIGSEGV } from './signals.js';
 
 export type EventKind = 'page_fault' | 'emulate' | 'signaldeliver' | 'procexec' | 'procexit';
 
@@ -59,7 +60,7 @@ export function eventSources(all: boolean): Source[] {
       // no emulation in this kernel: nothing to sample
     }
   }
-  out.push({ kind: 'signaldeliver', format: readEventFormat('signal', 'signal_deliver'), filter: 'sig == 11', everyCall: false });
+  out.push({ kind: 'signaldeliver', format: readEventFormat('signal', 'signal_deliver'), filter: `sig == ${SIGSEGV}`, everyCall: false });
   // An exec renames the process (bash, not the chroot that exec'd it): kept even when counting only.
   out.push({ kind: 'procexec', format: readEventFormat('sched', 'sched_process_exec'), everyCall: false });
   out.push({ kind: 'procexit', format: readEventFormat('sched', 'sched_process_exit'), everyCall: false });

@@ -2,8 +2,7 @@
 // the time, the CPU, the command and thread, and the event with its decoded fields.
 import { describePageFault } from '../model/page-fault.js';
 import type { TraceEvent } from './events.js';
-
-const SIGNALS: Record<number, string> = { 11: 'SIGSEGV', 7: 'SIGBUS', 4: 'SIGILL', 6: 'SIGABRT' };
+import { SIGNAL_NAMES } from './signals.js';
 
 const hexTexts = new Map<bigint, string>();
 
@@ -56,7 +55,7 @@ export function formatEvent(e: TraceEvent): string {
     case 'emulate':
       return `${head} emulate_vsyscall nr=${e.nr}`;
     case 'signaldeliver':
-      return `${head} signaldeliver spid=0 dpid=${e.tid}(${e.comm}) sig=${e.sig}(${SIGNALS[e.sig ?? 0] ?? `SIG${e.sig}`})`;
+      return `${head} signaldeliver spid=0 dpid=${e.tid}(${e.comm}) sig=${e.sig}(${SIGNAL_NAMES[e.sig ?? 0] ?? `SIG${e.sig}`})`;
     case 'procexec':
       return `${head} execve filename=${e.filename ?? '?'}`;
     case 'procexit':
