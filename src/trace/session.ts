@@ -8,7 +8,7 @@ import { VsysError } from '../errors.js';
 import { CounterSet, addCounts, entryOfNr, zeroCounts, zeroEntries, type Counts, type CounterScope, type EntryKey } from './counters.js';
 import { EventReader, SamplerSet, eventSources, rememberComm, type TraceEvent } from './events.js';
 import { BpfCounters, type BpfDropped } from './bpf-counters.js';
-import { modeFromMaps } from '../host/vsyscall-mode.js';
+import { modeOfMaps } from '../model/maps-mode.js';
 import { emulatedFetchError } from '../model/page-fault.js';
 import { nameAfterExec, processInfo, type Container, type SeenNames } from './attribution.js';
 import { TaskClock } from './cpu-time.js';
@@ -244,7 +244,7 @@ export async function runTrace(o: TraceOptions): Promise<TraceSummary> {
     }
     if (wanted !== 'perf' && emulation) {
       try {
-        const says = modeFromMaps(fs.readFileSync('/proc/self/maps', 'utf8')).says;
+        const says = modeOfMaps(fs.readFileSync('/proc/self/maps', 'utf8'));
         bpf = attached(new BpfCounters({
           ...(cgroupFd !== undefined ? { cgroupFd } : {}),
           modeNone: says === 'none',
