@@ -3,7 +3,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { VsysError } from '../errors.js';
-import { runTrace, type StopRequest, type TraceSummary, type TraceTarget } from '../trace/session.js';
+import { runTrace } from '../trace/session.js';
+import type { StopRequest, TraceTarget } from '../trace/options.js';
+import type { TraceSummary } from '../trace/summary.js';
 import type { TraceEvent } from '../trace/events.js';
 import { formatEvent } from '../trace/format-event.js';
 import { describePageFault } from '../model/page-fault.js';
@@ -198,7 +200,45 @@ export function shellStatus(exit: TraceSummary['exit']): number {
   return n === undefined ? EXIT.runtime : 128 + n;
 }
 
-/** Exit statuses of a trace beyond io.ts's EXIT: Ctrl-C and a closed output, as shells count them. */
+/** The one target the options name (exactly one was given). */
+function targetOf(command: string[], values: { pid?: string | undefined; cgroup?: string | undefined }): TraceTarget {
+  if (command.length) return { k: 'command', argv: command };
+  if (values.pid !== undefined) {
+    const pids = values.pid.split(',').map((s) => Number(s.trim()));
+    if (pids.some((p) => !Number.isInteger(p) || p <= 0)) throw usageError(`trace: -p wants process ids, not '${values.pid}'`);
+    return { k: 'pids', pids };
+  }
+  if (values.cgroup !== undefined) return { k: 'cgroup', path: values.cgroup };
+  return { k: 'all' };
+}
+
+/**
+ * Events are written up to 1 MiB at a time, one write each (a write per event cost a system call
+ * per line); a drain is synchronous, so what is left is flushed right after it.
+ */
+function lineBuffer(sink: Output): { put: (line: string) => void; flush: () => void } {
+  const out = Buffer.allocUnsafe(1 << 20);
+  let used = 0;
+  const flush = () => {
+    if (used === 0) return;
+    const text = out.toString('utf8', 0, used);
+    used = 0;
+    sink.write(text);
+  };
+  const put = (line: string) => {
+    if (used === 0) queueMicrotask(flush);
+    // UTF-8 takes at most 3 bytes per UTF-16 unit: room for that is room enough (no byte count per line).
+    const most = 3 * line.length + 1;
+    if (used + most > out.length) flush();
+    if (most > out.length) {
+      sink.write(`${line}\n`); // too long for the buffer: on its own
+      return;
+    }
+    used += out.write(line, used);
+    out[used++] = 0x0a;
+  };
+  return { put, flush };
+}
 
 export const traceCommand: Command = {
   summary: 'which live processes use the vsyscall page, how often, which crashed, what it costs',
@@ -230,14 +270,7 @@ export const traceCommand: Command = {
     const command = [...positionals, ...cmd];
     const chosen = [command.length > 0, values.pid !== undefined, values.cgroup !== undefined, !!values.all].filter(Boolean).length;
     if (chosen !== 1) throw usageError('trace: give exactly one of: -- CMD, -p PIDS, --cgroup PATH, -a');
-    let target: TraceTarget;
-    if (command.length) target = { k: 'command', argv: command };
-    else if (values.pid !== undefined) {
-      const pids = values.pid.split(',').map((s) => Number(s.trim()));
-      if (pids.some((p) => !Number.isInteger(p) || p <= 0)) throw usageError(`trace: -p wants process ids, not '${values.pid}'`);
-      target = { k: 'pids', pids };
-    } else if (values.cgroup !== undefined) target = { k: 'cgroup', path: values.cgroup };
-    else target = { k: 'all' };
+    const target = targetOf(command, values);
     const backend = values.backend ?? 'auto';
     if (backend !== 'auto' && backend !== 'bpf' && backend !== 'perf') throw usageError(`trace: --backend wants auto, bpf or perf, not '${backend}'`);
     const durationS = numberOption('trace', 'duration', values.duration, { positive: 'seconds' });
@@ -257,28 +290,7 @@ export const traceCommand: Command = {
     // them would meet EAGAIN where it expects a blocking write (and lose output): blocking again.
     for (const s of [io.stdout, io.stderr]) if (s === process.stdout || s === process.stderr) pipeHandle(s)?.setBlocking?.(true);
     const cost = await costNs();
-    // Events are written up to 1 MiB at a time, one write each (a write per event cost a
-    // system call per line); a drain is synchronous, so what is left is flushed right after it.
-    const out = Buffer.allocUnsafe(1 << 20);
-    let used = 0;
-    const flush = () => {
-      if (used === 0) return;
-      const text = out.toString('utf8', 0, used);
-      used = 0;
-      sink.write(text);
-    };
-    const put = (line: string) => {
-      if (used === 0) queueMicrotask(flush);
-      // UTF-8 takes at most 3 bytes per UTF-16 unit: room for that is room enough (no byte count per line).
-      const most = 3 * line.length + 1;
-      if (used + most > out.length) flush();
-      if (most > out.length) {
-        sink.write(`${line}\n`); // too long for the buffer: on its own
-        return;
-      }
-      used += out.write(line, used);
-      out[used++] = 0x0a;
-    };
+    const { put, flush } = lineBuffer(sink);
     try {
       const summary = await runTrace({
         target,
