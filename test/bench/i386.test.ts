@@ -9,7 +9,8 @@ import path from 'node:path';
 import { Asm } from '../../src/x86/assemble.js';
 import { VsysError } from '../../src/errors.js';
 import { buildI386Elf, I386_BSS_ADDRESS, I386_CODE_ADDRESS, I386_LOAD_ADDRESS } from '../../src/bench/i386-elf.js';
-import { measureI386, measureI386Body, runI386, describeI386Failure, NO_IA32, SYSENTER_AMD, type I386Result } from '../../src/bench/i386-paths.js';
+import { measureI386, measureI386Body, SYSENTER_AMD, type I386Result } from '../../src/bench/i386-paths.js';
+import { runI386, describeI386Failure, NO_IA32 } from '../../src/bench/i386-run.js';
 import { hasCommand } from '../helpers.js';
 
 /** exit_group(42), entered after `pad` bytes of hlt (which would fault if the entry point were wrong). */

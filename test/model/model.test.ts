@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import {
   VSYSCALL_ENTRIES, VSYSCALL_PAGE_ADDR, classifyVsyscallTarget, MODE_BEHAVIOUR, VSYSCALL_MODES, SYS_X86_64, SYS_I386,
+  CLOCK_IDS, AT_SYSINFO, AT_SYSINFO_EHDR, AT_HWCAP, AT_PLATFORM,
   decodePageFaultFlags, describePageFault, SEED004_TABLE, SEED003_RATES, SEED000_CEP, seedSlowdown,
 } from '../../src/model/index.js';
 import { ROOT } from '../helpers.js';
@@ -27,6 +28,21 @@ test('syscall numbers agree with the system headers (an independent oracle)', (t
   const num = (h: string, name: string) => Number(new RegExp(`#define __NR_${name} (\\d+)`).exec(h)?.[1]);
   for (const [name, nr] of Object.entries(SYS_X86_64)) assert.equal(nr, num(h64, name), `x86_64 ${name}`);
   for (const [name, nr] of Object.entries(SYS_I386)) assert.equal(nr, num(h32, name), `i386 ${name}`);
+});
+
+test('auxiliary vector keys and clock ids agree with the system headers (the i386 benchmark takes them from here)', (t) => {
+  const read = (p: string) => { try { return readFileSync(p, 'utf8'); } catch { return null; } };
+  // AT_SYSINFO is defined for __i386__ only, in the same header; the generic keys in linux/auxvec.h.
+  const auxArch = read('/usr/include/x86_64-linux-gnu/asm/auxvec.h');
+  const auxGeneric = read('/usr/include/linux/auxvec.h');
+  const time = read('/usr/include/linux/time.h');
+  if (!auxArch || !auxGeneric || !time) return t.skip('linux-libc-dev headers not installed');
+  const num = (h: string, name: string) => Number(new RegExp(`#\\s*define\\s+${name}\\s+(\\d+)\\b`).exec(h)?.[1]);
+  assert.equal(AT_SYSINFO, num(auxArch, 'AT_SYSINFO'));
+  assert.equal(AT_SYSINFO_EHDR, num(auxArch, 'AT_SYSINFO_EHDR'));
+  assert.equal(AT_HWCAP, num(auxGeneric, 'AT_HWCAP'));
+  assert.equal(AT_PLATFORM, num(auxGeneric, 'AT_PLATFORM'));
+  for (const [name, id] of Object.entries(CLOCK_IDS)) assert.equal(id, num(time, `CLOCK_${name}`), `CLOCK_${name}`);
 });
 
 test('modes: what reads and calls do, per DESIGN.md', () => {
