@@ -58,6 +58,26 @@ function openTable(elf: ElfFile, table: SymbolTableName): OpenTable | undefined 
 }
 
 /**
+ * The one pass over a table that both readers below make: each entry's st_info and st_shndx read
+ * straight from the bytes (the table's range was checked by openTable), `where` asked before
+ * anything else is decoded, and each picked entry handed to `take` with its index and file offset.
+ */
+function pickEntries(elf: ElfFile, t: OpenTable, where: ((info: number, shndx: number) => boolean) | undefined, take: (i: number, at: number, info: number, shndx: number) => void): void {
+  const f = layoutsFor(elf.header.class).sym.f;
+  const bytes = elf.reader.bytes;
+  const base = t.sec.offset;
+  const infoAt = base + f.st_info.offset;
+  const shndxAt = base + f.st_shndx.offset;
+  for (let i = 0; i < t.count; i++) {
+    const e = i * t.entsize;
+    const info = bytes[infoAt + e] as number;
+    const shndx = (bytes[shndxAt + e] as number) | ((bytes[shndxAt + e + 1] as number) << 8);
+    if (where && !where(info, shndx)) continue;
+    take(i, base + e, info, shndx);
+  }
+}
+
+/**
  * The symbols of `table`, in order. `where(info, shndx)`, when given, picks the entries to decode
  * before their names, values and versions are read (a library's imports are a few hundred of its
  * tens of thousands of symbols).
@@ -65,19 +85,11 @@ function openTable(elf: ElfFile, table: SymbolTableName): OpenTable | undefined 
 export function readSymbols(elf: ElfFile, table: SymbolTableName, where?: (info: number, shndx: number) => boolean): ElfSymbol[] {
   const t = openTable(elf, table);
   if (!t) return [];
-  const { sec, entsize, count, strs, versym, names } = t;
+  const { strs, versym, names } = t;
   const r = elf.reader;
   const f = layoutsFor(elf.header.class).sym.f;
-  const out: ElfSymbol[] = where ? [] : new Array(count);
-  // The table's range was checked (openTable): its entries' fixed fields are read unchecked.
-  const dv = r.view;
-  const infoAt = sec.offset + f.st_info.offset;
-  const shndxAt = sec.offset + f.st_shndx.offset;
-  for (let i = 0; i < count; i++) {
-    const b = sec.offset + i * entsize;
-    const info = dv.getUint8(infoAt + i * entsize);
-    const shndx = dv.getUint16(shndxAt + i * entsize, true);
-    if (where && !where(info, shndx)) continue;
+  const out: ElfSymbol[] = where ? [] : new Array(t.count);
+  pickEntries(elf, t, where, (i, b, info, shndx) => {
     const sym: ElfSymbol = {
       index: i,
       name: strs.get(num(r, b, f.st_name, 'st_name')),
@@ -85,7 +97,7 @@ export function readSymbols(elf: ElfFile, table: SymbolTableName, where?: (info:
       size: big(r, b, f.st_size),
       type: info & 0xf,
       bind: info >> 4,
-      visibility: dv.getUint8(b + f.st_other.offset) & 0x3,
+      visibility: r.view.getUint8(b + f.st_other.offset) & 0x3,
       shndx,
     };
     const v = versym?.[i];
@@ -95,7 +107,7 @@ export function readSymbols(elf: ElfFile, table: SymbolTableName, where?: (info:
     }
     if (where) out.push(sym);
     else out[i] = sym;
-  }
+  });
   return out;
 }
 
@@ -108,25 +120,17 @@ export function readSymbols(elf: ElfFile, table: SymbolTableName, where?: (info:
 export function visitSymbolNames(elf: ElfFile, table: SymbolTableName, where: (info: number, shndx: number) => boolean, visit: (start: number, end: number, version: string | undefined) => void): void {
   const t = openTable(elf, table);
   if (!t) return;
-  const { sec, entsize, count, strs, versym, names } = t;
-  const f = layoutsFor(elf.header.class).sym.f;
-  // The table's range was checked (openTable): its fixed fields are read straight from the bytes.
+  const { strs, versym, names } = t;
   const bytes = elf.reader.bytes;
-  const infoAt = sec.offset + f.st_info.offset;
-  const shndxAt = sec.offset + f.st_shndx.offset;
-  const nameAt = sec.offset + f.st_name.offset;
-  for (let i = 0; i < count; i++) {
-    const e = i * entsize;
-    const info = bytes[infoAt + e] as number;
-    const shndx = (bytes[shndxAt + e] as number) | ((bytes[shndxAt + e + 1] as number) << 8);
-    if (!where(info, shndx)) continue;
-    // st_name is 4 bytes in both classes.
-    const n = nameAt + e;
+  const nameAt = layoutsFor(elf.header.class).sym.f.st_name.offset;
+  pickEntries(elf, t, where, (i, b, _info, shndx) => {
+    // st_name is 4 bytes in both classes, read straight from the checked table.
+    const n = b + nameAt;
     const at = ((bytes[n] as number) | ((bytes[n + 1] as number) << 8) | ((bytes[n + 2] as number) << 16)) + (bytes[n + 3] as number) * 0x1000000;
     const end = strs.end(at);
     const v = versym?.[i];
     visit(strs.offset + at, strs.offset + end, v !== undefined && names ? versionName(v, shndx, names) : undefined);
-  }
+  });
 }
 
 /**
