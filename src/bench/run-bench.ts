@@ -111,44 +111,25 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchReport> {
   const mode = modeFromMaps(readText('/proc/self/maps') ?? '').says ?? 'unknown';
   const modeName = mode === 'emulate-or-native' ? 'emulate' : String(mode);
   const cpu = opts.cpu ?? currentCpu();
-  const results: PathResult[] = [];
-  let done = 0;
-  const total = paths.length;
-  const old = pinToCpu(cpu);
-  try {
-    for (const p of paths.filter((x) => !x.risky)) {
-      opts.onProgress?.(done++, total, p);
-      try {
-        results.push(measurePathInProcess(p, { budgetMs, repeats }));
-      } catch (e) {
-        results.push(unavailable(p, (e as Error).message));
-      }
+  const progress = { done: 0, total: paths.length, say: (p: BenchPath) => opts.onProgress?.(progress.done++, progress.total, p) };
+  // Safe paths in this process, pinned; those that can kill it (the page, int 0x80…) in a child each.
+  const results = pinned(cpu, () => paths.filter((x) => !x.risky).map((p) => {
+    progress.say(p);
+    try {
+      return measurePathInProcess(p, { budgetMs, repeats });
+    } catch (e) {
+      return unavailable(p, (e as Error).message);
     }
-  } finally {
-    restoreAffinity(old);
-  }
+  }));
   for (const p of paths.filter((x) => x.risky && x.group !== 'i386')) {
-    opts.onProgress?.(done++, total, p);
+    progress.say(p);
     const c = await runChildPath(p, budgetMs, repeats, cpu);
     results.push(c.result ?? unavailable(p, c.signal ? faultReason(p, c.signal, modeName) : c.detail));
   }
-  // TSC rate from what ran here: ticks / ns of the longest-running measured path.
-  const withCycles = results.filter((r) => r.cycles && r.ns && r.cycles.min > 0);
-  const rates = withCycles.map((r) => (r.cycles as { min: number }).min / (r.ns as { min: number }).min).sort((a, b) => a - b);
-  let tscGhz = rates.length ? (rates[rates.length >> 1] as number) : null;
-  const i386Wanted = paths.some((x) => x.group === 'i386');
-  if (tscGhz === null && i386Wanted) {
-    // Only 32-bit paths asked for: time a short 64-bit loop to learn the TSC rate.
-    try {
-      const cal = measurePathInProcess(selectPaths('syscall-getpid')[0] as BenchPath, { budgetMs: 30, repeats: 3 });
-      if (cal.cycles && cal.ns) tscGhz = cal.cycles.min / cal.ns.min;
-    } catch {
-      tscGhz = null;
-    }
-  }
   const i386 = paths.filter((x) => x.group === 'i386');
+  const tscGhz = tscRate(results, i386.length > 0);
   if (i386.length) {
-    opts.onProgress?.(done, total, i386[0] as BenchPath);
+    opts.onProgress?.(progress.done, progress.total, i386[0] as BenchPath);
     // The 32-bit programs inherit this thread's affinity: pin while they run.
     const saved = pinToCpu(cpu);
     try {
@@ -159,27 +140,7 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchReport> {
   }
   const order = new Map(paths.map((p, i) => [p.id, i]));
   results.sort((a, b) => (order.get(a.id) ?? 0) - (order.get(b.id) ?? 0));
-
-  // The vDSO twins of measured rows that were not asked for: measured briefly, used for the ratios only.
-  const have = new Set(results.map((r) => r.id));
-  const missing = [...new Set(results.filter((r) => r.ns).map((r) => BENCH_PATHS.find((p) => p.id === r.id)?.vdsoTwin).filter((t): t is string => !!t && !have.has(t)))];
-  const extra: PathResult[] = [];
-  if (missing.length) {
-    const saved = pinToCpu(cpu);
-    try {
-      for (const id of missing) {
-        const p = BENCH_PATHS.find((x) => x.id === id);
-        try {
-          if (p) extra.push(measurePathInProcess(p, { budgetMs: Math.min(budgetMs, 100), repeats }));
-        } catch {
-          // No ratio for its rows: the table says so.
-        }
-      }
-    } finally {
-      restoreAffinity(saved);
-    }
-  }
-  const withRatio = likeForLike(results, extra);
+  const withRatio = likeForLike(results, measureTwins(results, cpu, Math.min(budgetMs, 100), repeats));
   if (opts.save !== false) {
     const ns: Record<string, number> = {};
     for (const r of results) if (r.status === 'measured' && r.ns) ns[r.id] = r.ns.min;
@@ -193,4 +154,50 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchReport> {
     },
     pinnedCpu: cpu, tscGhz, results: withRatio, budgetMs, repeats,
   };
+}
+
+/** `run()` with this thread pinned to `cpu`, its affinity restored after. */
+function pinned<T>(cpu: number, run: () => T): T {
+  const saved = pinToCpu(cpu);
+  try {
+    return run();
+  } finally {
+    restoreAffinity(saved);
+  }
+}
+
+/**
+ * The TSC rate from what ran here: ticks / ns, the median over the measured paths. When only
+ * 32-bit paths were asked for (`needed`), a short 64-bit loop is timed to learn it.
+ */
+function tscRate(results: PathResult[], needed: boolean): number | null {
+  const withCycles = results.filter((r) => r.cycles && r.ns && r.cycles.min > 0);
+  const rates = withCycles.map((r) => (r.cycles as { min: number }).min / (r.ns as { min: number }).min).sort((a, b) => a - b);
+  if (rates.length) return rates[rates.length >> 1] as number;
+  if (!needed) return null;
+  try {
+    const cal = measurePathInProcess(selectPaths('syscall-getpid')[0] as BenchPath, { budgetMs: 30, repeats: 3 });
+    return cal.cycles && cal.ns ? cal.cycles.min / cal.ns.min : null;
+  } catch {
+    return null;
+  }
+}
+
+/** The vDSO twins of measured rows that were not asked for: measured briefly, used for the ratios only. */
+function measureTwins(results: PathResult[], cpu: number, budgetMs: number, repeats: number): PathResult[] {
+  const have = new Set(results.map((r) => r.id));
+  const missing = [...new Set(results.filter((r) => r.ns).map((r) => BENCH_PATHS.find((p) => p.id === r.id)?.vdsoTwin).filter((t): t is string => !!t && !have.has(t)))];
+  if (missing.length === 0) return [];
+  return pinned(cpu, () => {
+    const extra: PathResult[] = [];
+    for (const id of missing) {
+      const p = BENCH_PATHS.find((x) => x.id === id);
+      try {
+        if (p) extra.push(measurePathInProcess(p, { budgetMs, repeats }));
+      } catch {
+        // No ratio for its rows: the table says so.
+      }
+    }
+    return extra;
+  });
 }

@@ -8,7 +8,8 @@ const FAMILY = new Map(BENCH_PATHS.filter((p) => p.seed004).map((p) => [p.id, p.
 
 function fmtNs(v: number | undefined): string {
   if (v === undefined) return '';
-  return v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2);
+  // By the value as it will print: 99.96 is "100", not "100.0"; 9.996 is "10.0", not "10.00".
+  return v >= 99.95 ? v.toFixed(0) : v >= 9.995 ? v.toFixed(1) : v.toFixed(2);
 }
 
 /** The published figures for a row, as text, each named by its source (article, year). */
@@ -85,7 +86,7 @@ export function formatBenchSvg(r: BenchReport): string {
   const parts: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12">`,
     `<text x="10" y="20" font-size="14" font-weight="bold">gettimeofday per path, ns per call (log scale)</text>`,
-    `<text x="10" y="38" fill="#555">${esc(`this host (Linux ${r.host.kernel}, KPTI ${r.host.kpti ? 'on' : 'off'}) in blue; ${SEEDS.s004.cite} (2015 laptop, KPTI ${r.host.kpti === false ? 'off' : 'on'}) in grey`)}</text>`,
+    `<text x="10" y="38" fill="#555">${esc(`this host (Linux ${r.host.kernel}, KPTI ${r.host.kpti === null ? 'unknown' : r.host.kpti ? 'on' : 'off'}) in blue; ${SEEDS.s004.cite} (2015 laptop, KPTI ${r.host.kpti === false ? 'off' : 'on'}) in grey`)}</text>`,
   ];
   for (const [i, row] of rows.entries()) {
     const y = 60 + i * rowH;

@@ -28,6 +28,89 @@ const YIELD_MS = 50;
 /** …and this often while worker threads take batches: their answers come in on those turns. */
 const YIELD_WORKERS_MS = 5;
 
+type Job = { base: number; size: number; name: string; node: FileNode };
+type AnalyseAt = NonNullable<LayerLimits['analyseAt']>;
+
+/**
+ * Large ELF files go to the worker threads in batches; small ones are analysed here from the
+ * window, unless the workers are running dry: then they take small ones too (they read them again,
+ * which costs them less than the analysis saves this thread). The workers are kept `depth` batches
+ * ahead; what is left when the walk ends, this thread takes too, from the back of the queue.
+ */
+class WorkerBatches {
+  private readonly queued: Job[][] = [];
+  private given = 0;
+  private batch: Job[] = [];
+  private batchBytes = 0;
+  /** The open batch holds a large file (it closes at BATCH_*, else at SMALL_BATCH_*). */
+  private batchLarge = false;
+  readonly jobs: Promise<void>[] = [];
+
+  constructor(
+    private readonly file: LayerFile,
+    private readonly b: LayerBuilder,
+    private readonly analyseAt: AnalyseAt,
+    private readonly depth: number,
+    private readonly workersReady: () => boolean,
+  ) {
+    workersReady(); // starts them, if not yet, while the walk begins
+  }
+
+  /** Workers that have loaded and would take another batch now: nothing is waiting for them. */
+  dry(): boolean {
+    return this.given + this.queued.length < this.depth && this.workersReady();
+  }
+
+  add(f: Job, large: boolean): void {
+    this.batch.push(f);
+    this.batchBytes += f.size;
+    this.batchLarge ||= large;
+    if (this.batchLarge ? this.batchBytes >= BATCH_BYTES || this.batch.length >= BATCH_FILES : this.batchBytes >= SMALL_BATCH_BYTES || this.batch.length >= SMALL_BATCH_FILES) this.close();
+  }
+
+  close(): void {
+    if (this.batch.length === 0) return;
+    this.queued.push(this.batch);
+    this.batch = [];
+    this.batchBytes = 0;
+    this.batchLarge = false;
+    this.pump();
+  }
+
+  /** After the walk: this thread takes what the workers have not started, a batch per turn so their answers come in between. */
+  async drain(here: (f: Job) => void): Promise<void> {
+    this.close();
+    for (let last = this.queued.pop(); last !== undefined; last = this.queued.pop()) {
+      for (const f of last) here(f);
+      await new Promise<void>((r) => setImmediate(r));
+      this.pump(); // a worker that has become ready meanwhile
+    }
+  }
+
+  private pump(): void {
+    while (this.given < this.depth && this.queued.length > 0 && this.workersReady()) this.give(this.queued.shift() as Job[]);
+  }
+
+  private give(sent: Job[]): void {
+    this.given++;
+    const { fd, path } = this.file;
+    // Workers read through this descriptor (Inner.fd): the file being scanned, even if its path is
+    // given to another meanwhile (a new `docker save -o`).
+    this.jobs.push(this.analyseAt(path, sent.map(({ base, size, name }) => ({ base, size, name, fd }))).then((results) => {
+      results.forEach((r, i) => {
+        const f = sent[i] as Job;
+        if (r.kind === 'elf') this.b.analysed(f.node, r.report);
+        else if (r.kind === 'error') this.b.problem(f.name, r.error);
+      });
+    }, (e) => {
+      for (const f of sent) this.b.failed(f.name, e);
+    }).finally(() => {
+      this.given--;
+      this.pump();
+    }));
+  }
+}
+
 /**
  * The same result as readLayer for a layer that is a plain tar inside a file, read by position
  * (tar-index.ts): a body is read only when it is an ELF file or a text the report keeps, and an ELF
@@ -38,63 +121,13 @@ const YIELD_WORKERS_MS = 5;
 export async function readLayerAt(file: LayerFile, what: string, limits: LayerLimits): Promise<LayerResult> {
   if (file.size > limits.maxLayerBytes) throw new VsysError('IMAGE_TOO_LARGE', `${what} expands past ${limits.maxLayerBytes} bytes (--max-layer-size); stopped there`);
   const { fd, start, size } = file;
+  const b = new LayerBuilder(what, limits);
   // Elsewhere only from the layer size on that pays for it; else here.
   const analyseAt = size >= (limits.analyseAtFrom ?? 0) ? limits.analyseAt : undefined;
-  const b = new LayerBuilder(what, limits);
-  const jobs: Promise<void>[] = [];
-  // Large ELF files go to the worker threads in batches; small ones are analysed here from the
-  // window, unless the workers are running dry: then they take small ones too (they read them
-  // again, which costs them less than the analysis saves this thread). The workers are kept `depth`
-  // batches ahead; what is left when the walk ends, this thread takes too, from the back of the queue.
-  type Job = { base: number; size: number; name: string; node: FileNode };
-  const depth = limits.inflight ?? 4;
-  const queued: Job[][] = [];
-  let given = 0;
-  let batch: Job[] = [];
-  let batchBytes = 0;
-  /** The open batch holds a large file (it closes at BATCH_*, else at SMALL_BATCH_*). */
-  let batchLarge = false;
-  const give = (sent: Job[]) => {
-    given++;
-    // Workers read through this descriptor (Inner.fd): the file being scanned, even if its path is
-    // given to another meanwhile (a new `docker save -o`).
-    jobs.push((analyseAt as NonNullable<typeof analyseAt>)(file.path, sent.map(({ base, size, name }) => ({ base, size, name, fd }))).then((results) => {
-      results.forEach((r, i) => {
-        const f = sent[i] as Job;
-        if (r.kind === 'elf') b.analysed(f.node, r.report);
-        else if (r.kind === 'error') b.problem(f.name, r.error);
-      });
-    }, (e) => {
-      for (const f of sent) b.failed(f.name, e);
-    }).finally(() => {
-      given--;
-      pump();
-    }));
-  };
-  const ready = () => limits.workersReady?.() ?? true;
-  const pump = () => {
-    while (given < depth && queued.length > 0 && ready()) give(queued.shift() as Job[]);
-  };
-  if (analyseAt) ready(); // starts them, if not yet, while the walk begins
-  const close = () => {
-    if (batch.length === 0) return;
-    queued.push(batch);
-    batch = [];
-    batchBytes = 0;
-    batchLarge = false;
-    pump();
-  };
-  const add = (f: Job, large: boolean) => {
-    batch.push(f);
-    batchBytes += f.size;
-    batchLarge ||= large;
-    if (batchLarge ? batchBytes >= BATCH_BYTES || batch.length >= BATCH_FILES : batchBytes >= SMALL_BATCH_BYTES || batch.length >= SMALL_BATCH_FILES) close();
-  };
-  /** Workers that have loaded and would take another batch now: nothing is waiting for them. */
-  const dry = () => analyseAt !== undefined && given + queued.length < depth && ready();
+  const workers = analyseAt ? new WorkerBatches(file, b, analyseAt, limits.inflight ?? 4, () => limits.workersReady?.() ?? true) : undefined;
   const here = (f: Job) => b.analyse(f.node, f.name, () => analyseRange(fd, f.base, f.size, f.name));
   // With workers, the walk lets their answers in often, so they are never left without a batch.
-  const yieldMs = analyseAt ? YIELD_WORKERS_MS : YIELD_MS;
+  const yieldMs = workers ? YIELD_WORKERS_MS : YIELD_MS;
   let turn = performance.now();
   const walked = walkTar(fd, start, start + size, what, (e, w) => {
     const name = b.entry(e.name, e.type, e.linkname);
@@ -107,8 +140,8 @@ export async function readLayerAt(file: LayerFile, what: string, limits: LayerLi
       if (small && head.length < e.size) throw new VsysError('IMAGE_BAD_LAYER', `${what}: ${name} is cut short (truncated?)`);
       // As the streaming reader: ELF first (an ELF file at a kept text's path is analysed), then texts.
       if (isElf(head) && b.admitsElf(name, e.size)) {
-        if (small && !dry()) b.analyse(node, name, () => analyseBytes(head, name));
-        else if (analyseAt) add({ base: e.dataAt, size: e.size, name, node }, !small);
+        if (small && !workers?.dry()) b.analyse(node, name, () => analyseBytes(head, name));
+        else if (workers) workers.add({ base: e.dataAt, size: e.size, name, node }, !small);
         else here({ base: e.dataAt, size: e.size, name, node });
       } else {
         if (small && LayerBuilder.keepsText(name, e.size)) node.text = head.toString('utf8');
@@ -126,20 +159,12 @@ export async function readLayerAt(file: LayerFile, what: string, limits: LayerLi
   }, WINDOW);
   try {
     await walked;
-    close();
-    // This thread helps with what the workers have not started, a batch per turn so their answers
-    // (and the next batches given to them) come in between.
-    for (let last = queued.pop(); last !== undefined; last = queued.pop()) {
-      for (const f of last) here(f);
-      await new Promise<void>((r) => setImmediate(r));
-      pump(); // a worker that has become ready meanwhile
-    }
+    await workers?.drain(here);
   } finally {
     // Even when the walk failed: threads read through `fd`, which the caller closes once this returns.
-    await Promise.allSettled(jobs); // each job handles its own failure: none rejects
+    await Promise.allSettled(workers?.jobs ?? []); // each job handles its own failure: none rejects
   }
   limits.onBytes?.(size, size);
   b.result.bytes = size;
   return b.result;
 }
-

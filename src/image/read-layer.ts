@@ -137,30 +137,53 @@ export async function readLayer(src: Readable, what: string, limits: LayerLimits
   // Verified: the blob hashed as it arrives, and its tar after decompression (the same bytes, and
   // one hash, when it is stored plain). Both see every byte, what follows the tar's end too.
   const blobHash = limits.verify ? new DigestStream(what, size) : undefined;
-  let input: Readable = src;
-  if (blobHash) {
-    src.once('error', (e) => blobHash.destroy(e));
-    // A failure downstream ends the source as the pipeline would have (not a source read to its end).
-    // A stream over a descriptor its caller owns (autoClose false) is only stopped: destroy() would
-    // close the descriptor under the caller, whose own close then fails with EBADF and hides the
-    // layer's coded error (IMAGE_TOO_LARGE, say).
-    blobHash.once('close', () => {
-      if (src.readableEnded) return;
-      if ((src as { autoClose?: boolean }).autoClose === false) {
-        src.unpipe(blobHash);
-        src.pause();
-        src.on('error', () => undefined); // a read in flight when the caller closes: nothing to report
-      } else src.destroy();
-    });
-    input = src.pipe(blobHash);
-  }
+  const input = blobHash ? hashedInput(src, blobHash) : src;
   const { streams, kind } = await decompressor(input);
   const tarHash = blobHash && kind !== 'none' ? new DigestStream(what) : undefined;
   const cap = new ByteCap(limits.maxLayerBytes, what, limits.onBytes);
   const extract = tar.extract();
-  const slots = semaphore(limits.inflight ?? 4);
   const jobs: Promise<void>[] = [];
-  extract.on('entry', (header, body, next) => {
+  extract.on('entry', entryReader(b, limits, semaphore(limits.inflight ?? 4), jobs));
+  try {
+    await (pipeline as unknown as (s: unknown[]) => Promise<void>)([...streams, cap, ...(tarHash ? [tarHash] : []), new TarEndGuard(), extract]);
+  } catch (e) {
+    if (e instanceof VsysError) throw e;
+    throw new VsysError('IMAGE_BAD_LAYER', `${what}: ${(e as Error).message} (truncated or not a tar?)`, { cause: e });
+  }
+  await Promise.all(jobs);
+  result.bytes = cap.bytes;
+  if (blobHash) result.digests = { blob: blobHash.result(), diffId: (tarHash ?? blobHash).result().digest };
+  limits.onBytes?.(cap.bytes, cap.bytes);
+  return result;
+}
+
+/** The source piped through the blob's hash; a failure on either side ends the other. */
+function hashedInput(src: Readable, blobHash: DigestStream): Readable {
+  src.once('error', (e) => blobHash.destroy(e));
+  // A failure downstream ends the source as the pipeline would have (not a source read to its end).
+  // A stream over a descriptor its caller owns (autoClose false) is only stopped: destroy() would
+  // close the descriptor under the caller, whose own close then fails with EBADF and hides the
+  // layer's coded error (IMAGE_TOO_LARGE, say).
+  blobHash.once('close', () => {
+    if (src.readableEnded) return;
+    if ((src as { autoClose?: boolean }).autoClose === false) {
+      src.unpipe(blobHash);
+      src.pause();
+      src.on('error', () => undefined); // a read in flight when the caller closes: nothing to report
+    } else src.destroy();
+  });
+  return src.pipe(blobHash);
+}
+
+type EntryHandler = (...args: tar.ExtractEvents['entry']) => void;
+
+/**
+ * What happens to each tar entry: recorded in the layer (`b`); an ELF file's bytes gathered and
+ * analysed (here, or on a worker through `limits.analyse`, at most `slots` at once, its promise in
+ * `jobs`); a text file the image verdict reads kept; the rest drained.
+ */
+function entryReader(b: LayerBuilder, limits: LayerLimits, slots: ReturnType<typeof semaphore>, jobs: Promise<void>[]): EntryHandler {
+  return (header, body, next) => {
     let name: string | undefined;
     try {
       name = b.entry(header.name, header.type, header.linkname);
@@ -218,17 +241,5 @@ export async function readLayer(src: Readable, what: string, limits: LayerLimits
       });
     });
     body.on('error', (e) => next(e));
-  });
-  try {
-    await (pipeline as unknown as (s: unknown[]) => Promise<void>)([...streams, cap, ...(tarHash ? [tarHash] : []), new TarEndGuard(), extract]);
-  } catch (e) {
-    if (e instanceof VsysError) throw e;
-    throw new VsysError('IMAGE_BAD_LAYER', `${what}: ${(e as Error).message} (truncated or not a tar?)`, { cause: e });
-  }
-  await Promise.all(jobs);
-  result.bytes = cap.bytes;
-  if (blobHash) result.digests = { blob: blobHash.result(), diffId: (tarHash ?? blobHash).result().digest };
-  limits.onBytes?.(cap.bytes, cap.bytes);
-  return result;
+  };
 }
-

@@ -160,11 +160,50 @@ const MAX_NAMED = 100;
 const BATCH_FILES = 48;
 const BATCH_BYTES = 24 * 1024 * 1024;
 
+/** What reading the files gave: their reports (sorted by path), and what was skipped or could not be read. */
+interface TreeRead {
+  reports: FileReport[];
+  errors: ScanResult['errors'];
+  skipped: Record<WalkSkip['reason'], number>;
+  special: string[];
+  progress: ScanProgress;
+  notElf: number;
+}
+
 export async function scanPaths(opts: ScanOptions): Promise<ScanResult> {
   const t0 = performance.now();
   const guessed = opts.root === undefined ? guessRoot(opts.paths) : undefined;
   const maxBytes = opts.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
   const slow = opts.slowdown ?? seedSlowdowns;
+  const read = await readTree(opts, maxBytes);
+  const { errors, progress } = read;
+  const reportOf = libraryLookup(opts.paths, read.reports, maxBytes);
+  const { out, roots, warnings } = judgeInRoots(read.reports, opts, guessed, reportOf, slow);
+  for (const f of out) {
+    if (f.missingLibraries && !f.error && isProgram(f.identity)) errors.push({ path: f.path, code: 'LIBRARY_NOT_FOUND', message: `${f.path}: needs ${f.missingLibraries.join(', ')}, not found in root ${f.root ?? '/'} (judged there; --root DIR names another)` });
+  }
+  const root = Object.entries(roots).sort((a, b) => b[1] - a[1])[0]?.[0] ?? (opts.root !== undefined ? path.resolve(opts.root) : guessed ?? '/');
+
+  const byClass: Record<string, number> = {};
+  const byOutcome = Object.fromEntries(VSYSCALL_MODES.map((m) => [m, { crash: 0, slow: 0, review: 0, fallback: 0, ok: 0 }])) as ScanSummary['byOutcome'];
+  for (const f of out) {
+    byClass[f.class] = (byClass[f.class] ?? 0) + 1;
+    for (const m of VSYSCALL_MODES) byOutcome[m][f.verdicts[m].outcome]++;
+  }
+  return {
+    files: out,
+    errors,
+    warnings,
+    summary: {
+      files: progress.files, elfFiles: progress.elfFiles, notElf: read.notElf, errors: errors.length, skipped: read.skipped, bytes: progress.bytes,
+      seconds: (performance.now() - t0) / 1000, root, roots, byClass, byOutcome, special: read.special,
+      ...(opts.signal?.aborted ? { interrupted: true } : {}),
+    },
+  };
+}
+
+/** Walks the paths and analyses every file found, in batches on the pool's threads, as the walk goes. */
+async function readTree(opts: ScanOptions, maxBytes: number): Promise<TreeRead> {
   const skipped: Record<WalkSkip['reason'], number> = { symlink: 0, special: 0, 'pseudo-fs': 0, 'hard-link': 0, duplicate: 0, unreadable: 0, missing: 0, loop: 0 };
   const special: string[] = [];
   const errors: ScanResult['errors'] = [];
@@ -234,12 +273,18 @@ export async function scanPaths(opts: ScanOptions): Promise<ScanResult> {
     await pool.close();
   }
   reports.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  return { reports, errors, skipped, special, progress, notElf };
+}
 
-  // Libraries by real path: the scanned ones, and others from the root analysed on demand.
+/**
+ * The report of a library by its path on the host: one the scan read, else the file analysed now
+ * (and kept). Libraries are keyed by real path, so a library reached through links is read once.
+ */
+function libraryLookup(paths: string[], reports: FileReport[], maxBytes: number): (hostPath: string) => FileReport | undefined {
   const byReal = new Map<string, FileReport | undefined>();
   // A file the walk found inside a directory is not a symlink, so its real path is its directory's
   // plus its name: one realpath per directory rather than a walk of every component per file.
-  const args = new Set(opts.paths);
+  const args = new Set(paths);
   const realDirs = new Map<string, string>();
   const realPathOf = (p: string): string => {
     if (args.has(p)) return fs.realpathSync(p);
@@ -259,7 +304,7 @@ export async function scanPaths(opts: ScanOptions): Promise<ScanResult> {
     }
   }
   const realOf = new Map<string, string | undefined>();
-  const reportOf = (hostPath: string): FileReport | undefined => {
+  return (hostPath: string): FileReport | undefined => {
     let real = realOf.get(hostPath);
     if (real === undefined) {
       try {
@@ -276,7 +321,10 @@ export async function scanPaths(opts: ScanOptions): Promise<ScanResult> {
     }
     return byReal.get(real);
   };
-  // Each file is judged in its own root unless one was given; contexts are made once per root.
+}
+
+/** Each file judged in its own root unless one was given (--root); lookup contexts made once per root. */
+function judgeInRoots(reports: FileReport[], opts: ScanOptions, guessed: string | undefined, reportOf: (hostPath: string) => FileReport | undefined, slow: SlowdownFor): { out: ScannedFile[]; roots: Record<string, number>; warnings: string[] } {
   const finder = new RootFinder(guessed ? [guessed] : []);
   const contexts = new Map<string, LookupContext>();
   const roots: Record<string, number> = {};
@@ -292,25 +340,5 @@ export async function scanPaths(opts: ScanOptions): Promise<ScanResult> {
     roots[root] = (roots[root] ?? 0) + 1;
     return { ...judgeFile(r, ctx, reportOf, slow), root };
   });
-  for (const f of out) {
-    if (f.missingLibraries && !f.error && isProgram(f.identity)) errors.push({ path: f.path, code: 'LIBRARY_NOT_FOUND', message: `${f.path}: needs ${f.missingLibraries.join(', ')}, not found in root ${f.root ?? '/'} (judged there; --root DIR names another)` });
-  }
-  const root = Object.entries(roots).sort((a, b) => b[1] - a[1])[0]?.[0] ?? (opts.root !== undefined ? path.resolve(opts.root) : guessed ?? '/');
-
-  const byClass: Record<string, number> = {};
-  const byOutcome = Object.fromEntries(VSYSCALL_MODES.map((m) => [m, { crash: 0, slow: 0, review: 0, fallback: 0, ok: 0 }])) as ScanSummary['byOutcome'];
-  for (const f of out) {
-    byClass[f.class] = (byClass[f.class] ?? 0) + 1;
-    for (const m of VSYSCALL_MODES) byOutcome[m][f.verdicts[m].outcome]++;
-  }
-  return {
-    files: out,
-    errors,
-    warnings,
-    summary: {
-      files: progress.files, elfFiles: progress.elfFiles, notElf, errors: errors.length, skipped, bytes: progress.bytes,
-      seconds: (performance.now() - t0) / 1000, root, roots, byClass, byOutcome, special,
-      ...(opts.signal?.aborted ? { interrupted: true } : {}),
-    },
-  };
+  return { out, roots, warnings };
 }

@@ -94,9 +94,12 @@ export class Asm {
   }
 }
 
-function encodeOps(bitness: Bitness, ops: readonly Op[], ip: bigint): Uint8Array {
-  const x = loadIced();
-  const { Code, Register, Instruction, BlockEncoder, MemoryOperand } = x;
+type Iced = ReturnType<typeof loadIced>;
+type Instr = InstanceType<Iced['Instruction']>;
+
+/** Register, memory and form choices for one bitness: stack and branch forms follow the code's bitness, data forms the register's width. */
+function operandsFor(x: Iced, bitness: Bitness) {
+  const { Register, MemoryOperand } = x;
   const is64 = bitness === 64;
   const reg = (r: string): number => {
     const name = r.toUpperCase() as keyof typeof Register;
@@ -106,11 +109,16 @@ function encodeOps(bitness: Bitness, ops: readonly Op[], ip: bigint): Uint8Array
     return v;
   };
   const mem = (m: Mem) => new MemoryOperand(reg(m.base), Register.None, 1, BigInt(m.disp ?? 0), !m.disp ? 0 : m.disp >= -128 && m.disp <= 127 ? 1 : 4, false, Register.None);
-  // Stack and branch forms follow the code's bitness; data forms follow the register's width.
   const pick = (c64: number, c32: number) => (is64 ? c64 : c32);
   const byReg = (r: string, c64: number, c32: number) => (r.startsWith('r') ? c64 : c32);
+  return { reg, mem, pick, byReg };
+}
 
-  // Each instruction gets a unique fake IP; a label names the IP of the instruction after it.
+/**
+ * Each instruction gets a unique fake IP (16 apart); a label names the IP of the instruction after
+ * it. `endLabel`: a label at the very end, which needs an instruction to land on.
+ */
+function labelTable(ops: readonly Op[]): { target: (l: string) => bigint; endLabel: boolean } {
   const labels = new Map<string, bigint>();
   let n = 0n;
   for (const op of ops) {
@@ -124,67 +132,77 @@ function encodeOps(bitness: Bitness, ops: readonly Op[], ip: bigint): Uint8Array
     if (t === undefined) throw new VsysError('X86_ENCODE_FAILED', `undefined label ${l}`);
     return t;
   };
-  // A label at the very end needs an instruction to land on.
-  const endLabel = [...labels.values()].some((v) => v === (n + 1n) * 16n);
+  return { target, endLabel: [...labels.values()].some((v) => v === (n + 1n) * 16n) };
+}
 
-  const enc = new BlockEncoder(bitness, 0);
-  const made: InstanceType<typeof Instruction>[] = [];
+/** The instruction for one op (undefined for a label). */
+function instructionOf(x: Iced, o: ReturnType<typeof operandsFor>, op: Op, target: (l: string) => bigint): Instr | undefined {
+  const { Code, Instruction } = x;
+  const { reg, mem, pick, byReg } = o;
+  switch (op.k) {
+    case 'label': return undefined;
+    case 'push': return Instruction.createReg(pick(Code.Push_r64, Code.Push_r32), reg(op.r));
+    case 'pop': return Instruction.createReg(pick(Code.Pop_r64, Code.Pop_r32), reg(op.r));
+    case 'callr': return Instruction.createReg(pick(Code.Call_rm64, Code.Call_rm32), reg(op.r));
+    case 'jmpr': return Instruction.createReg(pick(Code.Jmp_rm64, Code.Jmp_rm32), reg(op.r));
+    case 'callm': return Instruction.createMem(pick(Code.Call_rm64, Code.Call_rm32), mem(op.m));
+    case 'dec': return Instruction.createReg(byReg(op.r, Code.Dec_rm64, Code.Dec_rm32), reg(op.r));
+    case 'inc': return Instruction.createReg(byReg(op.r, Code.Inc_rm64, Code.Inc_rm32), reg(op.r));
+    case 'movrr': return Instruction.createRegReg(byReg(op.d, Code.Mov_r64_rm64, Code.Mov_r32_rm32), reg(op.d), reg(op.s));
+    case 'addrr': return Instruction.createRegReg(byReg(op.d, Code.Add_r64_rm64, Code.Add_r32_rm32), reg(op.d), reg(op.s));
+    case 'subrr': return Instruction.createRegReg(byReg(op.d, Code.Sub_r64_rm64, Code.Sub_r32_rm32), reg(op.d), reg(op.s));
+    case 'xorrr': return Instruction.createRegReg(byReg(op.d, Code.Xor_r64_rm64, Code.Xor_r32_rm32), reg(op.d), reg(op.s));
+    case 'orrr': return Instruction.createRegReg(byReg(op.d, Code.Or_r64_rm64, Code.Or_r32_rm32), reg(op.d), reg(op.s));
+    case 'testrr': return Instruction.createRegReg(byReg(op.d, Code.Test_rm64_r64, Code.Test_rm32_r32), reg(op.d), reg(op.s));
+    case 'movri':
+      return op.d.startsWith('r')
+        ? Instruction.createRegU64(Code.Mov_r64_imm64, reg(op.d), BigInt.asUintN(64, op.v))
+        : Instruction.createRegU32(Code.Mov_r32_imm32, reg(op.d), Number(BigInt.asUintN(32, op.v)));
+    case 'shli': return Instruction.createRegI32(byReg(op.d, Code.Shl_rm64_imm8, Code.Shl_rm32_imm8), reg(op.d), op.v);
+    case 'addri': return Instruction.createRegI32(byReg(op.d, Code.Add_rm64_imm32, Code.Add_rm32_imm32), reg(op.d), op.v);
+    case 'subri': return Instruction.createRegI32(byReg(op.d, Code.Sub_rm64_imm32, Code.Sub_rm32_imm32), reg(op.d), op.v);
+    case 'cmpri': return Instruction.createRegI32(byReg(op.d, Code.Cmp_rm64_imm32, Code.Cmp_rm32_imm32), reg(op.d), op.v);
+    case 'load': return Instruction.createRegMem(byReg(op.d, Code.Mov_r64_rm64, Code.Mov_r32_rm32), reg(op.d), mem(op.m));
+    case 'store': return Instruction.createMemReg(byReg(op.s, Code.Mov_rm64_r64, Code.Mov_rm32_r32), mem(op.m), reg(op.s));
+    case 'storei': return Instruction.createMemU32(Code.Mov_rm32_imm32, mem(op.m), op.v >>> 0);
+    case 'lea': return Instruction.createRegMem(byReg(op.d, Code.Lea_r64_m, Code.Lea_r32_m), reg(op.d), mem(op.m));
+    case 'jcc': {
+      const c = { ne: [Code.Jne_rel32_64, Code.Jne_rel32_32], e: [Code.Je_rel32_64, Code.Je_rel32_32], b: [Code.Jb_rel32_64, Code.Jb_rel32_32], ae: [Code.Jae_rel32_64, Code.Jae_rel32_32] }[op.cc];
+      return Instruction.createBranch(pick(c[0]!, c[1]!), target(op.label));
+    }
+    case 'jmp': return Instruction.createBranch(pick(Code.Jmp_rel32_64, Code.Jmp_rel32_32), target(op.label));
+    case 'call': return Instruction.createBranch(pick(Code.Call_rel32_64, Code.Call_rel32_32), target(op.label));
+    case 'int': return Instruction.createI32(Code.Int_imm8, op.v);
+    case 'plain': {
+      const code = {
+        ret: pick(Code.Retnq, Code.Retnd), syscall: Code.Syscall, sysenter: Code.Sysenter, rdtsc: Code.Rdtsc,
+        rdtscp: Code.Rdtscp, lfence: Code.Lfence, mfence: Code.Mfence, cpuid: Code.Cpuid, int3: Code.Int3,
+        hlt: Code.Hlt, nop: Code.Nopd,
+      }[op.what];
+      return Instruction.create(code);
+    }
+  }
+}
+
+function encodeOps(bitness: Bitness, ops: readonly Op[], ip: bigint): Uint8Array {
+  const x = loadIced();
+  const operands = operandsFor(x, bitness);
+  const { target, endLabel } = labelTable(ops);
+  const enc = new x.BlockEncoder(bitness, 0);
+  const made: Instr[] = [];
   try {
     let i = 0n;
-    const emit = (ins: InstanceType<typeof Instruction>) => {
+    const emit = (ins: Instr) => {
       i++;
       ins.ip = i * 16n;
       made.push(ins);
       enc.add(ins);
     };
     for (const op of ops) {
-      switch (op.k) {
-        case 'label': break;
-        case 'push': emit(Instruction.createReg(pick(Code.Push_r64, Code.Push_r32), reg(op.r))); break;
-        case 'pop': emit(Instruction.createReg(pick(Code.Pop_r64, Code.Pop_r32), reg(op.r))); break;
-        case 'callr': emit(Instruction.createReg(pick(Code.Call_rm64, Code.Call_rm32), reg(op.r))); break;
-        case 'jmpr': emit(Instruction.createReg(pick(Code.Jmp_rm64, Code.Jmp_rm32), reg(op.r))); break;
-        case 'callm': emit(Instruction.createMem(pick(Code.Call_rm64, Code.Call_rm32), mem(op.m))); break;
-        case 'dec': emit(Instruction.createReg(byReg(op.r, Code.Dec_rm64, Code.Dec_rm32), reg(op.r))); break;
-        case 'inc': emit(Instruction.createReg(byReg(op.r, Code.Inc_rm64, Code.Inc_rm32), reg(op.r))); break;
-        case 'movrr': emit(Instruction.createRegReg(byReg(op.d, Code.Mov_r64_rm64, Code.Mov_r32_rm32), reg(op.d), reg(op.s))); break;
-        case 'addrr': emit(Instruction.createRegReg(byReg(op.d, Code.Add_r64_rm64, Code.Add_r32_rm32), reg(op.d), reg(op.s))); break;
-        case 'subrr': emit(Instruction.createRegReg(byReg(op.d, Code.Sub_r64_rm64, Code.Sub_r32_rm32), reg(op.d), reg(op.s))); break;
-        case 'xorrr': emit(Instruction.createRegReg(byReg(op.d, Code.Xor_r64_rm64, Code.Xor_r32_rm32), reg(op.d), reg(op.s))); break;
-        case 'orrr': emit(Instruction.createRegReg(byReg(op.d, Code.Or_r64_rm64, Code.Or_r32_rm32), reg(op.d), reg(op.s))); break;
-        case 'testrr': emit(Instruction.createRegReg(byReg(op.d, Code.Test_rm64_r64, Code.Test_rm32_r32), reg(op.d), reg(op.s))); break;
-        case 'movri':
-          if (op.d.startsWith('r')) emit(Instruction.createRegU64(Code.Mov_r64_imm64, reg(op.d), BigInt.asUintN(64, op.v)));
-          else emit(Instruction.createRegU32(Code.Mov_r32_imm32, reg(op.d), Number(BigInt.asUintN(32, op.v))));
-          break;
-        case 'shli': emit(Instruction.createRegI32(byReg(op.d, Code.Shl_rm64_imm8, Code.Shl_rm32_imm8), reg(op.d), op.v)); break;
-        case 'addri': emit(Instruction.createRegI32(byReg(op.d, Code.Add_rm64_imm32, Code.Add_rm32_imm32), reg(op.d), op.v)); break;
-        case 'subri': emit(Instruction.createRegI32(byReg(op.d, Code.Sub_rm64_imm32, Code.Sub_rm32_imm32), reg(op.d), op.v)); break;
-        case 'cmpri': emit(Instruction.createRegI32(byReg(op.d, Code.Cmp_rm64_imm32, Code.Cmp_rm32_imm32), reg(op.d), op.v)); break;
-        case 'load': emit(Instruction.createRegMem(byReg(op.d, Code.Mov_r64_rm64, Code.Mov_r32_rm32), reg(op.d), mem(op.m))); break;
-        case 'store': emit(Instruction.createMemReg(byReg(op.s, Code.Mov_rm64_r64, Code.Mov_rm32_r32), mem(op.m), reg(op.s))); break;
-        case 'storei': emit(Instruction.createMemU32(Code.Mov_rm32_imm32, mem(op.m), op.v >>> 0)); break;
-        case 'lea': emit(Instruction.createRegMem(byReg(op.d, Code.Lea_r64_m, Code.Lea_r32_m), reg(op.d), mem(op.m))); break;
-        case 'jcc': {
-          const c = { ne: [Code.Jne_rel32_64, Code.Jne_rel32_32], e: [Code.Je_rel32_64, Code.Je_rel32_32], b: [Code.Jb_rel32_64, Code.Jb_rel32_32], ae: [Code.Jae_rel32_64, Code.Jae_rel32_32] }[op.cc];
-          emit(Instruction.createBranch(pick(c[0]!, c[1]!), target(op.label)));
-          break;
-        }
-        case 'jmp': emit(Instruction.createBranch(pick(Code.Jmp_rel32_64, Code.Jmp_rel32_32), target(op.label))); break;
-        case 'call': emit(Instruction.createBranch(pick(Code.Call_rel32_64, Code.Call_rel32_32), target(op.label))); break;
-        case 'int': emit(Instruction.createI32(Code.Int_imm8, op.v)); break;
-        case 'plain': {
-          const code = {
-            ret: pick(Code.Retnq, Code.Retnd), syscall: Code.Syscall, sysenter: Code.Sysenter, rdtsc: Code.Rdtsc,
-            rdtscp: Code.Rdtscp, lfence: Code.Lfence, mfence: Code.Mfence, cpuid: Code.Cpuid, int3: Code.Int3,
-            hlt: Code.Hlt, nop: Code.Nopd,
-          }[op.what];
-          emit(Instruction.create(code));
-          break;
-        }
-      }
+      const ins = instructionOf(x, operands, op, target);
+      if (ins) emit(ins);
     }
-    if (endLabel) emit(Instruction.create(Code.Int3));
+    if (endLabel) emit(x.Instruction.create(x.Code.Int3));
     return enc.encode(ip);
   } catch (e) {
     if (e instanceof VsysError) throw e;
