@@ -1,8 +1,6 @@
 // Who a traced task is: command name, executable, and container (docker, containerd, cri-o,
 // podman ids and the Kubernetes pod UID, read from /proc/PID/cgroup).
 import fs from 'node:fs';
-import { zeroEntries } from './counters.js';
-import type { ProcessStats } from './summary.js';
 
 export interface Container {
   runtime: 'docker' | 'containerd' | 'cri-o' | 'podman' | 'kubernetes' | 'unknown';
@@ -86,13 +84,4 @@ export function nameAfterExec(guess: { comm: string; exe?: string }, seen: SeenN
   const comm = seen.counted ?? seen.exited ?? last?.comm ?? guess.comm;
   const exe = [...execs].reverse().find((x) => x.comm === comm)?.filename ?? last?.filename ?? (comm === guess.comm ? guess.exe : undefined);
   return exe === undefined ? { comm } : { comm, exe };
-}
-
-/** A process first seen, described from /proc (see processInfo), with nothing counted yet. */
-export function processStats(pid: number, comm?: string): ProcessStats {
-  const info = processInfo(pid, comm);
-  const s: ProcessStats = { pid, comm: info.comm, emulated: zeroEntries(), pageFaults: 0, crashes: 0 };
-  if (info.exe) s.exe = info.exe;
-  if (info.container) s.container = info.container;
-  return s;
 }

@@ -4,10 +4,9 @@
 // into figures (pure), summary.ts adds them to the counters' readings (pure).
 import { VsysError } from '../errors.js';
 import { EventReader, rememberComm } from './events.js';
-import { processStats } from './attribution.js';
 import { EventFold } from './fold.js';
 import { addRefusedCallCrash, assembleSummary, type Readings, type TraceSummary } from './summary.js';
-import { attachTarget, closeRun, newRun, openCounting, startCounting, stopCounting, type TraceRun } from './target.js';
+import { attachTarget, closeRun, newRun, openCounting, processStats, startCounting, stopCounting, type TraceRun } from './target.js';
 import { tracefsProblem } from './tracefs.js';
 import type { StopRequest, TraceOptions } from './options.js';
 

@@ -12,10 +12,11 @@ import { CounterSet, zeroEntries, type CounterScope } from './counters.js';
 import { EventReader, SamplerSet, eventSources, rememberComm } from './events.js';
 import { BpfCounters, type BpfCountersOptions } from './bpf-counters.js';
 import { TaskClock } from './cpu-time.js';
+import { processInfo } from './attribution.js';
 import { tracefsRoot } from './tracefs.js';
 import type { EventFold } from './fold.js';
 import type { StopRequest, TraceOptions } from './options.js';
-import type { TraceSummary } from './summary.js';
+import type { ProcessStats, TraceSummary } from './summary.js';
 
 /** The state of one trace. */
 export interface TraceRun {
@@ -52,6 +53,15 @@ export function newRun(o: TraceOptions): TraceRun {
   const emulation = hasEmulation();
   const t0 = performance.now();
   return { o, t0, cpus: onlineCpus(), emulation, label: '', counterSets: [], lost: 0, firstListed: new Set() };
+}
+
+/** A process first seen, described from /proc (see processInfo), with nothing counted yet. */
+export function processStats(pid: number, comm?: string): ProcessStats {
+  const info = processInfo(pid, comm);
+  const s: ProcessStats = { pid, comm: info.comm, emulated: zeroEntries(), pageFaults: 0, crashes: 0 };
+  if (info.exe) s.exe = info.exe;
+  if (info.container) s.container = info.container;
+  return s;
 }
 
 function onlineCpus(): number[] {
