@@ -83,6 +83,12 @@ export const VERNAUX = layout('Elf_Vernaux', [
 ] as const);
 export const NHDR = layout('Elf_Nhdr', [['n_namesz', 4], ['n_descsz', 4], ['n_type', 4]] as const);
 
+// The hash tables' headers, the same in both classes: DT_HASH (gABI "Hash Table": nbucket, nchain,
+// then the buckets and chains) and DT_GNU_HASH (as glibc's dl-lookup.c reads it: then the bloom
+// filter of bloom_size address-sized words, the buckets and the chains).
+export const SYSV_HASH = layout('Elf_Hash', [['nbucket', 4], ['nchain', 4]] as const);
+export const GNU_HASH = layout('Elf_GnuHash', [['nbuckets', 4], ['symoffset', 4], ['bloom_size', 4], ['bloom_shift', 4]] as const);
+
 export interface ClassLayouts {
   ehdr: typeof EHDR64;
   phdr: typeof PHDR64;

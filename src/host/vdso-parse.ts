@@ -6,7 +6,7 @@ import { VsysError } from '../errors.js';
 import { ByteReader, toSafeNumber } from '../elf/bytes.js';
 import { DT, ELFCLASS32, ELFCLASS64, ELFDATA2LSB, PT, SHN_ABS } from '../elf/constants.js';
 import { readHeader, readIdent, readSegments, sectionTableEnd, type RawSegment } from '../elf/header.js';
-import { big, EHDR32, EHDR64, layoutsFor, num, VERDAUX, VERDEF } from '../elf/layouts.js';
+import { big, EHDR32, EHDR64, GNU_HASH, layoutsFor, num, SYSV_HASH, VERDAUX, VERDEF } from '../elf/layouts.js';
 
 export type VdsoSymbolType = 'func' | 'object' | 'notype' | 'other';
 
@@ -90,16 +90,17 @@ function symbolCount(l: Layout): { count: number; hash: 'gnu' | 'sysv' } {
   const h = dyn.get(DT.HASH);
   if (h !== undefined) {
     const off = l.vaddrToOff(h);
-    return { count: r.u32(off + 4), hash: 'sysv' }; // nchain = number of symbols
+    return { count: r.u32(off + SYSV_HASH.f.nchain.offset), hash: 'sysv' }; // nchain = number of symbols
   }
   const g = dyn.get(DT.GNU_HASH);
   if (g === undefined) fail('neither DT_HASH nor DT_GNU_HASH');
   const off = l.vaddrToOff(g);
-  const nbuckets = r.u32(off);
-  const symoffset = r.u32(off + 4);
-  const bloomSize = r.u32(off + 8);
-  const word = l.cls === 64 ? 8 : 4;
-  const buckets = off + 16 + bloomSize * word;
+  const gh = GNU_HASH.f;
+  const nbuckets = r.u32(off + gh.nbuckets.offset);
+  const symoffset = r.u32(off + gh.symoffset.offset);
+  const bloomSize = r.u32(off + gh.bloom_size.offset);
+  const word = layoutsFor(l.cls).addr;
+  const buckets = off + GNU_HASH.size + bloomSize * word;
   const chains = buckets + nbuckets * 4;
   r.need(buckets, nbuckets * 4, 'GNU hash buckets');
   let max = 0;
