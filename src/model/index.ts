@@ -6,3 +6,4 @@ export * from './page-fault.js';
 export * from './figures.js';
 export * from './remedies.js';
 export * from './site-kinds.js';
+export * from './seccomp.js';

@@ -2,7 +2,23 @@
 // x86_64 from arch/x86/entry/syscalls/syscall_64.tbl, i386 from syscall_32.tbl.
 
 export const SYS_X86_64 = {
+  read: 0,
   write: 1,
+  close: 3,
+  poll: 7,
+  ioctl: 16,
+  execve: 59,
+  kill: 62,
+  fcntl: 72,
+  chdir: 80,
+  prctl: 157,
+  chroot: 161,
+  mount: 165,
+  openat: 257,
+  unshare: 272,
+  seccomp: 317,
+  pidfd_open: 434,
+  pidfd_getfd: 438,
   mmap: 9,
   mprotect: 10,
   munmap: 11,
