@@ -17,7 +17,7 @@ import { DigestStream } from './verify-blob.js';
 import { LayerBuilder, type LayerLimits, type LayerResult } from './layer-builder.js';
 
 /** Counts bytes through a stream and fails it once the cap is passed (a decompression bomb stops here). */
-class ByteCap extends Transform {
+export class ByteCap extends Transform {
   bytes = 0;
   private said = 0;
   constructor(private readonly cap: number, private readonly what: string, private readonly onBytes?: (done: number, total: undefined) => void) {
@@ -90,7 +90,7 @@ function peekHead(src: Readable): Promise<Buffer> {
 }
 
 /** Picks the decompressor by magic: gzip 1f 8b, zstd 28 b5 2f fd, else a plain tar. */
-async function decompressor(src: Readable): Promise<{ streams: (Readable | Transform)[]; kind: 'gzip' | 'zstd' | 'none' }> {
+export async function decompressor(src: Readable): Promise<{ streams: (Readable | Transform)[]; kind: 'gzip' | 'zstd' | 'none' }> {
   const head = await peekHead(src);
   if (head[0] === 0x1f && head[1] === 0x8b) return { streams: [src, zlib.createGunzip()], kind: 'gzip' };
   if (head[0] === 0x28 && head[1] === 0xb5 && head[2] === 0x2f && head[3] === 0xfd) return { streams: [src, zstdStream()], kind: 'zstd' };
