@@ -8,6 +8,7 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }
   scan: { summary: 'find vsyscall call sites in ELF files and directories, and what happens in each mode', load: async () => (await import('./scan.js')).scanCommand },
   bench: { summary: 'the cost of each syscall path here, beside published figures', load: async () => (await import('./bench.js')).benchCommand },
   fix: { summary: 'rewrite vsyscall calls so files and root filesystems run on vsyscall=none kernels', load: async () => (await import('./fix.js')).fixCommand },
+  run: { summary: 'run a command or an image as a vsyscall=none kernel would: see what really crashes', load: async () => (await import('./run.js')).runCommand },
   trace: { summary: 'which live processes use the vsyscall page, how often, which crashed', load: async () => (await import('./trace.js')).traceCommand },
   probe: { summary: 'host facts: vsyscall mode with evidence, vDSO, clocksource, KPTI, perf', load: async () => (await import('./probe.js')).probeCommand },
 };
@@ -28,6 +29,7 @@ export function formatTopHelp(): string {
     '  vsys probe --json    # the host facts as one JSON document',
     '  vsys scan --mode none --fail-on crash ./rootfs   # which programs die under vsyscall=none',
     '  vsys bench           # what each syscall path costs here',
+    '  vsys run --as none -- ./old-app   # what a vsyscall=none kernel really does to it',
     '',
   ];
   return lines.join('\n');

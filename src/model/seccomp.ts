@@ -24,6 +24,10 @@ export const AUDIT_ARCH_X86_64 = 0xc000003e;
 /** struct seccomp_notif (id u64, pid u32, flags u32, data) and its ioctls on the listener. */
 export const SECCOMP_NOTIF = { id: 0, pid: 8, flags: 12, data: 16, size: 80 } as const;
 export const SECCOMP_IOCTL_NOTIF_RECV = 0xc0502100; // _IOWR('!', 0, struct seccomp_notif)
+/** struct seccomp_notif_resp (id u64, val s64, error s32, flags u32), the answer, and its "let the call go on" flag. */
+export const SECCOMP_NOTIF_RESP = { id: 0, val: 8, error: 16, flags: 20, size: 24 } as const;
+export const SECCOMP_IOCTL_NOTIF_SEND = 0xc0182101; // _IOWR('!', 1, struct seccomp_notif_resp)
+export const SECCOMP_USER_NOTIF_FLAG_CONTINUE = 1;
 
 /** Classic BPF opcodes the filter uses (linux/bpf_common.h). */
 export const BPF = { LD_W_ABS: 0x20, JEQ_K: 0x15, AND_K: 0x54, RET_K: 0x06 } as const;

@@ -36,6 +36,13 @@ int main(void) {
   P("SECCOMP_RET_KILL_PROCESS", SECCOMP_RET_KILL_PROCESS);
   P("SECCOMP_IOCTL_NOTIF_RECV", (unsigned int)SECCOMP_IOCTL_NOTIF_RECV);
   P("AUDIT_ARCH_X86_64", AUDIT_ARCH_X86_64);
+  P("SECCOMP_IOCTL_NOTIF_SEND", (unsigned int)SECCOMP_IOCTL_NOTIF_SEND);
+  P("SECCOMP_USER_NOTIF_FLAG_CONTINUE", SECCOMP_USER_NOTIF_FLAG_CONTINUE);
+  P("resp.id", offsetof(struct seccomp_notif_resp, id));
+  P("resp.val", offsetof(struct seccomp_notif_resp, val));
+  P("resp.error", offsetof(struct seccomp_notif_resp, error));
+  P("resp.flags", offsetof(struct seccomp_notif_resp, flags));
+  P("resp.size", sizeof(struct seccomp_notif_resp));
   P("data.nr", offsetof(struct seccomp_data, nr));
   P("data.arch", offsetof(struct seccomp_data, arch));
   P("data.instructionPointerLow", offsetof(struct seccomp_data, instruction_pointer));
@@ -72,6 +79,8 @@ int main(void) {
       SECCOMP_FILTER_FLAG_NEW_LISTENER: M.SECCOMP_FILTER_FLAG_NEW_LISTENER, SECCOMP_RET_ALLOW: M.SECCOMP_RET_ALLOW,
       SECCOMP_RET_USER_NOTIF: M.SECCOMP_RET_USER_NOTIF, SECCOMP_RET_KILL_PROCESS: M.SECCOMP_RET_KILL_PROCESS,
       SECCOMP_IOCTL_NOTIF_RECV: M.SECCOMP_IOCTL_NOTIF_RECV, AUDIT_ARCH_X86_64: M.AUDIT_ARCH_X86_64,
+      SECCOMP_IOCTL_NOTIF_SEND: M.SECCOMP_IOCTL_NOTIF_SEND, SECCOMP_USER_NOTIF_FLAG_CONTINUE: M.SECCOMP_USER_NOTIF_FLAG_CONTINUE,
+      ...Object.fromEntries(Object.entries(M.SECCOMP_NOTIF_RESP).map(([k, v]) => [`resp.${k}`, v])),
       ...Object.fromEntries(Object.entries(M.SECCOMP_DATA).map(([k, v]) => [`data.${k}`, v])),
       ...Object.fromEntries(Object.entries(M.SECCOMP_NOTIF).map(([k, v]) => [`notif.${k}`, v])),
       ...Object.fromEntries(Object.entries(M.BPF).map(([k, v]) => [`BPF.${k}`, v])),
