@@ -103,7 +103,9 @@ export function formatVerdict(as: AnswerAs, r: RunOutcome, root: string | undefi
   const lines: string[] = [];
   if (as === 'none') {
     const killed = r.calls.filter((c) => c.answer === 'sigsegv');
-    if (killed.length === 0) {
+    if (killed.length === 0 && r.signal === 'SIGSEGV') {
+      lines.push(`vsys run: died of SIGSEGV (exit status ${r.status}) before any call of the page reached vsys: the kernel here killed it, as a vsyscall=none kernel would too (a call into the page that is not an entry start, or a data read of the page, is a SIGSEGV in both modes; or a crash of its own).`);
+    } else if (killed.length === 0) {
       lines.push(`vsys run: ran to completion (exit status ${r.status}) without calling the vsyscall page: a vsyscall=none kernel runs it the same${hostSays === 'emulate-or-native' ? ' (data reads of the page aside: this emulate host allows them, none would not)' : ''}.`);
     } else {
       const first = killed[0]!;
@@ -173,6 +175,7 @@ export const runCommand: Command = {
         const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vsys-run-image-'));
         cleanup = () => fs.rmSync(dir, { recursive: true, force: true });
         io.stderr.write(`vsys run: unpacking ${values.image} into ${dir} (removed afterwards)…\n`);
+        fs.mkdirSync(path.join(dir, 'rootfs'));
         const img = await unpackImage(values.image, path.join(dir, 'rootfs'), { privileged: process.getuid?.() === 0 });
         root = img.dir;
         if (cmd.length === 0) cmd = [...img.config.entrypoint, ...img.config.cmd];

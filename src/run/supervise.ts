@@ -195,7 +195,7 @@ function errnoName(e: number): string {
 }
 
 function hint(step: string, e: number, req: RunRequest): string {
-  if (step === 'unshare' && req.launcher.userns) return ': this host does not let an unprivileged user create a user namespace (kernel.unprivileged_userns_clone, user.max_user_namespaces, or an AppArmor/SELinux policy); run as root, or without --root/--image';
+  if (step === 'unshare' && req.launcher.userns) return ': this host does not let an unprivileged user create a user namespace (kernel.unprivileged_userns_clone, user.max_user_namespaces, an AppArmor/SELinux policy, or the seccomp profile of a container); run as root, or without --root/--image';
   if (step === 'unshare') return ': a mount namespace could not be created';
   if (step === 'execve' && e === os.constants.errno.ENOENT) return `: ${req.path} not found${req.launcher.root ? ` in ${req.launcher.root}` : ''} (or its loader is missing)`;
   if (step === 'seccomp') return ': this kernel lacks seccomp user notifications (Linux 5.0+)';
