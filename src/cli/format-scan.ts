@@ -7,7 +7,7 @@ import { describeIdentity, isProgram } from '../scan/identify.js';
 import { useOf, type ScanResult, type ScannedFile } from '../scan/scan.js';
 import type { Finding } from '../scan/find-uses.js';
 import type { Outcome } from '../scan/verdict.js';
-import type { ImageReport } from '../image/analyse-image.js';
+import type { EntrypointRun, ImageReport } from '../image/analyse-image.js';
 import type { ImageError } from '../image/scan-image.js';
 import { remedyLines } from '../model/remedies.js';
 import { causesOf, type Cause, type Unjudged } from './scan-records.js';
@@ -98,6 +98,7 @@ export function formatAdvice(worst: Outcome, mode: VsyscallMode, libcs: readonly
   if (worst !== 'crash' && worst !== 'slow') return [];
   const out = ['', 'These verdicts are predictions from the code: a program crashes (or pays for emulation) only if it calls the function on the way it runs.'];
   out.push('  To see what a command really does on this host: vsys trace -- COMMAND counts every vsyscall it makes (a none kernel kills it at the first).');
+  out.push('  To see what a vsyscall=none kernel does to it, here and without root: vsys run --as none -- COMMAND (or --root DIR, or --image IMAGE).');
   const [first, ...more] = libcs;
   const label = (l: { name: string; version?: string; path: string }) => `${l.name}${l.version ? ` ${l.version}` : ''} (${l.path})`;
   if (first) out.push(`  What to do about ${label(first)}${more.length ? ` and ${more.map(label).join(', ')}` : ''}:`);
@@ -202,6 +203,16 @@ function affectingLibcs(files: readonly ScannedFile[], images: readonly ImageRep
   return [...out.values()];
 }
 
+/** What running the entrypoint under `vsys run --as none` showed. */
+export function formatEntrypointRun(r: EntrypointRun): string {
+  if (r.error) return `run under vsys run --as none: could not be run (${r.error})`;
+  const f = r.first;
+  const where = f ? `the ${f.entry} entry, by ${f.process}${f.file ? `, from ${f.file}${f.address ? ` (+${f.address}${f.function ? `, in ${f.function}` : ''})` : ''}` : ''}` : '';
+  if (r.wouldCrash) return `confirmed by running it (vsys run --as none, ${r.seconds} s): killed at the first call of ${where}; exit status ${r.status}`;
+  if (r.timedOut) return `run under vsys run --as none: no call of the page in ${r.seconds} s (stopped then; later calls not seen)`;
+  return `run under vsys run --as none: ran to completion (exit status ${r.status}) without calling the page`;
+}
+
 /** One image: identity, its entrypoint judged first, the verdict per mode, then causes and files. */
 export function formatImage(img: ImageReport, mode: VsyscallMode, all = false, slow?: SlowdownFor): string {
   const v = img.verdicts[mode];
@@ -216,6 +227,8 @@ export function formatImage(img: ImageReport, mode: VsyscallMode, all = false, s
     const ev = ep.verdicts[mode];
     const judged = ep.judged && ep.judged !== ep.path ? ` (a script run by ${ep.judged})` : '';
     out.push(`    entrypoint ${JSON.stringify(ep.argv)}${ep.path ? ` = ${ep.path}` : ''}${judged}: ${MARK[ev.outcome]} ${ev.outcome} under vsyscall=${mode}: ${ev.why}`);
+    if (ep.run) out.push(`    ${formatEntrypointRun(ep.run)}`);
+    else if (ev.outcome === 'crash' || img.verdicts.none.outcome === 'crash') out.push(`    see it for real, here: vsys run --as none --image ${img.input ?? img.ref}`);
   }
   out.push(`    ${VSYSCALL_MODES.map((m) => `${m}: ${img.verdicts[m].outcome}`).join(' · ')}`, `    → ${v.why}`);
   if (img.skippedPlatforms?.length) out.push(`    (platforms skipped: ${img.skippedPlatforms.join(', ')})`);

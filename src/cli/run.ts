@@ -1,14 +1,10 @@
 // `vsys run --as none`: runs a command (on this host, in a root directory, or from an image) and
 // answers its calls of the vsyscall page as a vsyscall=none kernel would, without booting one.
 import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { modeOfMaps } from '../model/maps-mode.js';
-import { resolveInRoot } from '../scan/root-path.js';
-import { nameCaller } from '../run/caller.js';
-import { superviseRun, type AnswerAs, type PageCall, type RunOutcome } from '../run/supervise.js';
-import type { LauncherOptions } from '../run/launcher.js';
+import type { NamedCaller } from '../run/caller.js';
+import type { AnswerAs, PageCall, RunOutcome } from '../run/supervise.js';
+import { CommandNotFound, hostMode, runCommandAs } from '../run/run-command.js';
 import { EXIT, toJson, usageError, type Command, type Io } from './io.js';
 
 const HELP = `usage: vsys run --as none [--root DIR | --image IMAGE] [--json FILE] -- CMD [ARGS...]
@@ -54,40 +50,10 @@ examples:
   vsys run --as none --image registry://localhost:5000/legacy/app:1.0 -- /app/bin/server --check
 `;
 
-const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
-
-/** CMD as a path: as given when it has a slash, else the first executable on PATH (inside the root when there is one). */
-function findProgram(cmd: string, pathVar: string, root: string | undefined): string | undefined {
-  const inside = (p: string) => (root ? resolveInRoot(root, p) : p);
-  const runnable = (p: string) => {
-    const host = inside(p);
-    try {
-      return host !== undefined && fs.statSync(host).isFile();
-    } catch {
-      return false;
-    }
-  };
-  if (cmd.includes('/')) return cmd;
-  for (const dir of pathVar.split(':').filter(Boolean)) {
-    const p = path.posix.join(dir, cmd);
-    if (runnable(p)) return p;
-  }
-  return undefined;
-}
-
-function hostMode(): string {
-  try {
-    return modeOfMaps(fs.readFileSync('/proc/self/maps', 'utf8'));
-  } catch {
-    return 'unknown';
-  }
-}
-
 const hex = (v: bigint) => `0x${v.toString(16)}`;
 
-function describeCall(c: PageCall, root: string | undefined): string {
+function describeCall(c: PageCall, named: NamedCaller | undefined, root: string | undefined): string {
   const who = `${c.comm ?? 'pid'} (pid ${c.pid}${c.exe ? `, ${c.exe}` : ''})`;
-  const named = nameCaller(c);
   const shown = (f: string) => (root && f.startsWith(`${root}/`) ? f.slice(root.length) : f);
   let from = '';
   if (named) {
@@ -99,7 +65,7 @@ function describeCall(c: PageCall, root: string | undefined): string {
   return `the ${c.entry} entry (${hex(c.ip)}) by ${who}${from}`;
 }
 
-export function formatVerdict(as: AnswerAs, r: RunOutcome, root: string | undefined, hostSays: string): string[] {
+export function formatVerdict(as: AnswerAs, r: RunOutcome, callers: readonly (NamedCaller | undefined)[], root: string | undefined, hostSays: string): string[] {
   const lines: string[] = [];
   if (as === 'none') {
     const killed = r.calls.filter((c) => c.answer === 'sigsegv');
@@ -110,23 +76,23 @@ export function formatVerdict(as: AnswerAs, r: RunOutcome, root: string | undefi
     } else {
       const first = killed[0]!;
       const top = r.signal === 'SIGSEGV' && killed.some((c) => c.exe !== undefined);
-      lines.push(`vsys run: would crash under vsyscall=none: first call of ${describeCall(first, root)}.`);
+      lines.push(`vsys run: would crash under vsyscall=none: first call of ${describeCall(first, callers[r.calls.indexOf(first)], root)}.`);
       if (killed.length > 1) lines.push(`  ${killed.length - 1} more process(es) killed the same way: ${killed.slice(1, 6).map((c) => `${c.comm ?? c.pid} (${c.entry})`).join(', ')}${killed.length > 6 ? ', …' : ''}`);
       lines.push(top ? '  The command died of SIGSEGV (exit status 139), as on a vsyscall=none kernel.' : `  The command itself went on and ended with exit status ${r.status} (a process it started died).`);
     }
   } else {
-    lines.push(`vsys run: ${r.emulated} call(s) of the vsyscall page, emulated by the kernel${r.calls[0] ? `; the first: ${describeCall(r.calls[0], root)}` : ''}; exit status ${r.status}.`);
+    lines.push(`vsys run: ${r.emulated} call(s) of the vsyscall page, emulated by the kernel${r.calls[0] ? `; the first: ${describeCall(r.calls[0], callers[0], root)}` : ''}; exit status ${r.status}.`);
   }
   return lines;
 }
 
-function jsonOf(as: AnswerAs, r: RunOutcome, root: string | undefined, cmd: string[], hostSays: string) {
+function jsonOf(as: AnswerAs, r: RunOutcome, callers: readonly (NamedCaller | undefined)[], root: string | undefined, cmd: string[], hostSays: string) {
   return {
     as, host: hostSays, command: cmd, root: root ?? null, status: r.status, code: r.code, signal: r.signal,
     wouldCrash: as === 'none' && r.calls.some((c) => c.answer === 'sigsegv'),
     emulated: r.emulated,
-    calls: r.calls.map((c) => {
-      const n = nameCaller(c);
+    calls: r.calls.map((c, i) => {
+      const n = callers[i];
       return { ...c, address: n?.address, function: n?.function ?? null, site: n?.site ? { kind: n.site.kind, address: n.site.address, instruction: n.site.instruction } : null };
     }),
   };
@@ -137,7 +103,7 @@ export const runCommand: Command = {
   async run(args: string[], io: Io) {
     const dash = args.indexOf('--');
     const own = dash < 0 ? args : args.slice(0, dash);
-    let cmd = dash < 0 ? [] : args.slice(dash + 1);
+    const cmd = dash < 0 ? [] : args.slice(dash + 1);
     const { values } = parseArgs({
       args: own,
       options: {
@@ -165,49 +131,21 @@ export const runCommand: Command = {
     }
     if (as === 'none' && hostSays === 'none') io.stderr.write('vsys run: this host already runs vsyscall=none: the command runs as it is (the real thing).\n');
 
-    let root = values.root ? path.resolve(values.root) : undefined;
-    let env = process.env;
-    let cwd: string | undefined;
-    let cleanup: (() => void) | undefined;
     try {
-      if (values.image) {
-        const { unpackImage } = await import('../run/unpack.js');
-        const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vsys-run-image-'));
-        cleanup = () => fs.rmSync(dir, { recursive: true, force: true });
-        io.stderr.write(`vsys run: unpacking ${values.image} into ${dir} (removed afterwards)…\n`);
-        fs.mkdirSync(path.join(dir, 'rootfs'));
-        const img = await unpackImage(values.image, path.join(dir, 'rootfs'), { privileged: process.getuid?.() === 0 });
-        root = img.dir;
-        if (cmd.length === 0) cmd = [...img.config.entrypoint, ...img.config.cmd];
-        if (cmd.length === 0) throw usageError(`run: ${values.image} has no Entrypoint or Cmd: give the command after --`);
-        env = Object.fromEntries(img.config.env.map((e) => [e.slice(0, e.indexOf('=') < 0 ? e.length : e.indexOf('=')), e.includes('=') ? e.slice(e.indexOf('=') + 1) : '']));
-        cwd = img.config.workingDir || undefined;
-      }
-      if (root && !fs.statSync(root, { throwIfNoEntry: false })?.isDirectory()) throw usageError(`run: --root ${root} is not a directory`);
-      const pathVar = (root ? env.PATH : process.env.PATH) || DEFAULT_PATH;
-      const program = findProgram(cmd[0]!, pathVar, root);
-      if (!program) {
-        io.stderr.write(`vsys run: ${cmd[0]}: command not found${root ? ` in ${root} (PATH ${pathVar})` : ''}\n`);
-        return 127;
-      }
-      const launcher: LauncherOptions = {};
-      if (root) {
-        launcher.root = root;
-        if (process.getuid?.() !== 0) launcher.userns = { uid: process.getuid!(), gid: process.getgid!() };
-        // /dev and /proc of the host, bound where the root has the directories (programs open /dev/null, read /proc/self).
-        launcher.binds = ['dev', 'proc'].filter((d) => fs.statSync(path.join(root!, d), { throwIfNoEntry: false })?.isDirectory()).map((d) => ({ from: `/${d}`, to: path.join(root!, d) }));
-        if (cwd) launcher.cwd = cwd;
-      }
-      const outcome = await superviseRun({ path: program, argv: cmd, env, launcher, as });
-      for (const l of formatVerdict(as, outcome, root, hostSays)) io.stderr.write(`${l}\n`);
+      const { outcome, root, cmd: ran, callers } = await runCommandAs({ as, root: values.root, image: values.image, cmd, onNote: (l) => io.stderr.write(`vsys run: ${l}\n`) });
+      for (const l of formatVerdict(as, outcome, callers, root, hostSays)) io.stderr.write(`${l}\n`);
       if (values.json) {
-        const text = `${toJson(jsonOf(as, outcome, root, cmd, hostSays))}\n`;
+        const text = `${toJson(jsonOf(as, outcome, callers, root, ran, hostSays))}\n`;
         if (values.json === '-') io.stdout.write(text);
         else fs.writeFileSync(values.json, text);
       }
       return outcome.status;
-    } finally {
-      cleanup?.();
+    } catch (e) {
+      if (e instanceof CommandNotFound) {
+        io.stderr.write(`vsys run: ${e.message}\n`);
+        return 127;
+      }
+      throw e;
     }
   },
 };

@@ -54,6 +54,11 @@ options:
   --concurrency N      images scanned at once (default 2)
   --creds USER:PASS    registry credentials (or VSYS_REGISTRY_CREDS)
   --insecure           allow plain http to registries other than localhost
+  --run-entrypoint     run each image's Entrypoint+Cmd under 'vsys run --as none'
+                       (the image unpacked to a temporary root) to confirm its
+                       verdict: what a vsyscall=none kernel really does to it
+  --run-timeout S      stop an entrypoint still running after S seconds (a server;
+                       default 10): what it does later is not seen
   --no-verify          do not check image blobs against their digests and sizes, nor
                        layers against their diff_ids (faster; said in the warnings)
   -h, --help           this text
@@ -126,6 +131,8 @@ function parseScanArgs(args: string[]) {
       creds: { type: 'string' },
       insecure: { type: 'boolean' },
       'no-verify': { type: 'boolean' },
+      'run-entrypoint': { type: 'boolean' },
+      'run-timeout': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -201,6 +208,10 @@ export const scanCommand: Command = {
       ...(maxMb !== undefined ? { maxFileBytes: mb(maxMb) } : {}),
     });
     const { result, imageScan } = scans;
+    if (values['run-entrypoint'] && !scans.interrupted) {
+      const timeout = numberOption('scan', 'run-timeout', values['run-timeout'], { positive: 'seconds' }) ?? 10;
+      await confirmEntrypoints(imageScan.images, timeout, io);
+    }
     const unjudged = [...unjudgedOf(result, imageScan.images, imageScan.errors), ...(procs ? processesUnjudged(procs) : [])];
     const exit = exitStatus(scans.interrupted, failOn as Outcome | undefined, mode, result, imageScan.images, unjudged);
     const warnings = result.warnings;
@@ -226,6 +237,32 @@ export const scanCommand: Command = {
     return exit;
   },
 };
+
+/**
+ * --run-entrypoint: each image's entrypoint run as a vsyscall=none kernel would run it (vsys run),
+ * its own output discarded, stopped after `timeoutS`; the result kept on the entrypoint.
+ */
+async function confirmEntrypoints(images: ImageReport[], timeoutS: number, io: Io): Promise<void> {
+  const { runCommandAs } = await import('../run/run-command.js');
+  for (const img of images) {
+    const ep = img.entrypoint;
+    if (!ep) continue;
+    io.stderr.write(`vsys: running the entrypoint of ${img.ref} as a vsyscall=none kernel would (vsys run --as none, at most ${timeoutS} s)…\n`);
+    const t0 = performance.now();
+    try {
+      const r = await runCommandAs({ as: 'none', image: img.input ?? img.ref, cmd: [], stdio: 'ignore', timeoutMs: timeoutS * 1000 });
+      const i = r.outcome.calls.findIndex((c) => c.answer === 'sigsegv');
+      const c = r.outcome.calls[i];
+      const named = i >= 0 ? r.callers[i] : undefined;
+      ep.run = {
+        status: r.outcome.status, wouldCrash: i >= 0, timedOut: r.outcome.timedOut === true, seconds: Math.round((performance.now() - t0) / 100) / 10,
+        ...(c ? { first: { entry: c.entry, process: c.comm ?? String(c.pid), ...(named ? { file: named.file.startsWith(`${r.root}/`) ? named.file.slice(r.root!.length) : named.file } : {}), ...(named?.address !== undefined ? { address: `0x${named.address.toString(16)}` } : {}), ...(named?.function ? { function: named.function } : {}) } } : {}),
+      };
+    } catch (e) {
+      ep.run = { status: -1, wouldCrash: false, timedOut: false, seconds: Math.round((performance.now() - t0) / 100) / 10, error: (e as Error).message };
+    }
+  }
+}
 
 /** 1 when something is at or above --fail-on (wins over 3: the gate fails either way, and 1 says why), 3 when an input was not judged, 130 when interrupted. */
 function exitStatus(interrupted: boolean, failOn: Outcome | undefined, mode: VsyscallMode, result: ScanResult, images: ImageReport[], unjudged: Unjudged[]): number {

@@ -33,6 +33,8 @@ function judgeEntrypoint(fs: ImageFs, run: ImageRun, listed: (p: string) => Scan
 
 export interface ImageReport {
   ref: string;
+  /** The argument it was read from (IMAGE.tar, oci:DIR, registry://…): what `vsys run --image` takes. */
+  input?: string;
   source: 'docker-archive' | 'oci-archive' | 'oci-dir' | 'registry';
   digest?: string;
   platform?: string;
@@ -56,6 +58,20 @@ export interface ImageEntrypoint {
   /** The file judged: the program, or the interpreter of a `#!` script. */
   judged?: string;
   verdicts: Record<VsyscallMode, ModeVerdict>;
+  /** What running it as a vsyscall=none kernel would did (`scan --run-entrypoint`). */
+  run?: EntrypointRun;
+}
+
+/** The entrypoint run under `vsys run --as none`: its status, and the first call of the page that killed it. */
+export interface EntrypointRun {
+  status: number;
+  wouldCrash: boolean;
+  /** Stopped after the time allowed (a server): calls after that were not seen. */
+  timedOut: boolean;
+  seconds: number;
+  first?: { entry: string; process: string; file?: string; address?: string; function?: string };
+  /** Why it could not be run (the scan's verdict stands alone). */
+  error?: string;
 }
 
 const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';

@@ -23,6 +23,10 @@ export interface RunRequest {
   env?: NodeJS.ProcessEnv;
   launcher: LauncherOptions;
   as: AnswerAs;
+  /** The command's stdin, stdout and stderr: vsys's own (default), or none (a check run by `scan --run-entrypoint`). */
+  stdio?: 'inherit' | 'ignore';
+  /** Stop the command (SIGTERM, then SIGKILL 2 s later) once it has run this long: a server never ends by itself. */
+  timeoutMs?: number;
 }
 
 export interface PageCall {
@@ -50,6 +54,8 @@ export interface RunOutcome {
   calls: PageCall[];
   /** Calls let through, by entry (emulate). */
   emulated: number;
+  /** Stopped by vsys after `timeoutMs`: what it did after that was not seen. */
+  timedOut?: boolean;
 }
 
 /** The launcher failed before the command ran: at which step, with which errno. */
@@ -132,7 +138,14 @@ export async function superviseRun(req: RunRequest): Promise<RunOutcome> {
   fs.writeFileSync(launcher, buildLauncher(req.launcher), { mode: 0o700 });
   try {
     return await new Promise<RunOutcome>((resolve, reject) => {
-      const child = spawn(launcher, [req.path, ...req.argv], { stdio: ['inherit', 'inherit', 'inherit', 'pipe', 'pipe'], env: req.env ?? process.env });
+      const io = req.stdio ?? 'inherit';
+      const child = spawn(launcher, [req.path, ...req.argv], { stdio: [io, io, io, 'pipe', 'pipe'], env: req.env ?? process.env });
+      let timedOut = false;
+      const stopper = req.timeoutMs === undefined ? undefined : setTimeout(() => {
+        timedOut = true;
+        child.kill('SIGTERM');
+        setTimeout(() => child.kill('SIGKILL'), 2000).unref();
+      }, req.timeoutMs);
       const calls: PageCall[] = [];
       let emulated = 0;
       let listener = -1;
@@ -177,11 +190,12 @@ export async function superviseRun(req: RunRequest): Promise<RunOutcome> {
       });
       child.on('close', (code, signal) => {
         drain();
+        if (stopper) clearTimeout(stopper);
         if (timer) clearInterval(timer);
         if (listener >= 0) closeDescriptor(listener);
         if (failure) return reject(failure);
         const status = code ?? 128 + (signal ? SIGNALS[signal] ?? 0 : 0);
-        resolve({ code, signal, status, calls, emulated });
+        resolve({ code, signal, status, calls, emulated, ...(timedOut ? { timedOut } : {}) });
       });
     });
   } finally {

@@ -175,12 +175,13 @@ test('formatAdvice: nothing unless a crash or a slow verdict; the libcs behind i
     '',
     'These verdicts are predictions from the code: a program crashes (or pays for emulation) only if it calls the function on the way it runs.',
     '  To see what a command really does on this host: vsys trace -- COMMAND counts every vsyscall it makes (a none kernel kills it at the first).',
+    '  To see what a vsyscall=none kernel does to it, here and without root: vsys run --as none -- COMMAND (or --root DIR, or --image IMAGE).',
     '  What to do about eglibc 2.13 (/r/lib/libc-2.13.so) and glibc (/s/lib/libc.so.6):',
     ...remedyLines(libcs[0], 'none', 'crash').map((l) => `    ${l}`),
   ]);
   const none = formatAdvice('slow', 'xonly', []);
-  assert.equal(none[3], '  What to do:');
-  assert.deepEqual(none.slice(4), remedyLines(undefined, 'xonly', 'slow').map((l) => `    ${l}`));
+  assert.equal(none[4], '  What to do:');
+  assert.deepEqual(none.slice(5), remedyLines(undefined, 'xonly', 'slow').map((l) => `    ${l}`));
   assert.ok(remedyLines(libcs[0], 'none', 'crash').length > 0, 'remedies exist for glibc 2.13 under none');
 });
 
@@ -218,7 +219,8 @@ test('formatScanText: a cause groups the programs, the library gets its block, c
   assert.equal(lines[12], 'skipped 3 special file(s) (fifos, sockets, devices: no code in them): /r/dev/null, /r/run/fifo, …');
   assert.equal(lines[13], '');
   assert.match(lines[15]!, /^ {2}To see what a command really does/);
-  assert.equal(lines[16], '  What to do about eglibc 2.13 (/r/lib/libc-2.13.so):');
+  assert.match(lines[16]!, /^ {2}To see what a vsyscall=none kernel does to it, here and without root: vsys run --as none/);
+  assert.equal(lines[17], '  What to do about eglibc 2.13 (/r/lib/libc-2.13.so):');
   assert.deepEqual(lines.slice(-4), ['', 'could not be read or judged (1; exit status 3 unless --fail-on found something):', '  ! /r/usr/bin/broken: ELF_TRUNCATED: section headers past the end', '']);
   // --all lists the clean file too, with its reason.
   const all = formatScanText({ ...x, all: true });

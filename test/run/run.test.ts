@@ -16,6 +16,10 @@ import { buildOciLayout } from '../support/images.js';
 import { CORPUS, ROOT } from '../helpers.js';
 import { buildLauncher, vsyscallFilter } from '../../src/run/launcher.js';
 import { modeOfMaps } from '../../src/model/maps-mode.js';
+import { Ajv2020 } from 'ajv/dist/2020.js';
+
+const recordSchema = JSON.parse(fs.readFileSync(path.join(ROOT, 'schema', 'scan-record.schema.json'), 'utf8'));
+const validateRecord = new Ajv2020({ allErrors: true, strict: true }).compile(recordSchema);
 
 const BIN = path.join(ROOT, 'bin', 'vsys.js');
 const hostSays = modeOfMaps(fs.readFileSync('/proc/self/maps', 'utf8'));
@@ -179,3 +183,28 @@ assert libc.prctl(38, 1, 0, 0, 0) == 0
 assert libc.prctl(22, 2, ctypes.byref(fp), 0, 0) == 0
 os.execvp(sys.argv[1], sys.argv[1:])
 `;
+
+test('scan --run-entrypoint confirms an image\'s verdict by running its entrypoint; a server is stopped after --run-timeout', { skip: initfsSkip, timeout: 120_000 }, () => {
+  const root = fs.existsSync(path.join(work, 'initfs')) ? path.join(work, 'initfs') : materialiseInitfs(path.join(work, 'initfs'));
+  const oci = path.join(work, 'oci-scan');
+  buildOciLayout(oci, [{ dir: root }], { config: { Entrypoint: ['/bin/e2fsck'], Cmd: ['-V'], Env: ['PATH=/bin:/sbin'] } });
+  const text = vsys(['scan', '--mode', 'none', '--run-entrypoint', `oci:${oci}`]);
+  assert.match(text.stdout, /confirmed by running it \(vsys run --as none, [\d.]+ s\): killed at the first call of the time entry, by e2fsck, from \/lib64\/libc-2\.13\.so \(\+0x[0-9a-f]+, in time\(\)\); exit status 139/);
+  const json = vsys(['scan', '--mode', 'none', '--run-entrypoint', '--json', `oci:${oci}`]);
+  const image = json.stdout.trim().split('\n').map((l) => JSON.parse(l) as { record: string; entrypoint: { run: { wouldCrash: boolean; status: number; first: { entry: string; function: string } } } }).find((r) => r.record === 'image')!;
+  assert.ok(validateRecord(image), JSON.stringify(validateRecord.errors));
+  assert.deepEqual([image.entrypoint.run.wouldCrash, image.entrypoint.run.status, image.entrypoint.run.first.entry, image.entrypoint.run.first.function], [true, 139, 'time', 'time()']);
+  // Without the flag, the suggestion to see it for real.
+  assert.match(vsys(['scan', '--mode', 'none', `oci:${oci}`]).stdout, new RegExp(`see it for real, here: vsys run --as none --image oci:${oci.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
+  // A server: a static program that waits forever, stopped after 1 s, no call seen.
+  const srv = path.join(work, 'server');
+  fs.mkdirSync(srv, { recursive: true });
+  fs.writeFileSync(path.join(work, 'server.c'), '#include <unistd.h>\nint main(void) { for (;;) pause(); }\n');
+  execFileSync('gcc', ['-static', '-O2', '-o', path.join(srv, 'server'), path.join(work, 'server.c')]);
+  const oci2 = path.join(work, 'oci-server');
+  buildOciLayout(oci2, [{ dir: srv }], { config: { Entrypoint: ['/server'] } });
+  const waited = vsys(['scan', '--mode', 'none', '--run-entrypoint', '--run-timeout', '1', '--json', `oci:${oci2}`]);
+  const run = waited.stdout.trim().split('\n').map((l) => JSON.parse(l)).find((r) => r.record === 'image').entrypoint.run;
+  assert.deepEqual([run.timedOut, run.wouldCrash], [true, false]);
+  assert.ok(run.seconds >= 1 && run.seconds < 10, `${run.seconds} s`);
+});
