@@ -17,10 +17,10 @@ import { ByteCap, decompressor } from '../image/read-layer.js';
 import { parseRegistryRef, RegistryClient, type RegistryOptions } from '../image/registry.js';
 import { MAX_IMAGE_ENTRIES, pickManifest, type ResolvedImage } from '../image/sources.js';
 import { TarEndGuard } from '../image/tar-index.js';
+import { checkBlob, checkDiffId, DigestStream, sha256Of } from '../image/verify-blob.js';
 import { TreeWriter, type UnpackSkipped } from './tree-writer.js';
 
 export type { UnpackSkipped };
-import { checkBlob, checkDiffId, DigestStream, sha256Of } from '../image/verify-blob.js';
 
 /** What the image runs and how (image-spec config.md: config.Entrypoint, Cmd, Env, WorkingDir, User). */
 export interface ImageRunConfig {
