@@ -3,8 +3,8 @@
 // rest (headers, symbol and string tables, versions, .dynamic, notes) is small. So: the small parts
 // are read into the file-sized buffer at their offsets, the big PROGBITS sections are streamed
 // through a small cache-resident buffer and searched there, and only the few bytes around each
-// candidate (what the decoder looks at) are kept. Copying a whole file into a cold buffer runs at
-// ~1–2 GB/s here; streaming through 1 MiB at ~5 GB/s.
+// candidate (what the decoder looks at) are kept. Copying a whole file into a cold buffer costs
+// several times what streaming through the cache does (bench/README.md, "Figures behind the code").
 //
 // The result is a "sparse" buffer whose holes hold stale bytes. The ELF reader over it knows the
 // holes and throws HoleRead on any read that meets one, and a code or data region that is not
