@@ -2,7 +2,7 @@
 // 32-bit code without a compiler or linker. Follows the System V gABI ch. 4–5 and the i386 psABI;
 // field offsets come from the layout tables in src/elf/layouts.ts.
 import { VsysError } from '../errors.js';
-import { EHDR32, PHDR32, SHDR32, type Field } from '../elf/layouts.js';
+import { EHDR32, PHDR32, SHDR32, writeFields } from '../elf/layouts.js';
 import { ELFCLASS32, ELFDATA2LSB, EM, ET, EV_CURRENT, PF, PT, SHF, SHT } from '../elf/constants.js';
 
 const PAGE = 0x1000;
@@ -32,13 +32,6 @@ export interface I386ElfOptions {
 
 function align(n: number, a: number): number {
   return Math.ceil(n / a) * a;
-}
-
-function put(view: DataView, base: number, f: Field, v: number): void {
-  if (f.size === 1) view.setUint8(base + f.offset, v);
-  else if (f.size === 2) view.setUint16(base + f.offset, v, true);
-  else if (f.size === 4) view.setUint32(base + f.offset, v >>> 0, true);
-  else throw new VsysError('INTERNAL_ERROR', `ELF32 has no ${f.size}-byte fields`);
 }
 
 function checkArgs(code: Uint8Array, bssSize: number, entryOffset: number): void {
@@ -82,33 +75,14 @@ export function buildI386Elf(code: Uint8Array, opts: I386ElfOptions = {}): Uint8
   const view = new DataView(out.buffer);
 
   out.set([0x7f, 0x45, 0x4c, 0x46, ELFCLASS32, ELFDATA2LSB, EV_CURRENT], EHDR32.f.e_ident.offset);
-  const eh = EHDR32.f;
-  put(view, 0, eh.e_type, ET.EXEC);
-  put(view, 0, eh.e_machine, EM.I386);
-  put(view, 0, eh.e_version, EV_CURRENT);
-  put(view, 0, eh.e_entry, I386_CODE_ADDRESS + entryOffset);
-  put(view, 0, eh.e_phoff, EHDR32.size);
-  put(view, 0, eh.e_shoff, shOff);
-  put(view, 0, eh.e_flags, 0);
-  put(view, 0, eh.e_ehsize, EHDR32.size);
-  put(view, 0, eh.e_phentsize, PHDR32.size);
-  put(view, 0, eh.e_phnum, hasBss ? 2 : 1);
-  put(view, 0, eh.e_shentsize, SHDR32.size);
-  put(view, 0, eh.e_shnum, shnum);
-  put(view, 0, eh.e_shstrndx, shnum - 1);
+  writeFields(view, 0, EHDR32, {
+    e_type: ET.EXEC, e_machine: EM.I386, e_version: EV_CURRENT, e_entry: I386_CODE_ADDRESS + entryOffset,
+    e_phoff: EHDR32.size, e_shoff: shOff, e_flags: 0, e_ehsize: EHDR32.size, e_phentsize: PHDR32.size,
+    e_phnum: hasBss ? 2 : 1, e_shentsize: SHDR32.size, e_shnum: shnum, e_shstrndx: shnum - 1,
+  });
 
-  const ph = PHDR32.f;
-  const phdr = (i: number, type: number, off: number, vaddr: number, filesz: number, memsz: number, flags: number) => {
-    const b = EHDR32.size + i * PHDR32.size;
-    put(view, b, ph.p_type, type);
-    put(view, b, ph.p_offset, off);
-    put(view, b, ph.p_vaddr, vaddr);
-    put(view, b, ph.p_paddr, vaddr);
-    put(view, b, ph.p_filesz, filesz);
-    put(view, b, ph.p_memsz, memsz);
-    put(view, b, ph.p_flags, flags);
-    put(view, b, ph.p_align, PAGE);
-  };
+  const phdr = (i: number, type: number, off: number, vaddr: number, filesz: number, memsz: number, flags: number) =>
+    writeFields(view, EHDR32.size + i * PHDR32.size, PHDR32, { p_type: type, p_offset: off, p_vaddr: vaddr, p_paddr: vaddr, p_filesz: filesz, p_memsz: memsz, p_flags: flags, p_align: PAGE });
   // The headers are mapped along with the code, as in any ET_EXEC: one page-aligned mapping from offset 0.
   phdr(0, PT.LOAD, 0, I386_LOAD_ADDRESS, codeEnd, codeEnd, PF.R | PF.X);
   // No file bytes: the kernel maps anonymous zeroed pages (the classic .bss).
@@ -117,17 +91,8 @@ export function buildI386Elf(code: Uint8Array, opts: I386ElfOptions = {}): Uint8
   out.set(code, CODE_OFFSET);
   for (const n of names) out.set(Buffer.from(n, 'latin1'), strOff + (nameOff.get(n) ?? 0));
 
-  const sh = SHDR32.f;
-  const shdr = (i: number, name: string, type: number, flags: number, addr: number, off: number, size: number, alignment: number) => {
-    const b = shOff + i * SHDR32.size;
-    put(view, b, sh.sh_name, nameOff.get(name) ?? 0);
-    put(view, b, sh.sh_type, type);
-    put(view, b, sh.sh_flags, flags);
-    put(view, b, sh.sh_addr, addr);
-    put(view, b, sh.sh_offset, off);
-    put(view, b, sh.sh_size, size);
-    put(view, b, sh.sh_addralign, alignment);
-  };
+  const shdr = (i: number, name: string, type: number, flags: number, addr: number, off: number, size: number, alignment: number) =>
+    writeFields(view, shOff + i * SHDR32.size, SHDR32, { sh_name: nameOff.get(name) ?? 0, sh_type: type, sh_flags: flags, sh_addr: addr, sh_offset: off, sh_size: size, sh_addralign: alignment });
   // Section 0 stays all zeros (SHN_UNDEF).
   shdr(1, '.text', SHT.PROGBITS, SHF.ALLOC | SHF.EXECINSTR, I386_CODE_ADDRESS, CODE_OFFSET, code.length, 16);
   if (hasBss) shdr(2, '.bss', SHT.NOBITS, SHF.ALLOC | SHF.WRITE, I386_BSS_ADDRESS, codeEnd, bssSize, 16);

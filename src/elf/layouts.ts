@@ -26,6 +26,18 @@ export function layout<F extends string>(name: string, fields: readonly (readonl
   return { name, size: offset, f };
 }
 
+/** Writes fields of a structure at `base` (little-endian), each by the layout's offset and width. */
+export function writeFields<F extends string>(view: DataView, base: number, l: Layout<F>, values: Partial<Record<F, number | bigint>>): void {
+  for (const [name, v] of Object.entries(values) as [F, number | bigint][]) {
+    const { offset, size } = l.f[name];
+    const at = base + offset;
+    if (size === 1) view.setUint8(at, Number(v));
+    else if (size === 2) view.setUint16(at, Number(v), true);
+    else if (size === 4) view.setUint32(at, Number(v) >>> 0, true);
+    else view.setBigUint64(at, BigInt.asUintN(64, BigInt(v)), true);
+  }
+}
+
 type EhdrField = 'e_ident' | 'e_type' | 'e_machine' | 'e_version' | 'e_entry' | 'e_phoff' | 'e_shoff' | 'e_flags'
   | 'e_ehsize' | 'e_phentsize' | 'e_phnum' | 'e_shentsize' | 'e_shnum' | 'e_shstrndx';
 

@@ -11,8 +11,7 @@
 //                 vsys reads end-of-file once the command runs.
 //   fd 4 (read):  one byte from vsys once it holds the listener: then the launcher execs.
 // argv: launcher PATH ARGV0 ARGS... (PATH as seen inside the root).
-import { VsysError } from '../errors.js';
-import { EHDR64, PHDR64, type Field } from '../elf/layouts.js';
+import { EHDR64, PHDR64, writeFields } from '../elf/layouts.js';
 import { ELFCLASS64, ELFDATA2LSB, EM, ET, EV_CURRENT, PF, PT } from '../elf/constants.js';
 import { Asm } from '../x86/assemble.js';
 import {
@@ -177,13 +176,6 @@ function launcherCode(a: Asm, d: Data, o: LauncherOptions): void {
   a.movImm('rdi', 127).movImm('rax', SYS.exit_group).syscall();
 }
 
-function put(view: DataView, base: number, f: Field, v: number | bigint): void {
-  if (f.size === 2) view.setUint16(base + f.offset, Number(v), true);
-  else if (f.size === 4) view.setUint32(base + f.offset, Number(v) >>> 0, true);
-  else if (f.size === 8) view.setBigUint64(base + f.offset, BigInt(v), true);
-  else throw new VsysError('INTERNAL_ERROR', `ELF64 has no ${f.size}-byte fields`);
-}
-
 /**
  * The launcher's bytes: an ET_EXEC for x86-64 mapped from offset 0 at 0x400000 (R+X: headers, data,
  * code), a non-executable stack, no sections and no interpreter.
@@ -201,29 +193,13 @@ export function buildLauncher(o: LauncherOptions = {}): Uint8Array {
   const out = new Uint8Array(total);
   const view = new DataView(out.buffer);
   out.set([0x7f, 0x45, 0x4c, 0x46, ELFCLASS64, ELFDATA2LSB, EV_CURRENT], EHDR64.f.e_ident.offset);
-  const eh = EHDR64.f;
-  put(view, 0, eh.e_type, ET.EXEC);
-  put(view, 0, eh.e_machine, EM.X86_64);
-  put(view, 0, eh.e_version, EV_CURRENT);
-  put(view, 0, eh.e_entry, LOAD_ADDRESS + codeOffset);
-  put(view, 0, eh.e_phoff, EHDR64.size);
-  put(view, 0, eh.e_ehsize, EHDR64.size);
-  put(view, 0, eh.e_phentsize, PHDR64.size);
-  put(view, 0, eh.e_phnum, 2);
-  const ph = PHDR64.f;
-  const phdr = (i: number, type: number, flags: number, filesz: number) => {
-    const b = EHDR64.size + i * PHDR64.size;
-    put(view, b, ph.p_type, type);
-    put(view, b, ph.p_flags, flags);
-    put(view, b, ph.p_offset, 0);
-    put(view, b, ph.p_vaddr, filesz ? LOAD_ADDRESS : 0);
-    put(view, b, ph.p_paddr, filesz ? LOAD_ADDRESS : 0);
-    put(view, b, ph.p_filesz, filesz);
-    put(view, b, ph.p_memsz, filesz);
-    put(view, b, ph.p_align, filesz ? 0x1000 : 16);
-  };
-  phdr(0, PT.LOAD, PF.R | PF.X, total);
-  phdr(1, PT_GNU_STACK, PF.R | PF.W, 0);
+  writeFields(view, 0, EHDR64, {
+    e_type: ET.EXEC, e_machine: EM.X86_64, e_version: EV_CURRENT, e_entry: LOAD_ADDRESS + codeOffset,
+    e_phoff: EHDR64.size, e_ehsize: EHDR64.size, e_phentsize: PHDR64.size, e_phnum: 2,
+  });
+  // One R+X mapping from offset 0 (headers, data, code), and a non-executable stack.
+  writeFields(view, EHDR64.size, PHDR64, { p_type: PT.LOAD, p_flags: PF.R | PF.X, p_offset: 0, p_vaddr: LOAD_ADDRESS, p_paddr: LOAD_ADDRESS, p_filesz: total, p_memsz: total, p_align: 0x1000 });
+  writeFields(view, EHDR64.size + PHDR64.size, PHDR64, { p_type: PT_GNU_STACK, p_flags: PF.R | PF.W, p_align: 16 });
   out.set(data, dataOffset);
   out.set(code, codeOffset);
   return out;
