@@ -28,13 +28,23 @@ options:
   --as emulate     let them through and count them (an emulate kernel; refused on
                    xonly and none hosts, which cannot emulate one: xonly denies the
                    data reads emulate allows, none has no page)
-  --root DIR       run CMD inside DIR: a private mount namespace and chroot (a user
-                   namespace too when not root); CMD is looked up on DIR's PATH
-  --image IMAGE    unpack IMAGE (IMAGE.tar, oci:DIR, oci-archive:FILE,
-                   registry://HOST/REPO:TAG) into a temporary root, removed after;
-                   with no CMD, the image's Entrypoint and Cmd run, with its Env
+  --root DIR       run CMD inside DIR: a user namespace, a private mount namespace
+                   and chroot; CMD is looked up on DIR's PATH
+  --image IMAGE    unpack IMAGE (IMAGE.tar, oci:DIR, registry://HOST/REPO:TAG)
+                   into a temporary root, removed after; with no CMD, the image's
+                   Entrypoint and Cmd run, with its Env and WorkingDir
+  --creds USER:PASS  registry credentials (or VSYS_REGISTRY_CREDS)
+  --insecure       allow plain http to registries other than localhost
+  --no-verify      do not check the image's blobs against their digests
   --json FILE      write the verdict as JSON to FILE (- for stdout)
   -h, --help       this text
+
+In a root or an image the command is root in a user namespace of its own: this
+user outside it (nobody when vsys runs as root), never the host's root. Only that
+one id is mapped, so a program that switches to another user (su, gosu, a server
+dropping privileges) fails there where it would not on a real host. It is not a
+sandbox: it shares the host's network, and sees its /dev and /proc (as that user).
+If vsys is killed, the command is killed with it.
 
 exit status:
   the command's own, as it would be under the chosen kernel: its exit code, or
@@ -69,20 +79,25 @@ export function formatVerdict(as: AnswerAs, r: RunOutcome, callers: readonly (Na
   const lines: string[] = [];
   if (as === 'none') {
     const killed = r.calls.filter((c) => c.answer === 'sigsegv');
-    if (killed.length === 0 && r.signal === 'SIGSEGV') {
+    if (killed.length === 0 && r.signal && r.signal !== 'SIGSEGV') {
+      lines.push(`vsys run: ended by ${r.signal} (exit status ${r.status}) without calling the vsyscall page before that; what it would have done later is not known.`);
+    } else if (killed.length === 0 && r.signal === 'SIGSEGV') {
       lines.push(`vsys run: died of SIGSEGV (exit status ${r.status}) before any call of the page reached vsys: the kernel here killed it, as a vsyscall=none kernel would too (a call into the page that is not an entry start, or a data read of the page, is a SIGSEGV in both modes; or a crash of its own).`);
     } else if (killed.length === 0) {
       lines.push(`vsys run: ran to completion (exit status ${r.status}) without calling the vsyscall page: a vsyscall=none kernel runs it the same${hostSays === 'emulate-or-native' ? ' (data reads of the page aside: this emulate host allows them, none would not)' : ''}.`);
     } else {
       const first = killed[0]!;
-      const top = r.signal === 'SIGSEGV' && killed.some((c) => c.exe !== undefined);
+      // The command itself was killed (not only a process it started): its thread group is the command's.
+      const top = r.signal === 'SIGSEGV' && killed.some((c) => (c.tgid ?? c.pid) === r.pid);
       lines.push(`vsys run: would crash under vsyscall=none: first call of ${describeCall(first, callers[r.calls.indexOf(first)], root)}.`);
-      if (killed.length > 1) lines.push(`  ${killed.length - 1} more process(es) killed the same way: ${killed.slice(1, 6).map((c) => `${c.comm ?? c.pid} (${c.entry})`).join(', ')}${killed.length > 6 ? ', …' : ''}`);
+      if (killed.length > 1) lines.push(`  ${killed.length - 1} more call(s) answered the same way: ${killed.slice(1, 6).map((c) => `${c.comm ?? c.pid} (${c.entry})`).join(', ')}${killed.length > 6 ? ', …' : ''}`);
       lines.push(top ? '  The command died of SIGSEGV (exit status 139), as on a vsyscall=none kernel.' : `  The command itself went on and ended with exit status ${r.status} (a process it started died).`);
     }
   } else {
-    lines.push(`vsys run: ${r.emulated} call(s) of the vsyscall page, emulated by the kernel${r.calls[0] ? `; the first: ${describeCall(r.calls[0], callers[0], root)}` : ''}; exit status ${r.status}.`);
+    lines.push(`vsys run: ${r.emulated} call(s) of the vsyscall page, emulated by the kernel (each one also waited for vsys to let it through: the command ran slower than it would)${r.calls[0] ? `; the first: ${describeCall(r.calls[0], callers[0], root)}` : ''}; exit status ${r.status}.`);
   }
+  if (r.timedOut) lines.push('  It was stopped after the time allowed: what it would have done later is not seen.');
+  if (r.orphans) lines.push('  Processes it started were still running when it ended: calls of the page they make from now on are not answered as none would (they get ENOSYS).');
   return lines;
 }
 
@@ -111,6 +126,9 @@ export const runCommand: Command = {
         root: { type: 'string' },
         image: { type: 'string' },
         json: { type: 'string' },
+        creds: { type: 'string' },
+        insecure: { type: 'boolean' },
+        'no-verify': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -131,8 +149,18 @@ export const runCommand: Command = {
     }
     if (as === 'none' && hostSays === 'none') io.stderr.write('vsys run: this host already runs vsyscall=none: the command runs as it is (the real thing).\n');
 
+    // A --json FILE that cannot be written is a usage error before the command runs, not after.
+    if (values.json && values.json !== '-') {
+      try {
+        fs.writeFileSync(values.json, '');
+      } catch (e) {
+        throw usageError(`run: cannot write --json ${values.json}: ${(e as Error).message}`);
+      }
+    }
+    const creds = values.creds ?? process.env.VSYS_REGISTRY_CREDS;
+    const registry = { ...(creds ? { creds } : {}), ...(values.insecure ? { insecure: true } : {}) };
     try {
-      const { outcome, root, cmd: ran, callers } = await runCommandAs({ as, root: values.root, image: values.image, cmd, onNote: (l) => io.stderr.write(`vsys run: ${l}\n`) });
+      const { outcome, root, cmd: ran, callers } = await runCommandAs({ as, root: values.root, image: values.image, cmd, registry, ...(values['no-verify'] ? { verify: false } : {}), onNote: (l) => io.stderr.write(`vsys run: ${l}\n`) });
       for (const l of formatVerdict(as, outcome, callers, root, hostSays)) io.stderr.write(`${l}\n`);
       if (values.json) {
         const text = `${toJson(jsonOf(as, outcome, callers, root, ran, hostSays))}\n`;

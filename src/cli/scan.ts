@@ -149,6 +149,8 @@ function parseScanArgs(args: string[]) {
   }
   if (!values.processes && positionals.length === 0) throw usageError('scan: give at least one PATH (a file or directory), IMAGE, or --processes');
   if (values.processes && positionals.length > 0) throw usageError('scan: --processes takes no PATH');
+  if (values['run-timeout'] !== undefined && !values['run-entrypoint']) throw usageError('scan: --run-timeout goes with --run-entrypoint');
+  numberOption('scan', 'run-timeout', values['run-timeout'], { positive: 'seconds' }); // checked before the scan, used after
   const modeArg = values.mode ?? 'host';
   if (modeArg !== 'host' && !isVsyscallMode(modeArg)) throw usageError(`scan: --mode must be none, xonly, emulate, native or host, not '${modeArg}'`);
   const failOn = values['fail-on'];
@@ -210,7 +212,7 @@ export const scanCommand: Command = {
     const { result, imageScan } = scans;
     if (values['run-entrypoint'] && !scans.interrupted) {
       const timeout = numberOption('scan', 'run-timeout', values['run-timeout'], { positive: 'seconds' }) ?? 10;
-      await confirmEntrypoints(imageScan.images, timeout, io);
+      await confirmEntrypoints(imageScan.images, timeout, io, { ...(creds ? { creds } : {}), ...(values.insecure ? { insecure: true } : {}) }, values['no-verify'] !== true);
     }
     const unjudged = [...unjudgedOf(result, imageScan.images, imageScan.errors), ...(procs ? processesUnjudged(procs) : [])];
     const exit = exitStatus(scans.interrupted, failOn as Outcome | undefined, mode, result, imageScan.images, unjudged);
@@ -242,7 +244,7 @@ export const scanCommand: Command = {
  * --run-entrypoint: each image's entrypoint run as a vsyscall=none kernel would run it (vsys run),
  * its own output discarded, stopped after `timeoutS`; the result kept on the entrypoint.
  */
-async function confirmEntrypoints(images: ImageReport[], timeoutS: number, io: Io): Promise<void> {
+async function confirmEntrypoints(images: ImageReport[], timeoutS: number, io: Io, registry: { creds?: string; insecure?: boolean }, verify: boolean): Promise<void> {
   const { runCommandAs } = await import('../run/run-command.js');
   for (const img of images) {
     const ep = img.entrypoint;
@@ -250,7 +252,7 @@ async function confirmEntrypoints(images: ImageReport[], timeoutS: number, io: I
     io.stderr.write(`vsys: running the entrypoint of ${img.ref} as a vsyscall=none kernel would (vsys run --as none, at most ${timeoutS} s)…\n`);
     const t0 = performance.now();
     try {
-      const r = await runCommandAs({ as: 'none', image: img.input ?? img.ref, cmd: [], stdio: 'ignore', timeoutMs: timeoutS * 1000 });
+      const r = await runCommandAs({ as: 'none', image: img.input ?? img.ref, cmd: [], stdio: 'ignore', timeoutMs: timeoutS * 1000, registry, verify });
       const i = r.outcome.calls.findIndex((c) => c.answer === 'sigsegv');
       const c = r.outcome.calls[i];
       const named = i >= 0 ? r.callers[i] : undefined;

@@ -10,6 +10,11 @@
 
 /** prctl(2) option that lets an unprivileged process install a seccomp filter. */
 export const PR_SET_NO_NEW_PRIVS = 38;
+/** prctl(2) option: a signal for this process when its parent (vsys) dies; SIGKILL, its number. */
+export const PR_SET_PDEATHSIG = 1;
+/** prctl(2) option: after dropping root the process is not dumpable, and its /proc/self files (uid_map) stay root's; this gives them back. */
+export const PR_SET_DUMPABLE = 4;
+export const SIGKILL = 9;
 /** seccomp(2) operation and flag: install a filter and return a listener fd for its notifications. */
 export const SECCOMP_SET_MODE_FILTER = 1;
 export const SECCOMP_FILTER_FLAG_NEW_LISTENER = 1 << 3;

@@ -94,6 +94,11 @@ export function continueNotification(fd: number, id: bigint): void {
   if (bindings().ioctlBuf(fd, SECCOMP_IOCTL_NOTIF_SEND, r) < 0 && errno() !== 2) fail('ioctl(SECCOMP_IOCTL_NOTIF_SEND)');
 }
 
+/** SIGSEGV to one thread (tgkill), as the kernel sends it to the thread that faulted; false when it is gone. */
+export function segfaultThread(tgid: number, tid: number): boolean {
+  return rawSyscall(SYS_X86_64.tgkill, tgid, tid, 11 /* SIGSEGV */) === 0n;
+}
+
 export function closeDescriptor(fd: number): void {
   libcBindings().close(fd);
 }

@@ -18,7 +18,7 @@ export interface NamedCaller {
   function?: string;
 }
 
-/** Longest call instruction that can reach the page (call *disp32(%reg) with prefixes): 7 bytes is enough for every form the scanner classifies. */
+/** Longest call instruction the scanner classifies (call *disp32(%reg), with a prefix): 8 bytes. */
 const MAX_CALL_LENGTH = 8;
 
 export function nameCaller(call: PageCall): NamedCaller | undefined {

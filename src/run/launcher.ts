@@ -16,7 +16,7 @@ import { ELFCLASS64, ELFDATA2LSB, EM, ET, EV_CURRENT, PF, PT } from '../elf/cons
 import { Asm } from '../x86/assemble.js';
 import {
   AT_FDCWD, AUDIT_ARCH_X86_64, BPF, CLONE_NEWNS, CLONE_NEWUSER, FD_CLOEXEC, F_SETFD, MS_BIND, MS_PRIVATE, MS_REC, O_WRONLY,
-  PR_SET_NO_NEW_PRIVS, SECCOMP_DATA, SECCOMP_FILTER_FLAG_NEW_LISTENER, SECCOMP_RET_ALLOW, SECCOMP_RET_USER_NOTIF,
+  PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS, PR_SET_PDEATHSIG, SIGKILL, SECCOMP_DATA, SECCOMP_FILTER_FLAG_NEW_LISTENER, SECCOMP_RET_ALLOW, SECCOMP_RET_USER_NOTIF,
   SECCOMP_SET_MODE_FILTER, SYS_X86_64 as SYS, VSYSCALL_PAGE_ADDR,
 } from '../model/index.js';
 
@@ -27,15 +27,17 @@ const PT_GNU_STACK = 0x6474e551;
 export const LAUNCHER_READY = 1;
 export const LAUNCHER_FAILED = 0x100;
 /** The steps a launcher can fail at, by the number it reports (LAUNCHER_FAILED + step). */
-export const LAUNCHER_STEPS = ['unshare', 'write /proc/self/setgroups', 'write /proc/self/uid_map', 'write /proc/self/gid_map', 'mount / private', 'chroot', 'chdir', 'prctl(PR_SET_NO_NEW_PRIVS)', 'seccomp', 'fcntl', 'handshake', 'execve'] as const;
+export const LAUNCHER_STEPS = ['prctl(PR_SET_PDEATHSIG)', 'drop to the unprivileged user', 'unshare', 'write /proc/self/setgroups', 'write /proc/self/uid_map', 'write /proc/self/gid_map', 'mount / private', 'chroot', 'chdir', 'prctl(PR_SET_NO_NEW_PRIVS)', 'seccomp', 'fcntl', 'handshake', 'execve'] as const;
 export type LauncherStep = (typeof LAUNCHER_STEPS)[number];
 const step = (s: LauncherStep) => LAUNCHER_STEPS.indexOf(s);
 
 export interface LauncherOptions {
   /** Enter this directory as the root (a private mount namespace, then chroot). */
   root?: string;
-  /** Not root: a user namespace first, mapping this uid and gid to 0 inside it. */
+  /** A user namespace first, mapping this uid and gid (the launcher's own, after `drop`) to 0 inside it. */
   userns?: { uid: number; gid: number };
+  /** Started as root: become this user and group first (no supplementary groups), so that root inside the user namespace is them outside it. */
+  drop?: { uid: number; gid: number };
   /** Bind-mounted into the root before chroot (paths outside → inside), each only if it works. */
   binds?: { from: string; to: string }[];
   /** Working directory inside the root (default "/"). */
@@ -115,6 +117,16 @@ function launcherCode(a: Asm, d: Data, o: LauncherOptions): void {
   };
 
   a.mov('rbx', 'rsp'); // argc, argv[], NULL, envp[]
+  if (o.drop) {
+    sys(SYS.setgroups, 0, 0);
+    orFail('drop to the unprivileged user');
+    sys(SYS.setresgid, o.drop.gid, o.drop.gid, o.drop.gid);
+    orFail('drop to the unprivileged user');
+    sys(SYS.setresuid, o.drop.uid, o.drop.uid, o.drop.uid);
+    orFail('drop to the unprivileged user');
+    sys(SYS.prctl, PR_SET_DUMPABLE, 1, 0, 0, 0);
+    orFail('drop to the unprivileged user');
+  }
   if (o.root !== undefined) {
     sys(SYS.unshare, o.userns ? CLONE_NEWUSER | CLONE_NEWNS : CLONE_NEWNS);
     orFail('unshare');
@@ -136,6 +148,11 @@ function launcherCode(a: Asm, d: Data, o: LauncherOptions): void {
   }
   sys(SYS.prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
   orFail('prctl(PR_SET_NO_NEW_PRIVS)');
+  // If vsys dies, so does the command: nothing would answer its calls of the page any more (the
+  // kernel would answer ENOSYS, not SIGSEGV). Set after every change of credentials (which clears
+  // it) and kept across execve (no set-uid exec under no_new_privs).
+  sys(SYS.prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  orFail('prctl(PR_SET_PDEATHSIG)');
   const filter = vsyscallFilter();
   const filterAt = d.add(filter);
   const prog = new Uint8Array(16); // struct sock_fprog { u16 len; (pad) ; struct sock_filter *filter; }

@@ -10,6 +10,7 @@ import { resolveInRoot } from '../scan/root-path.js';
 import type { LauncherOptions } from './launcher.js';
 import { nameCaller, type NamedCaller } from './caller.js';
 import { superviseRun, type AnswerAs, type RunOutcome } from './supervise.js';
+import type { RegistryOptions } from '../image/registry.js';
 
 /** CMD is not on the root's PATH (a shell says 127). */
 export class CommandNotFound extends VsysError {
@@ -26,6 +27,9 @@ export interface RunSpec {
   cmd: string[];
   stdio?: 'inherit' | 'ignore';
   timeoutMs?: number;
+  /** For images from a registry, as `vsys scan` takes them; and whether blobs are checked (default true). */
+  registry?: RegistryOptions;
+  verify?: boolean;
   /** Progress lines ("unpacking …"). */
   onNote?: (line: string) => void;
 }
@@ -69,6 +73,32 @@ export function hostMode(): string {
 }
 
 
+/** The overflow user and group: who root inside a run's user namespace is on the host, when vsys runs as root. */
+const NOBODY = 65534;
+
+/**
+ * Removes a tree an image was unpacked into, directories made writable first (an image's 0555
+ * /usr/bin cannot be emptied otherwise by a user who is not root). Links are never followed.
+ * Returns why it could not, or undefined.
+ */
+export function removeTree(dir: string): string | undefined {
+  const open = (d: string): void => {
+    try {
+      fs.chmodSync(d, 0o700);
+      for (const e of fs.readdirSync(d, { withFileTypes: true })) if (e.isDirectory()) open(path.join(d, e.name));
+    } catch {
+      // what cannot be opened, rmSync reports
+    }
+  };
+  open(dir);
+  try {
+    fs.rmSync(dir, { recursive: true, force: true });
+    return undefined;
+  } catch (e) {
+    return (e as Error).message;
+  }
+}
+
 export async function runCommandAs(spec: RunSpec): Promise<RunReport> {
   let root = spec.root ? path.resolve(spec.root) : undefined;
   let cmd = spec.cmd;
@@ -79,10 +109,15 @@ export async function runCommandAs(spec: RunSpec): Promise<RunReport> {
     if (spec.image) {
       const { unpackImage } = await import('./unpack.js');
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vsys-run-image-'));
-      cleanup = () => fs.rmSync(dir, { recursive: true, force: true });
+      // The command runs as another user (nobody, when vsys is root): it must be able to pass through.
+      fs.chmodSync(dir, 0o711);
+      cleanup = () => {
+        const left = removeTree(dir);
+        if (left) spec.onNote?.(`could not remove ${dir}: ${left}`);
+      };
       spec.onNote?.(`unpacking ${spec.image} into ${dir} (removed afterwards)…`);
       fs.mkdirSync(path.join(dir, 'rootfs'));
-      const img = await unpackImage(spec.image, path.join(dir, 'rootfs'), { privileged: process.getuid?.() === 0 });
+      const img = await unpackImage(spec.image, path.join(dir, 'rootfs'), { privileged: process.getuid?.() === 0, ...spec.registry, ...(spec.verify === false ? { verify: false } : {}) });
       root = img.dir;
       if (cmd.length === 0) cmd = [...img.config.entrypoint, ...img.config.cmd];
       if (cmd.length === 0) throw new VsysError('USAGE', `run: ${spec.image} has no Entrypoint or Cmd: give the command after --`);
@@ -98,9 +133,15 @@ export async function runCommandAs(spec: RunSpec): Promise<RunReport> {
     if (root) {
       const r = root;
       launcher.root = r;
-      if (process.getuid?.() !== 0) launcher.userns = { uid: process.getuid!(), gid: process.getgid!() };
-      // /dev and /proc of the host, bound where the root has the directories (programs open /dev/null, read /proc/self).
-      launcher.binds = ['dev', 'proc'].filter((d) => fs.statSync(path.join(r, d), { throwIfNoEntry: false })?.isDirectory()).map((d) => ({ from: `/${d}`, to: path.join(r, d) }));
+      // Always a user namespace: root inside it is this user outside, and for root, nobody. A root
+      // directory or an image is not trusted with the host's root (it is not a sandbox either: it
+      // sees the host's network, and /dev and /proc bound in, with nobody's rights).
+      const self = process.getuid?.() ?? 0;
+      if (self === 0) launcher.drop = { uid: NOBODY, gid: NOBODY };
+      launcher.userns = self === 0 ? { uid: NOBODY, gid: NOBODY } : { uid: self, gid: process.getgid!() };
+      // /dev and /proc of the host, bound where the root has real directories (a symlink is not
+      // followed out of the root): programs open /dev/null and read /proc/self.
+      launcher.binds = ['dev', 'proc'].filter((d) => fs.lstatSync(path.join(r, d), { throwIfNoEntry: false })?.isDirectory()).map((d) => ({ from: `/${d}`, to: path.join(r, d) }));
       if (cwd) launcher.cwd = cwd;
     }
     const outcome = await superviseRun({ path: program, argv: cmd, env, launcher, as: spec.as, ...(spec.stdio ? { stdio: spec.stdio } : {}), ...(spec.timeoutMs !== undefined ? { timeoutMs: spec.timeoutMs } : {}) });

@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { VsysError } from '../errors.js';
 import { entryNameOf, type VsyscallEntryName } from '../model/index.js';
-import { closeDescriptor, continueNotification, listenerState, receiveNotification, takeDescriptor, type Notification } from '../native/seccomp-notify.js';
+import { closeDescriptor, continueNotification, listenerState, receiveNotification, segfaultThread, takeDescriptor, type Notification } from '../native/seccomp-notify.js';
 import { buildLauncher, LAUNCHER_FAILED, LAUNCHER_READY, LAUNCHER_STEPS, type LauncherOptions } from './launcher.js';
 
 export type AnswerAs = 'none' | 'emulate';
@@ -30,7 +30,9 @@ export interface RunRequest {
 }
 
 export interface PageCall {
+  /** The thread that made the call, and its process. */
   pid: number;
+  tgid?: number;
   comm?: string;
   exe?: string;
   entry: VsyscallEntryName | 'misaligned';
@@ -46,6 +48,10 @@ export interface PageCall {
 }
 
 export interface RunOutcome {
+  /** The command's process id (the launcher's, which became the command). */
+  pid: number;
+  /** Processes it started were still running when it ended (stopped, when run without a terminal): what they did after is not seen. */
+  orphans?: boolean;
   /** The command's exit code, or null when a signal ended it. */
   code: number | null;
   signal: NodeJS.Signals | null;
@@ -106,6 +112,8 @@ function callerOf(pid: number): { returnAddress?: bigint; file?: string; fileOff
 
 function record(n: Notification, answer: PageCall['answer']): PageCall {
   const call: PageCall = { pid: n.pid, entry: entryNameOf(n.ip), ip: n.ip, answer, ...callerOf(n.pid) };
+  const tgid = Number(/^Tgid:\s*(\d+)/m.exec(readProc(n.pid, 'status') ?? '')?.[1]);
+  if (tgid > 0) call.tgid = tgid;
   const comm = readProc(n.pid, 'comm')?.trim();
   if (comm) call.comm = comm;
   try {
@@ -139,12 +147,29 @@ export async function superviseRun(req: RunRequest): Promise<RunOutcome> {
   try {
     return await new Promise<RunOutcome>((resolve, reject) => {
       const io = req.stdio ?? 'inherit';
-      const child = spawn(launcher, [req.path, ...req.argv], { stdio: [io, io, io, 'pipe', 'pipe'], env: req.env ?? process.env });
+      // Run with no terminal (a check): a process group of its own, so that everything it started can be stopped.
+      const detached = io === 'ignore';
+      const child = spawn(launcher, [req.path, ...req.argv], { stdio: [io, io, io, 'pipe', 'pipe'], env: req.env ?? process.env, detached });
+      const signalAll = (sig: NodeJS.Signals) => {
+        try {
+          if (detached && child.pid) process.kill(-child.pid, sig);
+          else child.kill(sig);
+        } catch {
+          // gone already
+        }
+      };
+      // While it runs, vsys stays to answer and to report: Ctrl-C reaches the command from the
+      // terminal (same process group) and ends it; SIGTERM and SIGHUP are passed on to it.
+      const onInt = () => { if (detached) signalAll('SIGINT'); };
+      const onTerm = (sig: NodeJS.Signals) => signalAll(sig);
+      process.on('SIGINT', onInt);
+      process.on('SIGTERM', onTerm);
+      process.on('SIGHUP', onTerm);
       let timedOut = false;
       const stopper = req.timeoutMs === undefined ? undefined : setTimeout(() => {
         timedOut = true;
-        child.kill('SIGTERM');
-        setTimeout(() => child.kill('SIGKILL'), 2000).unref();
+        signalAll('SIGTERM');
+        setTimeout(() => signalAll('SIGKILL'), 2000).unref();
       }, req.timeoutMs);
       const calls: PageCall[] = [];
       let emulated = 0;
@@ -159,10 +184,13 @@ export async function superviseRun(req: RunRequest): Promise<RunOutcome> {
           if (!n) continue;
           if (req.as === 'none') {
             const call = record(n, 'sigsegv');
-            try {
-              process.kill(n.pid, 'SIGSEGV');
-            } catch {
-              // already gone
+            // To the thread that made the call (its process when its thread group is unknown).
+            if (call.tgid === undefined || !segfaultThread(call.tgid, n.pid)) {
+              try {
+                process.kill(n.pid, 'SIGSEGV');
+              } catch {
+                // already gone
+              }
             }
             calls.push(call);
           } else {
@@ -192,10 +220,16 @@ export async function superviseRun(req: RunRequest): Promise<RunOutcome> {
         drain();
         if (stopper) clearTimeout(stopper);
         if (timer) clearInterval(timer);
+        process.off('SIGINT', onInt);
+        process.off('SIGTERM', onTerm);
+        process.off('SIGHUP', onTerm);
+        // Processes it started that outlive it still hold the filter: their calls are no longer answered.
+        const orphans = listener >= 0 && listenerState(listener) !== 'gone';
+        if (orphans && detached) signalAll('SIGKILL');
         if (listener >= 0) closeDescriptor(listener);
         if (failure) return reject(failure);
         const status = code ?? 128 + (signal ? SIGNALS[signal] ?? 0 : 0);
-        resolve({ code, signal, status, calls, emulated, ...(timedOut ? { timedOut } : {}) });
+        resolve({ pid: child.pid ?? 0, code, signal, status, calls, emulated, ...(timedOut ? { timedOut } : {}), ...(orphans ? { orphans } : {}) });
       });
     });
   } finally {
@@ -213,5 +247,6 @@ function hint(step: string, e: number, req: RunRequest): string {
   if (step === 'unshare') return ': a mount namespace could not be created';
   if (step === 'execve' && e === os.constants.errno.ENOENT) return `: ${req.path} not found${req.launcher.root ? ` in ${req.launcher.root}` : ''} (or its loader is missing)`;
   if (step === 'seccomp') return ': this kernel lacks seccomp user notifications (Linux 5.0+)';
+  if ((step === 'chroot' || step === 'chdir') && e === os.constants.errno.EACCES) return `: the command runs as ${req.launcher.drop ? 'nobody' : 'this user'} in a user namespace, and ${req.launcher.root} (or a directory above it) does not let it in`;
   return '';
 }

@@ -19,6 +19,7 @@ test('seccomp, BPF, namespace, mount and fcntl values agree with the UAPI header
 #include <stddef.h>
 #include <fcntl.h>
 #include <sys/ioctl.h>
+#include <signal.h>
 #include <sys/syscall.h>
 #include <linux/seccomp.h>
 #include <linux/filter.h>
@@ -29,6 +30,9 @@ test('seccomp, BPF, namespace, mount and fcntl values agree with the UAPI header
 #define P(name, v) printf("%s %lld\\n", name, (long long)(v))
 int main(void) {
   P("PR_SET_NO_NEW_PRIVS", PR_SET_NO_NEW_PRIVS);
+  P("PR_SET_PDEATHSIG", PR_SET_PDEATHSIG);
+  P("PR_SET_DUMPABLE", PR_SET_DUMPABLE);
+  P("SIGKILL", SIGKILL);
   P("SECCOMP_SET_MODE_FILTER", SECCOMP_SET_MODE_FILTER);
   P("SECCOMP_FILTER_FLAG_NEW_LISTENER", SECCOMP_FILTER_FLAG_NEW_LISTENER);
   P("SECCOMP_RET_ALLOW", SECCOMP_RET_ALLOW);
@@ -75,7 +79,7 @@ int main(void) {
     const out = spawnSync(path.join(dir, 'h'), { encoding: 'utf8' }).stdout;
     const want = new Map(out.trim().split('\n').map((l) => l.split(' ') as [string, string]).map(([k, v]) => [k, Number(v)]));
     const ours: Record<string, number> = {
-      PR_SET_NO_NEW_PRIVS: M.PR_SET_NO_NEW_PRIVS, SECCOMP_SET_MODE_FILTER: M.SECCOMP_SET_MODE_FILTER,
+      PR_SET_NO_NEW_PRIVS: M.PR_SET_NO_NEW_PRIVS, PR_SET_PDEATHSIG: M.PR_SET_PDEATHSIG, PR_SET_DUMPABLE: M.PR_SET_DUMPABLE, SIGKILL: M.SIGKILL, SECCOMP_SET_MODE_FILTER: M.SECCOMP_SET_MODE_FILTER,
       SECCOMP_FILTER_FLAG_NEW_LISTENER: M.SECCOMP_FILTER_FLAG_NEW_LISTENER, SECCOMP_RET_ALLOW: M.SECCOMP_RET_ALLOW,
       SECCOMP_RET_USER_NOTIF: M.SECCOMP_RET_USER_NOTIF, SECCOMP_RET_KILL_PROCESS: M.SECCOMP_RET_KILL_PROCESS,
       SECCOMP_IOCTL_NOTIF_RECV: M.SECCOMP_IOCTL_NOTIF_RECV, AUDIT_ARCH_X86_64: M.AUDIT_ARCH_X86_64,

@@ -208,3 +208,36 @@ test('scan --run-entrypoint confirms an image\'s verdict by running its entrypoi
   assert.deepEqual([run.timedOut, run.wouldCrash], [true, false]);
   assert.ok(run.seconds >= 1 && run.seconds < 10, `${run.seconds} s`);
 });
+
+test('the review\'s cases: an image with a 0555 directory is removed after an unprivileged run; a killed vsys takes the command with it; a process left running is reported', { skip: initfsSkip || (process.getuid?.() !== 0 && 'needs root to become nobody'), timeout: 120_000 }, async () => {
+  // 1. /bin 0555 in the image, run as nobody: the temporary root is still removed.
+  const tree = materialiseInitfs(path.join(work, 'initfs-ro'));
+  fs.chmodSync(path.join(tree, 'bin'), 0o555);
+  const oci = path.join(work, 'oci-ro');
+  buildOciLayout(oci, [{ dir: tree }], { config: { Entrypoint: ['/bin/busybox'], Cmd: ['date'] } });
+  spawnSync('chmod', ['-R', 'a+rX', work]);
+  const before = fs.readdirSync(os.tmpdir()).filter((n) => n.startsWith('vsys-run-')).length;
+  const r = vsys(['run', '--as', 'none', '--image', `oci:${oci}`], { as: 'nobody' });
+  assert.equal(r.status, 139, r.stderr);
+  assert.doesNotMatch(r.stderr, /could not remove/);
+  assert.equal(fs.readdirSync(os.tmpdir()).filter((n) => n.startsWith('vsys-run-')).length, before, 'nothing left in the temporary directory');
+  // 2. vsys killed outright: the command goes too (nothing would answer its calls any more).
+  fs.writeFileSync(path.join(work, 'wait.c'), '#include <unistd.h>\nint main(void) { for (;;) pause(); }\n');
+  const waiter = path.join(work, 'waiter-' + process.pid);
+  execFileSync('gcc', ['-O2', '-o', waiter, path.join(work, 'wait.c')]);
+  const { spawn } = await import('node:child_process');
+  const v = spawn(process.execPath, [BIN, 'run', '--as', 'none', '--', waiter], { stdio: 'ignore' });
+  const alive = () => spawnSync('pgrep', ['-f', waiter]).status === 0;
+  for (let i = 0; i < 100 && !alive(); i++) await new Promise((res) => setTimeout(res, 50));
+  assert.ok(alive(), 'the command started');
+  v.kill('SIGKILL');
+  for (let i = 0; i < 100 && alive(); i++) await new Promise((res) => setTimeout(res, 50));
+  assert.ok(!alive(), 'the command died with vsys');
+  // 3. A child that outlives the command and calls the page later: said, not hidden.
+  fs.writeFileSync(path.join(work, 'late.c'), '#include <unistd.h>\nint main(void) { if (fork() == 0) { usleep(500000); long (*f)(long *) = (void *)0xffffffffff600400UL; f(0); return 0; } return 0; }\n');
+  const late = path.join(work, 'late');
+  execFileSync('gcc', ['-O2', '-o', late, path.join(work, 'late.c')]);
+  const o = vsys(['run', '--as', 'none', '--', late]);
+  assert.equal(o.status, 0);
+  assert.match(o.stderr, /Processes it started were still running when it ended/);
+});
