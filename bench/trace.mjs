@@ -122,13 +122,9 @@ const viaLibrary = async (rate, n) => {
   return { events: seen, lost: e.lostEvents };
 };
 const viaCli = async (rate, n) => {
-  const fd = fs.openSync(eventFile, 'w');
-  try {
-    const x = spawnSync(process.execPath, [path.join(ROOT, 'bin', 'vsys.js'), 'trace', '--events', '--', bin, '-r', String(rate), 'time', String(n)], { stdio: ['ignore', fd, 'pipe'] });
-    if (x.status !== 0) throw new Error(`vsys trace --events exited ${x.status}: ${x.stderr}`);
-  } finally {
-    fs.closeSync(fd);
-  }
+  // The events go to -o FILE (vsys trace keeps a traced command's stdout its own; without -o they go to stderr).
+  const x = spawnSync(process.execPath, [path.join(ROOT, 'bin', 'vsys.js'), 'trace', '--events', '-o', eventFile, '--', bin, '-r', String(rate), 'time', String(n)], { stdio: ['ignore', 'ignore', 'pipe'] });
+  if (x.status !== 0) throw new Error(`vsys trace --events exited ${x.status}: ${x.stderr}`);
   const text = fs.readFileSync(eventFile, 'utf8');
   fs.rmSync(eventFile, { force: true });
   const events = (text.match(/^ *\d+ \d\d:\d\d:\d\d\.\d{9} /gm) ?? []).length;
