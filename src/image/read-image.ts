@@ -119,7 +119,7 @@ function familyOf(manifest: ImageManifest & { mediaType?: string }): ManifestFam
 async function fromLayout(where: string, source: SourceImage['source'], json: (name: string) => Buffer, blob: (digest: string) => BlobAt): Promise<SourceImage> {
   const index = parseJson(json('index.json').toString('utf8'), `${where}:index.json`) as { manifests?: Descriptor[] };
   const tops = index.manifests ?? [];
-  if (tops.length !== 1) throw new VsysError('IMAGE_BAD_MANIFEST', `${where}: index.json names ${tops.length} images; vsys fix rewrites one image (save or copy just that one)`);
+  if (tops.length !== 1) throw new VsysError('IMAGE_BAD_MANIFEST', `${where}: index.json names ${tops.length} images; vsys fix and vsys run take one image (save or copy just that one)`);
   const top = tops[0] as Descriptor;
   const read = (d: string) => parseJson(json(blobName(d)).toString('utf8'), `${where}:${blobName(d)}`);
   const picked = await pickManifest(read(top.digest), top.digest, read, where);
@@ -167,7 +167,7 @@ async function fromArchive(file: string): Promise<SourceImage> {
       return await fromLayout(file, 'oci-archive', json, (d) => at(blobName(d)));
     }
     const saved = parseDockerSaveManifest(parseJson(json('manifest.json').toString('utf8'), `${file}:manifest.json`));
-    if (saved.length !== 1) throw new VsysError('IMAGE_BAD_MANIFEST', `${file}: holds ${saved.length} images; vsys fix rewrites one image (docker save just that one)`, { path: file });
+    if (saved.length !== 1) throw new VsysError('IMAGE_BAD_MANIFEST', `${file}: holds ${saved.length} images; vsys fix and vsys run take one image (docker save just that one)`, { path: file });
     const m = saved[0] as (typeof saved)[number];
     const cfgBytes = json(m.config);
     const cfg = configDoc(cfgBytes, `${file}:${m.config}`);
