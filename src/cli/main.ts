@@ -10,6 +10,7 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }
   fix: { summary: 'rewrite vsyscall calls so files and root filesystems run on vsyscall=none kernels', load: async () => (await import('./fix.js')).fixCommand },
   run: { summary: 'run a command or an image as a vsyscall=none kernel would: see what really crashes', load: async () => (await import('./run.js')).runCommand },
   trace: { summary: 'which live processes use the vsyscall page, how often, which crashed', load: async () => (await import('./trace.js')).traceCommand },
+  exporter: { summary: 'a Prometheus exporter: vsyscall mode, costs, emulations and crashes per workload', load: async () => (await import('./exporter.js')).exporterCommand },
   probe: { summary: 'host facts: vsyscall mode with evidence, vDSO, clocksource, KPTI, perf', load: async () => (await import('./probe.js')).probeCommand },
 };
 

@@ -11,7 +11,7 @@ import { ExecPage } from './memory.js';
 import { PERF_IOC, openPerfEvent, tracepointAttr } from './perf.js';
 
 const CMD = { MAP_CREATE: 0, MAP_LOOKUP_ELEM: 1, MAP_UPDATE_ELEM: 2, MAP_DELETE_ELEM: 3, MAP_GET_NEXT_KEY: 4, PROG_LOAD: 5, RAW_TRACEPOINT_OPEN: 17 } as const;
-export const MAP_TYPE = { HASH: 1, ARRAY: 2, CGROUP_ARRAY: 8 } as const;
+export const MAP_TYPE = { HASH: 1, ARRAY: 2, CGROUP_ARRAY: 8, LRU_HASH: 9 } as const;
 const PROG_TYPE_RAW_TRACEPOINT = 17;
 const PROG_TYPE_TRACEPOINT = 5;
 const ATTR_SIZE = 144;

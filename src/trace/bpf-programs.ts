@@ -45,7 +45,7 @@ const SIGINFO_CODE = 8;
  * key() and countKey() the counts key, countKey() its first value and the comm it keeps,
  * memberCheck() the tid it looks up, bump() the misc slot.
  */
-const SHARED = { key: -8, keyTag: -4, one: -16, comm: -40, memberTid: -60, miscSlot: -64 } as const;
+export const SHARED = { key: -8, keyTag: -4, one: -16, comm: -40, memberTid: -60, miscSlot: -64 } as const;
 
 /** Each program's stack frame: the shared slots it uses and its own. Slots that overlap are used one after another. */
 export const FRAME = {
@@ -86,7 +86,7 @@ function cgroupCheck(a: Asm, m: ProgramMaps): void {
 }
 
 /** counts[key at fp-8] += 1, inserting it when absent; a full map bumps `dropped`. Clobbers r0-r5. */
-function countKey(a: Asm, m: ProgramMaps): void {
+export function countKey(a: Asm, m: ProgramMaps): void {
   const S = SHARED;
   const miss = a.fresh('miss');
   const retry = a.fresh('retry');
@@ -114,7 +114,7 @@ function countKey(a: Asm, m: ProgramMaps): void {
 }
 
 /** misc[slot] += 1 (an update that found its map full). Clobbers r0-r5 and fp-64. */
-function bump(a: Asm, m: ProgramMaps, miscSlot: number): void {
+export function bump(a: Asm, m: ProgramMaps, miscSlot: number): void {
   const skip = a.fresh('nomisc');
   a.st('w', FP, SHARED.miscSlot, miscSlot).ldMap(1, m.misc).mov(2, FP).alu64('add', 2, { imm: SHARED.miscSlot }).call(HELPER.map_lookup_elem)
     .jmp('jeq', 0, { imm: 0 }, skip).mov(1, { imm: 1 }).atomicAdd64(0, 0, 1).label(skip);
@@ -128,7 +128,7 @@ function memberCheck(a: Asm, m: ProgramMaps): void {
 }
 
 /** key at fp-8 = { u32 tgid, u32 tag | (low 16 bits of `value`) }; r7 = pid_tgid. */
-function key(a: Asm, tag: number, value: Reg): void {
+export function key(a: Asm, tag: number, value: Reg): void {
   a.call(HELPER.get_current_pid_tgid).mov(7, 0).alu64('rsh', 0, { imm: 32 }).stx('w', FP, SHARED.key + COUNT_KEY.tgid, 0)
     .mov(1, value).alu64('and', 1, { imm: 0xffff }).alu64('or', 1, { imm: tag }).stx('w', FP, SHARED.key + COUNT_KEY.tag, 1);
 }
