@@ -50,3 +50,4 @@ export const FD_CLOEXEC = 1;
 /** openat(2) */
 export const AT_FDCWD = -100;
 export const O_WRONLY = 1;
+export const O_DIRECTORY = 0o200000;

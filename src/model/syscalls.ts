@@ -11,6 +11,7 @@ export const SYS_X86_64 = {
   kill: 62,
   fcntl: 72,
   chdir: 80,
+  fchdir: 81,
   prctl: 157,
   chroot: 161,
   mount: 165,

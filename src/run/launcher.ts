@@ -15,7 +15,7 @@ import { EHDR64, PHDR64, writeFields } from '../elf/layouts.js';
 import { ELFCLASS64, ELFDATA2LSB, EM, ET, EV_CURRENT, PF, PT } from '../elf/constants.js';
 import { Asm } from '../x86/assemble.js';
 import {
-  AT_FDCWD, AUDIT_ARCH_X86_64, BPF, CLONE_NEWNS, CLONE_NEWUSER, FD_CLOEXEC, F_SETFD, MS_BIND, MS_PRIVATE, MS_REC, O_WRONLY,
+  AT_FDCWD, AUDIT_ARCH_X86_64, O_DIRECTORY, BPF, CLONE_NEWNS, CLONE_NEWUSER, FD_CLOEXEC, F_SETFD, MS_BIND, MS_PRIVATE, MS_REC, O_WRONLY,
   PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS, PR_SET_PDEATHSIG, SIGKILL, SECCOMP_DATA, SECCOMP_FILTER_FLAG_NEW_LISTENER, SECCOMP_RET_ALLOW, SECCOMP_RET_USER_NOTIF,
   SECCOMP_SET_MODE_FILTER, SYS_X86_64 as SYS, VSYSCALL_PAGE_ADDR,
 } from '../model/index.js';
@@ -117,24 +117,49 @@ function launcherCode(a: Asm, d: Data, o: LauncherOptions): void {
   };
 
   a.mov('rbx', 'rsp'); // argc, argv[], NULL, envp[]
-  if (o.drop) {
+  const dropPrivileges = (drop: { uid: number; gid: number }) => {
     sys(SYS.setgroups, 0, 0);
     orFail('drop to the unprivileged user');
-    sys(SYS.setresgid, o.drop.gid, o.drop.gid, o.drop.gid);
+    sys(SYS.setresgid, drop.gid, drop.gid, drop.gid);
     orFail('drop to the unprivileged user');
-    sys(SYS.setresuid, o.drop.uid, o.drop.uid, o.drop.uid);
+    sys(SYS.setresuid, drop.uid, drop.uid, drop.uid);
     orFail('drop to the unprivileged user');
+    // Its /proc/self files (uid_map) are root's while it is not dumpable, as after any setuid.
     sys(SYS.prctl, PR_SET_DUMPABLE, 1, 0, 0, 0);
     orFail('drop to the unprivileged user');
-  }
-  if (o.root !== undefined) {
+  };
+  const mapIds = (u: { uid: number; gid: number }) => {
+    writeFile('/proc/self/setgroups', 'deny', 'write /proc/self/setgroups');
+    writeFile('/proc/self/uid_map', `0 ${u.uid} 1\n`, 'write /proc/self/uid_map');
+    writeFile('/proc/self/gid_map', `0 ${u.gid} 1\n`, 'write /proc/self/gid_map');
+  };
+  if (o.root !== undefined && o.drop) {
+    // Started as root: the root is opened and the mounts made while still root (the root may lie
+    // below a directory only root may pass), then root is dropped, a user namespace made (root in
+    // it is the dropped user outside), and the open root entered by descriptor.
+    sys(SYS.openat, BigInt.asUintN(64, BigInt(AT_FDCWD)), d.str(o.root), O_DIRECTORY, 0);
+    orFail('chroot');
+    a.mov('r15', 'rax');
+    sys(SYS.unshare, CLONE_NEWNS);
+    orFail('unshare');
+    sys(SYS.mount, 0, d.str('/'), 0, MS_REC | MS_PRIVATE, 0);
+    orFail('mount / private');
+    for (const b of o.binds ?? []) sys(SYS.mount, d.str(b.from), d.str(b.to), 0, MS_BIND | MS_REC, 0); // best effort
+    dropPrivileges(o.drop);
+    sys(SYS.unshare, CLONE_NEWUSER);
+    orFail('unshare');
+    mapIds(o.userns ?? o.drop);
+    a.mov('rdi', 'r15').movImm('rax', SYS.fchdir).syscall();
+    orFail('chroot');
+    sys(SYS.chroot, d.str('.'));
+    orFail('chroot');
+    a.mov('rdi', 'r15').movImm('rax', SYS.close).syscall();
+    sys(SYS.chdir, d.str(o.cwd ?? '/'));
+    orFail('chdir');
+  } else if (o.root !== undefined) {
     sys(SYS.unshare, o.userns ? CLONE_NEWUSER | CLONE_NEWNS : CLONE_NEWNS);
     orFail('unshare');
-    if (o.userns) {
-      writeFile('/proc/self/setgroups', 'deny', 'write /proc/self/setgroups');
-      writeFile('/proc/self/uid_map', `0 ${o.userns.uid} 1\n`, 'write /proc/self/uid_map');
-      writeFile('/proc/self/gid_map', `0 ${o.userns.gid} 1\n`, 'write /proc/self/gid_map');
-    }
+    if (o.userns) mapIds(o.userns);
     sys(SYS.mount, 0, d.str('/'), 0, MS_REC | MS_PRIVATE, 0);
     orFail('mount / private');
     for (const b of o.binds ?? []) sys(SYS.mount, d.str(b.from), d.str(b.to), 0, MS_BIND | MS_REC, 0); // best effort

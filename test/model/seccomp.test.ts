@@ -71,6 +71,7 @@ int main(void) {
   P("FD_CLOEXEC", FD_CLOEXEC);
   P("AT_FDCWD", AT_FDCWD);
   P("O_WRONLY", O_WRONLY);
+  P("O_DIRECTORY", O_DIRECTORY);
   return 0;
 }`;
     fs.writeFileSync(path.join(dir, 'h.c'), c);
@@ -89,7 +90,7 @@ int main(void) {
       ...Object.fromEntries(Object.entries(M.SECCOMP_NOTIF).map(([k, v]) => [`notif.${k}`, v])),
       ...Object.fromEntries(Object.entries(M.BPF).map(([k, v]) => [`BPF.${k}`, v])),
       CLONE_NEWNS: M.CLONE_NEWNS, CLONE_NEWUSER: M.CLONE_NEWUSER, MS_BIND: M.MS_BIND, MS_REC: M.MS_REC, MS_PRIVATE: M.MS_PRIVATE,
-      F_SETFD: M.F_SETFD, FD_CLOEXEC: M.FD_CLOEXEC, AT_FDCWD: M.AT_FDCWD, O_WRONLY: M.O_WRONLY,
+      F_SETFD: M.F_SETFD, FD_CLOEXEC: M.FD_CLOEXEC, AT_FDCWD: M.AT_FDCWD, O_WRONLY: M.O_WRONLY, O_DIRECTORY: M.O_DIRECTORY,
     };
     for (const [k, v] of Object.entries(ours)) assert.equal(v, want.get(k), k);
     assert.equal(Object.keys(ours).length, want.size, 'every printed value is checked');
