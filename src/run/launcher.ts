@@ -97,125 +97,150 @@ class Data {
   }
 }
 
-/** The launcher's code: the steps in order, each checked; a failure reports its step and errno on fd 3. */
-function launcherCode(a: Asm, d: Data, o: LauncherOptions): void {
-  const sys = (nr: number, ...args: (number | bigint)[]) => {
+/** Emits the launcher's code: each step a system call whose failure reports the step and errno on fd 3. */
+class Emitter {
+  constructor(private readonly a: Asm, private readonly d: Data) {}
+
+  sys(nr: number, ...args: (number | bigint)[]): void {
     const regs = ['rdi', 'rsi', 'rdx', 'r10', 'r8', 'r9'] as const;
-    args.forEach((x, i) => a.movImm(regs[i]!, x));
-    a.movImm('rax', nr).syscall();
-  };
-  const orFail = (s: LauncherStep) => a.cmpImm('rax', -4095).jcc('ae', `fail_${step(s)}`);
-  const writeFile = (file: string, text: string, s: LauncherStep) => {
-    const path = d.str(file);
+    args.forEach((x, i) => this.a.movImm(regs[i]!, x));
+    this.a.movImm('rax', nr).syscall();
+  }
+
+  orFail(s: LauncherStep): void {
+    this.a.cmpImm('rax', -4095).jcc('ae', `fail_${step(s)}`);
+  }
+
+  /** sys() then orFail(): the common case. */
+  checked(s: LauncherStep, nr: number, ...args: (number | bigint)[]): void {
+    this.sys(nr, ...args);
+    this.orFail(s);
+  }
+
+  str(x: string): number {
+    return this.d.str(x);
+  }
+
+  writeFile(file: string, text: string, s: LauncherStep): void {
+    const { a, d } = this;
     const body = d.add(Buffer.from(text, 'utf8'), 1);
-    sys(SYS.openat, BigInt.asUintN(64, BigInt(AT_FDCWD)), path, O_WRONLY, 0);
-    orFail(s);
+    this.checked(s, SYS.openat, BigInt.asUintN(64, BigInt(AT_FDCWD)), d.str(file), O_WRONLY, 0);
     a.mov('r13', 'rax');
     a.mov('rdi', 'r13').movImm('rsi', body).movImm('rdx', Buffer.byteLength(text)).movImm('rax', SYS.write).syscall();
-    orFail(s);
+    this.orFail(s);
     a.mov('rdi', 'r13').movImm('rax', SYS.close).syscall();
-  };
+  }
 
-  a.mov('rbx', 'rsp'); // argc, argv[], NULL, envp[]
-  const dropPrivileges = (drop: { uid: number; gid: number }) => {
-    sys(SYS.setgroups, 0, 0);
-    orFail('drop to the unprivileged user');
-    sys(SYS.setresgid, drop.gid, drop.gid, drop.gid);
-    orFail('drop to the unprivileged user');
-    sys(SYS.setresuid, drop.uid, drop.uid, drop.uid);
-    orFail('drop to the unprivileged user');
+  dropPrivileges(drop: { uid: number; gid: number }): void {
+    this.checked('drop to the unprivileged user', SYS.setgroups, 0, 0);
+    this.checked('drop to the unprivileged user', SYS.setresgid, drop.gid, drop.gid, drop.gid);
+    this.checked('drop to the unprivileged user', SYS.setresuid, drop.uid, drop.uid, drop.uid);
     // Its /proc/self files (uid_map) are root's while it is not dumpable, as after any setuid.
-    sys(SYS.prctl, PR_SET_DUMPABLE, 1, 0, 0, 0);
-    orFail('drop to the unprivileged user');
-  };
-  const mapIds = (u: { uid: number; gid: number }) => {
-    writeFile('/proc/self/setgroups', 'deny', 'write /proc/self/setgroups');
-    writeFile('/proc/self/uid_map', `0 ${u.uid} 1\n`, 'write /proc/self/uid_map');
-    writeFile('/proc/self/gid_map', `0 ${u.gid} 1\n`, 'write /proc/self/gid_map');
-  };
-  if (o.root !== undefined && o.drop) {
-    // Started as root: the root is opened and the mounts made while still root (the root may lie
-    // below a directory only root may pass), then root is dropped, a user namespace made (root in
-    // it is the dropped user outside), and the open root entered by descriptor.
-    sys(SYS.openat, BigInt.asUintN(64, BigInt(AT_FDCWD)), d.str(o.root), O_DIRECTORY, 0);
-    orFail('chroot');
-    a.mov('r15', 'rax');
-    sys(SYS.unshare, CLONE_NEWNS);
-    orFail('unshare');
-    sys(SYS.mount, 0, d.str('/'), 0, MS_REC | MS_PRIVATE, 0);
-    orFail('mount / private');
-    for (const b of o.binds ?? []) sys(SYS.mount, d.str(b.from), d.str(b.to), 0, MS_BIND | MS_REC, 0); // best effort
-    dropPrivileges(o.drop);
-    sys(SYS.unshare, CLONE_NEWUSER);
-    orFail('unshare');
-    mapIds(o.userns ?? o.drop);
-    a.mov('rdi', 'r15').movImm('rax', SYS.fchdir).syscall();
-    orFail('chroot');
-    sys(SYS.chroot, d.str('.'));
-    orFail('chroot');
-    a.mov('rdi', 'r15').movImm('rax', SYS.close).syscall();
-    sys(SYS.chdir, d.str(o.cwd ?? '/'));
-    orFail('chdir');
-  } else if (o.root !== undefined) {
-    sys(SYS.unshare, o.userns ? CLONE_NEWUSER | CLONE_NEWNS : CLONE_NEWNS);
-    orFail('unshare');
-    if (o.userns) mapIds(o.userns);
-    sys(SYS.mount, 0, d.str('/'), 0, MS_REC | MS_PRIVATE, 0);
-    orFail('mount / private');
-    for (const b of o.binds ?? []) sys(SYS.mount, d.str(b.from), d.str(b.to), 0, MS_BIND | MS_REC, 0); // best effort
-    sys(SYS.chroot, d.str(o.root));
-    orFail('chroot');
-    sys(SYS.chdir, d.str(o.cwd ?? '/'));
-    orFail('chdir');
-  } else if (o.cwd !== undefined) {
-    sys(SYS.chdir, d.str(o.cwd));
-    orFail('chdir');
+    this.checked('drop to the unprivileged user', SYS.prctl, PR_SET_DUMPABLE, 1, 0, 0, 0);
   }
-  sys(SYS.prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
-  orFail('prctl(PR_SET_NO_NEW_PRIVS)');
-  // If vsys dies, so does the command: nothing would answer its calls of the page any more (the
-  // kernel would answer ENOSYS, not SIGSEGV). Set after every change of credentials (which clears
-  // it) and kept across execve (no set-uid exec under no_new_privs).
-  sys(SYS.prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-  orFail('prctl(PR_SET_PDEATHSIG)');
-  const filter = vsyscallFilter();
-  const filterAt = d.add(filter);
-  const prog = new Uint8Array(16); // struct sock_fprog { u16 len; (pad) ; struct sock_filter *filter; }
-  new DataView(prog.buffer).setUint16(0, filter.length / 8, true);
-  new DataView(prog.buffer).setBigUint64(8, BigInt(filterAt), true);
-  sys(SYS.seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, d.add(prog));
-  orFail('seccomp');
-  a.mov('r12', 'rax'); // the listener
-  sys(SYS.fcntl, 3, F_SETFD, FD_CLOEXEC);
-  orFail('fcntl');
-  // READY record: {1, listener fd} on the stack, written to fd 3.
-  // (r12 is stored whole: its upper half, zero, lands past the 8 bytes written.)
-  a.subImm('rsp', 16).storeImm32({ base: 'rsp' }, LAUNCHER_READY).store({ base: 'rsp', disp: 4 }, 'r12');
-  a.movImm('rdi', 3).mov('rsi', 'rsp').movImm('rdx', 8).movImm('rax', SYS.write).syscall();
-  orFail('handshake');
-  a.movImm('rdi', 4).mov('rsi', 'rsp').movImm('rdx', 1).movImm('rax', SYS.read).syscall();
-  a.cmpImm('rax', 1).jcc('ne', 'quit'); // vsys went away or said no: run nothing
-  a.mov('rdi', 'r12').movImm('rax', SYS.close).syscall();
-  a.movImm('rdi', 4).movImm('rax', SYS.close).syscall();
-  // execve(argv[1], &argv[2], envp): envp = rsp0 + 8 * (argc + 2).
-  a.load('rdi', { base: 'rbx', disp: 16 }).lea('rsi', { base: 'rbx', disp: 24 });
-  a.load('rdx', { base: 'rbx' }).shlImm('rdx', 3).add_('rdx', 'rbx').addImm('rdx', 16);
-  a.movImm('rax', SYS.execve).syscall();
-  a.jmp(`fail_${step('execve')}`);
 
-  a.label('quit');
-  a.movImm('rdi', 125).movImm('rax', SYS.exit_group).syscall();
-  for (let i = 0; i < LAUNCHER_STEPS.length; i++) {
-    a.label(`fail_${i}`);
-    a.movImm('r14', LAUNCHER_FAILED + i);
-    a.jmp('fail');
+  mapIds(u: { uid: number; gid: number }): void {
+    this.writeFile('/proc/self/setgroups', 'deny', 'write /proc/self/setgroups');
+    this.writeFile('/proc/self/uid_map', `0 ${u.uid} 1\n`, 'write /proc/self/uid_map');
+    this.writeFile('/proc/self/gid_map', `0 ${u.gid} 1\n`, 'write /proc/self/gid_map');
   }
-  // FAILED record: {tag, errno = -rax} to fd 3, then exit 127 (as a shell does for a command it cannot run).
-  a.label('fail');
-  a.xor('rcx', 'rcx').sub('rcx', 'rax');
-  a.subImm('rsp', 16).store({ base: 'rsp' }, 'r14').store({ base: 'rsp', disp: 4 }, 'ecx');
-  a.movImm('rdi', 3).mov('rsi', 'rsp').movImm('rdx', 8).movImm('rax', SYS.write).syscall();
-  a.movImm('rdi', 127).movImm('rax', SYS.exit_group).syscall();
+
+  privateMounts(binds: LauncherOptions['binds']): void {
+    this.checked('mount / private', SYS.mount, 0, this.str('/'), 0, MS_REC | MS_PRIVATE, 0);
+    for (const b of binds ?? []) this.sys(SYS.mount, this.str(b.from), this.str(b.to), 0, MS_BIND | MS_REC, 0); // best effort
+  }
+
+  /**
+   * Into the root. Started as root: the root is opened and the mounts made while still root (the
+   * root may lie below a directory only root may pass), then root is dropped, a user namespace made
+   * (root in it is the dropped user outside), and the open root entered by descriptor. Otherwise: a
+   * user namespace (if asked) and a mount namespace, then chroot by path.
+   */
+  enterRoot(o: LauncherOptions & { root: string }): void {
+    const { a } = this;
+    if (o.drop) {
+      this.checked('chroot', SYS.openat, BigInt.asUintN(64, BigInt(AT_FDCWD)), this.str(o.root), O_DIRECTORY, 0);
+      a.mov('r15', 'rax');
+      this.checked('unshare', SYS.unshare, CLONE_NEWNS);
+      this.privateMounts(o.binds);
+      this.dropPrivileges(o.drop);
+      this.checked('unshare', SYS.unshare, CLONE_NEWUSER);
+      this.mapIds(o.userns ?? o.drop);
+      a.mov('rdi', 'r15').movImm('rax', SYS.fchdir).syscall();
+      this.orFail('chroot');
+      this.checked('chroot', SYS.chroot, this.str('.'));
+      a.mov('rdi', 'r15').movImm('rax', SYS.close).syscall();
+    } else {
+      this.checked('unshare', SYS.unshare, o.userns ? CLONE_NEWUSER | CLONE_NEWNS : CLONE_NEWNS);
+      if (o.userns) this.mapIds(o.userns);
+      this.privateMounts(o.binds);
+      this.checked('chroot', SYS.chroot, this.str(o.root));
+    }
+    this.checked('chdir', SYS.chdir, this.str(o.cwd ?? '/'));
+  }
+
+  /** no_new_privs, the parent-death signal, the filter; the listener's fd left in r12. */
+  installFilter(): void {
+    this.checked('prctl(PR_SET_NO_NEW_PRIVS)', SYS.prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+    // If vsys dies, so does the command: nothing would answer its calls of the page any more (the
+    // kernel would answer ENOSYS, not SIGSEGV). Set after every change of credentials (which clears
+    // it) and kept across execve (no set-uid exec under no_new_privs).
+    this.checked('prctl(PR_SET_PDEATHSIG)', SYS.prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    const filter = vsyscallFilter();
+    const filterAt = this.d.add(filter);
+    const prog = new Uint8Array(16); // struct sock_fprog { u16 len; (pad) ; struct sock_filter *filter; }
+    new DataView(prog.buffer).setUint16(0, filter.length / 8, true);
+    new DataView(prog.buffer).setBigUint64(8, BigInt(filterAt), true);
+    this.checked('seccomp', SYS.seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, this.d.add(prog));
+    this.a.mov('r12', 'rax'); // the listener
+  }
+
+  /** READY with the listener's fd on fd 3 (close-on-exec), vsys's go on fd 4, then execve(argv[1], &argv[2], envp). */
+  handshakeAndExec(): void {
+    const { a } = this;
+    this.checked('fcntl', SYS.fcntl, 3, F_SETFD, FD_CLOEXEC);
+    // READY record: {1, listener fd} on the stack (r12 stored whole: its upper half, zero, lands past the 8 bytes written).
+    a.subImm('rsp', 16).storeImm32({ base: 'rsp' }, LAUNCHER_READY).store({ base: 'rsp', disp: 4 }, 'r12');
+    a.movImm('rdi', 3).mov('rsi', 'rsp').movImm('rdx', 8).movImm('rax', SYS.write).syscall();
+    this.orFail('handshake');
+    a.movImm('rdi', 4).mov('rsi', 'rsp').movImm('rdx', 1).movImm('rax', SYS.read).syscall();
+    a.cmpImm('rax', 1).jcc('ne', 'quit'); // vsys went away or said no: run nothing
+    a.mov('rdi', 'r12').movImm('rax', SYS.close).syscall();
+    a.movImm('rdi', 4).movImm('rax', SYS.close).syscall();
+    // envp = rsp0 + 8 * (argc + 2).
+    a.load('rdi', { base: 'rbx', disp: 16 }).lea('rsi', { base: 'rbx', disp: 24 });
+    a.load('rdx', { base: 'rbx' }).shlImm('rdx', 3).add_('rdx', 'rbx').addImm('rdx', 16);
+    a.movImm('rax', SYS.execve).syscall();
+    a.jmp(`fail_${step('execve')}`);
+  }
+
+  /** `quit` (exit 125) and the failure path: {FAILED + step, errno = -rax} on fd 3, then exit 127 (as a shell does for a command it cannot run). */
+  exits(): void {
+    const { a } = this;
+    a.label('quit');
+    a.movImm('rdi', 125).movImm('rax', SYS.exit_group).syscall();
+    for (let i = 0; i < LAUNCHER_STEPS.length; i++) {
+      a.label(`fail_${i}`);
+      a.movImm('r14', LAUNCHER_FAILED + i);
+      a.jmp('fail');
+    }
+    a.label('fail');
+    a.xor('rcx', 'rcx').sub('rcx', 'rax');
+    a.subImm('rsp', 16).store({ base: 'rsp' }, 'r14').store({ base: 'rsp', disp: 4 }, 'ecx');
+    a.movImm('rdi', 3).mov('rsi', 'rsp').movImm('rdx', 8).movImm('rax', SYS.write).syscall();
+    a.movImm('rdi', 127).movImm('rax', SYS.exit_group).syscall();
+  }
+}
+
+/** The launcher's code: into the root (if any), the filter, the handshake, execve; every failure reported. */
+function launcherCode(a: Asm, d: Data, o: LauncherOptions): void {
+  const e = new Emitter(a, d);
+  a.mov('rbx', 'rsp'); // argc, argv[], NULL, envp[]
+  if (o.root !== undefined) e.enterRoot({ ...o, root: o.root });
+  else if (o.cwd !== undefined) e.checked('chdir', SYS.chdir, d.str(o.cwd));
+  e.installFilter();
+  e.handshakeAndExec();
+  e.exits();
 }
 
 /**

@@ -136,6 +136,55 @@ function records(stream: NodeJS.ReadableStream, onRecord: (tag: number, value: n
   });
 }
 
+/** Answers the calls of the page waiting on the listener: SIGSEGV (none) or "go on" (emulate), each recorded. */
+class Answerer {
+  readonly calls: PageCall[] = [];
+  emulated = 0;
+  constructor(private readonly as: AnswerAs) {}
+
+  drain(listener: number): void {
+    if (listener < 0) return;
+    for (let i = 0; i < 64 && listenerState(listener) === 'ready'; i++) {
+      const n = receiveNotification(listener);
+      if (!n) continue;
+      if (this.as === 'emulate') {
+        this.emulated++;
+        if (this.calls.length < 100) this.calls.push(record(n, 'emulated'));
+        continueNotification(listener, n.id); // the kernel then emulates the call
+        continue;
+      }
+      const call = record(n, 'sigsegv');
+      // To the thread that made the call (its process when its thread group is unknown).
+      if (call.tgid === undefined || !segfaultThread(call.tgid, n.pid)) {
+        try {
+          process.kill(n.pid, 'SIGSEGV');
+        } catch {
+          // already gone
+        }
+      }
+      this.calls.push(call);
+    }
+  }
+}
+
+/**
+ * While the command runs, vsys stays to answer and to report: Ctrl-C reaches the command from the
+ * terminal (same process group) and ends it (passed on when it has a group of its own); SIGTERM and
+ * SIGHUP are passed on. Returns the undo.
+ */
+function relaySignals(detached: boolean, signalAll: (sig: NodeJS.Signals) => void): () => void {
+  const onInt = () => { if (detached) signalAll('SIGINT'); };
+  const onTerm = (sig: NodeJS.Signals) => signalAll(sig);
+  process.on('SIGINT', onInt);
+  process.on('SIGTERM', onTerm);
+  process.on('SIGHUP', onTerm);
+  return () => {
+    process.off('SIGINT', onInt);
+    process.off('SIGTERM', onTerm);
+    process.off('SIGHUP', onTerm);
+  };
+}
+
 /**
  * Runs the command, its stdin, stdout and stderr its own, and answers its calls of the page.
  * Throws LauncherError when it could not be started (the step and errno say why).
@@ -158,48 +207,19 @@ export async function superviseRun(req: RunRequest): Promise<RunOutcome> {
           // gone already
         }
       };
-      // While it runs, vsys stays to answer and to report: Ctrl-C reaches the command from the
-      // terminal (same process group) and ends it; SIGTERM and SIGHUP are passed on to it.
-      const onInt = () => { if (detached) signalAll('SIGINT'); };
-      const onTerm = (sig: NodeJS.Signals) => signalAll(sig);
-      process.on('SIGINT', onInt);
-      process.on('SIGTERM', onTerm);
-      process.on('SIGHUP', onTerm);
+      const unrelay = relaySignals(detached, signalAll);
       let timedOut = false;
       const stopper = req.timeoutMs === undefined ? undefined : setTimeout(() => {
         timedOut = true;
         signalAll('SIGTERM');
         setTimeout(() => signalAll('SIGKILL'), 2000).unref();
       }, req.timeoutMs);
-      const calls: PageCall[] = [];
-      let emulated = 0;
+      const answers = new Answerer(req.as);
       let listener = -1;
       let failure: LauncherError | undefined;
       let timer: NodeJS.Timeout | undefined;
       const go = child.stdio[4] as NodeJS.WritableStream;
-      const drain = () => {
-        if (listener < 0) return;
-        for (let i = 0; i < 64 && listenerState(listener) === 'ready'; i++) {
-          const n = receiveNotification(listener);
-          if (!n) continue;
-          if (req.as === 'none') {
-            const call = record(n, 'sigsegv');
-            // To the thread that made the call (its process when its thread group is unknown).
-            if (call.tgid === undefined || !segfaultThread(call.tgid, n.pid)) {
-              try {
-                process.kill(n.pid, 'SIGSEGV');
-              } catch {
-                // already gone
-              }
-            }
-            calls.push(call);
-          } else {
-            emulated++;
-            if (calls.length < 100) calls.push(record(n, 'emulated'));
-            continueNotification(listener, n.id); // the kernel then emulates the call
-          }
-        }
-      };
+      const drain = () => answers.drain(listener);
       child.on('error', (e) => reject(new VsysError('RUN_FAILED', `cannot execute the launcher ${launcher}: ${e.message} (is ${os.tmpdir()} mounted noexec? set TMPDIR to another directory)`)));
       records(child.stdio[3] as NodeJS.ReadableStream, (tag, value) => {
         if (tag === LAUNCHER_READY) {
@@ -220,16 +240,14 @@ export async function superviseRun(req: RunRequest): Promise<RunOutcome> {
         drain();
         if (stopper) clearTimeout(stopper);
         if (timer) clearInterval(timer);
-        process.off('SIGINT', onInt);
-        process.off('SIGTERM', onTerm);
-        process.off('SIGHUP', onTerm);
+        unrelay();
         // Processes it started that outlive it still hold the filter: their calls are no longer answered.
         const orphans = listener >= 0 && listenerState(listener) !== 'gone';
         if (orphans && detached) signalAll('SIGKILL');
         if (listener >= 0) closeDescriptor(listener);
         if (failure) return reject(failure);
         const status = code ?? 128 + (signal ? SIGNALS[signal] ?? 0 : 0);
-        resolve({ pid: child.pid ?? 0, code, signal, status, calls, emulated, ...(timedOut ? { timedOut } : {}), ...(orphans ? { orphans } : {}) });
+        resolve({ pid: child.pid ?? 0, code, signal, status, calls: answers.calls, emulated: answers.emulated, ...(timedOut ? { timedOut } : {}), ...(orphans ? { orphans } : {}) });
       });
     });
   } finally {
