@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util';
 import { startExporter } from '../exporter/exporter.js';
 import { EXIT, numberOption, toJson, usageError, type Command } from './io.js';
 
-const HELP = `usage: vsys exporter [--listen ADDR:PORT] [--max-series N] [--poll-ms MS] [--json]
+const HELP = `usage: vsys exporter [--listen ADDR:PORT] [--max-series N] [--poll-ms MS] [--scan-interval S] [--json]
 
 A Prometheus exporter: this host's vsyscall mode and syscall-path costs, and exact
 counts of vsyscall emulations and of crashes the page caused, per workload
@@ -17,6 +17,8 @@ options:
   --max-series N      cap on label sets of the per-workload metrics (default 10000);
                       what is refused is counted in vsys_exporter_dropped_series_total
   --poll-ms MS        how often kernel counts are folded in (default 1000)
+  --scan-interval S   how often the files of the running processes are scanned for
+                      vsys_running_programs_using_vsyscall (default 300; 0: never)
   --json              the start line as JSON: {"url": ...}
   -h, --help          this text
 
@@ -42,6 +44,7 @@ export const exporterCommand: Command = {
         listen: { type: 'string' },
         'max-series': { type: 'string' },
         'poll-ms': { type: 'string' },
+        'scan-interval': { type: 'string' },
         json: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -54,8 +57,10 @@ export const exporterCommand: Command = {
     const listen = parseListen(values.listen ?? '0.0.0.0:9717');
     const maxSeries = numberOption('exporter', 'max-series', values['max-series'], { integer: [1, 10_000_000] });
     const pollMs = numberOption('exporter', 'poll-ms', values['poll-ms'], { integer: [10, 3_600_000] });
+    const scanS = numberOption('exporter', 'scan-interval', values['scan-interval'], { range: [0, 86_400] });
     const exporter = await startExporter({
       ...listen, ...(maxSeries !== undefined ? { maxSeries } : {}), ...(pollMs !== undefined ? { pollMs } : {}),
+      ...(scanS !== undefined ? { scanIntervalMs: scanS * 1000 } : {}),
       onWarning: (m) => io.stderr.write(`vsys exporter: ${m}\n`),
     });
     io.stdout.write(values.json ? `${toJson({ url: exporter.url }, undefined)}\n` : `vsys exporter: listening on ${exporter.url}/metrics\n`);

@@ -13,6 +13,7 @@ import { makeRegistry } from './metrics.js';
 import { PAGE_HOOKS, PageCounters } from './page-counters.js';
 import { readProcessLabels } from './process-labels.js';
 import { SeriesTable } from './series.js';
+import { scanRunningProcesses, type ProcessScan } from './process-scan.js';
 
 export const VSYS_VERSION = '0.1.0';
 
@@ -27,6 +28,8 @@ export interface ExporterOptions {
   benchBudgetMs?: number;
   /** Told about background work that failed (the bench); the exporter goes on. */
   onWarning?: (message: string) => void;
+  /** How often the running processes' mapped files are scanned (ms; default 5 minutes; 0: never). */
+  scanIntervalMs?: number;
 }
 
 export interface Exporter {
@@ -34,6 +37,8 @@ export interface Exporter {
   url: string;
   /** Resolves when the background bench is done (at once when figures were saved). */
   figuresReady: Promise<void>;
+  /** Resolves with the scan of the running processes under way, or one started now (undefined when scans are off). */
+  processScan(): Promise<ProcessScan | undefined>;
   close(): Promise<void>;
 }
 
@@ -49,20 +54,25 @@ export async function startExporter(o: ExporterOptions): Promise<Exporter> {
     counters.enable();
     const table = new SeriesTable(o.maxSeries ?? 10000);
     const refresh = () => foldCounts(counters, table);
+    const scans = new ProcessScanner(o.scanIntervalMs ?? 300_000, o.onWarning);
     const registry = makeRegistry({
       mode, kernel: os.release(), version: VSYS_VERSION, table, refresh,
       figures: () => state.figures, kernelDropped: () => counters.dropped(), hooks: PAGE_HOOKS,
+      processScan: () => scans.last,
     });
     const timer = setInterval(refresh, o.pollMs ?? 1000);
     timer.unref();
+    scans.start();
     const server = await listen(o, registry);
     const a = server.address() as AddressInfo;
     let closed: Promise<void> | undefined;
     return {
       url: `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`,
       figuresReady,
+      processScan: () => scans.next(),
       close: () => (closed ??= (async () => {
         clearInterval(timer);
+        await scans.stop();
         const done = new Promise<void>((resolve) => server.close(() => resolve()));
         server.closeAllConnections();
         await done;
@@ -122,4 +132,53 @@ function listen(o: ExporterOptions, registry: ReturnType<typeof makeRegistry>): 
       resolve(server);
     });
   });
+}
+
+/** The periodic scan of the running processes: one at start, then every `intervalMs`, never two at once. */
+class ProcessScanner {
+  last: ProcessScan | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private waiters: ((p: ProcessScan | undefined) => void)[] = [];
+  private stopped = false;
+
+  constructor(private readonly intervalMs: number, private readonly onWarning?: (message: string) => void) {}
+
+  start(): void {
+    if (this.intervalMs <= 0) return;
+    this.run();
+    this.timer = setInterval(() => this.run(), this.intervalMs);
+    this.timer.unref();
+  }
+
+  /** The scan under way to end, or a new one started now. */
+  next(): Promise<ProcessScan | undefined> {
+    if (this.intervalMs <= 0 || this.stopped) return Promise.resolve(undefined);
+    const p = new Promise<ProcessScan | undefined>((resolve) => this.waiters.push(resolve));
+    this.run();
+    return p;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    await this.running;
+    for (const w of this.waiters.splice(0)) w(undefined);
+  }
+
+  private run(): void {
+    if (this.running || this.stopped) return;
+    this.running = scanRunningProcesses().then(
+      (p) => {
+        this.last = p;
+        for (const w of this.waiters.splice(0)) w(p);
+      },
+      (e: Error) => {
+        this.onWarning?.(`scan of the running processes failed: ${e.message}`);
+        for (const w of this.waiters.splice(0)) w(undefined);
+      },
+    ).finally(() => {
+      this.running = undefined;
+    });
+  }
 }

@@ -2,6 +2,7 @@
 // series table, the host's mode and its bench figures (README, "vsys exporter").
 import { Counter, Gauge, Registry } from 'prom-client';
 import { SERIES_LABELS, emulationCostSeconds, type SeriesTable } from './series.js';
+import type { ProcessScan } from './process-scan.js';
 
 export interface MetricsSources {
   mode: string;
@@ -16,6 +17,8 @@ export interface MetricsSources {
   kernelDropped: () => { counts: number; skipped: number };
   /** What counts crashes here, for vsys_exporter_hook. */
   hooks: Record<string, string>;
+  /** The last periodic scan of the running processes, once one has run. */
+  processScan?: () => ProcessScan | undefined;
 }
 
 export function makeRegistry(s: MetricsSources): Registry {
@@ -68,5 +71,21 @@ export function makeRegistry(s: MetricsSources): Registry {
     this.reset();
     for (const [kind, hook] of Object.entries(s.hooks)) this.set({ kind, hook }, 1);
   } });
+  new Gauge({ name: 'vsys_running_programs_using_vsyscall', help: 'running processes whose mapped files would not be ok under vsyscall=none (the worst of them: crash, review, fallback), from the last periodic scan --processes', labelNames: [...PROCESS_SCAN_LABELS], registers: [registry], collect() {
+    this.reset();
+    for (const u of s.processScan?.()?.uses ?? []) this.set(u.labels, u.processes);
+  } });
+  new Gauge({ name: 'vsys_process_scan_seconds', help: 'how long the last periodic scan of the running processes took', registers: [registry], collect() {
+    this.reset();
+    const p = s.processScan?.();
+    if (p) this.set(p.seconds);
+  } });
+  new Gauge({ name: 'vsys_process_scan_timestamp_seconds', help: 'when the last periodic scan of the running processes ended (Unix time)', registers: [registry], collect() {
+    this.reset();
+    const p = s.processScan?.();
+    if (p) this.set(p.at);
+  } });
   return registry;
 }
+
+const PROCESS_SCAN_LABELS = ['comm', 'exe', 'container', 'pod', 'namespace', 'outcome'] as const;
