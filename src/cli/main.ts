@@ -2,6 +2,7 @@
 // or analyses; commands live in their own modules and are loaded only when asked for.
 import { VsysError } from '../errors.js';
 import { EXIT, type Command, type Io } from './io.js';
+import { VSYS_VERSION } from '../version.js';
 
 const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }> = {
   doctor: { summary: 'one screen about this host (the default)', load: async () => (await import('./doctor.js')).doctorCommand },
@@ -43,7 +44,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
     return EXIT.ok;
   }
   if (first === '--version') {
-    io.stdout.write('vsys 0.1.0\n');
+    io.stdout.write(`vsys ${VSYS_VERSION}\n`);
     return EXIT.ok;
   }
   const name = first === undefined || first.startsWith('-') ? 'doctor' : first;

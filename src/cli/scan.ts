@@ -12,6 +12,7 @@ import { formatSarif, formatScanText } from './format-scan.js';
 import { jsonRecords } from './scan-json.js';
 import { unjudgedOf, type Unjudged } from './scan-records.js';
 import { EXIT, numberOption, toJson, usageError, type Io, type Command } from './io.js';
+import { VSYS_VERSION } from '../version.js';
 import type { LayerProgress } from '../image/sources.js';
 
 const HELP = `usage: vsys scan [OPTIONS] PATH|IMAGE...
@@ -229,7 +230,7 @@ export const scanCommand: Command = {
       if (procs) io.stdout.write(formatProcesses(result, procs, mode));
     }
     // After stdout: a SARIF file that cannot be written loses no result.
-    if (values.sarif) writeSarif(values.sarif, formatSarif(result, mode, '0.1.0', imageScan.images, unjudged, slowdown));
+    if (values.sarif) writeSarif(values.sarif, formatSarif(result, mode, VSYS_VERSION, imageScan.images, unjudged, slowdown));
     if (values.sarif && !values.json) io.stderr.write(`SARIF written to ${values.sarif}\n`);
     if (scans.interrupted && imageRefs.length > 0) {
       // Images still being read would keep the process alive: end once the report is out.

@@ -15,7 +15,9 @@ import { readProcessLabels } from './process-labels.js';
 import { SeriesTable } from './series.js';
 import { scanRunningProcesses, type ProcessScan } from './process-scan.js';
 
-export const VSYS_VERSION = '0.1.0';
+import { VSYS_VERSION } from '../version.js';
+
+export { VSYS_VERSION };
 
 export interface ExporterOptions {
   host: string;
