@@ -1,7 +1,7 @@
 // Loads, attaches, reads and closes the exporter's page-only programs (page-programs.ts), through
 // the same loader and map reader `vsys trace` uses (native/bpf.ts). Counts are kept per process in
 // the kernel; the exporter folds them into series and forgets a process once it is gone.
-import { BpfMap, MAP_TYPE, attachRawTracepoint, loadRawTracepointProgram, programMisses } from '../native/bpf.js';
+import { BpfMap, MAP_TYPE, ProgramLinks, attachRawTracepoint, loadRawTracepointProgram, programMisses } from '../native/bpf.js';
 import { libcBindings } from '../native/libc.js';
 import { COMM_LEN, COUNT_KEY, MISC, TAG_CRASH, TAG_EMULATE } from '../trace/bpf-programs.js';
 import { entryOfNr } from '../trace/counters.js';
@@ -44,7 +44,7 @@ export class PageCounters {
   private readonly maps: BpfMap[] = [];
   private readonly m: PageMaps;
   private readonly progs: { fd: number; tracepoint: string }[] = [];
-  private links: number[] = [];
+  private readonly links = new ProgramLinks();
 
   /** `callsEmulated`: the mode emulates calls of the entries (xonly, emulate), so a fault that kills is a data access. */
   constructor(private readonly callsEmulated: boolean) {
@@ -70,23 +70,17 @@ export class PageCounters {
   }
 
   enable(): void {
-    if (this.links.length) return;
-    try {
-      for (const p of this.progs) this.links.push(attachRawTracepoint(p.fd, p.tracepoint));
-    } catch (e) {
-      this.disable();
-      throw e;
-    }
+    this.links.attach(this.progs.map((p) => () => attachRawTracepoint(p.fd, p.tracepoint)));
   }
 
   disable(): void {
-    for (const l of this.links) libcBindings().close(l);
-    this.links = [];
+    this.links.detach();
   }
 
   get attached(): boolean {
-    return this.links.length > 0;
+    return this.links.attached;
   }
+
 
   /** Every count in the kernel, as it stands. */
   read(): PageCount[] {

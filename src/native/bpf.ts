@@ -377,3 +377,31 @@ export class Asm {
     return out;
   }
 }
+
+/**
+ * The attachments of a set of programs: all made, or none (a failure part-way detaches what was
+ * made); detached by closing their links. Counting runs while they are attached.
+ */
+export class ProgramLinks {
+  private links: number[] = [];
+
+  /** Makes each attachment (`attach` returns a link fd); does nothing when attached already. */
+  attach(attachments: (() => number)[]): void {
+    if (this.links.length) return;
+    try {
+      for (const a of attachments) this.links.push(a());
+    } catch (e) {
+      this.detach();
+      throw e;
+    }
+  }
+
+  detach(): void {
+    for (const l of this.links) libcBindings().close(l);
+    this.links = [];
+  }
+
+  get attached(): boolean {
+    return this.links.length > 0;
+  }
+}

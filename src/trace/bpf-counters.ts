@@ -22,7 +22,7 @@
 // attaches, reads and closes them.
 import fs from 'node:fs';
 import { VsysError } from '../errors.js';
-import { BpfMap, MAP_TYPE, attachRawTracepoint, attachTracepointProgram, loadRawTracepointProgram, loadTracepointProgram, programMisses } from '../native/bpf.js';
+import { BpfMap, MAP_TYPE, ProgramLinks, attachRawTracepoint, attachTracepointProgram, loadRawTracepointProgram, loadTracepointProgram, programMisses } from '../native/bpf.js';
 import { readEventFormat } from './tracefs.js';
 import { libcBindings } from '../native/libc.js';
 import { entryOfNr, zeroEntries, type EntryKey } from './counters.js';
@@ -92,7 +92,7 @@ export class BpfCounters {
   /** The error code whose entry-start fetch faults are counted through the emulations (see the top). */
   readonly emulatedFetchError: number | undefined;
   private readonly progs: { fd: number; tracepoint: string; classic?: number }[] = [];
-  private links: number[] = [];
+  private readonly links = new ProgramLinks();
 
   constructor(opts: BpfCountersOptions = {}) {
     // The programs key counts by the kernel's global process ids; inside a PID namespace vsys
@@ -163,19 +163,12 @@ export class BpfCounters {
 
   /** Attaches the programs: counting starts. */
   enable(): void {
-    if (this.links.length) return;
-    try {
-      for (const p of this.progs) this.links.push(p.classic !== undefined ? attachTracepointProgram(p.fd, p.classic) : attachRawTracepoint(p.fd, p.tracepoint));
-    } catch (e) {
-      this.disable();
-      throw e;
-    }
+    this.links.attach(this.progs.map((p) => () => (p.classic !== undefined ? attachTracepointProgram(p.fd, p.classic) : attachRawTracepoint(p.fd, p.tracepoint))));
   }
 
   /** Detaches the programs: counting stops; the maps keep what was counted. */
   disable(): void {
-    for (const l of this.links) libcBindings().close(l);
-    this.links = [];
+    this.links.detach();
   }
 
   /** Counts per process (tgid), and how many updates found a map full. */
