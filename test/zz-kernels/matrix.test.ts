@@ -117,7 +117,13 @@ describe('kernel matrix', { skip }, () => {
     const q = (x: string) => `'${x.replace(/'/g, `'\\''`)}'`;
     const guestRun = runNone.filter((p) => GUEST_RUN.includes(p.name)).map((p) => ({
       name: `run-none-${p.name}`,
-      line: `node bin/vsys.js run --as none ${p.chroot ? `--root /trees/${p.chroot} -- ${p.file}` : `-- /progs/${path.basename(p.file)}`} ${p.args.map(q).join(' ')} > /dev/null`,
+      // Under TCG, node itself has died of SIGILL (132, nothing on stderr) in about one boot in three,
+      // on this command only, never on a real CPU: such a run is tried once more, and says so
+      // (VSYS-RETRY on stderr; the test counts them).
+      line: (() => {
+        const cmd = `node bin/vsys.js run --as none ${p.chroot ? `--root /trees/${p.chroot} -- ${p.file}` : `-- /progs/${path.basename(p.file)}`} ${p.args.map(q).join(' ')} > /dev/null`;
+        return `${cmd}; rc=$?; if [ $rc = 132 ] && [ ! -s /tmp/err ]; then echo "VSYS-RETRY node died of SIGILL" >&2; ${cmd}; else exit $rc; fi`;
+      })(),
     }));
     const initrd = buildInitramfs({
       programs: [...programs, ...fixedPrograms, ...initfsPrograms],
@@ -215,7 +221,7 @@ describe('kernel matrix', { skip }, () => {
         assert.equal(b.programs.get('unfixed-fixpat-tail')?.status, flip(MODE_BEHAVIOUR[mode].call === 'sigsegv' ? 139 : 0));
       });
 
-      test('vsys run --as none gives each program the exit status the vsyscall=none kernel gives it (run on the host, and inside this guest)', () => {
+      test('vsys run --as none gives each program the exit status the vsyscall=none kernel gives it (run on the host, and inside this guest)', (t) => {
         const none = results.get('none');
         assert.ok(none && /VSYS-DONE/.test(none.console), 'the none guest ran its programs');
         const b = r();
@@ -232,6 +238,7 @@ describe('kernel matrix', { skip }, () => {
           if (!inGuest) continue;
           // Inside an emulate guest a data read of the page goes through: seccomp never sees reads (documented).
           const want: number = mode === 'emulate' && name === 'read-page' ? 0 : real.status;
+          if (/VSYS-RETRY/.test(inGuest.stderr)) t.diagnostic(`${name} inside vsyscall=${mode}: node died of SIGILL under TCG and was run again`);
           const traps = b.console.split('\n').filter((l) => /trap|invalid opcode|segfault|vsyscall/i.test(l)).slice(-8).join('\n');
           assert.equal(inGuest.status, flip(want), `vsys run --as none -- ${name} inside vsyscall=${mode}: ${inGuest.status} (${inGuest.stderr}), the none kernel: ${real.status}\n${traps}`);
           compared++;
