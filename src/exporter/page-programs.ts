@@ -5,7 +5,8 @@
 // runs for every delivered signal (rare beside page faults) and leaves at once unless it is SIGSEGV.
 // This kernel has no kprobes (no kprobe PMU, no kprobe_events), so emulate_vsyscall itself cannot
 // be hooked; a SIGSEGV counts when the kernel says the page caused it (README, "vsys exporter").
-import { Asm, FP, HELPER, UPDATE, type BpfMap } from '../native/bpf.js';
+import { HELPER, UPDATE, type BpfMap } from '../native/bpf.js';
+import { Asm, FP } from '../native/bpf-asm.js';
 import { COUNT_KEY, SHARED, TAG_CRASH, TAG_EMULATE, countKey, key, type ProgramMaps } from '../trace/bpf-programs.js';
 import { SIGSEGV } from '../trace/signals.js';
 import { VSYSCALL_PAGE_ADDR } from '../model/vsyscall-page.js';

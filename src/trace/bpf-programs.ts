@@ -3,7 +3,8 @@
 // each reads from its context. Raw tracepoint contexts are the tracepoint's arguments, one u64 each
 // (struct bpf_raw_tracepoint_args); the TP_PROTOs are from include/trace/events/*.h and
 // arch/x86/include/asm/trace/exceptions.h. What each program does is described in bpf-counters.ts.
-import { Asm, BpfMap, FP, HELPER, UPDATE, type Reg } from '../native/bpf.js';
+import { BpfMap, HELPER, UPDATE } from '../native/bpf.js';
+import { Asm, FP, type Reg } from '../native/bpf-asm.js';
 import { PF } from '../model/page-fault.js';
 import { VSYSCALL_ENTRIES, VSYSCALL_PAGE_ADDR } from '../model/vsyscall-page.js';
 import { SIGSEGV } from './signals.js';

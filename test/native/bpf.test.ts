@@ -4,7 +4,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import { Asm, BpfMap, FP, HELPER, MAP_TYPE, attachRawTracepoint, loadRawTracepointProgram, programMisses } from '../../src/native/bpf.js';
+import { BpfMap, HELPER, MAP_TYPE, attachRawTracepoint, loadRawTracepointProgram, programMisses } from '../../src/native/bpf.js';
+import { Asm, FP } from '../../src/native/bpf-asm.js';
 import { VsysError } from '../../src/errors.js';
 import { libcBindings, rawSyscall } from '../../src/native/libc.js';
 import { bpfCountersProblem } from '../../src/trace/bpf-counters.js';
