@@ -69,6 +69,15 @@ export function makeInput(files, seed, index) {
   const shoff = Number(b.readBigUInt64LE(40));
   const phnum = b.readUInt16LE(56);
   const shnum = b.readUInt16LE(60);
+  /** A random section header's contents range, when it lies in the file and holds at least `min` bytes. */
+  const someSection = (min) => {
+    if (shnum === 0) return undefined;
+    const s = shoff + 64 * pick(shnum);
+    if (s + 64 > b.length) return undefined;
+    const off = Number(b.readBigUInt64LE(s + 24));
+    const size = Number(b.readBigUInt64LE(s + 32));
+    return size < min || off + size > b.length ? undefined : { off, size };
+  };
   let out = b;
   switch (kind) {
     case 'flip':
@@ -101,26 +110,14 @@ export function makeInput(files, seed, index) {
     }
     case 'table': {
       // A word inside a section's contents (symbol, dynamic, version, note, FDE tables) set to a boundary value.
-      if (shnum === 0) break;
-      const s = shoff + 64 * pick(shnum);
-      if (s + 64 > b.length) break;
-      const off = Number(b.readBigUInt64LE(s + 24));
-      const size = Number(b.readBigUInt64LE(s + 32));
-      if (size < 8 || off + size > b.length) break;
-      const at = off + 4 * pick(Math.floor(size / 4));
-      u32(at, boundary());
+      const sec = someSection(8);
+      if (sec) u32(sec.off + 4 * pick(Math.floor(sec.size / 4)), boundary());
       break;
     }
     case 'chain': {
       // A "next" field pointed back at its own record or a neighbour: loops in version and note chains.
-      if (shnum === 0) break;
-      const s = shoff + 64 * pick(shnum);
-      if (s + 64 > b.length) break;
-      const off = Number(b.readBigUInt64LE(s + 24));
-      const size = Number(b.readBigUInt64LE(s + 32));
-      if (size < 20 || off + size > b.length) break;
-      const at = off + 4 * pick(Math.floor((size - 4) / 4));
-      u32(at, [0, 4, 8, 12, 16, 20, -4 >>> 0][pick(7)]);
+      const sec = someSection(20);
+      if (sec) u32(sec.off + 4 * pick(Math.floor((sec.size - 4) / 4)), [0, 4, 8, 12, 16, 20, -4 >>> 0][pick(7)]);
       break;
     }
   }
