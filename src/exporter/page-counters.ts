@@ -1,8 +1,7 @@
 // Loads, attaches, reads and closes the exporter's page-only programs (page-programs.ts), through
 // the same loader and map reader `vsys trace` uses (native/bpf.ts). Counts are kept per process in
 // the kernel; the exporter folds them into series and forgets a process once it is gone.
-import { BpfMap, MAP_TYPE, ProgramLinks, attachRawTracepoint, loadRawTracepointProgram, programMisses } from '../native/bpf.js';
-import { libcBindings } from '../native/libc.js';
+import { BpfMap, MAP_TYPE, ProgramLinks, closePrograms, attachRawTracepoint, loadRawTracepointProgram, programMisses } from '../native/bpf.js';
 import { COMM_LEN, COUNT_KEY, MISC, TAG_CRASH, TAG_EMULATE } from '../trace/bpf-programs.js';
 import { entryOfNr } from '../trace/counters.js';
 import { CRASH_MISALIGNED, pageEmulateProgram, pageSignalProgram, type PageMaps } from './page-programs.js';
@@ -125,11 +124,7 @@ export class PageCounters {
   }
 
   close(): void {
-    this.disable();
-    for (const p of this.progs) libcBindings().close(p.fd);
-    this.progs.length = 0;
-    for (const b of this.maps) b.close();
-    this.maps.length = 0;
+    closePrograms(this.links, this.progs, this.maps);
   }
 }
 

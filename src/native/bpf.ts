@@ -284,3 +284,10 @@ export class ProgramLinks {
     return this.links.length > 0;
   }
 }
+
+/** The end of a set of programs: detached, then the programs and their maps closed (the lists emptied). */
+export function closePrograms(links: ProgramLinks, progs: { fd: number }[], maps: { close(): void }[]): void {
+  links.detach();
+  for (const p of progs.splice(0)) libcBindings().close(p.fd);
+  for (const m of maps.splice(0)) m.close();
+}

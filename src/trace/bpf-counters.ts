@@ -22,9 +22,8 @@
 // attaches, reads and closes them.
 import fs from 'node:fs';
 import { VsysError } from '../errors.js';
-import { BpfMap, MAP_TYPE, ProgramLinks, attachRawTracepoint, attachTracepointProgram, loadRawTracepointProgram, loadTracepointProgram, programMisses } from '../native/bpf.js';
+import { BpfMap, MAP_TYPE, ProgramLinks, closePrograms, attachRawTracepoint, attachTracepointProgram, loadRawTracepointProgram, loadTracepointProgram, programMisses } from '../native/bpf.js';
 import { readEventFormat } from './tracefs.js';
-import { libcBindings } from '../native/libc.js';
 import { entryOfNr, zeroEntries, type EntryKey } from './counters.js';
 import {
   COMM_LEN, COUNT_KEY, CRASH, MISC, PENDING, TAG_ADJUST, TAG_CRASH, TAG_EMULATE, TAG_FAULT,
@@ -239,11 +238,7 @@ export class BpfCounters {
   }
 
   close(): void {
-    this.disable();
-    for (const p of this.progs) libcBindings().close(p.fd);
-    this.progs.length = 0;
-    for (const m of this.maps) m.close();
-    this.maps.length = 0;
+    closePrograms(this.links, this.progs, this.maps);
   }
 }
 
