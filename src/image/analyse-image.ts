@@ -9,6 +9,7 @@ import type { ImageFs } from './image-fs.js';
 import { isProgram } from '../scan/identify.js';
 import type { ImageRun } from './manifests.js';
 import type { FileReport } from '../scan/types.js';
+import { DEFAULT_PATH } from '../scan/root-path.js';
 
 /**
  * The image's command judged by name: argv[0] on the config's PATH, a `#!` script's interpreter in
@@ -73,8 +74,6 @@ export interface EntrypointRun {
   /** Why it could not be run (the scan's verdict stands alone). */
   error?: string;
 }
-
-const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
 /** argv[0] of the image's command as the runtime finds it: a path, or the first hit on PATH. */
 function findProgram(fs: ImageFs, argv0: string, pathVar: string | undefined): string | undefined {

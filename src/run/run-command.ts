@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { VsysError } from '../errors.js';
 import { modeOfMaps } from '../model/maps-mode.js';
-import { resolveInRoot } from '../scan/root-path.js';
+import { DEFAULT_PATH, resolveInRoot } from '../scan/root-path.js';
 import type { LauncherOptions } from './launcher.js';
 import { nameCaller, type NamedCaller } from './caller.js';
 import { superviseRun, type AnswerAs, type RunOutcome } from './supervise.js';
@@ -42,8 +42,6 @@ export interface RunReport {
   /** Each call's caller, named while the files are still there (an image's root is removed after). */
   callers: (NamedCaller | undefined)[];
 }
-
-const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
 /** CMD as a path: as given when it has a slash, else the first executable on PATH (inside the root when there is one). */
 function findProgram(cmd: string, pathVar: string, root: string | undefined): string | undefined {

@@ -6,6 +6,9 @@ import path from 'node:path';
 
 const MAX_LINKS = 40;
 
+/** The PATH a container runtime gives a command when the image sets none (and `vsys run` a root without one). */
+export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
 /** What the walk finds at a path: nothing, a link to follow (its target), or something to step into. */
 export type LinkStep = 'missing' | 'other' | { link: string };
 
