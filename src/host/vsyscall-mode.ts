@@ -4,6 +4,7 @@
 // The active test wins: it is what an old program will meet here.
 import { readFileSync } from 'node:fs';
 import { MODE_BEHAVIOUR, type VsyscallMode } from '../model/modes.js';
+import { modeOfVsyscallPerms } from '../model/maps-mode.js';
 import { runNodeChild, type ChildOutcome } from './child.js';
 import { parseCmdline, type CmdlineFacts } from './cmdline.js';
 import type { KconfigFacts } from './kconfig.js';
@@ -39,11 +40,12 @@ export interface VsyscallModeReport {
 export function modeFromMaps(mapsText: string): ModeEvidence {
   const line = findVsyscallLine(parseMaps(mapsText));
   if (!line) return { source: 'maps', says: 'none', detail: 'no [vsyscall] line in /proc/self/maps' };
-  const perms = line.perms;
-  const text = `${line.start.toString(16)}-${line.end.toString(16)} ${perms} [vsyscall]`;
-  if (perms.startsWith('--x')) return { source: 'maps', says: 'xonly', detail: text };
-  if (perms.startsWith('r-x')) return { source: 'maps', says: 'emulate-or-native', detail: `${text} (readable: emulate, or native on kernels before 4.15)` };
-  return { source: 'maps', says: 'unknown', detail: `${text} (unexpected permissions)` };
+  const text = `${line.start.toString(16)}-${line.end.toString(16)} ${line.perms} [vsyscall]`;
+  // What the permissions say is model/maps-mode.ts' reading (trace/ uses it too); here with the evidence's words.
+  const says = modeOfVsyscallPerms(line.perms);
+  if (says === 'emulate-or-native') return { source: 'maps', says, detail: `${text} (readable: emulate, or native on kernels before 4.15)` };
+  if (says === 'unknown') return { source: 'maps', says, detail: `${text} (unexpected permissions)` };
+  return { source: 'maps', says, detail: text };
 }
 
 export function modeFromCmdline(facts: CmdlineFacts): ModeEvidence {
