@@ -49,7 +49,9 @@ export type ErrorCode =
   | 'HASH_CANCELLED'
   | 'REGISTRY_AUTH'
   | 'REGISTRY_FAILED'
-  | 'REGISTRY_INSECURE';
+  | 'REGISTRY_INSECURE'
+  | 'REGISTRY_NO_CATALOG'
+  | 'SCAN_STATE_BAD';
 
 export interface VsysErrorDetails {
   syscall?: string;

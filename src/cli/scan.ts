@@ -2,10 +2,10 @@
 import fs from 'node:fs';
 import { parseArgs } from 'node:util';
 import { isVsyscallMode, type VsyscallMode } from '../model/modes.js';
-import { OUTCOME_RANK, type Outcome } from '../scan/verdict.js';
-import { scanPaths, type ScanOptions, type ScanProgress, type ScanResult } from '../scan/scan.js';
+import { OUTCOME_RANK, type Outcome, type SlowdownFor } from '../scan/verdict.js';
+import { scanPaths, type ScanResult } from '../scan/scan.js';
 import type { ImageReport } from '../image/analyse-image.js';
-import type { ImageError, ImageScanOptions } from '../image/scan-image.js';
+import type { ImageScanOptions } from '../image/scan-image.js';
 import { VsysError } from '../errors.js';
 import { mappedFiles } from '../scan/processes.js';
 import { formatSarif, formatScanText } from './format-scan.js';
@@ -13,10 +13,14 @@ import { jsonRecords } from './scan-json.js';
 import { unjudgedOf, type Unjudged } from './scan-records.js';
 import { EXIT, numberOption, toJson, usageError, type Io, type Command } from './io.js';
 import { VSYS_VERSION } from '../version.js';
-import type { LayerProgress } from '../image/sources.js';
+import { confirmEntrypoints, runScans, type Scans } from './scan-run.js';
+import { BoundedLayerCache } from '../image/layer-cache.js';
+import { prepareImageRefs, repoGlobs, sortErrors, sortImages } from './scan-registry.js';
 
 const HELP = `usage: vsys scan [OPTIONS] PATH|IMAGE...
        vsys scan --processes [OPTIONS]
+       vsys scan [OPTIONS] registry://HOST[:PORT] [--repos GLOB] [--shard K/N] [--state FILE]
+       vsys scan --merge [OPTIONS] STATE-FILE...
 
 IMAGE is a 'docker save' archive or an OCI layout packed in a tar (IMAGE.tar),
 oci:DIR (an OCI image layout directory), or registry://HOST[:PORT]/REPO[:TAG|@DIGEST].
@@ -55,6 +59,16 @@ options:
   --concurrency N      images scanned at once (default 2)
   --creds USER:PASS    registry credentials (or VSYS_REGISTRY_CREDS)
   --insecure           allow plain http to registries other than localhost
+  --repos GLOB         with registry://HOST: only repositories matching GLOB
+                       (repeat or comma-separate; 'team-a/*', '**/base')
+  --shard K/N          with registry://HOST: only this shard's share of the catalog
+                       (whole repositories, by a hash of the name: stable across
+                       runs; K from 0, as a Kubernetes Indexed Job's index)
+  --state FILE         record each image judged in FILE (NDJSON) as it finishes; run
+                       again with the same FILE, a stopped scan goes on where it
+                       stopped (images that failed are tried again)
+  --merge              report the --state FILEs of several runs (the shards of one
+                       registry) as one run; scans nothing
   --run-entrypoint     run each image's Entrypoint+Cmd under 'vsys run --as none'
                        (the image unpacked to a temporary root) to confirm its
                        verdict: what a vsyscall=none kernel really does to it
@@ -85,6 +99,15 @@ examples:
   vsys scan --processes --mode none
   vsys scan --mode none redis-2.8.22.tar           # docker save redis:2.8.22 > redis-2.8.22.tar
   vsys scan registry://localhost:5000/app:1.4 oci:./layout
+  vsys scan --mode none registry://registry.internal:5000 --repos 'legacy/*' --state scan.ndjson
+  vsys scan registry://registry.internal:5000 --shard 2/8 --state shard-2.ndjson  # one of 8
+  vsys scan --merge --mode none --fail-on crash shard-*.ndjson   # the 8 as one report
+
+A whole registry (registry://HOST with no repository) is read through its catalog
+(/v2/_catalog and each /v2/NAME/tags/list, page by page): every tag is scanned, a
+layer shared by several images analysed once, --concurrency images at a time,
+one line per image on stderr. deploy/kubernetes/registry-scan-job.yaml runs the
+shards as an Indexed Job.
 `;
 
 async function hostMode(): Promise<{ mode: VsyscallMode; source: string }> {
@@ -94,18 +117,6 @@ async function hostMode(): Promise<{ mode: VsyscallMode; source: string }> {
   const r = await detectVsyscallMode({ active: false, kconfig: readKconfig(release), kernelRelease: release });
   if (r.mode === 'unknown') return { mode: 'none', source: 'host mode unknown; assuming none, the strictest' };
   return { mode: r.mode, source: `this host, from ${r.decidedBy}` };
-}
-
-function progressBar(io: Io): ((p: ScanProgress) => void) | undefined {
-  if (!io.stderr.isTTY) return undefined;
-  let last = 0;
-  return (p) => {
-    const now = Date.now();
-    if (now - last < 100) return;
-    last = now;
-    const name = (p.current ?? '').slice(-50);
-    io.stderr.write(`\r\x1b[2Kscanning: ${p.files} files, ${p.elfFiles} ELF, ${(p.bytes / 1e6).toFixed(0)} MB  ${name}`);
-  };
 }
 
 /** The arguments checked (usage errors thrown), or 'help'. */
@@ -134,6 +145,10 @@ function parseScanArgs(args: string[]) {
       'no-verify': { type: 'boolean' },
       'run-entrypoint': { type: 'boolean' },
       'run-timeout': { type: 'string' },
+      repos: { type: 'string', multiple: true },
+      shard: { type: 'string' },
+      state: { type: 'string' },
+      merge: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -148,6 +163,7 @@ function parseScanArgs(args: string[]) {
     }
     positionals.push(...text.split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#')));
   }
+  if (values.merge) checkMergeArgs(values, positionals);
   if (!values.processes && positionals.length === 0) throw usageError('scan: give at least one PATH (a file or directory), IMAGE, or --processes');
   if (values.processes && positionals.length > 0) throw usageError('scan: --processes takes no PATH');
   if (values['run-timeout'] !== undefined && !values['run-entrypoint']) throw usageError('scan: --run-timeout goes with --run-entrypoint');
@@ -167,6 +183,8 @@ function parseScanArgs(args: string[]) {
   return { values, positionals, modeArg, failOn, workers, maxMb, maxLayerMb, maxImageMb, maxEntries, maxImageEntries, conc };
 }
 
+type Parsed = Exclude<ReturnType<typeof parseScanArgs>, 'help'>;
+
 export const scanCommand: Command = {
   summary: 'find vsyscall call sites in ELF files and directories, and what happens in each mode',
   async run(args, io) {
@@ -175,54 +193,20 @@ export const scanCommand: Command = {
       io.stdout.write(HELP);
       return EXIT.ok;
     }
-    const { values, positionals, modeArg, failOn, workers, maxMb, maxLayerMb, maxImageMb, maxEntries, maxImageEntries, conc } = parsed;
-    const mb = (n: number) => Math.floor(n * 1024 * 1024);
-
+    const { values, modeArg } = parsed;
     const { mode, source } = modeArg === 'host' ? await hostMode() : { mode: modeArg as VsyscallMode, source: 'chosen with --mode' };
-    const { isImageRef } = await import('../image/scan-image.js');
     const { hostSlowdowns, loadHostFigures } = await import('../bench/host-figures.js');
     const { seedSlowdowns } = await import('../scan/verdict.js');
-    const imageRefs = positionals.filter(isImageRef);
-    let paths = positionals.filter((p) => !imageRefs.includes(p));
-    let procs: ReturnType<typeof mappedFiles> | undefined;
-    if (values.processes) {
-      procs = mappedFiles();
-      paths = procs.files.map((f) => f.hostPath);
-    }
     if (values.sarif !== undefined) checkWritable(values.sarif);
     const slowdown = hostSlowdowns(loadHostFigures(), seedSlowdowns);
-    const creds = values.creds ?? process.env.VSYS_REGISTRY_CREDS;
-    const scans = await runScans(io, imageRefs, paths, {
-      ...(maxLayerMb !== undefined ? { maxLayerBytes: mb(maxLayerMb) } : {}),
-      ...(maxImageMb !== undefined ? { maxImageBytes: mb(maxImageMb) } : {}),
-      ...(maxEntries !== undefined ? { maxLayerEntries: maxEntries } : {}),
-      ...(maxImageEntries !== undefined ? { maxImageEntries } : {}),
-      ...(conc !== undefined ? { concurrency: conc } : {}),
-      ...(values.insecure ? { insecure: true } : {}),
-      ...(creds ? { creds } : {}),
-      ...(workers !== undefined ? { workers } : {}),
-      ...(values.all ? { all: true } : {}),
-      ...(values['no-verify'] ? { verify: false } : {}),
-      slowdown,
-    }, {
-      slowdown,
-      ...(values.root !== undefined ? { root: values.root } : {}),
-      ...(workers !== undefined ? { workers } : {}),
-      ...(maxMb !== undefined ? { maxFileBytes: mb(maxMb) } : {}),
-    });
-    const { result, imageScan } = scans;
-    if (values['run-entrypoint'] && !scans.interrupted) {
-      const timeout = numberOption('scan', 'run-timeout', values['run-timeout'], { positive: 'seconds' }) ?? 10;
-      await confirmEntrypoints(imageScan.images, timeout, io, { ...(creds ? { creds } : {}), ...(values.insecure ? { insecure: true } : {}) }, values['no-verify'] !== true);
-    }
+    const scans = values.merge ? await mergedScans(parsed.positionals) : await scanInputs(io, parsed, slowdown, mode);
+    const { result, imageScan, procs } = scans;
     const unjudged = [...unjudgedOf(result, imageScan.images, imageScan.errors), ...(procs ? processesUnjudged(procs) : [])];
-    const exit = exitStatus(scans.interrupted, failOn as Outcome | undefined, mode, result, imageScan.images, unjudged);
-    const warnings = result.warnings;
-    if (values['no-verify'] && imageRefs.length > 0) warnings.push('--no-verify: image blobs were not checked against their digests, sizes and diff_ids; a corrupted or altered image is reported as if it were the image its manifest names');
+    const exit = exitStatus(scans.interrupted, parsed.failOn as Outcome | undefined, mode, result, imageScan.images, unjudged);
+    const warnings = [...result.warnings, ...scans.warnings];
     for (const w of warnings) io.stderr.write(`vsys: warning: ${w}\n`);
 
-    const showPaths = paths.length > 0 || imageRefs.length === 0;
-    const shared = { result, images: imageScan.images, imageErrors: imageScan.errors, unjudged, mode, modeSource: source, all: values.all ?? false, slow: slowdown, warnings, showPaths };
+    const shared = { result, images: imageScan.images, imageErrors: imageScan.errors, unjudged, mode, modeSource: source, all: values.all ?? false, slow: slowdown, warnings, showPaths: scans.showPaths };
     if (values.json) {
       for (const line of jsonRecords({ ...shared, exit })) io.stdout.write(toJson(line, 0) + '\n');
     } else {
@@ -232,7 +216,7 @@ export const scanCommand: Command = {
     // After stdout: a SARIF file that cannot be written loses no result.
     if (values.sarif) writeSarif(values.sarif, formatSarif(result, mode, VSYS_VERSION, imageScan.images, unjudged, slowdown));
     if (values.sarif && !values.json) io.stderr.write(`SARIF written to ${values.sarif}\n`);
-    if (scans.interrupted && imageRefs.length > 0) {
+    if (scans.interrupted && scans.images) {
       // Images still being read would keep the process alive: end once the report is out.
       if (io.stdout === process.stdout) await new Promise((resolve) => process.stdout.write('', resolve));
       process.exit(exit);
@@ -241,30 +225,93 @@ export const scanCommand: Command = {
   },
 };
 
-/**
- * --run-entrypoint: each image's entrypoint run as a vsyscall=none kernel would run it (vsys run),
- * its own output discarded, stopped after `timeoutS`; the result kept on the entrypoint.
- */
-async function confirmEntrypoints(images: ImageReport[], timeoutS: number, io: Io, registry: { creds?: string; insecure?: boolean }, verify: boolean): Promise<void> {
-  const { runCommandAs } = await import('../run/run-command.js');
-  for (const img of images) {
-    const ep = img.entrypoint;
-    if (!ep) continue;
-    io.stderr.write(`vsys: running the entrypoint of ${img.ref} as a vsyscall=none kernel would (vsys run --as none, at most ${timeoutS} s)…\n`);
-    const t0 = performance.now();
-    try {
-      const r = await runCommandAs({ as: 'none', image: img.input ?? img.ref, cmd: [], stdio: 'ignore', timeoutMs: timeoutS * 1000, registry, verify });
-      const i = r.outcome.calls.findIndex((c) => c.answer === 'sigsegv');
-      const c = r.outcome.calls[i];
-      const named = i >= 0 ? r.callers[i] : undefined;
-      ep.run = {
-        status: r.outcome.status, wouldCrash: i >= 0, timedOut: r.outcome.timedOut === true, seconds: Math.round((performance.now() - t0) / 100) / 10,
-        ...(c ? { first: { entry: c.entry, process: c.comm ?? String(c.pid), ...(named ? { file: named.file.startsWith(`${r.root}/`) ? named.file.slice(r.root!.length) : named.file } : {}), ...(named?.address !== undefined ? { address: `0x${named.address.toString(16)}` } : {}), ...(named?.function ? { function: named.function } : {}) } } : {}),
-      };
-    } catch (e) {
-      ep.run = { status: -1, wouldCrash: false, timedOut: false, seconds: Math.round((performance.now() - t0) / 100) / 10, error: (e as Error).message };
-    }
+interface AllScans extends Scans {
+  procs?: ReturnType<typeof mappedFiles>;
+  warnings: string[];
+  showPaths: boolean;
+  /** Images were asked for. */
+  images: boolean;
+}
+
+/** --merge FILE…: the state files' images, reported as one run (no paths). */
+async function mergedScans(files: string[]): Promise<AllScans> {
+  const { mergeStates } = await import('./scan-registry.js');
+  const m = await mergeStates(files);
+  const result = await scanPaths({ paths: [] });
+  return { result, imageScan: { images: m.images, errors: m.errors }, interrupted: false, warnings: m.warnings, showPaths: false, images: true };
+}
+
+/** Entries of shared layers a long scan keeps (~100–200 MB, layer-builder.ts' MAX_ENTRIES). */
+const LAYER_CACHE_ENTRIES = 500_000;
+
+/** The paths, images, registries (or running processes) named, scanned. */
+async function scanInputs(io: Io, parsed: Parsed, slowdown: SlowdownFor, mode: VsyscallMode): Promise<AllScans> {
+  const { values, positionals, workers, maxMb } = parsed;
+  const { isImageRef } = await import('../image/scan-image.js');
+  const imageRefs = positionals.filter(isImageRef);
+  let paths = positionals.filter((p) => !imageRefs.includes(p));
+  let procs: ReturnType<typeof mappedFiles> | undefined;
+  if (values.processes) {
+    procs = mappedFiles();
+    paths = procs.files.map((f) => f.hostPath);
   }
+  const creds = values.creds ?? process.env.VSYS_REGISTRY_CREDS;
+  const registry = { ...(creds ? { creds } : {}), ...(values.insecure ? { insecure: true } : {}) };
+  const repos = repoGlobs(values.repos);
+  const prepared = await prepareImageRefs(io, imageRefs, { ...registry, ...(repos ? { repos } : {}), ...(values.shard !== undefined ? { shard: values.shard } : {}), ...(values.state !== undefined ? { state: values.state } : {}) });
+  // A registry or a resumable list: one line per image as it is judged, one order at the end, and
+  // a bound on the layers kept for sharing (a registry's would not fit in memory).
+  const long = prepared.total !== imageRefs.length || prepared.writer !== undefined || imageRefs.some((r) => /^registry:\/\/[^/]+\/?$/.test(r));
+  let n = prepared.total - prepared.refs.length;
+  const scans = await runScans(io, prepared.refs, paths, {
+    ...imageScanOptions(parsed),
+    ...registry,
+    slowdown,
+    ...(long ? { cache: new BoundedLayerCache(LAYER_CACHE_ENTRIES) } : {}),
+    ...(prepared.writer || long ? {
+      onRefDone: (ref, images, errors) => {
+        prepared.writer?.add({ record: 'done', ref, images, errors });
+        if (long) io.stderr.write(`vsys: [${++n}/${prepared.total}] ${ref}: ${errors.length ? `not judged (${errors[0]?.code})` : images.map((i) => `${i.verdicts[mode].outcome} under ${mode}`).join(', ')}\n`);
+      },
+    } satisfies Partial<ImageScanOptions> : {}),
+  }, { slowdown, ...(values.root !== undefined ? { root: values.root } : {}), ...(workers !== undefined ? { workers } : {}), ...(maxMb !== undefined ? { maxFileBytes: Math.floor(maxMb * 1024 * 1024) } : {}) });
+  prepared.writer?.close();
+  const { imageScan } = scans;
+  imageScan.images.push(...prepared.prior.images);
+  imageScan.errors.unshift(...prepared.errors);
+  if (long) {
+    sortImages(imageScan.images);
+    sortErrors(imageScan.errors);
+  }
+  if (values['run-entrypoint'] && !scans.interrupted) {
+    const timeout = numberOption('scan', 'run-timeout', values['run-timeout'], { positive: 'seconds' }) ?? 10;
+    await confirmEntrypoints(imageScan.images, timeout, io, registry, values['no-verify'] !== true);
+  }
+  const warnings = values['no-verify'] && imageRefs.length > 0 ? ['--no-verify: image blobs were not checked against their digests, sizes and diff_ids; a corrupted or altered image is reported as if it were the image its manifest names'] : [];
+  return { ...scans, ...(procs ? { procs } : {}), warnings, showPaths: paths.length > 0 || imageRefs.length === 0, images: imageRefs.length > 0 };
+}
+
+/** The image options of the command line (sizes in MB made bytes). */
+function imageScanOptions(p: Parsed): ImageScanOptions {
+  const mb = (n: number) => Math.floor(n * 1024 * 1024);
+  const { values, workers, maxLayerMb, maxImageMb, maxEntries, maxImageEntries, conc } = p;
+  return {
+    ...(maxLayerMb !== undefined ? { maxLayerBytes: mb(maxLayerMb) } : {}),
+    ...(maxImageMb !== undefined ? { maxImageBytes: mb(maxImageMb) } : {}),
+    ...(maxEntries !== undefined ? { maxLayerEntries: maxEntries } : {}),
+    ...(maxImageEntries !== undefined ? { maxImageEntries } : {}),
+    ...(conc !== undefined ? { concurrency: conc } : {}),
+    ...(workers !== undefined ? { workers } : {}),
+    ...(values.all ? { all: true } : {}),
+    ...(values['no-verify'] ? { verify: false } : {}),
+  };
+}
+
+/** --merge FILE…: state files and the report's own options, nothing that scans. */
+function checkMergeArgs(values: Record<string, unknown>, positionals: string[]): void {
+  if (positionals.length === 0) throw usageError('scan: --merge takes the --state files to merge (FILE…)');
+  const scanning = ['processes', 'root', 'repos', 'shard', 'state', 'run-entrypoint', 'from', 'creds', 'insecure'].filter((k) => values[k] !== undefined);
+  if (scanning.length) throw usageError(`scan: --merge reports what state files hold; it does not scan (drop --${scanning.join(', --')})`);
 }
 
 /** 1 when something is at or above --fail-on (wins over 3: the gate fails either way, and 1 says why), 3 when an input was not judged, 130 when interrupted. */
@@ -281,54 +328,6 @@ function processesUnjudged(procs: ReturnType<typeof mappedFiles>): Unjudged[] {
   if (procs.denied > 0) out.push({ path: '/proc', code: 'PROC_DENIED', message: `${procs.denied} of ${procs.processes + procs.unreadable} processes could not be read (permission denied${process.getuid?.() === 0 ? ' even to root: not dumpable, or no CAP_SYS_PTRACE' : ': root is needed'})` });
   for (const u of procs.unresolved) out.push({ path: u.path, code: 'PROC_FILE_UNREADABLE', message: `mapped by ${u.pid}: ${u.reason}` });
   return out;
-}
-
-interface Scans {
-  result: ScanResult;
-  imageScan: { images: ImageReport[]; errors: ImageError[] };
-  interrupted: boolean;
-}
-
-/**
- * The images, then the paths, with progress on a terminal. Ctrl-C stops reading: what was judged
- * is reported (the images done, the files read) and the run exits 130; a second Ctrl-C ends at once.
- */
-async function runScans(io: Io, imageRefs: string[], paths: string[], imageOpts: ImageScanOptions, pathOpts: Omit<ScanOptions, 'paths'>): Promise<Scans> {
-  const onProgress = progressBar(io);
-  const stop = new AbortController();
-  let stopImages: (() => void) | undefined;
-  const onInt = (): void => {
-    if (io.stderr.isTTY) io.stderr.write('\r\x1b[2K');
-    if (stop.signal.aborted) {
-      io.stderr.write('vsys: interrupted\n');
-      process.exit(EXIT.interrupted);
-    }
-    stop.abort();
-    stopImages?.();
-    io.stderr.write('vsys: interrupted; reporting what was scanned so far (Ctrl-C again to quit now)\n');
-  };
-  process.on('SIGINT', onInt);
-  try {
-    const done: Scans['imageScan'] = { images: [], errors: [] };
-    if (imageRefs.length > 0) {
-      const { scanImageRefs } = await import('../image/scan-image.js');
-      const all = scanImageRefs(imageRefs, {
-        ...imageOpts,
-        onImage: (i) => done.images.push(i),
-        onImageError: (e) => done.errors.push(e),
-        ...(io.stderr.isTTY ? { onProgress: imageProgress(io) } : {}),
-      });
-      // An image being read is not stopped midway: an interrupted run reports the images finished.
-      await Promise.race([all, new Promise<void>((resolve) => (stopImages = resolve))]);
-      if (io.stderr.isTTY) io.stderr.write('\r\x1b[2K');
-    }
-    const result = await scanPaths({ ...pathOpts, paths: stop.signal.aborted ? [] : paths, signal: stop.signal, ...(onProgress ? { onProgress } : {}) });
-    if (stop.signal.aborted) result.summary.interrupted = true;
-    if (onProgress) io.stderr.write('\r\x1b[2K');
-    return { result, imageScan: done, interrupted: stop.signal.aborted };
-  } finally {
-    process.off('SIGINT', onInt);
-  }
 }
 
 function checkWritable(file: string): void {
@@ -353,18 +352,6 @@ function isDirectory(p: string): boolean {
   } catch {
     return false;
   }
-}
-
-/** One line on stderr, redrawn at most 10 times a second: "IMAGE: layer 2/5 sha256:abcd… 340/1091 MB". */
-function imageProgress(io: Io): (ref: string, p: LayerProgress) => void {
-  let last = 0;
-  return (ref, p) => {
-    const now = performance.now();
-    if (now - last < 100 && p.done !== p.total) return;
-    last = now;
-    const mb = (n: number) => (n / 1e6).toFixed(0);
-    io.stderr.write(`\r\x1b[2K${ref}: layer ${p.index + 1}/${p.layers} ${p.key.slice(0, 19)} ${mb(p.done)}${p.total === undefined ? '' : `/${mb(p.total)}`} MB`);
-  };
 }
 
 function formatProcesses(r: ScanResult, procs: ReturnType<typeof mappedFiles>, mode: VsyscallMode): string {

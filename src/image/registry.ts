@@ -20,6 +20,9 @@ export interface RegistryOptions {
   creds?: string;
 }
 
+/** A repository name as the distribution spec allows it. */
+export const REPO_NAME = /^[a-z0-9]+([._-][a-z0-9]+)*(\/[a-z0-9]+([._-][a-z0-9]+)*)*$/;
+
 /** registry://HOST[:PORT]/REPO[:TAG|@DIGEST] */
 export function parseRegistryRef(s: string): RegistryRef {
   const m = /^registry:\/\/([^/]+)\/(.+)$/.exec(s);
@@ -37,7 +40,7 @@ export function parseRegistryRef(s: string): RegistryRef {
       rest = rest.slice(0, colon);
     }
   }
-  if (!/^[a-z0-9]+([._-][a-z0-9]+)*(\/[a-z0-9]+([._-][a-z0-9]+)*)*$/.test(rest)) throw new VsysError('USAGE', `'${rest}' is not a valid repository name`);
+  if (!REPO_NAME.test(rest)) throw new VsysError('USAGE', `'${rest}' is not a valid repository name`);
   ref.repo = rest;
   if (!ref.tag && !ref.digest) ref.tag = 'latest';
   return ref;

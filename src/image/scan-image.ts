@@ -10,6 +10,7 @@ import type { SlowdownFor } from '../scan/verdict.js';
 import { analyseImage, type ImageReport } from './analyse-image.js';
 import { ImageFs } from './image-fs.js';
 import type { LayerResult } from './layer-builder.js';
+import type { LayerCache } from './layer-cache.js';
 import { readRegistry } from './registry.js';
 import { readArchive, readOciDir, type LayerProgress, type ResolvedImage, type SourceOptions } from './sources.js';
 import type { FileReport } from '../scan/types.js';
@@ -42,6 +43,10 @@ export interface ImageScanOptions {
   /** Each image's report, and each reference's error, as soon as it is known (an interrupted run reports these). */
   onImage?: (img: ImageReport) => void;
   onImageError?: (e: ImageError) => void;
+  /** A reference finished: its images and errors (after their onImage and onImageError calls). */
+  onRefDone?: (ref: string, images: ImageReport[], errors: ImageError[]) => void;
+  /** Layers already analysed: shared between calls, and bounded (default: a map for this call alone). */
+  cache?: LayerCache;
   /** Progress inside an image's layers, now and then. */
   onProgress?: (ref: string, p: LayerProgress) => void;
 }
@@ -98,7 +103,7 @@ export interface ImageError {
 
 export async function scanImageRefs(refs: string[], o: ImageScanOptions = {}): Promise<{ images: ImageReport[]; errors: ImageError[] }> {
   tuneAllocatorForStreaming();
-  const cache = new Map<string, Promise<LayerResult>>();
+  const cache = o.cache ?? new Map<string, Promise<LayerResult>>();
   // ELF files out of the layers are analysed on worker threads as well as here. A layer stored
   // plainly in a file costs a worker nothing to reach (it reads its share by position), so one
   // pays even on two cores. A streamed layer's files must be copied to a worker: on two cores the
@@ -127,6 +132,8 @@ export async function scanImageRefs(refs: string[], o: ImageScanOptions = {}): P
       onLayer: (key, bytes) => o.onLayer?.(ref, key, bytes),
       ...(o.onProgress ? { onProgress: (p: LayerProgress) => o.onProgress?.(ref, p) } : {}),
     };
+    const mine: ImageReport[] = [];
+    const myErrors: ImageError[] = [];
     try {
       let resolved: ResolvedImage[];
       if (ref.startsWith('registry://')) resolved = await readRegistry(ref, { ...so, ...(o.insecure ? { insecure: true } : {}), ...(o.creds ? { creds: o.creds } : {}) });
@@ -143,13 +150,16 @@ export async function scanImageRefs(refs: string[], o: ImageScanOptions = {}): P
           problems,
         }, o.slowdown, { ...(o.all ? { all: true } : {}), ...(img.run ? { run: img.run } : {}) });
         images.push(report);
+        mine.push(report);
         o.onImage?.(report);
       }
     } catch (e) {
       const err = e instanceof VsysError ? { ref, code: e.code, message: e.message } : { ref, code: 'INTERNAL_ERROR', message: (e as Error).stack ?? String(e) };
       errors.push(err);
+      myErrors.push(err);
       o.onImageError?.(err);
     }
+    o.onRefDone?.(ref, mine, myErrors);
   };
   const limit = Math.max(1, o.concurrency ?? 2);
   const queue = [...refs];

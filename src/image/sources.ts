@@ -10,6 +10,7 @@ import { VsysError } from '../errors.js';
 import { readLayer } from './read-layer.js';
 import { readLayerAt } from './read-layer-at.js';
 import type { LayerLimits, LayerResult } from './layer-builder.js';
+import type { LayerCache } from './layer-cache.js';
 import { walkTar, type TarEntry } from './tar-index.js';
 import { readUpTo } from '../native/file-read.js';
 import { checkDigest, indexEntries, configDiffIds, configPlatform, configRun, isIndex, type ImageRun, parseDockerSaveManifest, parseJson, parseManifest, pickAmd64, platformName, type ImageManifest } from './manifests.js';
@@ -39,7 +40,7 @@ export interface SourceOptions {
   /** Cap on the entries of all layers of one image (default MAX_IMAGE_ENTRIES). */
   maxImageEntries?: number;
   /** Layer results shared across images: identical layers (same digest) are analysed once. */
-  cache: Map<string, Promise<LayerResult>>;
+  cache: LayerCache;
   onLayer?: (key: string, bytes: number) => void;
   /** Progress within the layers of one image (see LayerProgress). */
   onProgress?: (p: LayerProgress) => void;
@@ -88,7 +89,7 @@ export interface LayerClaim extends BlobClaim {
  * `limits.verify`, each layer's bytes are checked against what `claims` says of it (a layer shared
  * with another image is hashed once, and checked against each image's own claims).
  */
-export async function collectLayers(keys: string[], read: LayerReader, what: string, o: SourceOptions, cache: Map<string, Promise<LayerResult>> = o.cache, claims: LayerClaim[] = [], rehash?: Rehash): Promise<ResolvedImage['layers']> {
+export async function collectLayers(keys: string[], read: LayerReader, what: string, o: SourceOptions, cache: LayerCache = o.cache, claims: LayerClaim[] = [], rehash?: Rehash): Promise<ResolvedImage['layers']> {
   const out: ResolvedImage['layers'] = [];
   let total = 0;
   // Entries are held until the image is judged: a bound over all of its layers as well as each one.

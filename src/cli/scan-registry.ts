@@ -1,0 +1,118 @@
+// `vsys scan` over whole registries and long lists of images: registry://HOST walked through its
+// catalog (--repos, --shard), --state FILE to resume a scan that was stopped, --merge to report the
+// state files of several shards as one run.
+import { VsysError } from '../errors.js';
+import type { ImageReport } from '../image/analyse-image.js';
+import type { ImageError } from '../image/scan-image.js';
+import type { DoneRecord, StateWriter } from '../image/scan-state.js';
+import type { Io } from './io.js';
+
+export interface CatalogArgs {
+  repos?: string[];
+  shard?: string;
+  state?: string;
+  creds?: string;
+  insecure?: boolean;
+}
+
+export interface PreparedRefs {
+  /** References still to scan, in order. */
+  refs: string[];
+  /** Judged by an earlier run (--state): reported with the rest. */
+  prior: { images: ImageReport[]; errors: ImageError[] };
+  /** Catalog problems (a repository whose tags could not be listed, a catalog not served). */
+  errors: ImageError[];
+  writer?: StateWriter;
+  /** Images in all (resumed and to scan), for progress. */
+  total: number;
+}
+
+/** --repos a,b --repos c: every glob, split at commas. */
+export function repoGlobs(values: string[] | undefined): string[] | undefined {
+  const globs = (values ?? []).flatMap((v) => v.split(',')).map((g) => g.trim()).filter((g) => g !== '');
+  return globs.length ? globs : undefined;
+}
+
+/**
+ * Catalog references (registry://HOST) replaced by the images they list; with --state, the
+ * references an earlier run finished without error left out, their reports kept.
+ */
+export async function prepareImageRefs(io: Io, imageRefs: string[], a: CatalogArgs): Promise<PreparedRefs> {
+  const { parseCatalogRef, parseShard, listCatalog } = await import('../image/catalog.js');
+  const catalogs = imageRefs.map(parseCatalogRef);
+  const hosts = catalogs.filter((h): h is string => h !== undefined);
+  if ((a.repos || a.shard) && hosts.length === 0) throw new VsysError('USAGE', 'scan: --repos and --shard go with a whole registry (registry://HOST[:PORT], no repository)');
+  if (hosts.length > 1) throw new VsysError('USAGE', 'scan: one whole registry per run (registry://HOST[:PORT])');
+  const shard = a.shard !== undefined ? parseShard(a.shard) : undefined;
+  const refs: string[] = [];
+  const errors: ImageError[] = [];
+  for (const [i, ref] of imageRefs.entries()) {
+    const host = catalogs[i];
+    if (host === undefined) {
+      refs.push(ref);
+      continue;
+    }
+    io.stderr.write(`vsys: reading the catalog of registry://${host}…\n`);
+    try {
+      const listing = await listCatalog(host, { ...(a.creds ? { creds: a.creds } : {}), ...(a.insecure ? { insecure: true } : {}), ...(a.repos ? { repos: a.repos } : {}), ...(shard ? { shard } : {}) });
+      refs.push(...listing.images.map((x) => x.ref));
+      errors.push(...listing.errors);
+      const kept = a.repos || shard ? `, ${listing.kept} kept${a.repos ? ` (--repos ${a.repos.join(',')})` : ''}${shard ? ` (shard ${a.shard})` : ''}` : '';
+      io.stderr.write(`vsys: registry://${host}: ${listing.repositories} repositories${kept}, ${listing.images.length} tags\n`);
+    } catch (e) {
+      if (!(e instanceof VsysError) || e.code === 'USAGE') throw e;
+      errors.push({ ref, code: e.code, message: e.message });
+    }
+  }
+  const prior: PreparedRefs['prior'] = { images: [], errors: [] };
+  let writer: StateWriter | undefined;
+  if (a.state !== undefined) {
+    const { StateWriter } = await import('../image/scan-state.js');
+    writer = await StateWriter.open(a.state, hosts[0] ? { registry: hosts[0], ...(a.repos ? { repos: a.repos } : {}), ...(a.shard ? { shard: a.shard } : {}) } : {});
+    const wanted = new Set(refs);
+    let resumed = 0;
+    for (const d of writer.done.values()) {
+      // Finished without error: kept. An error is tried again (it may have been the network).
+      if (!wanted.has(d.ref) || d.errors.length > 0) continue;
+      prior.images.push(...d.images);
+      wanted.delete(d.ref);
+      resumed++;
+    }
+    if (resumed > 0) io.stderr.write(`vsys: ${resumed} of ${refs.length} images already judged in ${a.state}; scanning the other ${refs.length - resumed}\n`);
+    const left = refs.filter((r) => wanted.has(r));
+    return { refs: left, prior, errors, writer, total: refs.length };
+  }
+  return { refs, prior, errors, total: refs.length };
+}
+
+/** Reports in one order whatever order they finished in: by reference, then platform. */
+export function sortImages<T extends { ref: string; input?: string; platform?: string }>(images: T[]): T[] {
+  const key = (i: T) => `${i.input ?? i.ref}\0${i.platform ?? ''}`;
+  return images.sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
+}
+
+export function sortErrors(errors: ImageError[]): ImageError[] {
+  return errors.sort((a, b) => (a.ref < b.ref ? -1 : a.ref > b.ref ? 1 : a.message < b.message ? -1 : 1));
+}
+
+/**
+ * --merge FILE…: the state files of several runs (an Indexed Job's shards) as one report. A
+ * reference in two files is kept once (the later file's) and said in the warnings.
+ */
+export async function mergeStates(files: string[]): Promise<{ images: ImageReport[]; errors: ImageError[]; warnings: string[] }> {
+  const { readStateFile } = await import('../image/scan-state.js');
+  const byRef = new Map<string, { d: DoneRecord; file: string }>();
+  const warnings: string[] = [];
+  const twice: string[] = [];
+  for (const file of files) {
+    const s = await readStateFile(file);
+    for (const d of s.done.values()) {
+      const before = byRef.get(d.ref);
+      if (before && before.file !== file) twice.push(`${d.ref} (${before.file}, ${file})`);
+      byRef.set(d.ref, { d, file });
+    }
+  }
+  if (twice.length) warnings.push(`${twice.length} image(s) judged in more than one file, the later kept (shards overlap, or a file was given twice): ${twice.slice(0, 5).join('; ')}${twice.length > 5 ? '; …' : ''}`);
+  const all = [...byRef.values()].map((x) => x.d);
+  return { images: sortImages(all.flatMap((d) => d.images)), errors: sortErrors(all.flatMap((d) => d.errors)), warnings };
+}

@@ -1,0 +1,166 @@
+// The state of a long image scan (`vsys scan --state FILE`): NDJSON, a header naming the scan, then
+// one line per image reference finished, holding its reports whole (every field, addresses as hex
+// strings tagged so they come back as bigints). A scan killed midway leaves the lines of the
+// references it finished (each line is written whole and synced before the next reference is
+// counted); run again with the same file, it scans only the rest. `vsys scan --merge` reads the
+// same files: the shards of an Indexed Job each write one, and the merge reports them as one run.
+import fs from 'node:fs';
+import readline from 'node:readline';
+import { VsysError } from '../errors.js';
+import { Imports, type Symbolic } from '../scan/wire.js';
+import type { ImageReport } from './analyse-image.js';
+import type { ImageError } from './scan-image.js';
+
+export const STATE_VERSION = 1;
+
+/** What a state file is the state of: a whole registry's catalog (with --repos and --shard), or a list of images. */
+export interface StateScan {
+  registry?: string;
+  repos?: string[];
+  shard?: string;
+}
+
+interface Header {
+  record: 'vsys-scan-state';
+  version: number;
+  scan: StateScan;
+}
+
+export interface DoneRecord {
+  record: 'done';
+  ref: string;
+  images: ImageReport[];
+  errors: ImageError[];
+}
+
+/** Addresses (bigints) tagged; an Imports written as its list (its own toJSON). */
+export function encodeDone(d: DoneRecord): string {
+  return JSON.stringify(d, (_k, v) => (typeof v === 'bigint' ? { $bigint: `0x${v.toString(16)}` } : v));
+}
+
+function revive(key: string, v: unknown): unknown {
+  if (v !== null && typeof v === 'object') {
+    const big = (v as { $bigint?: unknown }).$bigint;
+    if (typeof big === 'string' && Object.keys(v).length === 1 && /^0x[0-9a-f]+$/.test(big)) return BigInt(big);
+    if (key === 'imports' && Array.isArray(v)) return Imports.of(v as Symbolic[]);
+  }
+  return v;
+}
+
+function bad(file: string, line: number, why: string): VsysError {
+  return new VsysError('SCAN_STATE_BAD', `${file}:${line}: ${why} (not a state file vsys ${STATE_VERSION === 1 ? 'wrote' : 'can read'}; give another --state file, or remove this one to start over)`, { path: file });
+}
+
+function parseDone(text: string, file: string, line: number): DoneRecord {
+  let d: unknown;
+  try {
+    d = JSON.parse(text, revive);
+  } catch (e) {
+    throw bad(file, line, `not JSON (${(e as Error).message})`);
+  }
+  const r = d as Partial<DoneRecord> | null;
+  if (r?.record !== 'done' || typeof r.ref !== 'string' || !Array.isArray(r.images) || !Array.isArray(r.errors)) throw bad(file, line, 'not a "done" record');
+  return r as DoneRecord;
+}
+
+export interface StateFile {
+  file: string;
+  scan: StateScan;
+  /** The last record of each reference, in the order first met. */
+  done: Map<string, DoneRecord>;
+  /** Bytes of whole lines: a last line cut off by a kill ends before it. */
+  wholeBytes: number;
+}
+
+/**
+ * A state file read line by line. A last line without its newline (the writer was killed while
+ * writing it) is left out; any other line that is not a record is an error.
+ */
+export async function readStateFile(file: string): Promise<StateFile> {
+  const out: StateFile = { file, scan: {}, done: new Map(), wholeBytes: 0 };
+  let stream: fs.ReadStream;
+  try {
+    stream = fs.createReadStream(file, { encoding: 'utf8', highWaterMark: 1 << 20 });
+    await new Promise<void>((resolve, reject) => stream.once('open', () => resolve()).once('error', reject));
+  } catch (e) {
+    throw new VsysError('IO_FAILED', `cannot read ${file}: ${(e as Error).message}`, { path: file });
+  }
+  const size = fs.statSync(file).size;
+  let line = 0;
+  let pending: { text: string; line: number } | undefined;
+  const take = (p: { text: string; line: number }): void => {
+    if (p.line === 1) {
+      let h: Partial<Header> | undefined;
+      try {
+        h = JSON.parse(p.text) as Partial<Header>;
+      } catch {
+        h = undefined;
+      }
+      if (h?.record !== 'vsys-scan-state') throw bad(file, 1, 'no vsys-scan-state header');
+      if (h.version !== STATE_VERSION) throw bad(file, 1, `state version ${String(h.version)}, this vsys reads ${STATE_VERSION}`);
+      out.scan = h.scan ?? {};
+    } else if (p.text.trim() !== '') {
+      const d = parseDone(p.text, file, p.line);
+      out.done.delete(d.ref);
+      out.done.set(d.ref, d);
+    }
+    out.wholeBytes += Buffer.byteLength(p.text) + 1;
+  };
+  const rl = readline.createInterface({ input: stream, crlfDelay: Infinity });
+  for await (const text of rl) {
+    if (pending) take(pending);
+    pending = { text, line: ++line };
+  }
+  // readline gives the last line whether or not a newline ended it: only a whole one counts.
+  if (pending && out.wholeBytes + Buffer.byteLength(pending.text) + 1 <= size) take(pending);
+  if (line === 0) throw bad(file, 1, 'empty');
+  return out;
+}
+
+function sameScan(a: StateScan, b: StateScan): boolean {
+  const norm = (s: StateScan) => JSON.stringify({ registry: s.registry ?? null, repos: [...(s.repos ?? [])].sort(), shard: s.shard ?? null });
+  return norm(a) === norm(b);
+}
+
+function describeScan(s: StateScan): string {
+  if (!s.registry) return 'a list of images';
+  return `registry://${s.registry}${s.repos?.length ? ` --repos ${s.repos.join(',')}` : ''}${s.shard ? ` --shard ${s.shard}` : ''}`;
+}
+
+/** A state file open for appending: what it already holds, and `add` for each reference finished. */
+export class StateWriter {
+  private constructor(private readonly fd: number, readonly done: Map<string, DoneRecord>) {}
+
+  /**
+   * Opens `file` for the scan `scan`: created with its header when missing or empty; else read (a
+   * cut-off last line dropped), and refused when it is the state of another scan.
+   */
+  static async open(file: string, scan: StateScan): Promise<StateWriter> {
+    let existing: StateFile | undefined;
+    if (fs.existsSync(file) && fs.statSync(file).size > 0) {
+      existing = await readStateFile(file);
+      if (!sameScan(existing.scan, scan)) throw new VsysError('USAGE', `${file} holds the state of another scan (${describeScan(existing.scan)}), not of ${describeScan(scan)}: give another --state file, or remove it to start over`);
+    }
+    let fd: number;
+    try {
+      fd = fs.openSync(file, existing ? 'r+' : 'w');
+      if (existing) fs.ftruncateSync(fd, existing.wholeBytes);
+      else fs.writeSync(fd, JSON.stringify({ record: 'vsys-scan-state', version: STATE_VERSION, scan } satisfies Header) + '\n');
+    } catch (e) {
+      throw new VsysError('IO_FAILED', `cannot write --state ${file}: ${(e as Error).message}`, { path: file });
+    }
+    return new StateWriter(fd, existing?.done ?? new Map());
+  }
+
+  /** One reference finished: its line written at the end and synced. */
+  add(d: DoneRecord): void {
+    const st = fs.fstatSync(this.fd);
+    fs.writeSync(this.fd, encodeDone(d) + '\n', st.size);
+    fs.fdatasyncSync(this.fd);
+    this.done.set(d.ref, d);
+  }
+
+  close(): void {
+    fs.closeSync(this.fd);
+  }
+}

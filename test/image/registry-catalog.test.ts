@@ -1,0 +1,190 @@
+// Whole-registry scans against the real docker-registry: 30 repositories × 3 tags, every image
+// made of one of two shared base layers (one crashes under vsyscall=none, one is clean) and a
+// layer of its own. The catalog is walked page by page, shared layers are analysed once, a scan
+// killed midway resumes from --state without judging anything twice, and three shards run side by
+// side cover every image once and merge (--merge) to the report of one run.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { BIN, CORPUS } from '../helpers.js';
+import { buildC, hasGcc } from '../support/fixtures.js';
+import { buildLayer, imageConfig, MEDIA } from '../support/images.js';
+import { pushImage, registryUnavailable, startRegistry, type Registry } from '../support/registry.js';
+import { listCatalog, parseShard, shardOf } from '../../src/image/catalog.js';
+
+const WHEEZY = path.join(CORPUS, 'debian-wheezy-libc-2.13', 'libc-2.13.so');
+const skip = (!hasGcc() && 'gcc not installed') || (!fs.existsSync(WHEEZY) && 'corpus not present') || registryUnavailable('none') || false;
+
+const REPOS = Array.from({ length: 30 }, (_, i) => `${i < 15 ? 'team-a' : 'team-b'}/svc-${String(i).padStart(2, '0')}`);
+const TAGS = ['1.0', '1.1', 'latest'];
+/** Odd repositories are built on the crashing base. */
+const crashes = (repo: string) => Number(repo.slice(-2)) % 2 === 1;
+
+type Rec = Record<string, any>;
+
+function vsys(args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 600_000, maxBuffer: 256 * 1024 * 1024 });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+function records(ndjson: string): Rec[] {
+  return ndjson.trim().split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Rec);
+}
+
+/**
+ * What must not differ between one run and a merge: everything but whether a layer was met before
+ * in the same process, and how long the run took.
+ */
+function comparable(recs: Rec[]): Rec[] {
+  return recs.map((r) => {
+    if (r.record === 'image') return { ...r, layers: r.layers.map(({ cached: _c, ...l }: Rec) => l) };
+    if (r.record === 'summary') return { ...r, seconds: 'varies' };
+    return r;
+  });
+}
+
+function stateRefs(file: string): string[] {
+  return fs.readFileSync(file, 'utf8').split('\n').slice(1).filter((l) => l.trim() !== '').map((l) => (JSON.parse(l) as Rec).ref as string);
+}
+
+describe('whole-registry scans', { skip }, () => {
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'vsys-catalog-'));
+  let reg: Registry;
+  let full: Rec[];
+  const base: { crash?: string; clean?: string } = {};
+
+  before(async () => {
+    const blobs = path.join(work, 'blobs');
+    const mk = (name: string, files: Record<string, string | Buffer>) => {
+      const dir = path.join(work, 'dirs', name);
+      for (const [p, body] of Object.entries(files)) {
+        fs.mkdirSync(path.dirname(path.join(dir, p)), { recursive: true });
+        fs.writeFileSync(path.join(dir, p), body);
+      }
+      return buildLayer({ dir, compress: 'gzip' }, blobs);
+    };
+    const usesTime = fs.readFileSync(buildC('imports-time', 'imports-time', []));
+    const crashBase = mk('crash-base', { 'lib/x86_64-linux-gnu/libc.so.6': fs.readFileSync(WHEEZY), 'usr/bin/uses-time': usesTime, 'etc/os-release': 'ID=debian\nVERSION_ID="7"\n' });
+    const cleanBase = mk('clean-base', { 'usr/bin/true': fs.readFileSync('/bin/true'), 'etc/os-release': 'ID=debian\nVERSION_ID="12"\n' });
+    base.crash = crashBase.digest;
+    base.clean = cleanBase.digest;
+    reg = await startRegistry();
+    for (const repo of REPOS) {
+      for (const tag of TAGS) {
+        const own = mk(`${repo}-${tag}`, { 'etc/image': `${repo}:${tag}\n` });
+        const b = crashes(repo) ? crashBase : cleanBase;
+        const config = path.join(work, 'config.json');
+        fs.writeFileSync(config, JSON.stringify(imageConfig([b.diffId, own.diffId], { config: { Cmd: ['/usr/bin/true'] } })));
+        await pushImage(reg, repo, tag, { configPath: config, layerPaths: [b.blobPath, own.blobPath], mediaTypes: { config: MEDIA.ociConfig, layers: [b.mediaType, own.mediaType] } });
+      }
+    }
+  });
+  after(async () => {
+    await reg?.stop();
+    fs.rmSync(work, { recursive: true, force: true });
+  });
+
+  test('the catalog, page by page, with --repos and --shard applied before any tags are listed', { timeout: 120_000 }, async () => {
+    const pages: string[] = [];
+    const all = await listCatalog(reg.host, { pageSize: 7, onPage: (what) => pages.push(what) });
+    assert.equal(all.repositories, 30);
+    assert.equal(all.images.length, 90);
+    assert.deepEqual([...new Set(all.images.map((i) => i.repo))], [...REPOS].sort());
+    // 30 names 7 at a time: at least 5 pages (the registry sends a Link to each next one).
+    assert.ok(pages.filter((p) => p === 'catalog').length >= 5, `catalog pages: ${pages.filter((p) => p === 'catalog').length}`);
+    const a = await listCatalog(reg.host, { repos: ['team-a/*'] });
+    assert.deepEqual(a.images.map((i) => i.repo).filter((r, i, l) => l.indexOf(r) === i), REPOS.slice(0, 15));
+    const shards = await Promise.all([0, 1, 2].map((index) => listCatalog(reg.host, { shard: { index, count: 3 } })));
+    const refs = shards.flatMap((s) => s.images.map((i) => i.ref));
+    assert.equal(refs.length, 90);
+    assert.equal(new Set(refs).size, 90);
+    for (const [k, s] of shards.entries()) for (const i of s.images) assert.equal(shardOf(i.repo, 3), k);
+    assert.throws(() => parseShard('3/3'), /0 ≤ K < N/);
+    assert.throws(() => parseShard('1'), /K\/N/);
+  });
+
+  test('one run: every tag judged, each shared base layer analysed once', { timeout: 600_000 }, () => {
+    const r = vsys(['scan', '--mode', 'none', '--json', '--concurrency', '4', `registry://${reg.host}`]);
+    assert.equal(r.status, 0, r.stderr);
+    full = records(r.stdout);
+    const images = full.filter((x) => x.record === 'image');
+    assert.equal(images.length, 90);
+    for (const img of images) {
+      const repo = /^registry:\/\/[^/]+\/(.+):[^:]+$/.exec(img.input)?.[1] as string;
+      assert.equal(img.outcome, crashes(repo) ? 'crash' : 'ok', img.input);
+    }
+    for (const digest of [base.crash, base.clean]) {
+      const uses = images.flatMap((i) => i.layers).filter((l: Rec) => l.digest === digest);
+      assert.equal(uses.length, 45);
+      assert.equal(uses.filter((l: Rec) => !l.cached).length, 1, `${digest} analysed ${uses.filter((l: Rec) => !l.cached).length} times`);
+    }
+    const summary = full.at(-1) as Rec;
+    assert.equal(summary.images, 90);
+    assert.equal(summary.errors, 0);
+    assert.match(r.stderr, /30 repositories, 90 tags/);
+    assert.match(r.stderr, /\[90\/90\]/);
+  });
+
+  test('killed midway, the scan resumes from --state and judges nothing twice', { timeout: 600_000 }, async () => {
+    const state = path.join(work, 'resume.ndjson');
+    const child = spawn(process.execPath, [BIN, 'scan', '--mode', 'none', '--json', '--concurrency', '1', '--state', state, `registry://${reg.host}`], { stdio: 'ignore' });
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    const deadline = Date.now() + 300_000;
+    while (Date.now() < deadline && (!fs.existsSync(state) || stateRefs(state).length < 25)) await new Promise((resolve) => setTimeout(resolve, 20));
+    child.kill('SIGKILL');
+    await exited;
+    const before = stateRefs(state);
+    assert.ok(before.length >= 25 && before.length < 90, `${before.length} done when killed`);
+    const r = vsys(['scan', '--mode', 'none', '--json', '--concurrency', '4', '--state', state, `registry://${reg.host}`]);
+    assert.equal(r.status, 0, r.stderr);
+    const resumed = Number(/(\d+) of 90 images already judged/.exec(r.stderr)?.[1]);
+    assert.ok(resumed >= before.length - 1 && resumed <= before.length, `resumed ${resumed}, ${before.length} lines before`);
+    const after = stateRefs(state);
+    assert.equal(after.length, 90, 'one line per image: nothing judged twice');
+    assert.equal(new Set(after).size, 90);
+    assert.deepEqual(comparable(records(r.stdout)), comparable(full));
+    // Another scan's state is refused, not mixed in.
+    const other = vsys(['scan', '--mode', 'none', '--json', '--state', state, '--repos', 'team-a/*', `registry://${reg.host}`]);
+    assert.equal(other.status, 2);
+    assert.match(other.stderr, /holds the state of another scan/);
+  });
+
+  test('three shards side by side cover every image once and merge to the report of one run', { timeout: 600_000 }, async () => {
+    const files = [0, 1, 2].map((k) => path.join(work, `shard-${k}.ndjson`));
+    const runs = files.map((f, k) => new Promise<{ code: number | null; err: string }>((resolve) => {
+      const c = spawn(process.execPath, [BIN, 'scan', '--mode', 'none', '--json', '--shard', `${k}/3`, '--state', f, `registry://${reg.host}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+      let err = '';
+      c.stderr.on('data', (d) => (err += d));
+      c.once('exit', (code) => resolve({ code, err }));
+    }));
+    for (const r of await Promise.all(runs)) assert.equal(r.code, 0, r.err);
+    const refs = files.map(stateRefs);
+    assert.equal(refs.flat().length, 90);
+    assert.equal(new Set(refs.flat()).size, 90);
+    const merged = vsys(['scan', '--merge', '--mode', 'none', '--json', ...files]);
+    assert.equal(merged.status, 0, merged.stderr);
+    assert.deepEqual(comparable(records(merged.stdout)), comparable(full));
+    // The text report and the gate read the merge as they read a scan.
+    const gate = vsys(['scan', '--merge', '--mode', 'none', '--fail-on', 'crash', ...files]);
+    assert.equal(gate.status, 1);
+    assert.match(gate.stdout, /90 image\(s\), 0 error\(s\)/);
+    // A file given twice is said, and counted once.
+    const twice = vsys(['scan', '--merge', '--mode', 'none', '--json', files[0] as string, files[0] as string]);
+    assert.equal(twice.status, 0);
+    assert.equal(records(twice.stdout).filter((x) => x.record === 'image').length, refs[0]?.length);
+  });
+
+  test('--merge refuses what is not a state file, and scanning options', () => {
+    const notState = path.join(work, 'not-state.ndjson');
+    fs.writeFileSync(notState, '{"record":"image"}\n');
+    const r = vsys(['scan', '--merge', notState]);
+    assert.equal(r.status, 3);
+    assert.match(r.stderr, /SCAN_STATE_BAD|no vsys-scan-state header/);
+    assert.equal(vsys(['scan', '--merge', '--shard', '0/2', notState]).status, 2);
+    assert.equal(vsys(['scan', '--merge']).status, 2);
+    assert.equal(vsys(['scan', '--shard', '0/2', '/bin/true']).status, 2);
+  });
+});
