@@ -9,7 +9,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { BIN, CORPUS } from '../helpers.js';
+import { BIN, CORPUS, hasCommand, ROOT } from '../helpers.js';
 import { buildC, hasGcc } from '../support/fixtures.js';
 import { buildLayer, imageConfig, MEDIA } from '../support/images.js';
 import { pushImage, registryUnavailable, startRegistry, type Registry } from '../support/registry.js';
@@ -175,6 +175,43 @@ describe('whole-registry scans', { skip }, () => {
     const twice = vsys(['scan', '--merge', '--mode', 'none', '--json', files[0] as string, files[0] as string]);
     assert.equal(twice.status, 0);
     assert.equal(records(twice.stdout).filter((x) => x.record === 'image').length, refs[0]?.length);
+  });
+
+  test('deploy/kubernetes/registry-scan-job.yaml: its pods\' arguments, run as the Job runs them, merge to the report of one run', { timeout: 600_000, skip: !hasCommand('kubectl') && 'kubectl not installed' }, async () => {
+    const file = path.join(ROOT, 'deploy', 'kubernetes', 'registry-scan-job.yaml');
+    const k = spawnSync('kubectl', ['annotate', '--local', '-f', file, '-o', 'json', 'vsys.test/decoded=1'], { encoding: 'utf8' });
+    assert.equal(k.status, 0, k.stderr);
+    const objs = JSON.parse(`[${k.stdout.trim().replace(/\n\}\n\{/g, '\n},\n{')}]`) as Rec[];
+    const job = objs.find((o) => o.kind === 'Job') as Rec;
+    const pvc = objs.find((o) => o.kind === 'PersistentVolumeClaim') as Rec;
+    const spec = job.spec;
+    assert.equal(spec.completionMode, 'Indexed');
+    assert.equal(spec.template.spec.restartPolicy, 'OnFailure', 'a restarted container keeps its volume and resumes');
+    const n = spec.completions as number;
+    assert.equal(spec.parallelism, n);
+    const c = spec.template.spec.containers[0];
+    assert.deepEqual(c.securityContext.capabilities.drop, ['ALL']);
+    assert.equal(c.securityContext.readOnlyRootFilesystem, true);
+    assert.equal(spec.template.spec.securityContext.runAsNonRoot, true);
+    const env = c.env.find((e: Rec) => e.name === 'JOB_COMPLETION_INDEX');
+    assert.equal(env.valueFrom.fieldRef.fieldPath, "metadata.annotations['batch.kubernetes.io/job-completion-index']");
+    const out = c.volumeMounts.find((m: Rec) => spec.template.spec.volumes.find((v: Rec) => v.name === m.name)?.persistentVolumeClaim?.claimName === pvc.metadata.name);
+    assert.ok(out, 'the state files are on the claim');
+    const args = c.args as string[];
+    assert.equal(args[args.indexOf('--shard') + 1], `$(JOB_COMPLETION_INDEX)/${n}`);
+    assert.ok(args[args.indexOf('--state') + 1]?.startsWith(`${out.mountPath}/`));
+    // Each pod's arguments, as the kubelet expands them, against this registry, side by side.
+    const dir = path.join(work, 'job-out');
+    fs.mkdirSync(dir);
+    const podArgs = (i: number) => args.map((a) => a.replaceAll('$(JOB_COMPLETION_INDEX)', String(i)).replace(/^registry:\/\/.*$/, `registry://${reg.host}`).replace(new RegExp(`^${out.mountPath}/`), `${dir}/`));
+    const codes = await Promise.all(Array.from({ length: n }, (_, i) => new Promise<number | null>((resolve) => spawn(process.execPath, [BIN, ...podArgs(i)], { stdio: 'ignore' }).once('exit', resolve))));
+    assert.deepEqual(codes, Array(n).fill(0));
+    const states = fs.readdirSync(dir).map((f) => path.join(dir, f));
+    assert.equal(states.length, n);
+    assert.equal(states.flatMap(stateRefs).length, 90);
+    const merged = vsys(['scan', '--merge', '--mode', 'none', '--json', ...states]);
+    assert.equal(merged.status, 0, merged.stderr);
+    assert.deepEqual(comparable(records(merged.stdout)), comparable(full));
   });
 
   test('--merge refuses what is not a state file, and scanning options', () => {
