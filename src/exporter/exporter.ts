@@ -10,7 +10,7 @@ import { loadHostFigures } from '../bench/host-figures.js';
 import { runBench } from '../bench/run-bench.js';
 import { detectVsyscallMode } from '../host/vsyscall-mode.js';
 import { makeRegistry } from './metrics.js';
-import { PAGE_HOOKS, PageCounters } from './page-counters.js';
+import { PageCounters } from './page-counters.js';
 import { readProcessLabels } from './process-labels.js';
 import { SeriesTable } from './series.js';
 import { scanRunningProcesses, type ProcessScan } from './process-scan.js';
@@ -59,7 +59,7 @@ export async function startExporter(o: ExporterOptions): Promise<Exporter> {
     const scans = new ProcessScanner(o.scanIntervalMs ?? 300_000, o.onWarning);
     const registry = makeRegistry({
       mode, kernel: os.release(), version: VSYS_VERSION, table, refresh,
-      figures: () => state.figures, kernelDropped: () => counters.dropped(), hooks: PAGE_HOOKS,
+      figures: () => state.figures, kernelDropped: () => counters.dropped(), hooks: { ...counters.hooks },
       processScan: () => scans.last,
     });
     const timer = setInterval(refresh, o.pollMs ?? 1000);

@@ -1,19 +1,21 @@
 // Loads, attaches, reads and closes the exporter's page-only programs (page-programs.ts), through
 // the same loader and map reader `vsys trace` uses (native/bpf.ts). Counts are kept per process in
 // the kernel; the exporter folds them into series and forgets a process once it is gone.
-import { BpfMap, MAP_TYPE, ProgramLinks, closePrograms, attachRawTracepoint, loadRawTracepointProgram, programMisses } from '../native/bpf.js';
+import { BpfMap, MAP_TYPE, ProgramLinks, closePrograms, attachKprobe, attachRawTracepoint, kprobePmuType, loadKprobeProgram, loadRawTracepointProgram, programMisses } from '../native/bpf.js';
+import { libcBindings } from '../native/libc.js';
 import { COMM_LEN, COUNT_KEY, MISC, TAG_CRASH, TAG_EMULATE } from '../trace/bpf-programs.js';
 import { entryOfNr } from '../trace/counters.js';
-import { CRASH_MISALIGNED, pageEmulateProgram, pageSignalProgram, type PageMaps } from './page-programs.js';
+import { CRASH_DATA, CRASH_FETCH, CRASH_MISALIGNED, pageEmulateProgram, pageKprobeProgram, pageSignalProgram, type PageMaps } from './page-programs.js';
 
 const MAX_KEYS = 16384;
 const MAX_MARKS = 4096;
 
 /**
- * Where a crash happened: a misaligned call the kernel rejected; under xonly and emulate, where
- * calls of entries are emulated, any other fault in the page is a data access ('data'); under none,
- * the entry at the fault's address (a call of it, or a read there: the signal does not say) or
- * 'other' for another offset.
+ * Where a crash happened: a misaligned call the kernel rejected; a read or write of the page
+ * ('data'); a call of an entry (by its name) or of another offset ('other'). With the kprobe the
+ * fault's error code tells a call from a read in every mode. Without it: under xonly and emulate,
+ * where calls of entries are emulated, any other fault in the page is a data access; under none,
+ * the entry at the fault's address (a call of it, or a read there: the signal does not say).
  */
 export type CrashEntry = 'gettimeofday' | 'time' | 'getcpu' | 'misaligned' | 'data' | 'other';
 
@@ -29,24 +31,58 @@ export interface PageCount {
 
 export function crashEntryOf(low: number, callsEmulated: boolean): CrashEntry {
   if (low === CRASH_MISALIGNED) return 'misaligned';
+  if (low & CRASH_DATA) return 'data';
+  if (low & CRASH_FETCH) return entryAt(low & 0xfff);
   if (callsEmulated) return 'data';
+  return entryAt(low);
+}
+
+function entryAt(low: number): CrashEntry {
   if (low === 0) return 'gettimeofday';
   if (low === 0x400) return 'time';
   if (low === 0x800) return 'getcpu';
   return 'other';
 }
 
+/**
+ * The kernel functions the fault path calls for the vsyscall page alone, newest name first:
+ * emulate_vsyscall_pf (kernels with LASS support), emulate_vsyscall (4.x to 6.x).
+ */
+const KPROBE_FUNCTIONS = ['emulate_vsyscall_pf', 'emulate_vsyscall'];
+
 /** The hooks in use, as the README names them. */
-export const PAGE_HOOKS = { emulations: 'tracepoint:emulate_vsyscall', crashes: 'raw_tracepoint:signal_deliver (SIGSEGV with si_addr in the page, or after a misaligned emulation)' } as const;
+export interface PageHooks {
+  emulations: string;
+  crashes: string;
+}
+
+/** The first of KPROBE_FUNCTIONS this kernel lets a kprobe program attach to (tried and let go). */
+function probeableFunction(progFd: number): string | undefined {
+  if (kprobePmuType() === undefined) return undefined;
+  for (const fn of KPROBE_FUNCTIONS) {
+    try {
+      libcBindings().close(attachKprobe(progFd, fn));
+      return fn;
+    } catch {
+      // not in this kernel, or not probeable: the next name
+    }
+  }
+  return undefined;
+}
 
 export class PageCounters {
   private readonly maps: BpfMap[] = [];
   private readonly m: PageMaps;
-  private readonly progs: { fd: number; tracepoint: string }[] = [];
+  private readonly progs: { fd: number; attach: (fd: number) => number }[] = [];
   private readonly links = new ProgramLinks();
+  /** The kernel function the kprobe is on, when this kernel allows one. */
+  readonly kprobe: string | undefined;
 
-  /** `callsEmulated`: the mode emulates calls of the entries (xonly, emulate), so a fault that kills is a data access. */
-  constructor(private readonly callsEmulated: boolean) {
+  /**
+   * `callsEmulated`: the mode emulates calls of the entries (xonly, emulate), so a fault that kills
+   * is a data access. `useKprobe: false` keeps to the signal even where kprobes are allowed.
+   */
+  constructor(private readonly callsEmulated: boolean, o: { useKprobe?: boolean } = {}) {
     const map = (type: number, keySize: number, valueSize: number, maxEntries: number, name: string) => {
       const b = new BpfMap({ type, keySize, valueSize, maxEntries, name });
       this.maps.push(b);
@@ -57,19 +93,33 @@ export class PageCounters {
         counts: map(MAP_TYPE.HASH, COUNT_KEY.size, 8, MAX_KEYS, 'vsysx_counts'),
         misc: map(MAP_TYPE.ARRAY, 4, 8, 3, 'vsysx_dropped'),
         comms: map(MAP_TYPE.HASH, 4, COMM_LEN, MAX_KEYS, 'vsysx_comms'),
-        // LRU: a thread killed between its misaligned call and the signal leaves no lasting mark.
+        // LRU: a thread that dies between its fault in the page and the signal leaves no lasting mark.
         marks: map(MAP_TYPE.LRU_HASH, 4, 4, MAX_MARKS, 'vsysx_marks'),
       };
-      this.progs.push({ fd: loadRawTracepointProgram(pageEmulateProgram(this.m), 'vsysx_emulate'), tracepoint: 'emulate_vsyscall' });
-      this.progs.push({ fd: loadRawTracepointProgram(pageSignalProgram(this.m), 'vsysx_signal'), tracepoint: 'signal_deliver' });
+      const kfd = o.useKprobe !== false && kprobePmuType() !== undefined ? loadKprobeProgram(pageKprobeProgram(this.m), 'vsysx_kprobe') : undefined;
+      this.kprobe = kfd === undefined ? undefined : probeableFunction(kfd);
+      if (kfd !== undefined && this.kprobe === undefined) libcBindings().close(kfd);
+      this.progs.push({ fd: loadRawTracepointProgram(pageEmulateProgram(this.m, this.kprobe !== undefined), 'vsysx_emulate'), attach: (fd) => attachRawTracepoint(fd, 'emulate_vsyscall') });
+      this.progs.push({ fd: loadRawTracepointProgram(pageSignalProgram(this.m), 'vsysx_signal'), attach: (fd) => attachRawTracepoint(fd, 'signal_deliver') });
+      const fn = this.kprobe;
+      if (kfd !== undefined && fn !== undefined) this.progs.push({ fd: kfd, attach: (fd) => attachKprobe(fd, fn) });
     } catch (e) {
       this.close();
       throw e;
     }
   }
 
+  /** The hooks in use (vsys_exporter_hook). */
+  get hooks(): PageHooks {
+    const signal = 'raw_tracepoint:signal_deliver';
+    return {
+      emulations: 'tracepoint:emulate_vsyscall',
+      crashes: this.kprobe ? `kprobe:${this.kprobe} + ${signal} (a fault in the page, then SIGSEGV with the default action)` : `${signal} (SIGSEGV with si_addr in the page, or after a misaligned emulation)`,
+    };
+  }
+
   enable(): void {
-    this.links.attach(this.progs.map((p) => () => attachRawTracepoint(p.fd, p.tracepoint)));
+    this.links.attach(this.progs.map((p) => () => p.attach(p.fd)));
   }
 
   disable(): void {

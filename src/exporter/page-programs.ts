@@ -2,9 +2,12 @@
 // page (issue 22, item 2), unlike `vsys trace`'s fault hook, which runs on every user page fault.
 // Emulations: the emulate_vsyscall raw tracepoint (arch/x86/entry/vsyscall/vsyscall_64.c), fired
 // only by a fetch fault in the page. Crashes: signal_deliver (include/trace/events/signal.h), which
-// runs for every delivered signal (rare beside page faults) and leaves at once unless it is SIGSEGV.
-// This kernel has no kprobes (no kprobe PMU, no kprobe_events), so emulate_vsyscall itself cannot
-// be hooked; a SIGSEGV counts when the kernel says the page caused it (README, "vsys exporter").
+// runs for every delivered signal (rare beside page faults) and leaves at once unless it is SIGSEGV
+// with the default action. What the page did to the thread comes, where the kernel allows kprobes,
+// from a kprobe on the function the fault path calls for the page alone (emulate_vsyscall, or
+// emulate_vsyscall_pf on kernels with LASS support): the fault's error code says a call (an
+// instruction fetch) from a read or write, at which offset. Without kprobes, from the signal: its
+// si_addr in the page (README, "vsys exporter", says what that loses).
 import { HELPER, UPDATE, type BpfMap } from '../native/bpf.js';
 import { Asm, FP } from '../native/bpf-asm.js';
 import { COUNT_KEY, SHARED, TAG_CRASH, TAG_EMULATE, countKey, key, type ProgramMaps } from '../trace/bpf-programs.js';
@@ -13,13 +16,25 @@ import { VSYSCALL_PAGE_ADDR } from '../model/vsyscall-page.js';
 
 /** Crash key low bits for a misaligned call the kernel emulated into a SIGSEGV (si_addr is 0 then). */
 export const CRASH_MISALIGNED = 0x1000;
+/** Crash key low bits from the kprobe: an instruction fetch (a call or jump) at the offset in the low 12 bits… */
+export const CRASH_FETCH = 0x2000;
+/** …or a read or write of the page at that offset. */
+export const CRASH_DATA = 0x4000;
+/** x86 page fault error code: the fault was an instruction fetch. */
+const PF_INSTR = 0x10;
+/** struct pt_regs (arch/x86/include/asm/ptrace.h): where a kprobe finds the probed function's arguments. */
+const PT_REGS = { dx: 96, di: 112 } as const;
 
 /** The maps both programs use: the counts and comms of `vsys trace`'s layout, and one mark per thread. */
 export interface PageMaps {
   counts: BpfMap;
   misc: BpfMap;
   comms: BpfMap;
-  /** tid → 1: the thread's last emulation was a misaligned call, whose SIGSEGV carries no address. */
+  /**
+   * tid → what the page last did to the thread, as crash key low bits: CRASH_MISALIGNED (a
+   * misaligned call, whose SIGSEGV carries no address), or from the kprobe CRASH_FETCH or
+   * CRASH_DATA with the offset. An emulated call clears it when the kprobe is in use.
+   */
   marks: BpfMap;
 }
 
@@ -36,14 +51,43 @@ function sharedMaps(m: PageMaps): ProgramMaps {
   return { counts: m.counts, misc: m.misc, comms: m.comms, pending: m.marks, crashes: m.marks };
 }
 
-/** emulate_vsyscall(nr): counts[(tgid, EMULATE | nr)] += 1; a misaligned call (nr < 0) marks its thread. */
-export function pageEmulateProgram(m: PageMaps): Buffer {
+/**
+ * emulate_vsyscall(nr): counts[(tgid, EMULATE | nr)] += 1; a misaligned call (nr < 0) marks its
+ * thread. With `clearsMarks` (the kprobe marks every fault in the page), an emulated call clears
+ * the kprobe's mark: the call was answered, it is not what a later SIGSEGV comes from.
+ */
+export function pageEmulateProgram(m: PageMaps, clearsMarks = false): Buffer {
   const a = new Asm();
   a.ldx('dw', 6, 1, CTX.emulateNr);
   key(a, TAG_EMULATE, 6);
   countKey(a, sharedMaps(m));
-  a.jmp('jsge', 6, { imm: 0 }, 'out', true)
-    .stx('w', FP, SLOT.tid, 7).st('w', FP, SLOT.one, 1)
+  a.stx('w', FP, SLOT.tid, 7).jmp('jsge', 6, { imm: 0 }, 'emulated', true)
+    .st('w', FP, SLOT.one, CRASH_MISALIGNED)
+    .ldMap(1, m.marks).mov(2, FP).alu64('add', 2, { imm: SLOT.tid }).mov(3, FP).alu64('add', 3, { imm: SLOT.one }).mov(4, { imm: UPDATE.ANY }).call(HELPER.map_update_elem)
+    .goto('out')
+    .label('emulated');
+  if (clearsMarks) a.ldMap(1, m.marks).mov(2, FP).alu64('add', 2, { imm: SLOT.tid }).call(HELPER.map_delete_elem);
+  a.label('out').mov(0, { imm: 0 }).exit();
+  return a.build();
+}
+
+/**
+ * kprobe on emulate_vsyscall(error_code, regs, address) (or emulate_vsyscall_pf): the fault path
+ * calls it for faults in the page only, in every mode (under none it refuses them all). Marks the
+ * thread with what the fault was: CRASH_FETCH or CRASH_DATA, and the offset. An address outside
+ * the page (a kernel whose function takes other arguments) marks nothing: the signal's own
+ * address decides then, as without kprobes.
+ */
+export function pageKprobeProgram(m: PageMaps): Buffer {
+  const a = new Asm();
+  a.ldx('dw', 8, 1, PT_REGS.di).ldx('dw', 9, 1, PT_REGS.dx)
+    .mov(2, 9).alu64('and', 2, { imm: -4096 }).ld64(3, VSYSCALL_PAGE_ADDR).jmp('jne', 2, 3, 'out')
+    .call(HELPER.get_current_pid_tgid).stx('w', FP, SLOT.tid, 0)
+    .mov(1, 9).alu64('and', 1, { imm: 0xfff }).alu64('or', 1, { imm: CRASH_DATA })
+    .jmp('jset', 8, { imm: PF_INSTR }, 'fetch')
+    .goto('mark')
+    .label('fetch').mov(1, 9).alu64('and', 1, { imm: 0xfff }).alu64('or', 1, { imm: CRASH_FETCH })
+    .label('mark').stx('w', FP, SLOT.one, 1)
     .ldMap(1, m.marks).mov(2, FP).alu64('add', 2, { imm: SLOT.tid }).mov(3, FP).alu64('add', 3, { imm: SLOT.one }).mov(4, { imm: UPDATE.ANY }).call(HELPER.map_update_elem)
     .label('out').mov(0, { imm: 0 }).exit();
   return a.build();
@@ -51,9 +95,9 @@ export function pageEmulateProgram(m: PageMaps): Buffer {
 
 /**
  * signal_deliver(sig, info, ka), SIGSEGV with the default action (the process dies):
- * counts[(tgid, CRASH | offset in the page)] when the fault's address is in the page, or
- * counts[(tgid, CRASH | CRASH_MISALIGNED)] when the thread is marked. A caught SIGSEGV is not a
- * crash; its mark is dropped all the same.
+ * counts[(tgid, CRASH | mark)] when the thread is marked (a misaligned call; with the kprobe, any
+ * fault in the page not emulated), else counts[(tgid, CRASH | offset in the page)] when the
+ * fault's address is in the page. A caught SIGSEGV is not a crash; its mark is dropped all the same.
  */
 export function pageSignalProgram(m: PageMaps): Buffer {
   const a = new Asm();
@@ -66,11 +110,13 @@ export function pageSignalProgram(m: PageMaps): Buffer {
     .call(HELPER.get_current_pid_tgid).mov(7, 0).stx('w', FP, SLOT.tid, 7)
     .ldx('dw', 8, FP, SLOT.handler)
     .mov(9, { imm: 0xffff })
-    // A marked thread: this is its misaligned call's SIGSEGV (force_sig: si_code SI_KERNEL, no address).
+    // A marked thread: the page's fault is what this SIGSEGV comes from (a misaligned call's
+    // force_sig has si_code SI_KERNEL and no address; the kprobe's mark says fetch or data).
     .ldMap(1, m.marks).mov(2, FP).alu64('add', 2, { imm: SLOT.tid }).call(HELPER.map_lookup_elem)
     .jmp('jeq', 0, { imm: 0 }, 'nomark')
+    .ldx('w', 9, 0, 0)
     .ldMap(1, m.marks).mov(2, FP).alu64('add', 2, { imm: SLOT.tid }).call(HELPER.map_delete_elem)
-    .mov(9, { imm: CRASH_MISALIGNED })
+    .goto('decide')
     .label('nomark')
     // A fault's own signal (si_code > 0) at an address in the page.
     .ldx('w', 1, FP, SLOT.siCode).jmp('jsle', 1, { imm: 0 }, 'decide', true)

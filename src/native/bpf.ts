@@ -14,6 +14,7 @@ const CMD = { MAP_CREATE: 0, MAP_LOOKUP_ELEM: 1, MAP_UPDATE_ELEM: 2, MAP_DELETE_
 export const MAP_TYPE = { HASH: 1, ARRAY: 2, CGROUP_ARRAY: 8, LRU_HASH: 9 } as const;
 const PROG_TYPE_RAW_TRACEPOINT = 17;
 const PROG_TYPE_TRACEPOINT = 5;
+const PROG_TYPE_KPROBE = 2;
 const ATTR_SIZE = 144;
 
 /** Helper function ids (enum bpf_func_id). */
@@ -185,7 +186,61 @@ export function loadTracepointProgram(insns: Buffer, name: string): number {
   return loadProgram(insns, name, PROG_TYPE_TRACEPOINT);
 }
 
-function loadProgram(insns: Buffer, name: string, type: number): number {
+/**
+ * Loads a kprobe program: its context is the probed function's struct pt_regs (arguments in di, si,
+ * dx, …). Kernels before 5.0 want the running kernel's version in the load.
+ */
+export function loadKprobeProgram(insns: Buffer, name: string): number {
+  return loadProgram(insns, name, PROG_TYPE_KPROBE, kernelVersionCode());
+}
+
+/** LINUX_VERSION_CODE of the running kernel, from its release (6.1.0-57-cloud-amd64: 0x060100). */
+function kernelVersionCode(): number {
+  const m = /^(\d+)\.(\d+)(?:\.(\d+))?/.exec(fs.readFileSync('/proc/sys/kernel/osrelease', 'utf8'));
+  return m ? (Number(m[1]) << 16) + (Number(m[2]) << 8) + Math.min(255, Number(m[3] ?? 0)) : 0;
+}
+
+const KPROBE_PMU = '/sys/bus/event_source/devices/kprobe/type';
+
+/** Can kprobes be made through perf_event_open (the kprobe PMU, kernels >= 4.17 with kprobes)? */
+export function kprobePmuType(): number | undefined {
+  try {
+    const n = Number(fs.readFileSync(KPROBE_PMU, 'utf8').trim());
+    return Number.isInteger(n) && n > 0 ? n : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Attaches a kprobe program at the entry of kernel function `fn`, through a perf event of the kprobe
+ * PMU: nothing is written to tracefs, and closing the returned fd removes the probe, so a killed
+ * process leaves nothing behind. Throws BPF_UNAVAILABLE when the function cannot be probed.
+ */
+export function attachKprobe(progFd: number, fn: string): number {
+  const type = kprobePmuType();
+  if (type === undefined) throw new VsysError('BPF_UNAVAILABLE', `kprobe on ${fn}: this kernel has no kprobe PMU (${KPROBE_PMU})`);
+  const attr = Buffer.alloc(128);
+  attr.writeUInt32LE(type, 0);
+  attr.writeUInt32LE(128, 4);
+  attr.writeBigUInt64LE(1n, 40); // disabled until enabled
+  attr.writeBigUInt64LE(place(LOG_OFF - 256, Buffer.from(`${fn.slice(0, 100)}\0`, 'latin1')), 56); // config1: kprobe_func
+  let fd: number;
+  try {
+    fd = openPerfEvent(attr, { pid: -1, cpu: 0 });
+  } catch (e) {
+    throw new VsysError('BPF_UNAVAILABLE', `kprobe on ${fn}: ${(e as Error).message}`, { cause: e });
+  }
+  const lc = libcBindings();
+  if (lc.ioctl(fd, PERF_IOC.SET_BPF, progFd) !== 0 || lc.ioctl(fd, PERF_IOC.ENABLE, 0) !== 0) {
+    const e = errno();
+    lc.close(fd);
+    throw new VsysError('BPF_UNAVAILABLE', `attaching a program to the kprobe on ${fn}: ${lc.strerror(e)}`, { syscall: 'ioctl', errno: e });
+  }
+  return fd;
+}
+
+function loadProgram(insns: Buffer, name: string, type: number, kernVersion = 0): number {
   const license = Buffer.from('GPL\0', 'latin1');
   const page = scratch.get();
   const insOff = 16384;
@@ -201,6 +256,7 @@ function loadProgram(insns: Buffer, name: string, type: number): number {
     a.writeUInt32LE(logLevel, 24);
     a.writeUInt32LE(logLevel ? LOG_SIZE : 0, 28);
     a.writeBigUInt64LE(logLevel ? page.address + BigInt(LOG_OFF) : 0n, 32);
+    a.writeUInt32LE(kernVersion, 40);
     a.write(name.slice(0, 15), 48, 'latin1');
     return bpf(CMD.PROG_LOAD, a, `load of program ${name}`, logLevel ? () => verifierLog() : undefined);
   };

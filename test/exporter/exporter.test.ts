@@ -14,7 +14,7 @@ import { buildTraceFixture } from '../support/trace-fixture.js';
 import { SeriesTable, emulationCostSeconds } from '../../src/exporter/series.js';
 import { readPodNames } from '../../src/exporter/process-labels.js';
 import { crashEntryOf } from '../../src/exporter/page-counters.js';
-import { CRASH_MISALIGNED } from '../../src/exporter/page-programs.js';
+import { CRASH_DATA, CRASH_FETCH, CRASH_MISALIGNED } from '../../src/exporter/page-programs.js';
 import { parseListen } from '../../src/cli/exporter.js';
 
 const root = process.getuid?.() === 0;
@@ -57,6 +57,12 @@ test('crash places: misaligned mark, data access where calls are emulated, entry
   assert.equal(crashEntryOf(0, true), 'data');
   assert.equal(crashEntryOf(0x400, false), 'time');
   assert.equal(crashEntryOf(0x410, false), 'other');
+  // From the kprobe's mark: the fault's error code decides, whatever the mode.
+  assert.equal(crashEntryOf(CRASH_FETCH | 0x400, false), 'time');
+  assert.equal(crashEntryOf(CRASH_FETCH | 0x800, true), 'getcpu');
+  assert.equal(crashEntryOf(CRASH_FETCH | 0x10, false), 'other');
+  assert.equal(crashEntryOf(CRASH_DATA | 0x400, false), 'data');
+  assert.equal(crashEntryOf(CRASH_DATA, true), 'data');
 });
 
 test('pod name and namespace from a kubelet pod directory', () => {

@@ -25,6 +25,27 @@ const flip = (status: number): number => (FLIP ? (status === 139 ? 0 : 139) : st
 const missing = ['qemu-system-x86_64', 'cpio', 'gcc', 'apt-get'].filter((c) => spawnSync('sh', ['-c', `command -v ${c}`]).status !== 0);
 const skip = missing.length ? `missing ${missing.join(', ')} (.ci/run installs them)` : !existsSync('/bin/busybox') ? 'no /bin/busybox (busybox-static)' : false;
 
+/**
+ * The guest's exporter run: saved figures (so nothing is measured in the background), the exporter
+ * on loopback, four programs (a call of time twice, of gettimeofday, a read of the page, a
+ * misaligned call), then its counts and hooks printed from /metrics.
+ */
+function exporterLine(bins: ReturnType<typeof buildPrograms>): string {
+  const prog = (f: string, ...args: string[]) => `/progs/${path.basename(f)} ${args.join(' ')} >/dev/null 2>&1`;
+  const figures = `{"bootId":"'"$(cat /proc/sys/kernel/random/boot_id)"'","kernel":"'"$(uname -r)"'","measuredAt":"2026-01-01T00:00:00Z","ns":{"vsyscall-time":500,"vdso-time":2}}`;
+  return [
+    'ip link set lo up',
+    'mkdir -p /tmp/xc/vsys',
+    `echo '${figures}' > /tmp/xc/vsys/host-figures.json`,
+    'XDG_CACHE_HOME=/tmp/xc node bin/vsys.js exporter --listen 127.0.0.1:9717 --poll-ms 200 --scan-interval 0 >/dev/null 2>/tmp/exporter.err & pid=$!',
+    'i=0; until wget -q -O /dev/null http://127.0.0.1:9717/healthz; do i=$((i+1)); if [ $i -gt 120 ]; then cat /tmp/exporter.err >&2; exit 9; fi; sleep 1; done',
+    prog(bins.entries.time, 'time'), prog(bins.entries.time, 'time'), prog(bins.entries.gettimeofday, 'gettimeofday'), prog(bins.readPage), prog(bins.entries.misaligned, 'misaligned'),
+    'sleep 2',
+    "wget -q -O - http://127.0.0.1:9717/metrics | grep -E '^vsys_(vsyscall_crashes_total|vsyscall_emulated_total|exporter_hook)'",
+    'kill $pid; wait $pid',
+  ].join('; ');
+}
+
 describe('kernel matrix', { skip }, () => {
   const results = new Map<VsyscallMode, BootResult>();
   const work = makeWorkDir();
@@ -136,6 +157,9 @@ describe('kernel matrix', { skip }, () => {
         { name: 'trace-bpf', line: `node bin/vsys.js trace --json -o /tmp/trace-bpf.json --backend bpf -- /progs/${path.basename(bins.entries.time)} time > /dev/null; rc=$?; cat /tmp/trace-bpf.json; exit $rc` },
         { name: 'trace-perf', line: `node bin/vsys.js trace --json -o /tmp/trace-perf.json --backend perf -- /progs/${path.basename(bins.entries.time)} time > /dev/null; rc=$?; cat /tmp/trace-perf.json; exit $rc` },
         ...guestRun,
+        // vsys exporter on this kernel (kprobes allowed: the Debian cloud kernel has the kprobe
+        // PMU): the same programs crash or are emulated, and its /metrics names each, by busybox wget.
+        { name: 'exporter', line: exporterLine(bins) },
         { name: 'trace-read', line: `node bin/vsys.js trace --json -o /tmp/trace-read.json --backend bpf -- /progs/${path.basename(bins.readPage)} > /dev/null; rc=$?; cat /tmp/trace-read.json; exit $rc` },
       ],
     }, work.dir);
@@ -285,6 +309,25 @@ describe('kernel matrix', { skip }, () => {
         const read = summary('trace-read', readDies ? 139 : 0);
         assert.equal(read.counts.pageFaults, readDies ? 1 : 0, 'a read faults only where it is refused');
         assert.deepEqual(read.crashes.map((c: { address: string; error: number }) => [c.address, c.error]), readDies ? [['0xffffffffff600000', 0x4]] : []);
+      });
+
+      test('exporter inside the guest: a kprobe on the fault path tells calls from reads; every crash and emulation counted by program and entry', () => {
+        const got = { crashes: {} as Record<string, number>, emulated: {} as Record<string, number>, hooks: {} as Record<string, string> };
+        for (const m of ran('exporter').matchAll(/^vsys_(vsyscall_crashes_total|vsyscall_emulated_total|exporter_hook)\{(.*)\} (\S+)$/gm)) {
+          const l = Object.fromEntries([...m[2]!.matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]])) as Record<string, string>;
+          if (m[1] === 'exporter_hook') got.hooks[l.kind!] = l.hook!;
+          else got[m[1] === 'vsyscall_crashes_total' ? 'crashes' : 'emulated'][`${l.comm} ${l.entry}`] = Number(m[3]);
+        }
+        // The Debian cloud kernel allows kprobes: the crash hook is the kprobe, not the signal alone.
+        assert.match(got.hooks.crashes ?? '', /^kprobe:emulate_vsyscall(_pf)? \+ raw_tracepoint:signal_deliver/, JSON.stringify(got.hooks));
+        const callDies = (MODE_BEHAVIOUR[mode].call === 'sigsegv') !== FLIP;
+        const readDies = (MODE_BEHAVIOUR[mode].read === 'sigsegv') !== FLIP;
+        // comm is the first 15 bytes of the program's name.
+        const crashes: Record<string, number> = callDies ? { 'call-time time': 2, 'call-gettimeofd gettimeofday': 1, 'call-misaligned other': 1 } : { 'call-misaligned misaligned': 1 };
+        // A read under none is a read (the fault's error code), not a call of the entry at offset 0.
+        if (readDies) crashes['read-page data'] = 1;
+        assert.deepEqual(got.crashes, crashes);
+        assert.deepEqual(got.emulated, callDies ? {} : { 'call-time time': 2, 'call-gettimeofd gettimeofday': 1, 'call-misaligned misaligned': 1 });
       });
 
       test('bench inside the guest: vsyscall paths unavailable under none, measured otherwise; never a crash', () => {

@@ -1,7 +1,7 @@
 // Boots a real Debian kernel under qemu with a busybox initramfs holding node, the built vsys and
 // test programs, in a chosen vsyscall mode, and returns what the guest printed on its serial console.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
@@ -57,6 +57,22 @@ function copyWithLibs(binary: string, root: string): void {
   }
 }
 
+/** package.json's dependencies and theirs, as installed in node_modules (hoisted, as npm installs them). */
+function runtimeDependencies(): string[] {
+  const seen = new Set<string>();
+  const visit = (pkgJson: string) => {
+    const deps = Object.keys((JSON.parse(readFileSync(pkgJson, 'utf8')) as { dependencies?: Record<string, string> }).dependencies ?? {});
+    for (const d of deps) {
+      if (seen.has(d)) continue;
+      seen.add(d);
+      const own = path.join(ROOT, 'node_modules', d, 'package.json');
+      if (existsSync(own)) visit(own);
+    }
+  };
+  visit(path.join(ROOT, 'package.json'));
+  return [...seen];
+}
+
 export interface GuestProgram {
   /** Name used in the result lines. */
   name: string;
@@ -82,11 +98,11 @@ export function buildInitramfs(spec: InitramfsSpec, workDir: string): string {
   copyFileSync('/bin/busybox', path.join(root, 'bin', 'busybox'));
   chmodSync(path.join(root, 'bin', 'busybox'), 0o755);
   copyWithLibs(process.execPath, root);
-  // vsys as built: dist, bin, package.json, the two runtime dependencies
+  // vsys as built: dist, bin, package.json, and its runtime dependencies with theirs
   cpSync(path.join(ROOT, 'dist', 'src'), path.join(root, 'vsys', 'dist', 'src'), { recursive: true });
   cpSync(path.join(ROOT, 'bin'), path.join(root, 'vsys', 'bin'), { recursive: true });
   copyFileSync(path.join(ROOT, 'package.json'), path.join(root, 'vsys', 'package.json'));
-  for (const dep of ['iced-x86', 'koffi']) {
+  for (const dep of runtimeDependencies()) {
     cpSync(path.join(ROOT, 'node_modules', dep), path.join(root, 'vsys', 'node_modules', dep), {
       recursive: true,
       // only the linux_x64 prebuilt of koffi
