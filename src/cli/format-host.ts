@@ -36,6 +36,7 @@ export function formatProbe(r: HostReport): string {
   } else {
     out.push(`vDSO: absent — ${r.vdso.error ?? 'unknown reason'}`);
   }
+  if (r.getcpu) out.push(`getcpu:         ${r.getcpu.status === 'disagree' ? 'DISAGREES: ' : ''}${r.getcpu.summary}`);
   out.push('');
   out.push(`clocksource:    ${r.clocksource.current ?? 'unknown'} (available: ${r.clocksource.available.join(' ') || 'unknown'})`);
   out.push(`KPTI:           ${r.kpti.enabled === null ? 'unknown' : r.kpti.enabled ? 'on' : 'off'} (${r.kpti.evidence})`);

@@ -10,7 +10,9 @@ import {
 } from './facts.js';
 import { checkVdsoHealth, type VdsoHealth } from './vdso-health.js';
 import { dumpVdso, readVdso, type VdsoImage } from './vdso.js';
-import { detectVsyscallMode, type ActiveTest, type VsyscallModeReport } from './vsyscall-mode.js';
+import { callGate } from './call-gate.js';
+import { runGetcpuCheck, type GetcpuCheck } from './getcpu-check.js';
+import { detectVsyscallMode, type ActiveChecks, type VsyscallModeReport } from './vsyscall-mode.js';
 import type { VdsoSymbol } from './vdso-parse.js';
 
 export interface VdsoReport {
@@ -27,8 +29,11 @@ export interface VdsoReport {
 export interface HostReport {
   kernel: KernelFacts;
   cpu: CpuFacts | null;
-  vsyscall: VsyscallModeReport & { active: ActiveTest | null };
+  /** The mode and its evidence; `trapFlag` and `vmReadv` are the selftest's checks (null with --no-active). */
+  vsyscall: VsyscallModeReport & ActiveChecks;
   vdso: VdsoReport;
+  /** getcpu on every online CPU: the vDSO's and the page's answers against sched_getcpu and sysfs; null when not asked. */
+  getcpu: GetcpuCheck | null;
   clocksource: ClocksourceFacts;
   kpti: KptiFacts;
   vulnerabilities: Vulnerability[];
@@ -55,6 +60,8 @@ export interface ProbeOptions {
   dumpVdsoTo?: string;
   /** Load and attach vsys trace's eBPF programs to see whether they are allowed (~100 ms; default true). */
   traceCounting?: boolean;
+  /** Pin a child to each online CPU and check getcpu there (default true). */
+  getcpu?: boolean;
 }
 
 export function assertSupportedHost(): void {
@@ -125,11 +132,15 @@ export async function probeHost(opts: ProbeOptions = {}): Promise<HostReport> {
     }
   }
 
+  const vsyscall = await vsyscallP;
+  // After the vDSO timing, so that a child hopping between CPUs does not disturb it.
+  const getcpu = opts.getcpu === false ? null : await runGetcpuCheck(callGate(vsyscall.active?.call ?? null));
   return {
     kernel,
     cpu,
-    vsyscall: await vsyscallP,
+    vsyscall,
     vdso,
+    getcpu,
     clocksource,
     kpti: kptiState(vulnerabilities, cmdline, cpu),
     vulnerabilities,

@@ -1,14 +1,18 @@
-// Decides the vsyscall mode of this host from four kinds of evidence and says where they disagree:
+// Decides the vsyscall mode of this host from six kinds of evidence and says where they disagree:
 // (a) the [vsyscall] line of /proc/self/maps, (b) vsyscall= on /proc/cmdline, (c) the kernel config,
-// (d) an active test in child processes (call the time entry; read one byte of the page).
-// The active test wins: it is what an old program will meet here.
+// (d) an active test in child processes (call the time entry; read one byte of the page), (e) that
+// call stepped with the trap flag (emulated or native), (f) process_vm_readv of the page (a debugger's
+// read). The active test wins: it is what an old program will meet here.
 import { readFileSync } from 'node:fs';
 import { MODE_BEHAVIOUR, type VsyscallMode } from '../model/modes.js';
 import { modeOfVsyscallPerms } from '../model/maps-mode.js';
+import { callGate } from './call-gate.js';
 import { runNodeChild, type ChildOutcome } from './child.js';
 import { parseCmdline, type CmdlineFacts } from './cmdline.js';
 import type { KconfigFacts } from './kconfig.js';
 import { findVsyscallLine, parseMaps } from './maps.js';
+import { runTrapFlagCheck, type TrapFlagCheck } from './trap-flag.js';
+import { runVmReadvCheck, type VmReadvCheck } from './vm-readv.js';
 
 export type ModeOrUnknown = VsyscallMode | 'unknown';
 
@@ -21,11 +25,23 @@ export interface ActiveTest {
   implies: ModeOrUnknown | 'emulate-or-native';
 }
 
+/** What a source can say when it tells only two modes apart from the others. */
+export type ModePair = 'emulate-or-native' | 'xonly-or-emulate' | 'xonly-or-none';
+
+const PAIR_MODES: Record<ModePair, readonly VsyscallMode[]> = {
+  'emulate-or-native': ['emulate', 'native'],
+  'xonly-or-emulate': ['xonly', 'emulate'],
+  'xonly-or-none': ['xonly', 'none'],
+};
+
 export interface ModeEvidence {
-  source: 'maps' | 'cmdline' | 'kconfig' | 'active-test';
-  says: ModeOrUnknown | 'emulate-or-native' | null;
+  source: 'active-test' | 'trap-flag' | 'vm-readv' | 'maps' | 'cmdline' | 'kconfig';
+  says: ModeOrUnknown | ModePair | null;
   detail: string;
 }
+
+/** The order in which sources decide: what happens to a call and a read here first, what is configured last. */
+const SOURCE_ORDER: readonly ModeEvidence['source'][] = ['active-test', 'trap-flag', 'vm-readv', 'maps', 'cmdline', 'kconfig'];
 
 export interface VsyscallModeReport {
   mode: ModeOrUnknown;
@@ -97,21 +113,43 @@ export async function runActiveTest(): Promise<ActiveTest> {
   return { call, read, implies: modeFromActive(call, read) };
 }
 
-/** Narrows 'emulate-or-native' using the other evidence and the kernel version (native left in 4.15). */
-function refine(says: ModeEvidence['says'], others: ModeEvidence[], kernelMajorMinor: [number, number] | null): ModeOrUnknown | null {
-  if (says !== 'emulate-or-native') return says;
-  const explicit = others.find((e) => e.says === 'native' || e.says === 'emulate');
-  if (explicit && (explicit.says === 'native' || explicit.says === 'emulate')) return explicit.says;
-  // Readable and callable looks the same for both; native needs another source to say so (and a kernel before 4.15).
-  return 'emulate';
+/** Trap-flag evidence: one trap in the page means the call was emulated (xonly or emulate), more mean native. */
+export function modeFromTrapFlag(t: TrapFlagCheck): ModeEvidence {
+  const says = t.calls === 'emulated' ? 'xonly-or-emulate' : t.calls === 'native' ? 'native' : null;
+  return { source: 'trap-flag', says, detail: t.detail };
+}
+
+/** A debugger's read: it works where the page is readable (emulate, native) and fails in xonly and none. */
+export function modeFromVmReadv(v: VmReadvCheck): ModeEvidence {
+  const says = v.readable === true ? 'emulate-or-native' : v.readable === false ? 'xonly-or-none' : null;
+  return { source: 'vm-readv', says, detail: v.detail };
+}
+
+const modesOf = (says: ModeEvidence['says']): readonly VsyscallMode[] | null =>
+  says === null || says === 'unknown' ? null : says in PAIR_MODES ? PAIR_MODES[says as ModePair] : [says as VsyscallMode];
+
+/**
+ * Narrows a source that names two modes with the other sources, in SOURCE_ORDER: the first whose modes
+ * leave one of the two decides (the trap flag tells emulate from native, the active test xonly from
+ * emulate). A readable, callable page that nothing else narrows is emulate: native left the kernel in 4.15.
+ */
+function refine(e: ModeEvidence, all: ModeEvidence[]): ModeOrUnknown | null {
+  const mine = modesOf(e.says);
+  if (mine === null) return e.says === 'unknown' ? 'unknown' : null;
+  if (mine.length === 1) return mine[0]!;
+  for (const src of SOURCE_ORDER) {
+    const theirs = modesOf(all.find((o) => o.source === src && o !== e)?.says ?? null);
+    const both = theirs ? mine.filter((m) => theirs.includes(m)) : [];
+    if (both.length === 1) return both[0]!;
+  }
+  return e.says === 'emulate-or-native' ? 'emulate' : null;
 }
 
 export function reconcile(evidence: ModeEvidence[], kernelMajorMinor: [number, number] | null): Omit<VsyscallModeReport, 'behaviour'> {
-  const order: ModeEvidence['source'][] = ['active-test', 'maps', 'cmdline', 'kconfig'];
-  const resolved = evidence.map((e) => ({ e, mode: refine(e.says, evidence, kernelMajorMinor) }));
+  const resolved = evidence.map((e) => ({ e, mode: refine(e, evidence) }));
   const known = resolved.filter((x) => x.mode !== null && x.mode !== 'unknown');
   let winner: (typeof known)[number] | undefined;
-  for (const src of order) {
+  for (const src of SOURCE_ORDER) {
     winner = known.find((x) => x.e.source === src);
     if (winner) break;
   }
@@ -131,7 +169,26 @@ export interface DetectOptions {
   cmdlineText?: string;
 }
 
-export async function detectVsyscallMode(opts: Partial<DetectOptions> = {}): Promise<VsyscallModeReport & { active: ActiveTest | null }> {
+/** The active test and the two checks that follow it (null when not run), with their evidence. */
+export interface ActiveChecks {
+  active: ActiveTest | null;
+  trapFlag: TrapFlagCheck | null;
+  vmReadv: VmReadvCheck | null;
+}
+
+/** Runs the active test and the debugger's read side by side, then the trap-flag step where calls return. */
+async function runActiveChecks(): Promise<ActiveChecks & { evidence: ModeEvidence[] }> {
+  const [active, vmReadv] = await Promise.all([runActiveTest(), runVmReadvCheck()]);
+  const trapFlag = await runTrapFlagCheck(callGate(active.call));
+  const evidence: ModeEvidence[] = [
+    { source: 'active-test', says: active.implies, detail: `call of time entry: ${active.call.detail}; read of the page: ${active.read.detail}` },
+    modeFromTrapFlag(trapFlag),
+    modeFromVmReadv(vmReadv),
+  ];
+  return { active, trapFlag, vmReadv, evidence };
+}
+
+export async function detectVsyscallMode(opts: Partial<DetectOptions> = {}): Promise<VsyscallModeReport & ActiveChecks> {
   const mapsText = opts.mapsText ?? readFileSync('/proc/self/maps', 'utf8');
   let cmdlineText = opts.cmdlineText;
   if (cmdlineText === undefined) {
@@ -143,13 +200,14 @@ export async function detectVsyscallMode(opts: Partial<DetectOptions> = {}): Pro
   }
   const cmd = parseCmdline(cmdlineText);
   const evidence: ModeEvidence[] = [modeFromMaps(mapsText), modeFromCmdline(cmd), modeFromKconfig(opts.kconfig ?? null, cmd)];
-  let active: ActiveTest | null = null;
+  let checks: ActiveChecks = { active: null, trapFlag: null, vmReadv: null };
   if (opts.active !== false) {
-    active = await runActiveTest();
-    evidence.unshift({ source: 'active-test', says: active.implies, detail: `call of time entry: ${active.call.detail}; read of the page: ${active.read.detail}` });
+    const { evidence: found, ...rest } = await runActiveChecks();
+    evidence.unshift(...found);
+    checks = rest;
   }
   const rel = /^(\d+)\.(\d+)/.exec(opts.kernelRelease ?? '');
   const r = reconcile(evidence, rel ? [Number(rel[1]), Number(rel[2])] : null);
-  return { ...r, behaviour: r.mode === 'unknown' ? null : MODE_BEHAVIOUR[r.mode], active };
+  return { ...r, behaviour: r.mode === 'unknown' ? null : MODE_BEHAVIOUR[r.mode], ...checks };
 }
 

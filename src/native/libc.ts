@@ -32,6 +32,7 @@ interface Bindings {
   close(fd: number): number;
   getpid(): number;
   copy_file_range(fdIn: number, offIn: BigInt64Array, fdOut: number, offOut: null, len: number, flags: number): number;
+  process_vm_readv(pid: number, local: Buffer, liovcnt: number, remote: Buffer, riovcnt: number, flags: number): number | bigint;
 }
 
 let b: Bindings | undefined;
@@ -58,6 +59,8 @@ export function libcBindings(): Bindings {
     close: lib.func('int close(int fd)'),
     getpid: lib.func('int getpid(void)'),
     copy_file_range: lib.func('long copy_file_range(int fd_in, _Inout_ int64_t *off_in, int fd_out, int64_t *off_out, size_t len, unsigned int flags)'),
+    // The iovec arrays are built by hand (two 64-bit words each), so that their bases can be any address.
+    process_vm_readv: lib.func('long process_vm_readv(int pid, void *local, unsigned long liovcnt, void *remote, unsigned long riovcnt, unsigned long flags)'),
   } as unknown as Bindings;
   return b;
 }
@@ -161,4 +164,21 @@ export function copyFileRange(fdIn: number, start: number, fdOut: number, size: 
     done += n;
   }
   return done;
+}
+
+/**
+ * process_vm_readv(2) of `len` bytes at `remote` in process `pid` into native memory at `local`
+ * (the caller owns it, at least `len` bytes): the count the kernel copied, or the errno it failed
+ * with. A debugger's view of memory: it reads what the page tables let the kernel read, not what
+ * this process could load.
+ */
+export function processVmRead(pid: number, local: bigint, remote: bigint, len: number): { bytes: number } | { errno: number } {
+  const iov = (base: bigint) => {
+    const b = Buffer.alloc(16);
+    b.writeBigUInt64LE(BigInt.asUintN(64, base), 0);
+    b.writeBigUInt64LE(BigInt(len), 8);
+    return b;
+  };
+  const n = Number(libcBindings().process_vm_readv(pid, iov(local), 1, iov(remote), 1, 0));
+  return n === -1 ? { errno: errno() } : { bytes: n };
 }

@@ -16,7 +16,7 @@ export interface Mem {
 
 type Op =
   | { k: 'push' | 'pop' | 'callr' | 'jmpr' | 'dec' | 'inc'; r: Reg64 | Reg32 }
-  | { k: 'movrr' | 'addrr' | 'subrr' | 'xorrr' | 'orrr' | 'testrr'; d: Reg64 | Reg32; s: Reg64 | Reg32 }
+  | { k: 'movrr' | 'addrr' | 'subrr' | 'xorrr' | 'orrr' | 'andrr' | 'testrr'; d: Reg64 | Reg32; s: Reg64 | Reg32 }
   | { k: 'movri'; d: Reg64 | Reg32; v: bigint }
   | { k: 'shli' | 'addri' | 'subri' | 'cmpri'; d: Reg64 | Reg32; v: number }
   | { k: 'load'; d: Reg64 | Reg32; m: Mem }
@@ -28,7 +28,7 @@ type Op =
   | { k: 'jmp' | 'call'; label: string }
   | { k: 'label'; name: string }
   | { k: 'int'; v: number }
-  | { k: 'plain'; what: 'ret' | 'syscall' | 'sysenter' | 'rdtsc' | 'rdtscp' | 'lfence' | 'mfence' | 'cpuid' | 'int3' | 'hlt' | 'nop' };
+  | { k: 'plain'; what: 'ret' | 'syscall' | 'sysenter' | 'rdtsc' | 'rdtscp' | 'lfence' | 'mfence' | 'cpuid' | 'int3' | 'hlt' | 'nop' | 'pushf' | 'popf' };
 
 /** Collects instructions; `assemble()` encodes them for a given load address. */
 export class Asm {
@@ -60,6 +60,7 @@ export class Asm {
   sub(d: Reg64 | Reg32, s: Reg64 | Reg32) { return this.add({ k: 'subrr', d, s }); }
   xor(d: Reg64 | Reg32, s: Reg64 | Reg32) { return this.add({ k: 'xorrr', d, s }); }
   or(d: Reg64 | Reg32, s: Reg64 | Reg32) { return this.add({ k: 'orrr', d, s }); }
+  and(d: Reg64 | Reg32, s: Reg64 | Reg32) { return this.add({ k: 'andrr', d, s }); }
   test(d: Reg64 | Reg32, s: Reg64 | Reg32) { return this.add({ k: 'testrr', d, s }); }
   shlImm(d: Reg64 | Reg32, v: number) { return this.add({ k: 'shli', d, v }); }
   addImm(d: Reg64 | Reg32, v: number) { return this.add({ k: 'addri', d, v }); }
@@ -87,6 +88,10 @@ export class Asm {
   int3() { return this.add({ k: 'plain', what: 'int3' }); }
   hlt() { return this.add({ k: 'plain', what: 'hlt' }); }
   nop() { return this.add({ k: 'plain', what: 'nop' }); }
+  /** `pushfq` (`pushfd` in 32-bit code): the flags onto the stack, e.g. to set the trap flag. */
+  pushf() { return this.add({ k: 'plain', what: 'pushf' }); }
+  /** `popfq` (`popfd` in 32-bit code) */
+  popf() { return this.add({ k: 'plain', what: 'popf' }); }
 
   /** Encodes the instructions as if loaded at `ip`. Throws X86_ENCODE_FAILED on an impossible form. */
   assemble(ip: bigint = 0n): Uint8Array {
@@ -108,7 +113,9 @@ function operandsFor(x: Iced, bitness: Bitness) {
     if (!is64 && r.startsWith('r')) throw new VsysError('X86_ENCODE_FAILED', `register ${r} does not exist in 32-bit code`);
     return v;
   };
-  const mem = (m: Mem) => new MemoryOperand(reg(m.base), Register.None, 1, BigInt(m.disp ?? 0), !m.disp ? 0 : m.disp >= -128 && m.disp <= 127 ? 1 : 4, false, Register.None);
+  // iced's displacement size: 1 for a disp8; for a disp32 the address size (8 with a 64-bit base, 4 with a 32-bit one).
+  const dispSize = (m: Mem) => (!m.disp ? 0 : m.disp >= -128 && m.disp <= 127 ? 1 : m.base.startsWith('r') ? 8 : 4);
+  const mem = (m: Mem) => new MemoryOperand(reg(m.base), Register.None, 1, BigInt(m.disp ?? 0), dispSize(m), false, Register.None);
   const pick = (c64: number, c32: number) => (is64 ? c64 : c32);
   const byReg = (r: string, c64: number, c32: number) => (r.startsWith('r') ? c64 : c32);
   return { reg, mem, pick, byReg };
@@ -153,6 +160,7 @@ function instructionOf(x: Iced, o: ReturnType<typeof operandsFor>, op: Op, targe
     case 'subrr': return Instruction.createRegReg(byReg(op.d, Code.Sub_r64_rm64, Code.Sub_r32_rm32), reg(op.d), reg(op.s));
     case 'xorrr': return Instruction.createRegReg(byReg(op.d, Code.Xor_r64_rm64, Code.Xor_r32_rm32), reg(op.d), reg(op.s));
     case 'orrr': return Instruction.createRegReg(byReg(op.d, Code.Or_r64_rm64, Code.Or_r32_rm32), reg(op.d), reg(op.s));
+    case 'andrr': return Instruction.createRegReg(byReg(op.d, Code.And_r64_rm64, Code.And_r32_rm32), reg(op.d), reg(op.s));
     case 'testrr': return Instruction.createRegReg(byReg(op.d, Code.Test_rm64_r64, Code.Test_rm32_r32), reg(op.d), reg(op.s));
     case 'movri':
       return op.d.startsWith('r')
@@ -177,7 +185,7 @@ function instructionOf(x: Iced, o: ReturnType<typeof operandsFor>, op: Op, targe
       const code = {
         ret: pick(Code.Retnq, Code.Retnd), syscall: Code.Syscall, sysenter: Code.Sysenter, rdtsc: Code.Rdtsc,
         rdtscp: Code.Rdtscp, lfence: Code.Lfence, mfence: Code.Mfence, cpuid: Code.Cpuid, int3: Code.Int3,
-        hlt: Code.Hlt, nop: Code.Nopd,
+        hlt: Code.Hlt, nop: Code.Nopd, pushf: pick(Code.Pushfq, Code.Pushfd), popf: pick(Code.Popfq, Code.Popfd),
       }[op.what];
       return Instruction.create(code);
     }

@@ -11,7 +11,7 @@ function full(): HostReport {
     kernel: { release: '6.18.0-vsys', version: '#1 SMP', arch: 'x86_64', platform: 'linux' },
     cpu: { vendor: 'AuthenticAMD', model: 'AMD EPYC 7B13', family: 25, modelNumber: 1, count: 2, flags: { rdtscp: true, constantTsc: true, nonstopTsc: true, pti: false, hypervisor: true } },
     vsyscall: {
-      mode: 'xonly', decidedBy: 'maps', agree: true, disagreements: [], behaviour: MODE_BEHAVIOUR.xonly, active: null,
+      mode: 'xonly', decidedBy: 'maps', agree: true, disagreements: [], behaviour: MODE_BEHAVIOUR.xonly, active: null, trapFlag: null, vmReadv: null,
       evidence: [
         { source: 'maps', says: 'xonly', detail: 'ffffffffff600000-ffffffffff601000 --xp [vsyscall]' },
         { source: 'cmdline', says: null, detail: 'no vsyscall= on the command line' },
@@ -27,6 +27,10 @@ function full(): HostReport {
         { name: 'LINUX_2.6', version: null, address: 0n, offset: 0, size: 0, type: 'object', binding: 'global' },
       ],
       health: { userSpace: true, clocksource: 'kvm-clock', method: 'perf-count', syscallsPerCall: 0, controlSyscallsPerCall: 1, vdsoNs: 20, syscallNs: 130, summary: 'clock_gettime stays in user space (0.00 syscalls per call)' },
+    },
+    getcpu: {
+      status: 'agree', cpusOnline: 2, cpusChecked: 2, vdso: { compared: true, why: null }, vsyscall: { status: 'compared', why: null }, nodeSource: 'sysfs', disagreements: [], skippedCpus: [],
+      summary: 'vDSO and vsyscall agree with sched_getcpu and sysfs on all 2 CPUs (cpu and node)',
     },
     clocksource: { current: 'kvm-clock', available: ['kvm-clock', 'tsc', 'acpi_pm'] },
     kpti: { enabled: false, evidence: '/sys/devices/system/cpu/vulnerabilities/meltdown: Not affected' },
@@ -50,7 +54,7 @@ function bare(): HostReport {
   const r = full();
   r.cpu = null;
   r.vsyscall = {
-    mode: 'none', decidedBy: 'active-test', agree: false, behaviour: null, active: null,
+    mode: 'none', decidedBy: 'active-test', agree: false, behaviour: null, active: null, trapFlag: null, vmReadv: null,
     disagreements: ['kconfig says xonly, the active test says none'],
     evidence: [
       { source: 'kconfig', says: 'xonly', detail: 'CONFIG_LEGACY_VSYSCALL_XONLY=y' },
@@ -58,6 +62,7 @@ function bare(): HostReport {
     ],
   };
   r.vdso = { present: false, base: null, size: null, soname: null, hash: null, symbols: [], health: null };
+  r.getcpu = null;
   r.clocksource = { current: null, available: [] };
   r.kpti = { enabled: null, evidence: 'no vulnerabilities/meltdown file' };
   r.vulnerabilities = [];
@@ -114,6 +119,7 @@ test('probe report, a full xonly guest: every line', () => {
     'vDSO: linux-vdso.so.1 at 0x7ffd1234e000, 8192 bytes, 4 symbols (LINUX_2.6, DT_GNU_HASH)',
     '  functions     __vdso_clock_gettime __vdso_time',
     '  health        clock_gettime stays in user space (0.00 syscalls per call) [counted with perf]',
+    'getcpu:         vDSO and vsyscall agree with sched_getcpu and sysfs on all 2 CPUs (cpu and node)',
     '',
     'clocksource:    kvm-clock (available: kvm-clock tsc acpi_pm)',
     'KPTI:           off (/sys/devices/system/cpu/vulnerabilities/meltdown: Not affected)',
