@@ -4,9 +4,11 @@
 import { VsysError } from '../errors.js';
 import { findVdsoSymbol, readVdso, type VdsoImage } from '../host/vdso.js';
 import { addressOf, ExecPage } from '../native/memory.js';
-import { currentCpu, lookupSymbol } from '../native/libc.js';
+import { lookupSymbol } from '../native/libc.js';
+import { CLOCK_IDS, SYS_X86_64 } from '../model/syscalls.js';
 import { BUF_SIZE, loopCode, RESULT_OFFSET, tscStub, type LoopSpec } from './loop-code.js';
-import type { BenchPath } from './paths.js';
+import type { ArgShape, BenchPath, CheckKind } from './paths.js';
+import { judgeCall } from './result-check.js';
 
 export interface Stats {
   min: number;
@@ -110,6 +112,8 @@ interface Loop {
   run(n: number): { ns: number; ticks: number };
   buffer: Buffer | ExecPage;
   read(offset: number, len: number): Buffer;
+  /** Fills the scratch buffer with `byte`. */
+  prefill(byte: number): void;
   free(): void;
 }
 
@@ -138,6 +142,10 @@ function buildLoop(path: BenchPath, storeResult: boolean): Loop {
       if (!low) return buf.subarray(offset, offset + len);
       return Buffer.from(low.read(offset, len));
     },
+    prefill(byte: number) {
+      buf.fill(byte);
+      low?.write(new Uint8Array(BUF_SIZE).fill(byte));
+    },
     free() {
       page.free();
       low?.free();
@@ -145,68 +153,76 @@ function buildLoop(path: BenchPath, storeResult: boolean): Loop {
   };
 }
 
-let clockLoop: Loop | undefined;
+/** Real system calls that answer what a check compares with, one generated loop each, kept for the process. */
+const oracleLoops = new Map<string, Loop>();
 
-/** CLOCK_REALTIME through a real `syscall` instruction (never the vDSO), in ns. */
-function nowNs(): bigint {
-  clockLoop ??= buildLoop({
-    id: 'bracket', group: 'syscall', label: 'bracket', args: { k: 'clock_gettime', clock: 0 }, invoke: { k: 'syscall', nr: 228 }, check: 'none', risky: false,
-  }, false);
-  clockLoop.run(1);
-  const ts = clockLoop.read(0, 16);
+function oracleLoop(key: string, args: BenchPath['args'], nr: number): Loop {
+  let l = oracleLoops.get(key);
+  if (!l) {
+    l = buildLoop({ id: `oracle-${key}`, group: 'syscall', label: key, args, invoke: { k: 'syscall', nr }, check: 'none', risky: false }, false);
+    oracleLoops.set(key, l);
+  }
+  return l;
+}
+
+/** A clock through a real `syscall` instruction (never the vDSO), in ns. */
+function clockNs(clock: number): bigint {
+  const l = oracleLoop(`clock${clock}`, { k: 'clock_gettime', clock }, SYS_X86_64.clock_gettime);
+  l.run(1);
+  const ts = l.read(0, 16);
   return ts.readBigInt64LE(0) * 1_000_000_000n + ts.readBigInt64LE(8);
 }
 
-/** One call with its result stored, bracketed by real system calls. */
-function checkOnce(path: BenchPath): PathResult['check'] {
-  if (path.check === 'none') return undefined;
+/** The CPU getcpu(2) names, through a real `syscall` instruction. */
+function cpuNow(): bigint {
+  const l = oracleLoop('getcpu', { k: 'getcpu' }, SYS_X86_64.getcpu);
+  l.run(1);
+  return BigInt(l.read(0, 4).readUInt32LE(0));
+}
+
+/** What a check of `path` compares its result with, read once before and once after the call. */
+function oracleOf(kind: Exclude<CheckKind, 'none'>, args: ArgShape): () => bigint {
+  switch (kind) {
+    case 'time':
+    case 'timeval':
+      return () => clockNs(CLOCK_IDS.REALTIME);
+    case 'timespec': {
+      const clock = args.k === 'clock_gettime' ? args.clock : CLOCK_IDS.REALTIME;
+      return () => clockNs(clock);
+    }
+    case 'cpu':
+    case 'cpu-return':
+      return cpuNow;
+    case 'pid':
+      return () => BigInt(process.pid);
+  }
+}
+
+/**
+ * One call with its result stored, bracketed by what real system calls say just before and after
+ * (result-check.ts judges). The buffer is filled with 0xa5 first: a call that writes nothing fails.
+ */
+export function checkResult(path: BenchPath): PathResult['check'] {
+  const kind = path.check;
+  if (kind === 'none') return undefined;
   const loop = buildLoop(path, true);
   try {
-    const before = nowNs();
+    const oracle = oracleOf(kind, path.args);
+    loop.prefill(0xa5);
+    const before = oracle();
     loop.run(1);
-    const after = nowNs();
-    const rax = loop.read(RESULT_OFFSET, 8).readBigInt64LE(0);
-    switch (path.check) {
-      case 'time': {
-        // time() reads the coarse clock, updated once a tick: just after a second begins it may
-        // still say the last one while the precise bracket says the new one (≤ 10 ms of lag).
-        const s = rax;
-        const lo = (before - 10_000_000n) / 1_000_000_000n;
-        const ok = s >= lo && s <= after / 1_000_000_000n;
-        return { ok, detail: `time() = ${s}, between ${lo} and ${after / 1_000_000_000n} from real syscalls (less a tick)` };
-      }
-      case 'timeval': {
-        const b = loop.read(0, 16);
-        const t = b.readBigInt64LE(0) * 1_000_000_000n + b.readBigInt64LE(8) * 1000n;
-        const ok = rax === 0n && t >= (before / 1000n) * 1000n && t <= after;
-        return { ok, detail: `returned ${rax}; tv = ${t / 1000n} µs, bracketed by real syscalls: ${ok ? 'yes' : 'no'}` };
-      }
-      case 'timespec': {
-        const b = loop.read(0, 16);
-        const t = b.readBigInt64LE(0) * 1_000_000_000n + b.readBigInt64LE(8);
-        // Coarse clocks lag by up to a tick (≤ 10 ms).
-        const ok = rax === 0n && t >= before - 10_000_000n && t <= after;
-        return { ok, detail: `returned ${rax}; ts bracketed by real syscalls: ${ok ? 'yes' : 'no'}` };
-      }
-      case 'cpu': {
-        const cpu = loop.read(0, 4).readUInt32LE(0);
-        const here = currentCpu();
-        return { ok: rax === 0n && cpu === here, detail: `getcpu says CPU ${cpu}; sched_getcpu says ${here}` };
-      }
-      case 'pid': {
-        return { ok: Number(rax) === process.pid, detail: `getpid = ${rax}, process.pid = ${process.pid}` };
-      }
-    }
+    const after = oracle();
+    const call = { rax: loop.read(RESULT_OFFSET, 8).readBigInt64LE(0), buf: Buffer.from(loop.read(0, 20)) };
+    return judgeCall(kind, call, { before, after });
   } finally {
     loop.free();
   }
-  return undefined;
 }
 
 /** Measures `path` here. Faulting paths must be called through the child runner, not directly. */
 export function measurePathInProcess(path: BenchPath, opts: MeasureOptions): PathResult {
   const base: PathResult = { id: path.id, label: path.label, group: path.group, status: 'measured' };
-  const check = checkOnce(path);
+  const check = checkResult(path);
   const loop = buildLoop(path, false);
   try {
     // Calibrate: grow n until one run takes ≥ 2 ms, then size runs to the budget.
@@ -239,7 +255,7 @@ export function measurePathInProcess(path: BenchPath, opts: MeasureOptions): Pat
 
 /** Runs exactly `n` calls of `path` once (seed 000's experiment) and returns the wall seconds. */
 export function runFixedInProcess(path: BenchPath, n: number): { seconds: number; check?: PathResult['check'] } {
-  const check = checkOnce(path);
+  const check = checkResult(path);
   const loop = buildLoop(path, false);
   try {
     const m = loop.run(n);

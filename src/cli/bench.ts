@@ -2,7 +2,7 @@
 import fs from 'node:fs';
 import { parseArgs } from 'node:util';
 import { runBench } from '../bench/run-bench.js';
-import { selectPaths, BENCH_PATHS } from '../bench/paths.js';
+import { selectPaths, pathNames, BENCH_PATHS, PATH_GROUPS } from '../bench/paths.js';
 import { SEED000_CEP, SEEDS } from '../model/figures.js';
 import { formatBench, formatBenchSvg } from './format-bench.js';
 import { EXIT, numberOption, toJson, usageError, type Command } from './io.js';
@@ -21,8 +21,10 @@ matching rows, named by article and year; the results are saved for 'vsys scan'
 and the doctor.
 
 options:
-  --paths LIST      ids or groups, comma-separated: vdso, libc, syscall, vsyscall,
-                    int80-64, i386, or ids such as vdso-time,vsyscall-time
+  --paths LIST      ids or groups, comma-separated. An id runs exactly that row
+                    (vdso-clock_gettime-monotonic, not its -raw and -coarse siblings);
+                    a group all of its rows: ${PATH_GROUPS.join(', ')};
+                    an unknown name is a usage error
   --json            one JSON document with the same fields
   --svg FILE        bar chart (log scale): this host against the Habr 2018 table
                     (gettimeofday per path on a 2015 laptop)
@@ -89,7 +91,14 @@ export const benchCommand: Command = {
       }
       return EXIT.ok;
     }
-    if (values.paths !== undefined && selectPaths(values.paths).length === 0) throw usageError(`bench: --paths '${values.paths}' matches no path (see --help for the list)`);
+    if (values.paths !== undefined) {
+      if (pathNames(values.paths).length === 0) throw usageError(`bench: --paths '${values.paths}' names no path (see --help for the list)`);
+      try {
+        selectPaths(values.paths);
+      } catch (e) {
+        throw usageError(`bench: --paths: ${(e as Error).message}`);
+      }
+    }
     const budgetMs = numberOption('bench', 'budget', values.budget, { range: [1, 60_000] });
     const repeats = numberOption('bench', 'repeats', values.repeats, { range: [1, 1000] });
     const cpu = numberOption('bench', 'cpu', values.cpu, { range: [0, 4095] });

@@ -26,6 +26,16 @@ test('every 64-bit path gives a positive figure and a correct result; the orderi
     assert.ok(x.ns.min <= x.ns.median && x.ns.median <= x.ns.p95, x.id);
     if (x.check) assert.equal(x.check.ok, true, `${x.id}: ${x.check.detail}`);
   }
+  // Every 64-bit row is checked but int 0x80 gettimeofday (its buffer is the low page's); the clocks
+  // against real syscalls of the same clock, getcpu's CPU against getcpu(2) and its node against sysfs.
+  for (const x of r.results.filter((y) => y.ns && y.id !== 'int80-64-gettimeofday')) assert.ok(x.check, `${x.id} has a result check`);
+  for (const id of ['vdso-clock_gettime-monotonic', 'libc-clock_gettime-monotonic', 'syscall-clock_gettime-monotonic']) {
+    assert.match(by.get(id)?.check?.detail ?? '', /^returned 0; ts = \d+\.\d{9} s, within \[.*\] read by real syscalls of the same clock$/, id);
+  }
+  for (const id of ['vdso-getcpu', 'syscall-getcpu', ...(by.get('vsyscall-getcpu')?.ns ? ['vsyscall-getcpu'] : [])]) {
+    assert.match(by.get(id)?.check?.detail ?? '', /^returned 0; CPU (\d+), node (\d+); getcpu\(2\) before\/after: CPU \1; sysfs: cpu\1 is on node \2$/, id);
+  }
+  assert.match(by.get('libc-sched_getcpu')?.check?.detail ?? '', /^returned 0; CPU (\d+); getcpu\(2\) before\/after: CPU \1$/);
   const ns = (id: string) => by.get(id)?.ns?.min ?? NaN;
   assert.ok(ns('vdso-time') < ns('vdso-clock_gettime-realtime'), `vDSO time < vDSO clock_gettime (${ns('vdso-time')} vs ${ns('vdso-clock_gettime-realtime')} ns)`);
   assert.ok(ns('vdso-clock_gettime-realtime') < ns('syscall-gettimeofday'), `vDSO clock_gettime < syscall gettimeofday (${ns('vdso-clock_gettime-realtime')} vs ${ns('syscall-gettimeofday')} ns)`);
@@ -34,6 +44,8 @@ test('every 64-bit path gives a positive figure and a correct result; the orderi
     'syscall-gettimeofday': 'vdso-gettimeofday', 'syscall-time': 'vdso-time', 'syscall-clock_gettime': 'vdso-clock_gettime-realtime',
     'libc-gettimeofday': 'vdso-gettimeofday', 'libc-time': 'vdso-time', 'libc-clock_gettime': 'vdso-clock_gettime-realtime', 'vsyscall-gettimeofday': 'vdso-gettimeofday',
     'vsyscall-time': 'vdso-time', 'vsyscall-getcpu': 'vdso-getcpu', 'int80-64-gettimeofday': 'vdso-gettimeofday',
+    'syscall-clock_gettime-monotonic': 'vdso-clock_gettime-monotonic', 'libc-clock_gettime-monotonic': 'vdso-clock_gettime-monotonic',
+    'syscall-getcpu': 'vdso-getcpu', 'libc-sched_getcpu': 'vdso-getcpu',
   };
   for (const x of r.results) {
     if (!x.ns) continue;
