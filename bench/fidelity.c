@@ -22,6 +22,12 @@ static long raw_syscall2(long nr, long a, long b) {
   return ret;
 }
 
+static long raw_syscall3(long nr, long a, long b, long c) {
+  long ret;
+  __asm__ volatile("syscall" : "=a"(ret) : "a"(nr), "D"(a), "S"(b), "d"(c) : "rcx", "r11", "memory");
+  return ret;
+}
+
 static long int80_getpid(void) {
   long ret;
   __asm__ volatile("int $0x80" : "=a"(ret) : "a"(20L) : "memory");
@@ -50,6 +56,7 @@ int main(int argc, char **argv) {
   int R = argc > 3 ? atoi(argv[3]) : 7;
   struct timespec ts;
   struct timeval tv;
+  unsigned cpu, node;
   int all = strcmp(which, "all") == 0;
   long N;
   N = 2000000 * scale;
@@ -58,18 +65,24 @@ int main(int argc, char **argv) {
     long (*volatile tfn)(long *) = (long (*)(long *))dlsym(RTLD_DEFAULT, "time");
     int (*volatile gfn)(struct timeval *, void *) = (int (*)(struct timeval *, void *))dlsym(RTLD_DEFAULT, "gettimeofday");
     int (*volatile cfn)(int, struct timespec *) = (int (*)(int, struct timespec *))dlsym(RTLD_DEFAULT, "clock_gettime");
+    int (*volatile sfn)(void) = (int (*)(void))dlsym(RTLD_DEFAULT, "sched_getcpu");
     long (*t)(long *) = tfn;
     int (*g)(struct timeval *, void *) = gfn;
     int (*c)(int, struct timespec *) = cfn;
+    int (*s)(void) = sfn;
     BENCH("libc-time", t(NULL));
     BENCH("libc-gettimeofday", g(&tv, NULL));
     BENCH("libc-clock_gettime", c(CLOCK_REALTIME, &ts));
+    BENCH("libc-clock_gettime-monotonic", c(CLOCK_MONOTONIC, &ts));
+    BENCH("libc-sched_getcpu", s());
   }
   N = 100000 * scale;
   if (all || !strcmp(which, "syscall")) {
     BENCH("syscall-getpid", raw_syscall2(SYS_getpid, 0, 0));
     BENCH("syscall-gettimeofday", raw_syscall2(SYS_gettimeofday, (long)&tv, 0));
     BENCH("syscall-clock_gettime", raw_syscall2(SYS_clock_gettime, CLOCK_REALTIME, (long)&ts));
+    BENCH("syscall-clock_gettime-monotonic", raw_syscall2(SYS_clock_gettime, CLOCK_MONOTONIC, (long)&ts));
+    BENCH("syscall-getcpu", raw_syscall3(SYS_getcpu, (long)&cpu, (long)&node, 0));
   }
   N = 40000 * scale;
   if (!strcmp(which, "vsyscall")) {

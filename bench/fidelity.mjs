@@ -12,8 +12,8 @@ export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
 
 /** The C paths fidelity.c can run, by the group argument it takes. */
 export const C_GROUPS = {
-  libc: ['libc-time', 'libc-gettimeofday', 'libc-clock_gettime'],
-  syscall: ['syscall-getpid', 'syscall-gettimeofday', 'syscall-clock_gettime'],
+  libc: ['libc-time', 'libc-gettimeofday', 'libc-clock_gettime', 'libc-clock_gettime-monotonic', 'libc-sched_getcpu'],
+  syscall: ['syscall-getpid', 'syscall-gettimeofday', 'syscall-clock_gettime', 'syscall-clock_gettime-monotonic', 'syscall-getcpu'],
   vsyscall: ['vsyscall-time', 'vsyscall-gettimeofday'],
   int80: ['int80-64-getpid'],
   i386: ['i386-int80', 'i386-kernel-vsyscall', 'i386-vdso32-gettimeofday', 'i386-vdso32-clock_gettime'],
@@ -134,9 +134,9 @@ async function main() {
     console.log(JSON.stringify({ rounds, rows, met: rows.every((r) => r.ok) }, null, 2));
   } else {
     console.log(`fidelity: vsys's generated loops vs gcc -O2 (bench/fidelity.c), min of ${rounds} rounds × 5 repeats, CPU 0`);
-    console.log(`${'path'.padEnd(24)} ${'C ns'.padStart(9)} ${'vsys ns'.padStart(9)} ${'vsys/C'.padStart(7)}  target`);
+    console.log(`${'path'.padEnd(32)} ${'C ns'.padStart(9)} ${'vsys ns'.padStart(9)} ${'vsys/C'.padStart(7)}  target`);
     for (const r of rows) {
-      console.log(`${r.id.padEnd(24)} ${(r.cNs ?? NaN).toFixed(2).padStart(9)} ${(r.vsysNs ?? NaN).toFixed(2).padStart(9)} ${(r.ratio ?? NaN).toFixed(3).padStart(7)}  ${r.ok ? 'met' : 'MISSED'}${(r.cNs ?? 99) < 10 ? ' (±1 ns)' : ' (0.9–1.1)'}`);
+      console.log(`${r.id.padEnd(32)} ${(r.cNs ?? NaN).toFixed(2).padStart(9)} ${(r.vsysNs ?? NaN).toFixed(2).padStart(9)} ${(r.ratio ?? NaN).toFixed(3).padStart(7)}  ${r.ok ? 'met' : 'MISSED'}${(r.cNs ?? 99) < 10 ? ' (±1 ns)' : ' (0.9–1.1)'}`);
     }
     console.log(rows.every((r) => r.ok) ? 'all paths within target' : `${rows.filter((r) => !r.ok).length} path(s) outside the target`);
     if (mode === 'none') console.log('(vsyscall=none here: the page paths cannot be compared)');
