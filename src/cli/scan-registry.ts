@@ -42,6 +42,7 @@ export async function prepareImageRefs(io: Io, imageRefs: string[], a: CatalogAr
   const catalogs = imageRefs.map(parseCatalogRef);
   const hosts = catalogs.filter((h): h is string => h !== undefined);
   if ((a.repos || a.shard) && hosts.length === 0) throw new VsysError('USAGE', 'scan: --repos and --shard go with a whole registry (registry://HOST[:PORT], no repository)');
+  if (a.state !== undefined && imageRefs.length === 0) throw new VsysError('USAGE', 'scan: --state records images as they are judged: give images or a registry (it does not apply to paths)');
   if (hosts.length > 1) throw new VsysError('USAGE', 'scan: one whole registry per run (registry://HOST[:PORT])');
   const shard = a.shard !== undefined ? parseShard(a.shard) : undefined;
   const refs: string[] = [];

@@ -223,5 +223,7 @@ describe('whole-registry scans', { skip }, () => {
     assert.equal(vsys(['scan', '--merge', '--shard', '0/2', notState]).status, 2);
     assert.equal(vsys(['scan', '--merge']).status, 2);
     assert.equal(vsys(['scan', '--shard', '0/2', '/bin/true']).status, 2);
+    assert.equal(vsys(['scan', '--state', path.join(work, 'paths.ndjson'), '/bin/true']).status, 2);
+    assert.equal(fs.existsSync(path.join(work, 'paths.ndjson')), false, 'nothing written for a refused run');
   });
 });
