@@ -135,6 +135,7 @@ test(`soak: ${SECONDS} s of ${RATE} emulated calls/s and 100 new processes/s und
     const peak = Math.max(...rss.map((x) => x.kb));
     const fig = `RSS ${Math.min(...rss.map((x) => x.kb)) >> 10}–${peak >> 10} MB; max ${early >> 10} MB in the second quarter, ${late >> 10} MB in the second half; ${scrapes} scrapes; ${got.children} processes, ${got.crashes} crashes`;
     console.log(`soak: ${fig}`);
+    console.log(`soak: RSS by minute (MB): ${rss.filter((x, i) => i % 12 === 11).map((x) => x.kb >> 10).join(' ')}`);
     assert.ok(late - early < 24 * 1024, `memory grows: ${fig}`);
     assert.ok(peak * 1024 < DATA_LIMIT, fig);
 
