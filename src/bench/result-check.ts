@@ -1,7 +1,7 @@
 // Whether one call of a path returned what it must: judged against what real system calls said just
 // before and after it (the bracketing of the kernel's selftests test_vsyscall.c and
 // vdso_test_correctness.c) and, for getcpu's node, against sysfs (/sys/devices/system/cpu/cpuN/nodeM).
-import fs from 'node:fs';
+import { readSysfsNodes } from '../host/getcpu-check.js';
 import type { CheckKind } from './paths.js';
 
 export interface Verdict {
@@ -27,25 +27,12 @@ export interface Bracket {
 /** The node of `cpu` as sysfs links it; undefined when sysfs cannot say. */
 export type NodeOf = (cpu: number) => number | undefined;
 
-const SYSFS = '/sys/devices/system';
-
 /**
- * The NUMA node of `cpu` from sysfs: the `nodeM` link in `cpu/cpuN/`. A kernel built without NUMA
- * has no `node/` directory and puts every CPU on node 0 (cpu_to_node() is 0). Undefined when sysfs
- * is not there to ask (a container without /sys, an offline or absent CPU).
+ * The NUMA node of `cpu` from sysfs (the `nodeM` link in `cpu/cpuN/`, read by the probe's own
+ * reader); undefined where sysfs links none (no /sys in a container, a kernel without NUMA, no such CPU).
  */
-export function cpuNode(cpu: number, sysfs = SYSFS): number | undefined {
-  let entries: string[];
-  try {
-    entries = fs.readdirSync(`${sysfs}/cpu/cpu${cpu}`);
-  } catch {
-    return undefined;
-  }
-  for (const e of entries) {
-    const m = /^node(\d+)$/.exec(e);
-    if (m) return Number(m[1]);
-  }
-  return fs.existsSync(`${sysfs}/node`) ? undefined : 0;
+export function cpuNode(cpu: number, root = '/sys/devices/system/cpu'): number | undefined {
+  return readSysfsNodes([cpu], root).get(cpu) ?? undefined;
 }
 
 const NS = 1_000_000_000n;
