@@ -131,6 +131,7 @@ export async function runGetcpuCheck(vsyscallGate: CallGate, root = '/sys/device
   } catch (e) {
     return failed([], `not checked: cannot read ${root}/online (${(e as Error).message})`, vsyscallGate);
   }
+  if (online.length === 0) return failed([], `not checked: ${root}/online lists no CPU`, vsyscallGate);
   const o = await runNodeChild(new URL('./vsyscall-child.js', import.meta.url), ['getcpu', online.join(','), vsyscallGate.run ? 'vsyscall' : 'no-vsyscall'], 30_000);
   if (o.outcome !== 'works' || !isObservations(o.result)) {
     const how = o.outcome === 'signal' ? `killed by ${o.signal}` : `${o.outcome}${o.exitCode !== undefined ? ` (exit ${o.exitCode})` : ''}`;

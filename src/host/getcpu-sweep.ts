@@ -1,10 +1,10 @@
 // Child side of the getcpu check (getcpu-check.ts): pinned to each CPU in turn, asks sched_getcpu,
 // the getcpu system call, the vDSO's __vdso_getcpu and (when the parent allows it) the vsyscall page's
 // getcpu entry which CPU and node this is, as tools/testing/selftests/x86/test_vsyscall.c does.
-// Runs in a child: it moves its thread between CPUs, and a call of the page can kill it.
+// Runs in a child: a call of the page can kill it. It puts its thread's CPU affinity back when done.
 import { SYS_X86_64 } from '../model/syscalls.js';
 import { vsyscallEntry } from '../model/vsyscall-page.js';
-import { currentCpu, pinToCpu, rawSyscall, type NativePtr } from '../native/libc.js';
+import { currentCpu, pinToCpu, rawSyscall, restoreAffinity, type NativePtr } from '../native/libc.js';
 import { addressOf, callPointer, ExecPage, pointerAt } from '../native/memory.js';
 import { findVdsoSymbol, readVdso } from './vdso.js';
 
@@ -48,10 +48,12 @@ export function sweepGetcpu(cpus: readonly number[], callVsyscall: boolean): Cpu
   }
   const vsys = pointerAt(vsyscallEntry('getcpu').address);
   const buf = new ExecPage(4096);
+  let before: Buffer | null = null;
   try {
     return cpus.map((cpu) => {
       try {
-        pinToCpu(cpu);
+        const old = pinToCpu(cpu);
+        before ??= old;
       } catch (e) {
         return { cpu, pinError: (e as Error).message, schedGetcpu: null, syscall: null, vdso: null, vsyscall: null };
       }
@@ -63,5 +65,6 @@ export function sweepGetcpu(cpus: readonly number[], callVsyscall: boolean): Cpu
     });
   } finally {
     buf.free();
+    if (before) restoreAffinity(before);
   }
 }
