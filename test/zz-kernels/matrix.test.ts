@@ -198,6 +198,23 @@ describe('kernel matrix', { skip }, () => {
         assert.equal(cmd.says, mode);
       });
 
+      test('probe checks what the kernel selftest checks: the trap flag counts one trap in the page where calls are emulated; process_vm_readv fails where the page is unreadable; getcpu agrees on every CPU', () => {
+        const j = JSON.parse(ran('probe'));
+        const callDies = (MODE_BEHAVIOUR[mode].call === 'sigsegv') !== FLIP;
+        const readDies = (MODE_BEHAVIOUR[mode].read === 'sigsegv') !== FLIP;
+        const tf = j.vsyscall.trapFlag;
+        if (callDies) assert.equal(tf.status, 'not-applicable', JSON.stringify(tf));
+        else assert.deepEqual([tf.status, tf.trapsInPage, tf.calls], ['ran', 1, 'emulated'], JSON.stringify(tf));
+        const vr = j.vsyscall.vmReadv;
+        assert.equal(vr.status, 'ran', JSON.stringify(vr));
+        assert.equal(vr.readable, !readDies, JSON.stringify(vr));
+        if (!readDies) assert.equal(vr.matchesDirectRead, true, 'the bytes a debugger reads are the page\'s');
+        else assert.equal(vr.errno, 'EFAULT');
+        assert.equal(j.getcpu.status, 'agree', JSON.stringify(j.getcpu));
+        assert.equal(j.getcpu.cpusChecked, 2, 'both of the guest\'s CPUs');
+        assert.equal(j.getcpu.vsyscall.status, callDies ? 'not-applicable' : 'compared', JSON.stringify(j.getcpu.vsyscall));
+      });
+
       test('real programs do what the model says a call and a read do in this mode', () => {
         const b = r();
         const expectCall = flip(MODE_BEHAVIOUR[mode].call === 'sigsegv' ? 139 : 0);
