@@ -35,6 +35,18 @@ int main(void) {
 }
 `);
 execFileSync('gcc', ['-O2', '-o', work, `${work}.c`]);
+// The counting cost per emulated call: 1,000,000 calls of the time entry, timed inside the program
+// (CALL_N_TIME: only the calls, not start-up nor a tracer's attach).
+const callN = path.join(dir, 'call-n');
+execFileSync('gcc', ['-O2', '-pthread', '-o', callN, path.join(ROOT, 'test', 'fixtures', 'trace', 'call-n.c')]);
+const CALLS = 1_000_000;
+const callsFile = path.join(dir, 'calls-seconds');
+const timeCalls = (prefix) => {
+  fs.rmSync(callsFile, { force: true });
+  const r = spawnSync(prefix[0] ?? callN, [...prefix.slice(1), ...(prefix.length ? [callN] : []), 'time', String(CALLS)], { stdio: 'ignore', env: { ...process.env, CALL_N_TIME: callsFile } });
+  if (r.status !== 0) throw new Error(`call-n exited ${r.status}`);
+  return (Number(fs.readFileSync(callsFile, 'utf8').trim().split('\n').at(-1)) / CALLS) * 1e9;
+};
 
 const time = (argv) => {
   const t0 = process.hrtime.bigint();
@@ -76,6 +88,9 @@ async function withIdleNode(fn) {
   }
 }
 
+const callAlone = [];
+const callExported = [];
+const callTraced = [];
 const alone = [];
 const exported = [];
 const traced = [];
@@ -89,6 +104,9 @@ for (let i = 0; i < rounds; i++) {
     else if (which === 'trace') traced.push(time([process.execPath, BIN, 'trace', '-o', '/dev/null', '--', work]) - 0); // includes node's start-up; compared below by its own control
     else exported.push(await withExporter(() => time([work])));
   }
+  callAlone.push(timeCalls([]));
+  callExported.push(await withExporter(() => timeCalls([])));
+  callTraced.push(timeCalls([process.execPath, BIN, 'trace', '-o', '/dev/null', '--']));
 }
 // vsys trace's figure includes its own start-up; its control is a traced `true`.
 const traceStart = Math.min(...Array.from({ length: 3 }, () => time([process.execPath, BIN, 'trace', '-o', '/dev/null', '--', '/bin/true'])));
@@ -104,6 +122,9 @@ const res = {
   idleNodeSeconds: min(idle), idleNodeRatio: min(idle) / min(alone), exporterOverIdle: min(exported) / min(idle),
 };
 res.met = res.ratioByMinima <= 1.01;
+res.perCall = { aloneNs: min(callAlone), exporterNs: min(callExported), traceNs: min(callTraced) };
+res.perCall.exporterCountingNs = res.perCall.exporterNs - res.perCall.aloneNs;
+res.perCall.traceCountingNs = res.perCall.traceNs - res.perCall.aloneNs;
 if (json) console.log(JSON.stringify(res));
 else {
   console.log(`page-fault workload (~650k faults, never touches the vsyscall page), min of ${rounds} alternating rounds:`);
@@ -111,4 +132,7 @@ else {
   console.log(`  with vsys exporter running     ${res.exporterSeconds.toFixed(3)} s  ${res.ratioByMinima.toFixed(3)}× (median of the rounds' ratios ${res.ratioMedianOfRounds.toFixed(3)}×; target ≤ 1.01×: ${res.met ? 'met' : 'MISSED'})`);
   console.log(`  control: an idle node process beside it ${res.idleNodeSeconds.toFixed(3)} s  ${res.idleNodeRatio.toFixed(3)}× (the exporter over this control: ${res.exporterOverIdle.toFixed(3)}×: its hooks' own share)`);
   console.log(`  under vsys trace (fault hook)  ${res.traceSeconds.toFixed(3)} s  ${res.traceRatio.toFixed(3)}× (its start-up, ${traceStart.toFixed(2)} s, taken out)`);
+  const c = res.perCall;
+  console.log(`one emulated time() call (${CALLS} calls timed inside the program, min of ${rounds} rounds):`);
+  console.log(`  alone ${c.aloneNs.toFixed(0)} ns · with vsys exporter ${c.exporterNs.toFixed(0)} ns (counting: ${c.exporterCountingNs.toFixed(0)} ns a call) · under vsys trace ${c.traceNs.toFixed(0)} ns (counting: ${c.traceCountingNs.toFixed(0)} ns a call)`);
 }
