@@ -146,7 +146,8 @@ function headline(c: { emulatedNs: number; vdsoNs: number; savedAt?: string }): 
 
 export async function runDoctor(): Promise<DoctorReport> {
   // Which counting method trace would use is probe's detail; the doctor needs only whether it can.
-  const host = await probeHost({ traceCounting: false });
+  // The mode, the vDSO and the host's facts; the selftest's finer checks are `vsys probe`'s (each costs a child process).
+  const host = await probeHost({ traceCounting: false, getcpu: false, selftest: false });
   const skipped = [...host.skipped];
   const slowdown = await measureHeadline(host.vsyscall.mode, skipped);
   let processes: ProcessCheck | null = null;

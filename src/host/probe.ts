@@ -62,6 +62,8 @@ export interface ProbeOptions {
   traceCounting?: boolean;
   /** Pin a child to each online CPU and check getcpu there (default true). */
   getcpu?: boolean;
+  /** The kernel selftest's checks of the page: the trap-flag step and process_vm_readv (default true). */
+  selftest?: boolean;
 }
 
 export function assertSupportedHost(): void {
@@ -107,7 +109,7 @@ export async function probeHost(opts: ProbeOptions = {}): Promise<HostReport> {
   const vulnerabilities = readVulnerabilities();
   const perf = perfFacts(status, readText('/proc/sys/kernel/perf_event_paranoid'));
 
-  const vsyscallP = detectVsyscallMode({ active: opts.active !== false, kconfig, kernelRelease: kernel.release, ...(cmdlineText !== null ? { cmdlineText } : {}) });
+  const vsyscallP = detectVsyscallMode({ active: opts.active !== false, selftest: opts.selftest !== false, kconfig, kernelRelease: kernel.release, ...(cmdlineText !== null ? { cmdlineText } : {}) });
   if (opts.active === false) skipped.push({ what: 'active vsyscall test', why: 'disabled by option' });
 
   let vdso: VdsoReport;

@@ -163,6 +163,8 @@ export function reconcile(evidence: ModeEvidence[], kernelMajorMinor: [number, n
 
 export interface DetectOptions {
   active?: boolean;
+  /** With the active test, the kernel selftest's two checks: the trap-flag step and process_vm_readv (default true). */
+  selftest?: boolean;
   kconfig: KconfigFacts | null;
   kernelRelease: string;
   mapsText?: string;
@@ -176,15 +178,16 @@ export interface ActiveChecks {
   vmReadv: VmReadvCheck | null;
 }
 
-/** Runs the active test and the debugger's read side by side, then the trap-flag step where calls return. */
-async function runActiveChecks(): Promise<ActiveChecks & { evidence: ModeEvidence[] }> {
-  const [active, vmReadv] = await Promise.all([runActiveTest(), runVmReadvCheck()]);
-  const trapFlag = await runTrapFlagCheck(callGate(active.call));
-  const evidence: ModeEvidence[] = [
-    { source: 'active-test', says: active.implies, detail: `call of time entry: ${active.call.detail}; read of the page: ${active.read.detail}` },
-    modeFromTrapFlag(trapFlag),
-    modeFromVmReadv(vmReadv),
-  ];
+/**
+ * Runs the active test and (with `selftest`) the debugger's read side by side, then the trap-flag
+ * step where calls return.
+ */
+async function runActiveChecks(selftest: boolean): Promise<ActiveChecks & { evidence: ModeEvidence[] }> {
+  const [active, vmReadv] = await Promise.all([runActiveTest(), selftest ? runVmReadvCheck() : null]);
+  const trapFlag = selftest ? await runTrapFlagCheck(callGate(active.call)) : null;
+  const evidence: ModeEvidence[] = [{ source: 'active-test', says: active.implies, detail: `call of time entry: ${active.call.detail}; read of the page: ${active.read.detail}` }];
+  if (trapFlag) evidence.push(modeFromTrapFlag(trapFlag));
+  if (vmReadv) evidence.push(modeFromVmReadv(vmReadv));
   return { active, trapFlag, vmReadv, evidence };
 }
 
@@ -202,7 +205,7 @@ export async function detectVsyscallMode(opts: Partial<DetectOptions> = {}): Pro
   const evidence: ModeEvidence[] = [modeFromMaps(mapsText), modeFromCmdline(cmd), modeFromKconfig(opts.kconfig ?? null, cmd)];
   let checks: ActiveChecks = { active: null, trapFlag: null, vmReadv: null };
   if (opts.active !== false) {
-    const { evidence: found, ...rest } = await runActiveChecks();
+    const { evidence: found, ...rest } = await runActiveChecks(opts.selftest !== false);
     evidence.unshift(...found);
     checks = rest;
   }
