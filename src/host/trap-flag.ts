@@ -5,6 +5,7 @@
 // page's own `mov $201,%eax; syscall; ret`, kernels before 4.15 only) traps on each instruction it runs.
 import { runNodeChild } from './child.js';
 import type { CallGate } from './call-gate.js';
+import type { TrapFlagRaw } from './trap-flag-code.js';
 
 export interface TrapFlagCheck {
   /**
@@ -21,15 +22,8 @@ export interface TrapFlagCheck {
   detail: string;
 }
 
-/** The child's raw result (trap-flag-code.ts' TrapFlagRaw), as JSON numbers. */
-export interface TrapFlagCounts {
-  install: number;
-  inPage: number;
-  total: number;
-  time: number;
-  restore: number;
-  flagsAfter: number;
-}
+/** The child's raw result, as JSON numbers (a type only: this module loads no native code). */
+export type TrapFlagCounts = TrapFlagRaw;
 
 const X86_EFLAGS_TF = 0x100;
 
