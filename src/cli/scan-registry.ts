@@ -58,6 +58,8 @@ export async function prepareImageRefs(io: Io, imageRefs: string[], a: CatalogAr
       const listing = await listCatalog(host, { ...(a.creds ? { creds: a.creds } : {}), ...(a.insecure ? { insecure: true } : {}), ...(a.repos ? { repos: a.repos } : {}), ...(shard ? { shard } : {}) });
       refs.push(...listing.images.map((x) => x.ref));
       errors.push(...listing.errors);
+      // A gate must not pass on nothing: a --repos that matches no repository is an input not judged.
+      if (a.repos && listing.matched === 0) errors.push({ ref, code: 'REGISTRY_NO_MATCH', message: `no repository of the ${listing.repositories} in the catalog matches --repos ${a.repos.join(',')}` });
       const kept = a.repos || shard ? `, ${listing.kept} kept${a.repos ? ` (--repos ${a.repos.join(',')})` : ''}${shard ? ` (shard ${a.shard})` : ''}` : '';
       io.stderr.write(`vsys: registry://${host}: ${listing.repositories} repositories${kept}, ${listing.images.length} tags\n`);
     } catch (e) {
@@ -70,6 +72,7 @@ export async function prepareImageRefs(io: Io, imageRefs: string[], a: CatalogAr
   if (a.state !== undefined) {
     const { StateWriter } = await import('../image/scan-state.js');
     writer = await StateWriter.open(a.state, hosts[0] ? { registry: hosts[0], ...(a.repos ? { repos: a.repos } : {}), ...(a.shard ? { shard: a.shard } : {}) } : {});
+    writer.listing(refs, errors);
     const wanted = new Set(refs);
     let resumed = 0;
     for (const d of writer.done.values()) {
@@ -97,23 +100,55 @@ export function sortErrors(errors: ImageError[]): ImageError[] {
 }
 
 /**
- * --merge FILE…: the state files of several runs (an Indexed Job's shards) as one report. A
- * reference in two files is kept once (the later file's) and said in the warnings.
+ * --merge FILE…: the state files of several runs (an Indexed Job's shards) as one report. Only what
+ * each file's last listing names is reported (a tag deleted since is not). What was not judged is
+ * said, so that a merge gates as one run would: a run that stopped before its listing was judged
+ * (SCAN_INCOMPLETE), a shard of a registry with no file (SCAN_SHARD_MISSING), and the listing's own
+ * errors. A reference in two files is kept once (the later file's) and said in the warnings.
  */
 export async function mergeStates(files: string[]): Promise<{ images: ImageReport[]; errors: ImageError[]; warnings: string[] }> {
   const { readStateFile } = await import('../image/scan-state.js');
   const byRef = new Map<string, { d: DoneRecord; file: string }>();
+  const errors: ImageError[] = [];
   const warnings: string[] = [];
   const twice: string[] = [];
+  const shards = new Map<string, { count: number; seen: Set<number> }>();
   for (const file of files) {
     const s = await readStateFile(file);
+    const listed = s.listing ? new Set(s.listing.refs) : undefined;
+    if (s.listing) errors.push(...s.listing.errors);
+    const missing = s.listing ? s.listing.refs.filter((r) => !s.done.has(r)) : [];
+    if (!s.listing) errors.push({ ref: file, code: 'SCAN_INCOMPLETE', message: `${file}: the scan stopped before it listed its images (run it again with --state ${file})` });
+    else if (!s.complete || missing.length) errors.push({ ref: file, code: 'SCAN_INCOMPLETE', message: `${file}: the scan stopped before it finished: ${missing.length} of ${s.listing.refs.length} images not judged${missing.length ? ` (${missing.slice(0, 3).join(', ')}${missing.length > 3 ? ', …' : ''})` : ''}; run it again with --state ${file} to finish` });
+    if (s.scan.registry && s.scan.shard) {
+      const [k, n] = s.scan.shard.split('/').map(Number) as [number, number];
+      const key = `registry://${s.scan.registry}${s.scan.repos?.length ? ` --repos ${[...s.scan.repos].sort().join(',')}` : ''}`;
+      const g = shards.get(key) ?? { count: n, seen: new Set<number>() };
+      if (g.count !== n) errors.push({ ref: file, code: 'SCAN_SHARD_MISSING', message: `${file} is shard ${k}/${n} of ${key}, which other files split into ${g.count}` });
+      g.seen.add(k);
+      shards.set(key, g);
+    }
     for (const d of s.done.values()) {
+      if (listed && !listed.has(d.ref)) continue;
       const before = byRef.get(d.ref);
       if (before && before.file !== file) twice.push(`${d.ref} (${before.file}, ${file})`);
       byRef.set(d.ref, { d, file });
     }
   }
+  for (const [key, g] of shards) {
+    const absent = Array.from({ length: g.count }, (_, k) => k).filter((k) => !g.seen.has(k));
+    if (absent.length) errors.push({ ref: key, code: 'SCAN_SHARD_MISSING', message: `no file of shard${absent.length > 1 ? 's' : ''} ${absent.map((k) => `${k}/${g.count}`).join(', ')} of ${key} was given: its images were not judged` });
+  }
   if (twice.length) warnings.push(`${twice.length} image(s) judged in more than one file, the later kept (shards overlap, or a file was given twice): ${twice.slice(0, 5).join('; ')}${twice.length > 5 ? '; …' : ''}`);
   const all = [...byRef.values()].map((x) => x.d);
-  return { images: sortImages(all.flatMap((d) => d.images)), errors: sortErrors(all.flatMap((d) => d.errors)), warnings };
+  return { images: sortImages(all.flatMap((d) => d.images)), errors: sortErrors([...dedupeErrors(errors), ...all.flatMap((d) => d.errors)]), warnings };
+}
+
+/** The same error from two files (a file given twice) once. */
+function dedupeErrors(errors: ImageError[]): ImageError[] {
+  const seen = new Set<string>();
+  return errors.filter((e) => {
+    const k = `${e.ref}\0${e.code}\0${e.message}`;
+    return !seen.has(k) && !!seen.add(k);
+  });
 }

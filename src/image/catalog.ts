@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 import { minimatch } from 'minimatch';
 import { VsysError } from '../errors.js';
-import { RegistryClient, REPO_NAME, type RegistryOptions } from './registry.js';
+import { readBody, RegistryClient, REPO_NAME, type RegistryOptions } from './registry.js';
 
 /** registry://HOST[:PORT] with no repository (a trailing slash allowed): the whole catalog. */
 export function parseCatalogRef(s: string): string | undefined {
@@ -56,14 +56,26 @@ export interface CatalogListing {
   errors: { ref: string; code: string; message: string }[];
   /** Repositories kept (matching --repos, in this shard). */
   kept: number;
+  /** Repositories matching --repos, in any shard. */
+  matched: number;
 }
 
-/** The next page from a Link header (`<url>; rel="next"`), made absolute against `from`. */
-function nextPage(link: string | null, from: string): string | undefined {
+/** A page of names may hold at most this many bytes, and a listing at most this many names. */
+const PAGE_MAX_BYTES = 16 * 1024 * 1024;
+const LIST_MAX_NAMES = 1_000_000;
+
+/**
+ * The next page from a Link header (`<url>; rel="next"`), made absolute against `from`. A link to
+ * another origin is refused: the registry's credentials would go with the request.
+ */
+function nextPage(link: string | null, from: string, what: string): string | undefined {
   if (!link) return undefined;
   for (const part of link.split(',')) {
     const m = /<([^>]*)>\s*;(.*)$/.exec(part.trim());
-    if (m?.[1] !== undefined && /\brel="?next"?/.test(m[2] ?? '')) return new URL(m[1], from).href;
+    if (m?.[1] === undefined || !/\brel="?next"?/.test(m[2] ?? '')) continue;
+    const next = new URL(m[1], from);
+    if (next.origin !== new URL(from).origin) throw new VsysError('REGISTRY_FAILED', `${what}: the registry's next page is on another origin (${next.origin}); not followed`);
+    return next.href;
   }
   return undefined;
 }
@@ -85,9 +97,10 @@ async function allPages(client: RegistryClient, first: string, key: 'repositorie
       await r.body?.cancel();
       throw new VsysError('REGISTRY_FAILED', `${what}: HTTP ${r.status}`);
     }
+    const bytes = await readBody(r, `${what} (${url})`, undefined, PAGE_MAX_BYTES);
     let doc: unknown;
     try {
-      doc = await r.json();
+      doc = JSON.parse(bytes.toString('utf8'));
     } catch (e) {
       throw new VsysError('REGISTRY_FAILED', `${what}: the answer is not JSON (${(e as Error).message})`);
     }
@@ -95,7 +108,8 @@ async function allPages(client: RegistryClient, first: string, key: 'repositorie
     // A repository with no tags left is listed by some registries with "tags": null.
     if (list !== null && list !== undefined && (!Array.isArray(list) || list.some((x) => typeof x !== 'string'))) throw new VsysError('REGISTRY_FAILED', `${what}: '${key}' is not a list of names`);
     out.push(...((list ?? []) as string[]));
-    url = nextPage(r.headers.get('link'), url);
+    if (out.length > LIST_MAX_NAMES) throw new VsysError('REGISTRY_FAILED', `${what}: more than ${LIST_MAX_NAMES} names (a registry that never stops paging?); stopped`);
+    url = nextPage(r.headers.get('link'), url, what);
   }
   return out;
 }
@@ -117,7 +131,8 @@ export async function listCatalog(host: string, o: CatalogOptions = {}): Promise
   const catalog = new RegistryClient({ host, repo: '' }, o);
   const origin = catalog.baseUrl.replace(/\/v2\/$/, '');
   const repos = await allPages(catalog, `${origin}/v2/_catalog?n=${n}`, 'repositories', `registry://${host} catalog`, o);
-  const kept = [...new Set(repos)].filter((r) => repoMatches(r, o.repos) && (!o.shard || shardOf(r, o.shard.count) === o.shard.index)).sort();
+  const matched = [...new Set(repos)].filter((r) => repoMatches(r, o.repos));
+  const kept = matched.filter((r) => !o.shard || shardOf(r, o.shard.count) === o.shard.index).sort();
   const images: CatalogListing['images'] = [];
   const errors: CatalogListing['errors'] = [];
   for (const repo of kept.filter((r) => !REPO_NAME.test(r))) errors.push({ ref: `registry://${host}`, code: 'REGISTRY_FAILED', message: `the catalog lists a name that is not a valid repository name: ${JSON.stringify(repo.slice(0, 200))}` });
@@ -134,5 +149,5 @@ export async function listCatalog(host: string, o: CatalogOptions = {}): Promise
       errors.push({ ref: `registry://${host}/${repo}`, code: e.code, message: e.message });
     }
   }
-  return { host, repositories: repos.length, images, errors, kept: kept.length };
+  return { host, repositories: repos.length, images, errors, kept: kept.length, matched: matched.length };
 }

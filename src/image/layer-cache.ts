@@ -45,7 +45,10 @@ export class BoundedLayerCache implements LayerCache {
         this.held += e.entries;
         this.trim(key);
       },
-      () => undefined,
+      // A layer that failed is not kept: the next image that names it reads it again.
+      () => {
+        if (this.map.get(key) === e) this.map.delete(key);
+      },
     );
     return this;
   }

@@ -86,7 +86,7 @@ export class RegistryClient {
     if (!params.realm) throw new VsysError('REGISTRY_AUTH', `${this.ref.host}: bearer challenge without a realm`);
     const url = new URL(params.realm);
     if (params.service) url.searchParams.set('service', params.service);
-    url.searchParams.set('scope', params.scope ?? `repository:${this.ref.repo}:pull`);
+    url.searchParams.set('scope', params.scope ?? (this.ref.repo ? `repository:${this.ref.repo}:pull` : 'registry:catalog:*'));
     const headers: Record<string, string> = {};
     const b = this.basic();
     if (b) headers.authorization = b;
@@ -173,7 +173,7 @@ const JSON_MAX = 4 * 1024 * 1024;
  * A manifest's or config's body, read only up to JSON_MAX bytes, and with `declared` (its
  * descriptor's size, when verifying) not one byte past it: a registry that sends more is cut off.
  */
-async function readBody(r: Response, what: string, declared?: number): Promise<Buffer> {
+export async function readBody(r: Response, what: string, declared?: number, max = JSON_MAX): Promise<Buffer> {
   const reader = r.body?.getReader();
   if (!reader) return Buffer.alloc(0);
   const chunks: Buffer[] = [];
@@ -184,7 +184,7 @@ async function readBody(r: Response, what: string, declared?: number): Promise<B
       if (done) break;
       n += value.length;
       if (declared !== undefined && n > declared) throw pastSize(what, declared);
-      if (n > JSON_MAX) throw new VsysError('IMAGE_BAD_MANIFEST', `${what}: over ${JSON_MAX} bytes, too large for a manifest or config`);
+      if (n > max) throw new VsysError(max === JSON_MAX ? 'IMAGE_BAD_MANIFEST' : 'REGISTRY_FAILED', `${what}: over ${max} bytes, too large for ${max === JSON_MAX ? 'a manifest or config' : 'a page of names'}`);
       chunks.push(Buffer.from(value.buffer, value.byteOffset, value.length));
     }
   } catch (e) {

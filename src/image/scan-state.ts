@@ -33,6 +33,18 @@ export interface DoneRecord {
   errors: ImageError[];
 }
 
+/** What a run set out to judge: the references it listed, and what could not be listed (a repository's tags, the catalog). */
+export interface ListingRecord {
+  record: 'listing';
+  refs: string[];
+  errors: ImageError[];
+}
+
+/** Written once a run judged every reference of its listing (not after an interrupt or a kill). */
+export interface CompleteRecord {
+  record: 'complete';
+}
+
 /** Addresses (bigints) tagged; an Imports written as its list (its own toJSON). */
 export function encodeDone(d: DoneRecord): string {
   return JSON.stringify(d, (_k, v) => (typeof v === 'bigint' ? { $bigint: `0x${v.toString(16)}` } : v));
@@ -51,16 +63,18 @@ function bad(file: string, line: number, why: string): VsysError {
   return new VsysError('SCAN_STATE_BAD', `${file}:${line}: ${why} (not a state file vsys ${STATE_VERSION === 1 ? 'wrote' : 'can read'}; give another --state file, or remove this one to start over)`, { path: file });
 }
 
-function parseDone(text: string, file: string, line: number): DoneRecord {
+function parseRecord(text: string, file: string, line: number): DoneRecord | ListingRecord | CompleteRecord {
   let d: unknown;
   try {
     d = JSON.parse(text, revive);
   } catch (e) {
     throw bad(file, line, `not JSON (${(e as Error).message})`);
   }
-  const r = d as Partial<DoneRecord> | null;
-  if (r?.record !== 'done' || typeof r.ref !== 'string' || !Array.isArray(r.images) || !Array.isArray(r.errors)) throw bad(file, line, 'not a "done" record');
-  return r as DoneRecord;
+  const r = d as { record?: unknown; ref?: unknown; refs?: unknown; images?: unknown; errors?: unknown } | null;
+  if (r?.record === 'complete') return { record: 'complete' };
+  if (r?.record === 'listing' && Array.isArray(r.refs) && r.refs.every((x: unknown) => typeof x === 'string') && Array.isArray(r.errors)) return r as unknown as ListingRecord;
+  if (r?.record !== 'done' || typeof r.ref !== 'string' || !Array.isArray(r.images) || !Array.isArray(r.errors)) throw bad(file, line, 'not a "done", "listing" or "complete" record');
+  return r as unknown as DoneRecord;
 }
 
 export interface StateFile {
@@ -68,6 +82,10 @@ export interface StateFile {
   scan: StateScan;
   /** The last record of each reference, in the order first met. */
   done: Map<string, DoneRecord>;
+  /** The last run's listing, when it wrote one. */
+  listing?: ListingRecord;
+  /** The last run judged its whole listing. */
+  complete: boolean;
   /** Bytes of whole lines: a last line cut off by a kill ends before it. */
   wholeBytes: number;
 }
@@ -77,7 +95,7 @@ export interface StateFile {
  * writing it) is left out; any other line that is not a record is an error.
  */
 export async function readStateFile(file: string): Promise<StateFile> {
-  const out: StateFile = { file, scan: {}, done: new Map(), wholeBytes: 0 };
+  const out: StateFile = { file, scan: {}, done: new Map(), wholeBytes: 0, complete: false };
   let stream: fs.ReadStream;
   try {
     stream = fs.createReadStream(file, { encoding: 'utf8', highWaterMark: 1 << 20 });
@@ -100,9 +118,16 @@ export async function readStateFile(file: string): Promise<StateFile> {
       if (h.version !== STATE_VERSION) throw bad(file, 1, `state version ${String(h.version)}, this vsys reads ${STATE_VERSION}`);
       out.scan = h.scan ?? {};
     } else if (p.text.trim() !== '') {
-      const d = parseDone(p.text, file, p.line);
-      out.done.delete(d.ref);
-      out.done.set(d.ref, d);
+      const d = parseRecord(p.text, file, p.line);
+      if (d.record === 'listing') {
+        out.listing = d;
+        out.complete = false;
+      } else if (d.record === 'complete') {
+        out.complete = true;
+      } else {
+        out.done.delete(d.ref);
+        out.done.set(d.ref, d);
+      }
     }
     out.wholeBytes += Buffer.byteLength(p.text) + 1;
   };
@@ -129,38 +154,68 @@ function describeScan(s: StateScan): string {
 
 /** A state file open for appending: what it already holds, and `add` for each reference finished. */
 export class StateWriter {
-  private constructor(private readonly fd: number, readonly done: Map<string, DoneRecord>) {}
+  /** Why writing stopped (the disk full, the file gone): the run goes on, and says so. */
+  failed: string | undefined;
+  private closed = false;
+
+  private constructor(private readonly fd: number, readonly file: string, readonly done: ReadonlyMap<string, DoneRecord>) {}
 
   /**
-   * Opens `file` for the scan `scan`: created with its header when missing or empty; else read (a
-   * cut-off last line dropped), and refused when it is the state of another scan.
+   * Opens `file` for the scan `scan`: created with its header when missing, empty or holding only a
+   * cut-off header; else read (a cut-off last line dropped), and refused when it is the state of
+   * another scan. Lines are appended (O_APPEND), each whole.
    */
   static async open(file: string, scan: StateScan): Promise<StateWriter> {
     let existing: StateFile | undefined;
     if (fs.existsSync(file) && fs.statSync(file).size > 0) {
       existing = await readStateFile(file);
-      if (!sameScan(existing.scan, scan)) throw new VsysError('USAGE', `${file} holds the state of another scan (${describeScan(existing.scan)}), not of ${describeScan(scan)}: give another --state file, or remove it to start over`);
+      if (existing.wholeBytes === 0) existing = undefined;
+      else if (!sameScan(existing.scan, scan)) throw new VsysError('USAGE', `${file} holds the state of another scan (${describeScan(existing.scan)}), not of ${describeScan(scan)}: give another --state file, or remove it to start over`);
     }
     let fd: number;
     try {
-      fd = fs.openSync(file, existing ? 'r+' : 'w');
-      if (existing) fs.ftruncateSync(fd, existing.wholeBytes);
-      else fs.writeSync(fd, JSON.stringify({ record: 'vsys-scan-state', version: STATE_VERSION, scan } satisfies Header) + '\n');
+      fs.writeFileSync(file, '', { flag: 'a' });
+      fs.truncateSync(file, existing?.wholeBytes ?? 0);
+      fd = fs.openSync(file, 'a');
     } catch (e) {
       throw new VsysError('IO_FAILED', `cannot write --state ${file}: ${(e as Error).message}`, { path: file });
     }
-    return new StateWriter(fd, existing?.done ?? new Map());
+    const w = new StateWriter(fd, file, existing?.done ?? new Map());
+    if (!existing) w.line(JSON.stringify({ record: 'vsys-scan-state', version: STATE_VERSION, scan } satisfies Header));
+    if (w.failed) throw new VsysError('IO_FAILED', `cannot write --state ${file}: ${w.failed}`, { path: file });
+    return w;
   }
 
-  /** One reference finished: its line written at the end and synced. */
+  /** One line, whole (short writes continued), synced; the first failure stops all writing. */
+  private line(text: string): void {
+    if (this.closed || this.failed) return;
+    try {
+      const b = Buffer.from(text + '\n');
+      for (let off = 0; off < b.length;) off += fs.writeSync(this.fd, b, off, b.length - off);
+      fs.fdatasyncSync(this.fd);
+    } catch (e) {
+      this.failed = (e as Error).message;
+    }
+  }
+
+  /** What this run set out to judge. */
+  listing(refs: string[], errors: ImageError[]): void {
+    this.line(JSON.stringify({ record: 'listing', refs, errors } satisfies ListingRecord));
+  }
+
+  /** One reference finished. Its report is not kept here: the caller has it. */
   add(d: DoneRecord): void {
-    const st = fs.fstatSync(this.fd);
-    fs.writeSync(this.fd, encodeDone(d) + '\n', st.size);
-    fs.fdatasyncSync(this.fd);
-    this.done.set(d.ref, d);
+    this.line(encodeDone(d));
+  }
+
+  /** Every reference of the listing judged. */
+  complete(): void {
+    this.line(JSON.stringify({ record: 'complete' } satisfies CompleteRecord));
   }
 
   close(): void {
+    if (this.closed) return;
+    this.closed = true;
     fs.closeSync(this.fd);
   }
 }

@@ -46,8 +46,9 @@ function comparable(recs: Rec[]): Rec[] {
   });
 }
 
+/** The references a state file records as judged (its "done" lines). */
 function stateRefs(file: string): string[] {
-  return fs.readFileSync(file, 'utf8').split('\n').slice(1).filter((l) => l.trim() !== '').map((l) => (JSON.parse(l) as Rec).ref as string);
+  return fs.readFileSync(file, 'utf8').split('\n').slice(1).filter((l) => l.trim() !== '').map((l) => JSON.parse(l) as Rec).filter((r) => r.record === 'done').map((r) => r.ref as string);
 }
 
 describe('whole-registry scans', { skip }, () => {
@@ -138,6 +139,10 @@ describe('whole-registry scans', { skip }, () => {
     await exited;
     const before = stateRefs(state);
     assert.ok(before.length >= 25 && before.length < 90, `${before.length} done when killed`);
+    // Merged as it is, the stopped scan is not a clean report: what it did not judge is named.
+    const early = vsys(['scan', '--merge', '--mode', 'none', '--json', state]);
+    assert.equal(early.status, 3, early.stderr);
+    assert.match(early.stdout, /SCAN_INCOMPLETE.*\d+ of 90 images not judged/);
     const r = vsys(['scan', '--mode', 'none', '--json', '--concurrency', '4', '--state', state, `registry://${reg.host}`]);
     assert.equal(r.status, 0, r.stderr);
     const resumed = Number(/(\d+) of 90 images already judged/.exec(r.stderr)?.[1]);
@@ -171,9 +176,13 @@ describe('whole-registry scans', { skip }, () => {
     const gate = vsys(['scan', '--merge', '--mode', 'none', '--fail-on', 'crash', ...files]);
     assert.equal(gate.status, 1);
     assert.match(gate.stdout, /90 image\(s\), 0 error\(s\)/);
+    // A shard left out: its images are named as not judged, and the gate says so (exit 3).
+    const partial = vsys(['scan', '--merge', '--mode', 'none', '--json', files[0] as string, files[2] as string]);
+    assert.equal(partial.status, 3);
+    assert.match(partial.stdout, /SCAN_SHARD_MISSING.*shard 1\/3/);
     // A file given twice is said, and counted once.
     const twice = vsys(['scan', '--merge', '--mode', 'none', '--json', files[0] as string, files[0] as string]);
-    assert.equal(twice.status, 0);
+    assert.equal(twice.status, 3, 'shards 1 and 2 are missing');
     assert.equal(records(twice.stdout).filter((x) => x.record === 'image').length, refs[0]?.length);
   });
 
@@ -186,7 +195,8 @@ describe('whole-registry scans', { skip }, () => {
     const pvc = objs.find((o) => o.kind === 'PersistentVolumeClaim') as Rec;
     const spec = job.spec;
     assert.equal(spec.completionMode, 'Indexed');
-    assert.equal(spec.template.spec.restartPolicy, 'OnFailure', 'a restarted container keeps its volume and resumes');
+    assert.equal(spec.template.spec.restartPolicy, 'Never');
+    assert.ok(spec.backoffLimitPerIndex > 0, 'a failing shard is retried alone (and resumes from its state file)');
     const n = spec.completions as number;
     assert.equal(spec.parallelism, n);
     const c = spec.template.spec.containers[0];
@@ -197,14 +207,16 @@ describe('whole-registry scans', { skip }, () => {
     assert.equal(env.valueFrom.fieldRef.fieldPath, "metadata.annotations['batch.kubernetes.io/job-completion-index']");
     const out = c.volumeMounts.find((m: Rec) => spec.template.spec.volumes.find((v: Rec) => v.name === m.name)?.persistentVolumeClaim?.claimName === pvc.metadata.name);
     assert.ok(out, 'the state files are on the claim');
-    const args = c.args as string[];
-    assert.equal(args[args.indexOf('--shard') + 1], `$(JOB_COMPLETION_INDEX)/${n}`);
-    assert.ok(args[args.indexOf('--state') + 1]?.startsWith(`${out.mountPath}/`));
-    // Each pod's arguments, as the kubelet expands them, against this registry, side by side.
+    assert.deepEqual(c.command, ['/bin/sh', '-c']);
+    const script = (c.args as string[])[0] as string;
+    assert.match(script, new RegExp(`--shard "\\$JOB_COMPLETION_INDEX/${n}"`));
+    assert.match(script, new RegExp(`--state "${out.mountPath}/`));
+    // Each pod's script, as the container's shell runs it (vsys and the claim where they are here), side by side.
     const dir = path.join(work, 'job-out');
     fs.mkdirSync(dir);
-    const podArgs = (i: number) => args.map((a) => a.replaceAll('$(JOB_COMPLETION_INDEX)', String(i)).replace(/^registry:\/\/.*$/, `registry://${reg.host}`).replace(new RegExp(`^${out.mountPath}/`), `${dir}/`));
-    const codes = await Promise.all(Array.from({ length: n }, (_, i) => new Promise<number | null>((resolve) => spawn(process.execPath, [BIN, ...podArgs(i)], { stdio: 'ignore' }).once('exit', resolve))));
+    const local = script.replace('node /opt/vsys/bin/vsys.js', `'${process.execPath}' '${BIN}'`).replace(/registry:\/\/\S+/, `registry://${reg.host}`).replaceAll(`${out.mountPath}/`, `${dir}/`);
+    assert.notEqual(local, script);
+    const codes = await Promise.all(Array.from({ length: n }, (_, i) => new Promise<number | null>((resolve) => spawn('/bin/sh', ['-c', local], { stdio: 'ignore', env: { ...process.env, JOB_COMPLETION_INDEX: String(i) } }).once('exit', resolve))));
     assert.deepEqual(codes, Array(n).fill(0));
     const states = fs.readdirSync(dir).map((f) => path.join(dir, f));
     assert.equal(states.length, n);
@@ -212,6 +224,12 @@ describe('whole-registry scans', { skip }, () => {
     const merged = vsys(['scan', '--merge', '--mode', 'none', '--json', ...states]);
     assert.equal(merged.status, 0, merged.stderr);
     assert.deepEqual(comparable(records(merged.stdout)), comparable(full));
+  });
+
+  test('--repos that matches nothing is not a pass: exit 3, REGISTRY_NO_MATCH', { timeout: 120_000 }, () => {
+    const r = vsys(['scan', '--mode', 'none', '--fail-on', 'crash', '--json', '--repos', 'typo/*', `registry://${reg.host}`]);
+    assert.equal(r.status, 3, r.stderr);
+    assert.match(r.stdout, /REGISTRY_NO_MATCH/);
   });
 
   test('--merge refuses what is not a state file, and scanning options', () => {
