@@ -128,15 +128,20 @@ test(`soak: ${SECONDS} s of ${RATE} emulated calls/s and 100 new processes/s und
     assert.ok(sum(s, 'vsys_exporter_dropped_series_total') > 0);
     assert.equal(sum(s, 'vsys_exporter_dropped_counts_total', 'reason="map_full"'), 0, 'no count lost to a full kernel map');
     assert.ok(sum(s, 'vsys_vsyscall_emulated_total') + sum(s, 'vsys_exporter_dropped_counts_total', 'kind="emulated"') >= (got.main ?? 0) + (got.child_calls ?? 0));
-    // Memory levels off: after the first quarter (start-up, first scans), growth stays small.
-    const settled = rss.filter((x) => x.t >= SECONDS / 4);
-    const early = Math.max(...settled.filter((x) => x.t < SECONDS / 2).map((x) => x.kb));
-    const late = Math.max(...settled.filter((x) => x.t >= SECONDS / 2).map((x) => x.kb));
+    // Every child's crash is counted, in its series or as dropped over the cap.
+    assert.ok(sum(s, 'vsys_vsyscall_crashes_total', `comm="${prefix}c`) + sum(s, 'vsys_exporter_dropped_counts_total', 'kind="crash"') >= (got.crashes ?? 0), `crashes: ${got.crashes}`);
+    // Memory levels off: the median of the last quarter's samples against the third quarter's
+    // (medians: one periodic scan of the processes, whose size depends on what else runs here,
+    // does not move them).
+    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1] ?? 0;
+    const q3 = median(rss.filter((x) => x.t >= SECONDS / 2 && x.t < (3 * SECONDS) / 4).map((x) => x.kb));
+    const q4 = median(rss.filter((x) => x.t >= (3 * SECONDS) / 4).map((x) => x.kb));
     const peak = Math.max(...rss.map((x) => x.kb));
-    const fig = `RSS ${Math.min(...rss.map((x) => x.kb)) >> 10}–${peak >> 10} MB; max ${early >> 10} MB in the second quarter, ${late >> 10} MB in the second half; ${scrapes} scrapes; ${got.children} processes, ${got.crashes} crashes`;
+    const fig = `RSS ${Math.min(...rss.map((x) => x.kb)) >> 10}–${peak >> 10} MB; median ${q3 >> 10} MB in the third quarter, ${q4 >> 10} MB in the last; ${scrapes} scrapes; ${got.children} processes, ${got.crashes} crashes`;
     console.log(`soak: ${fig}`);
     console.log(`soak: RSS by minute (MB): ${rss.filter((x, i) => i % 12 === 11).map((x) => x.kb >> 10).join(' ')}`);
-    assert.ok(late - early < 24 * 1024, `memory grows: ${fig}`);
+    // 8 MB between medians a quarter apart (150 s in the full run): a leak of ~3 MB a minute or more fails.
+    assert.ok(q4 - q3 < 8 * 1024, `memory grows: ${fig}`);
     assert.ok(peak * 1024 < DATA_LIMIT, fig);
 
     // Killed, and started again on the same port.
