@@ -56,6 +56,16 @@ export interface PageHooks {
   crashes: string;
 }
 
+/** The kprobe program loaded, or undefined where the kernel has no kprobe PMU or refuses it (the signal alone counts then). */
+function loadKprobe(m: PageMaps): number | undefined {
+  if (kprobePmuType() === undefined) return undefined;
+  try {
+    return loadKprobeProgram(pageKprobeProgram(m), 'vsysx_kprobe');
+  } catch {
+    return undefined;
+  }
+}
+
 /** The first of KPROBE_FUNCTIONS this kernel lets a kprobe program attach to (tried and let go). */
 function probeableFunction(progFd: number): string | undefined {
   if (kprobePmuType() === undefined) return undefined;
@@ -96,7 +106,7 @@ export class PageCounters {
         // LRU: a thread that dies between its fault in the page and the signal leaves no lasting mark.
         marks: map(MAP_TYPE.LRU_HASH, 4, 4, MAX_MARKS, 'vsysx_marks'),
       };
-      const kfd = o.useKprobe !== false && kprobePmuType() !== undefined ? loadKprobeProgram(pageKprobeProgram(this.m), 'vsysx_kprobe') : undefined;
+      const kfd = o.useKprobe !== false ? loadKprobe(this.m) : undefined;
       this.kprobe = kfd === undefined ? undefined : probeableFunction(kfd);
       if (kfd !== undefined && this.kprobe === undefined) libcBindings().close(kfd);
       this.progs.push({ fd: loadRawTracepointProgram(pageEmulateProgram(this.m, this.kprobe !== undefined), 'vsysx_emulate'), attach: (fd) => attachRawTracepoint(fd, 'emulate_vsyscall') });

@@ -20,10 +20,10 @@ export const CRASH_MISALIGNED = 0x1000;
 export const CRASH_FETCH = 0x2000;
 /** …or a read or write of the page at that offset. */
 export const CRASH_DATA = 0x4000;
-/** x86 page fault error code: the fault was an instruction fetch. */
-const PF_INSTR = 0x10;
-/** struct pt_regs (arch/x86/include/asm/ptrace.h): where a kprobe finds the probed function's arguments. */
-const PT_REGS = { dx: 96, di: 112 } as const;
+/** struct pt_regs (arch/x86/include/asm/ptrace.h): the probed function's arguments, and the faulting ip in the regs it is given. */
+const PT_REGS = { dx: 96, si: 104, ip: 128 } as const;
+/** si_code of a signal the kernel sends itself (force_sig): a misaligned call's SIGSEGV. */
+const SI_KERNEL = 0x80;
 
 /** The maps both programs use: the counts and comms of `vsys trace`'s layout, and one mark per thread. */
 export interface PageMaps {
@@ -74,19 +74,22 @@ export function pageEmulateProgram(m: PageMaps, clearsMarks = false): Buffer {
 /**
  * kprobe on emulate_vsyscall(error_code, regs, address) (or emulate_vsyscall_pf): the fault path
  * calls it for faults in the page only, in every mode (under none it refuses them all). Marks the
- * thread with what the fault was: CRASH_FETCH or CRASH_DATA, and the offset. An address outside
- * the page (a kernel whose function takes other arguments) marks nothing: the signal's own
- * address decides then, as without kprobes.
+ * thread with what the fault was, CRASH_FETCH (the faulting ip is the address: a call or jump) or
+ * CRASH_DATA, and the offset. The fetch is told by the ip, as the kernel itself now does, not by
+ * the error code's instruction bit, which CPUs without NX or SMEP do not set. An address outside the
+ * page (a kernel whose function takes other arguments) marks nothing: the signal's own address
+ * decides then, as without kprobes.
  */
 export function pageKprobeProgram(m: PageMaps): Buffer {
   const a = new Asm();
-  a.ldx('dw', 8, 1, PT_REGS.di).ldx('dw', 9, 1, PT_REGS.dx)
+  a.ldx('dw', 7, 1, PT_REGS.si).ldx('dw', 9, 1, PT_REGS.dx)
     .mov(2, 9).alu64('and', 2, { imm: -4096 }).ld64(3, VSYSCALL_PAGE_ADDR).jmp('jne', 2, 3, 'out')
+    .st('dw', FP, SLOT.addr, 0)
+    .mov(1, FP).alu64('add', 1, { imm: SLOT.addr }).mov(2, { imm: 8 }).mov(3, 7).alu64('add', 3, { imm: PT_REGS.ip }).call(HELPER.probe_read_kernel)
     .call(HELPER.get_current_pid_tgid).stx('w', FP, SLOT.tid, 0)
     .mov(1, 9).alu64('and', 1, { imm: 0xfff }).alu64('or', 1, { imm: CRASH_DATA })
-    .jmp('jset', 8, { imm: PF_INSTR }, 'fetch')
-    .goto('mark')
-    .label('fetch').mov(1, 9).alu64('and', 1, { imm: 0xfff }).alu64('or', 1, { imm: CRASH_FETCH })
+    .ldx('dw', 2, FP, SLOT.addr).jmp('jne', 2, 9, 'mark')
+    .mov(1, 9).alu64('and', 1, { imm: 0xfff }).alu64('or', 1, { imm: CRASH_FETCH })
     .label('mark').stx('w', FP, SLOT.one, 1)
     .ldMap(1, m.marks).mov(2, FP).alu64('add', 2, { imm: SLOT.tid }).mov(3, FP).alu64('add', 3, { imm: SLOT.one }).mov(4, { imm: UPDATE.ANY }).call(HELPER.map_update_elem)
     .label('out').mov(0, { imm: 0 }).exit();
@@ -96,8 +99,8 @@ export function pageKprobeProgram(m: PageMaps): Buffer {
 /**
  * signal_deliver(sig, info, ka), SIGSEGV with the default action (the process dies):
  * counts[(tgid, CRASH | mark)] when the thread is marked (a misaligned call; with the kprobe, any
- * fault in the page not emulated), else counts[(tgid, CRASH | offset in the page)] when the
- * fault's address is in the page. A caught SIGSEGV is not a crash; its mark is dropped all the same.
+ * fault in the page not emulated) and the signal is the one the mark announces, else
+ * counts[(tgid, CRASH | offset in the page)] when the fault's address is in the page. A caught SIGSEGV is not a crash; its mark is dropped all the same.
  */
 export function pageSignalProgram(m: PageMaps): Buffer {
   const a = new Asm();
@@ -116,7 +119,16 @@ export function pageSignalProgram(m: PageMaps): Buffer {
     .jmp('jeq', 0, { imm: 0 }, 'nomark')
     .ldx('w', 9, 0, 0)
     .ldMap(1, m.marks).mov(2, FP).alu64('add', 2, { imm: SLOT.tid }).call(HELPER.map_delete_elem)
-    .goto('decide')
+    // A mark is believed only when this signal is the one it announces (a mark left by a thread
+    // whose signal never came, its id since reused, must not make a null pointer a vsyscall crash):
+    // a misaligned call's force_sig (SI_KERNEL), or a fault (si_code > 0) at an address in the page.
+    .jmp('jne', 9, { imm: CRASH_MISALIGNED }, 'faultmark')
+    .ldx('w', 1, FP, SLOT.siCode).jmp('jeq', 1, { imm: SI_KERNEL }, 'decide', true)
+    .goto('unmarked')
+    .label('faultmark')
+    .ldx('w', 1, FP, SLOT.siCode).jmp('jsle', 1, { imm: 0 }, 'unmarked', true)
+    .ldx('dw', 1, FP, SLOT.addr).alu64('and', 1, { imm: -4096 }).ld64(3, VSYSCALL_PAGE_ADDR).jmp('jeq', 1, 3, 'decide')
+    .label('unmarked').mov(9, { imm: 0xffff })
     .label('nomark')
     // A fault's own signal (si_code > 0) at an address in the page.
     .ldx('w', 1, FP, SLOT.siCode).jmp('jsle', 1, { imm: 0 }, 'decide', true)

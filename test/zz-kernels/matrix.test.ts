@@ -28,7 +28,8 @@ const skip = missing.length ? `missing ${missing.join(', ')} (.ci/run installs t
 /**
  * The guest's exporter run: saved figures (so nothing is measured in the background), the exporter
  * on loopback, four programs (a call of time twice, of gettimeofday, a read of the page, a
- * misaligned call), then its counts and hooks printed from /metrics.
+ * misaligned call, a call of time followed by a null pointer), then its counts and hooks printed
+ * from /metrics.
  */
 function exporterLine(bins: ReturnType<typeof buildPrograms>): string {
   const prog = (f: string, ...args: string[]) => `/progs/${path.basename(f)} ${args.join(' ')} >/dev/null 2>&1`;
@@ -39,7 +40,7 @@ function exporterLine(bins: ReturnType<typeof buildPrograms>): string {
     `echo '${figures}' > /tmp/xc/vsys/host-figures.json`,
     'XDG_CACHE_HOME=/tmp/xc node bin/vsys.js exporter --listen 127.0.0.1:9717 --poll-ms 200 --scan-interval 0 >/dev/null 2>/tmp/exporter.err & pid=$!',
     'i=0; until wget -q -O /dev/null http://127.0.0.1:9717/healthz; do i=$((i+1)); if [ $i -gt 120 ]; then cat /tmp/exporter.err >&2; exit 9; fi; sleep 1; done',
-    prog(bins.entries.time, 'time'), prog(bins.entries.time, 'time'), prog(bins.entries.gettimeofday, 'gettimeofday'), prog(bins.readPage), prog(bins.entries.misaligned, 'misaligned'),
+    prog(bins.entries.time, 'time'), prog(bins.entries.time, 'time'), prog(bins.entries.gettimeofday, 'gettimeofday'), prog(bins.readPage), prog(bins.entries.misaligned, 'misaligned'), prog(bins.timeThenNull),
     'sleep 2',
     "wget -q -O - http://127.0.0.1:9717/metrics | grep -E '^vsys_(vsyscall_crashes_total|vsyscall_emulated_total|exporter_hook)'",
     'kill $pid; wait $pid',
@@ -148,6 +149,7 @@ describe('kernel matrix', { skip }, () => {
     }));
     const initrd = buildInitramfs({
       programs: [...programs, ...fixedPrograms, ...initfsPrograms],
+      extraPrograms: [bins.timeThenNull],
       trees,
       commands: [
         { name: 'probe', line: 'node bin/vsys.js probe --json' },
@@ -167,6 +169,13 @@ describe('kernel matrix', { skip }, () => {
     const scan = await scanPaths({ paths: programs.map((p) => p.file), workers: 0 });
     for (const f of scan.files) verdicts.set(f.path, f.verdicts);
     const boots = await Promise.all(MODES.map((m) => boot(kernel.vmlinuz, initrd, m)));
+    // Under TCG on a busy machine a guest has hung in the kernel's own start-up (a soft lockup in
+    // cryptomgr_test, before our init ran): such a boot, which never reached init, is made once more.
+    for (const [i, b] of boots.entries()) {
+      if (b.console.includes('VSYS-BOOTED')) continue;
+      console.log(`kernel matrix: the vsyscall=${b.mode} guest never reached init (${b.console.trim().split('\n').at(-1)?.slice(0, 120)}); booting it once more`);
+      boots[i] = await boot(kernel.vmlinuz, initrd, b.mode);
+    }
     for (const b of boots) results.set(b.mode as VsyscallMode, b);
   });
 
@@ -340,11 +349,12 @@ describe('kernel matrix', { skip }, () => {
         const callDies = (MODE_BEHAVIOUR[mode].call === 'sigsegv') !== FLIP;
         const readDies = (MODE_BEHAVIOUR[mode].read === 'sigsegv') !== FLIP;
         // comm is the first 15 bytes of the program's name.
-        const crashes: Record<string, number> = callDies ? { 'call-time time': 2, 'call-gettimeofd gettimeofday': 1, 'call-misaligned other': 1 } : { 'call-misaligned misaligned': 1 };
+        // A null pointer after an emulated call is not the page's crash: time-then-null is counted only where its call dies.
+        const crashes: Record<string, number> = callDies ? { 'call-time time': 2, 'call-gettimeofd gettimeofday': 1, 'call-misaligned other': 1, 'time-then-null time': 1 } : { 'call-misaligned misaligned': 1 };
         // A read under none is a read (the fault's error code), not a call of the entry at offset 0.
         if (readDies) crashes['read-page data'] = 1;
         assert.deepEqual(got.crashes, crashes);
-        assert.deepEqual(got.emulated, callDies ? {} : { 'call-time time': 2, 'call-gettimeofd gettimeofday': 1, 'call-misaligned misaligned': 1 });
+        assert.deepEqual(got.emulated, callDies ? {} : { 'call-time time': 2, 'call-gettimeofd gettimeofday': 1, 'call-misaligned misaligned': 1, 'time-then-null time': 1 });
       });
 
       test('bench inside the guest: vsyscall paths unavailable under none, measured otherwise; never a crash', () => {

@@ -89,6 +89,8 @@ export interface InitramfsSpec {
   commands: { name: string; line: string }[];
   /** Root filesystems copied to /trees/NAME (links kept) for programs to chroot into. */
   trees?: { name: string; dir: string }[];
+  /** More programs copied to /progs for the commands, not run on their own. */
+  extraPrograms?: string[];
 }
 
 /** Builds a gzip'd cpio initramfs; returns its path. */
@@ -113,7 +115,7 @@ export function buildInitramfs(spec: InitramfsSpec, workDir: string): string {
     cpSync(t.dir, path.join(root, 'trees', t.name), { recursive: true, verbatimSymlinks: true });
     mkdirSync(path.join(root, 'trees', t.name, 'dev'), { recursive: true });
   }
-  for (const p of spec.programs) {
+  for (const p of [...spec.programs, ...(spec.extraPrograms ?? []).map((file) => ({ file, chroot: undefined }))]) {
     if (p.chroot) continue;
     const to = path.join(root, 'progs', path.basename(p.file));
     if (!existsSync(to)) {
@@ -191,7 +193,7 @@ export function boot(vmlinuz: string, initrd: string, mode: string, timeoutMs = 
   });
 }
 
-export function buildPrograms(outDir: string): { callEntry: string; entries: Record<'gettimeofday' | 'time' | 'getcpu' | 'misaligned', string>; readPage: string; timeLibc: string } {
+export function buildPrograms(outDir: string): { callEntry: string; entries: Record<'gettimeofday' | 'time' | 'getcpu' | 'misaligned', string>; readPage: string; timeLibc: string; timeThenNull: string } {
   mkdirSync(outDir, { recursive: true });
   const src = path.join(ROOT, 'test', 'zz-kernels', 'progs');
   const build = (name: string, out = name, flags: string[] = []) => {
@@ -205,7 +207,7 @@ export function buildPrograms(outDir: string): { callEntry: string; entries: Rec
     getcpu: build('call-entry', 'call-getcpu', ['-DONLY=2']),
     misaligned: build('call-entry', 'call-misaligned', ['-DONLY=3']),
   };
-  return { callEntry: build('call-entry'), entries, readPage: build('read-page'), timeLibc: build('time-libc') };
+  return { callEntry: build('call-entry'), entries, readPage: build('read-page'), timeLibc: build('time-libc'), timeThenNull: build('time-then-null') };
 }
 
 export function makeWorkDir(): { dir: string; cleanup: () => void } {
