@@ -87,15 +87,24 @@ export async function startExporter(o: ExporterOptions): Promise<Exporter> {
   }
 }
 
-/** Kernel counts into the table; processes that are gone are folded a last time, then forgotten in both. */
+/**
+ * Kernel counts into the table; processes that are gone are folded a last time, then forgotten in
+ * both. A gone process's counts are read again after it was found gone: its last counts (a crash is
+ * counted as the signal is delivered, just before it dies) may have come after the first read, and
+ * forgetting it with the first read's keys would leave them without the process's name.
+ */
 export function foldCounts(counters: PageCounters, table: SeriesTable): void {
+  const labelsOf = (tgid: number) => ({ comm: counters.commOf(tgid), ...readProcessLabels(tgid) });
   const counts = counters.read();
-  table.fold(counts, (tgid) => ({ comm: counters.commOf(tgid), ...readProcessLabels(tgid) }));
+  table.fold(counts, labelsOf);
+  const gone = new Set([...new Set(counts.map((c) => c.tgid))].filter((tgid) => !fs.existsSync(`/proc/${tgid}`)));
+  if (gone.size === 0) return;
+  const last = counters.read().filter((c) => gone.has(c.tgid));
+  table.fold(last, labelsOf);
   const byTgid = new Map<number, Buffer[]>();
-  for (const c of counts) byTgid.set(c.tgid, [...(byTgid.get(c.tgid) ?? []), c.key]);
-  for (const [tgid, keys] of byTgid) {
-    if (fs.existsSync(`/proc/${tgid}`)) continue;
-    counters.forget(tgid, keys);
+  for (const c of last) byTgid.set(c.tgid, [...(byTgid.get(c.tgid) ?? []), c.key]);
+  for (const tgid of gone) {
+    counters.forget(tgid, byTgid.get(tgid) ?? []);
     table.forget(tgid);
   }
 }

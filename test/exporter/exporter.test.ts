@@ -46,6 +46,28 @@ test('series table: the cap refuses new label sets and counts what it refused', 
   assert.deepEqual(t.droppedCounts, { emulated: 10, crash: 1 });
 });
 
+test('a process found gone is read once more before it is forgotten: a crash counted after the first read keeps its name', async () => {
+  const { foldCounts } = await import('../../src/exporter/exporter.js');
+  const tgid = 999_999_999; // never a live process: found gone at once
+  const emulated = { tgid, kind: 'emulated' as const, entry: 'misaligned', value: 1, key: Buffer.from('e') };
+  const crash = { tgid, kind: 'crash' as const, entry: 'misaligned', value: 1, key: Buffer.from('c') };
+  const reads = [[emulated], [emulated, crash]];
+  let comm = 'call-misaligned';
+  const forgotten: string[] = [];
+  const counters = {
+    read: () => reads.shift() ?? [],
+    commOf: () => comm,
+    forget: (_t: number, keys: Buffer[]) => {
+      forgotten.push(...keys.map((k) => k.toString()));
+      comm = '';
+    },
+  };
+  const t = new SeriesTable(10);
+  foldCounts(counters as never, t);
+  assert.deepEqual([...t.series.values()].map((x) => [x.labels.comm, x.labels.entry, x.emulated, x.crashes]), [['call-misaligned', 'misaligned', 1, 1]]);
+  assert.deepEqual(forgotten.sort(), ['c', 'e'], 'both of its kernel counts are dropped');
+});
+
 test('CPU cost per call: emulated minus vDSO, only with both figures', () => {
   assert.equal(emulationCostSeconds({ 'vsyscall-time': 502, 'vdso-time': 2 }, 'time'), 500e-9);
   assert.equal(emulationCostSeconds({ 'vsyscall-time': 502 }, 'time'), undefined);
