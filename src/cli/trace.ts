@@ -306,6 +306,10 @@ export const traceCommand: Command = {
         ...(cost ? { costNs: cost } : {}),
       });
       flush();
+      // Ctrl-C to the terminal's group can end the command before vsys's own SIGINT handler has run
+      // (the command's exit can come first in the event loop): a command ended by SIGINT was
+      // interrupted all the same, and the figures say so.
+      if (interrupted || summary.exit?.signal === 'SIGINT') summary.stopped = true;
       sink.write(values.json ? toJson({ summary }, 0) + '\n' : formatSummary(summary));
       if (sink.closed) return EXIT.brokenPipe;
       if (interrupted) return EXIT.interrupted;
