@@ -1,6 +1,7 @@
 // `vsys scan` over whole registries and long lists of images: registry://HOST walked through its
 // catalog (--repos, --shard), --state FILE to resume a scan that was stopped, --merge to report the
 // state files of several shards as one run.
+import fs from 'node:fs';
 import { VsysError } from '../errors.js';
 import type { ImageReport } from '../image/analyse-image.js';
 import type { ImageError } from '../image/scan-image.js';
@@ -25,6 +26,11 @@ export interface PreparedRefs {
   writer?: StateWriter;
   /** Images in all (resumed and to scan), for progress. */
   total: number;
+  /**
+   * A catalog could not be read at all: the state file gets no listing and is never marked
+   * complete, so the run counts as stopped (a Job retries it) and a merge keeps the last good listing.
+   */
+  catalogFailed: boolean;
 }
 
 /** --repos a,b --repos c: every glob, split at commas. */
@@ -47,6 +53,7 @@ export async function prepareImageRefs(io: Io, imageRefs: string[], a: CatalogAr
   const shard = a.shard !== undefined ? parseShard(a.shard) : undefined;
   const refs: string[] = [];
   const errors: ImageError[] = [];
+  let catalogFailed = false;
   for (const [i, ref] of imageRefs.entries()) {
     const host = catalogs[i];
     if (host === undefined) {
@@ -65,6 +72,7 @@ export async function prepareImageRefs(io: Io, imageRefs: string[], a: CatalogAr
     } catch (e) {
       if (!(e instanceof VsysError) || e.code === 'USAGE') throw e;
       errors.push({ ref, code: e.code, message: e.message });
+      catalogFailed = true;
     }
   }
   const prior: PreparedRefs['prior'] = { images: [], errors: [] };
@@ -72,7 +80,7 @@ export async function prepareImageRefs(io: Io, imageRefs: string[], a: CatalogAr
   if (a.state !== undefined) {
     const { StateWriter } = await import('../image/scan-state.js');
     writer = await StateWriter.open(a.state, hosts[0] ? { registry: hosts[0], ...(a.repos ? { repos: a.repos } : {}), ...(a.shard ? { shard: a.shard } : {}) } : {});
-    writer.listing(refs, errors);
+    if (!catalogFailed) writer.listing(refs, errors);
     const wanted = new Set(refs);
     let resumed = 0;
     for (const d of writer.done.values()) {
@@ -84,9 +92,9 @@ export async function prepareImageRefs(io: Io, imageRefs: string[], a: CatalogAr
     }
     if (resumed > 0) io.stderr.write(`vsys: ${resumed} of ${refs.length} images already judged in ${a.state}; scanning the other ${refs.length - resumed}\n`);
     const left = refs.filter((r) => wanted.has(r));
-    return { refs: left, prior, errors, writer, total: refs.length };
+    return { refs: left, prior, errors, writer, total: refs.length, catalogFailed };
   }
-  return { refs, prior, errors, total: refs.length };
+  return { refs, prior, errors, total: refs.length, catalogFailed };
 }
 
 /** Reports in one order whatever order they finished in: by reference, then platform. */
@@ -114,7 +122,15 @@ export async function mergeStates(files: string[]): Promise<{ images: ImageRepor
   const twice: string[] = [];
   const shards = new Map<string, { count: number; seen: Set<number> }>();
   for (const file of files) {
-    const s = await readStateFile(file);
+    let s: Awaited<ReturnType<typeof readStateFile>>;
+    try {
+      s = await readStateFile(file);
+    } catch (e) {
+      // A shard that never wrote its file: said, and the other files still reported.
+      if (!(e instanceof VsysError) || e.code !== 'IO_FAILED' || fs.existsSync(file)) throw e;
+      errors.push({ ref: file, code: 'SCAN_STATE_MISSING', message: `${file} does not exist: the images of the run that was to write it were not judged` });
+      continue;
+    }
     const listed = s.listing ? new Set(s.listing.refs) : undefined;
     if (s.listing) errors.push(...s.listing.errors);
     const missing = s.listing ? s.listing.refs.filter((r) => !s.done.has(r)) : [];

@@ -275,7 +275,7 @@ async function scanInputs(io: Io, parsed: Parsed, slowdown: SlowdownFor, mode: V
       },
     } satisfies Partial<ImageScanOptions> : {}),
   }, { slowdown, ...(values.root !== undefined ? { root: values.root } : {}), ...(workers !== undefined ? { workers } : {}), ...(maxMb !== undefined ? { maxFileBytes: Math.floor(maxMb * 1024 * 1024) } : {}) });
-  if (prepared.writer && !scans.interrupted) prepared.writer.complete();
+  if (prepared.writer && !scans.interrupted && !prepared.catalogFailed) prepared.writer.complete();
   prepared.writer?.close();
   if (prepared.writer?.failed) scans.imageScan.errors.push({ ref: values.state as string, code: 'IO_FAILED', message: `--state ${values.state} could not be written (${prepared.writer.failed}); the images judged after that are in this report only` });
   const { imageScan } = scans;

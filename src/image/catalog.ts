@@ -63,6 +63,8 @@ export interface CatalogListing {
 /** A page of names may hold at most this many bytes, and a listing at most this many names. */
 const PAGE_MAX_BYTES = 16 * 1024 * 1024;
 const LIST_MAX_NAMES = 1_000_000;
+/** Pages a listing may take (a registry sending empty pages with a next link forever stops here). */
+const LIST_MAX_PAGES = 100_000;
 
 /**
  * The next page from a Link header (`<url>; rel="next"`), made absolute against `from`. A link to
@@ -86,6 +88,7 @@ async function allPages(client: RegistryClient, first: string, key: 'repositorie
   const seen = new Set<string>();
   for (let url: string | undefined = first; url !== undefined;) {
     if (seen.has(url)) throw new VsysError('REGISTRY_FAILED', `${what}: the registry's Link header loops back to ${url}`);
+    if (seen.size >= LIST_MAX_PAGES) throw new VsysError('REGISTRY_FAILED', `${what}: more than ${LIST_MAX_PAGES} pages (a registry that never stops paging?); stopped`);
     seen.add(url);
     o.onPage?.(key === 'repositories' ? 'catalog' : 'tags', url);
     const r = await client.send('GET', url, { accept: 'application/json' });

@@ -11,7 +11,8 @@ import { Imports, type Symbolic } from '../scan/wire.js';
 import type { ImageReport } from './analyse-image.js';
 import type { ImageError } from './scan-image.js';
 
-export const STATE_VERSION = 1;
+/** 2: runs' listing and complete records (version 1 had neither). */
+export const STATE_VERSION = 2;
 
 /** What a state file is the state of: a whole registry's catalog (with --repos and --shard), or a list of images. */
 export interface StateScan {
@@ -60,7 +61,7 @@ function revive(key: string, v: unknown): unknown {
 }
 
 function bad(file: string, line: number, why: string): VsysError {
-  return new VsysError('SCAN_STATE_BAD', `${file}:${line}: ${why} (not a state file vsys ${STATE_VERSION === 1 ? 'wrote' : 'can read'}; give another --state file, or remove this one to start over)`, { path: file });
+  return new VsysError('SCAN_STATE_BAD', `${file}:${line}: ${why} (not a state file this vsys can read; give another --state file, or remove this one to start over)`, { path: file });
 }
 
 function parseRecord(text: string, file: string, line: number): DoneRecord | ListingRecord | CompleteRecord {
@@ -169,7 +170,12 @@ export class StateWriter {
     let existing: StateFile | undefined;
     if (fs.existsSync(file) && fs.statSync(file).size > 0) {
       existing = await readStateFile(file);
-      if (existing.wholeBytes === 0) existing = undefined;
+      if (existing.wholeBytes === 0) {
+        // Only a cut-off header (killed as it was written) is started over; any other file is not ours to overwrite.
+        const header = JSON.stringify({ record: 'vsys-scan-state', version: STATE_VERSION, scan } satisfies Header);
+        if (!header.startsWith(fs.readFileSync(file, 'utf8'))) throw new VsysError('USAGE', `${file} is not a vsys state file (and is not empty): give another --state file`);
+        existing = undefined;
+      }
       else if (!sameScan(existing.scan, scan)) throw new VsysError('USAGE', `${file} holds the state of another scan (${describeScan(existing.scan)}), not of ${describeScan(scan)}: give another --state file, or remove it to start over`);
     }
     let fd: number;

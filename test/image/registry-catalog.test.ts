@@ -233,6 +233,16 @@ describe('whole-registry scans', { skip }, () => {
   });
 
   test('--merge refuses what is not a state file, and scanning options', () => {
+    // A shard whose file was never written is named, and the rest still reported.
+    const absent = vsys(['scan', '--merge', '--mode', 'none', '--json', path.join(work, 'shard-0.ndjson'), path.join(work, 'no-such-shard.ndjson')]);
+    assert.equal(absent.status, 3);
+    assert.match(absent.stdout, /SCAN_STATE_MISSING/);
+    assert.ok(records(absent.stdout).some((x) => x.record === 'image'));
+    // A registry that cannot be reached leaves a run that is not complete (a Job retries it), and the Job's script fails.
+    const down = path.join(work, 'down.ndjson');
+    const unreachable = vsys(['scan', '--mode', 'none', '--state', down, 'registry://127.0.0.1:9']);
+    assert.equal(unreachable.status, 3);
+    assert.doesNotMatch(fs.readFileSync(down, 'utf8'), /"record":"(listing|complete)"/);
     const notState = path.join(work, 'not-state.ndjson');
     fs.writeFileSync(notState, '{"record":"image"}\n');
     const r = vsys(['scan', '--merge', notState]);

@@ -43,10 +43,17 @@ test('state: written, cut off mid-line by a kill, reopened: the cut line is drop
     assert.equal(lines.length, 5, 'header, three records, and the final newline');
     assert.ok(lines.slice(1, 4).every((l) => JSON.parse(l).record === 'done'));
     await assert.rejects(StateWriter.open(file, { registry: 'r:5000', shard: '1/2' }), /holds the state of another scan \(registry:\/\/r:5000 --shard 0\/2\)/);
-    fs.writeFileSync(file, '{"record":"vsys-scan-state","version":1,"scan":{}}\nnot json\n');
+    fs.writeFileSync(file, '{"record":"vsys-scan-state","version":2,"scan":{}}\nnot json\n');
     await assert.rejects(readStateFile(file), (e: Error & { code?: string }) => e.code === 'SCAN_STATE_BAD' && /:2: not JSON/.test(e.message));
     fs.writeFileSync(file, '{"record":"vsys-scan-state","version":9,"scan":{}}\n');
     await assert.rejects(readStateFile(file), /state version 9/);
+    // A file of one line without its newline is started over only when it is a cut-off header.
+    fs.writeFileSync(file, '{"record":"vsys-scan-state","version":2,"sc');
+    (await StateWriter.open(file, {})).close();
+    assert.match(fs.readFileSync(file, 'utf8'), /^\{"record":"vsys-scan-state","version":2,"scan":\{\}\}\n$/);
+    fs.writeFileSync(file, 'someone else\'s notes, one line');
+    await assert.rejects(StateWriter.open(file, {}), /is not a vsys state file/);
+    assert.equal(fs.readFileSync(file, 'utf8'), 'someone else\'s notes, one line', 'left as it was');
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
