@@ -20,12 +20,14 @@ export interface PreparedRefs {
   /** References still to scan, in order. */
   refs: string[];
   /** Judged by an earlier run (--state): reported with the rest. */
-  prior: { images: ImageReport[]; errors: ImageError[] };
+  prior: ImageReport[];
   /** Catalog problems (a repository whose tags could not be listed, a catalog not served). */
   errors: ImageError[];
   writer?: StateWriter;
   /** Images in all (resumed and to scan), for progress. */
   total: number;
+  /** A whole registry or a resumable list: one line per image, one order at the end, a bounded layer cache. */
+  long: boolean;
   /**
    * A catalog could not be read at all: the state file gets no listing and is never marked
    * complete, so the run counts as stopped (a Job retries it) and a merge keeps the last good listing.
@@ -75,7 +77,8 @@ export async function prepareImageRefs(io: Io, imageRefs: string[], a: CatalogAr
       catalogFailed = true;
     }
   }
-  const prior: PreparedRefs['prior'] = { images: [], errors: [] };
+  const prior: ImageReport[] = [];
+  const long = hosts.length > 0 || a.state !== undefined;
   let writer: StateWriter | undefined;
   if (a.state !== undefined) {
     const { StateWriter } = await import('../image/scan-state.js');
@@ -86,15 +89,15 @@ export async function prepareImageRefs(io: Io, imageRefs: string[], a: CatalogAr
     for (const d of writer.done.values()) {
       // Finished without error: kept. An error is tried again (it may have been the network).
       if (!wanted.has(d.ref) || d.errors.length > 0) continue;
-      prior.images.push(...d.images);
+      prior.push(...d.images);
       wanted.delete(d.ref);
       resumed++;
     }
     if (resumed > 0) io.stderr.write(`vsys: ${resumed} of ${refs.length} images already judged in ${a.state}; scanning the other ${refs.length - resumed}\n`);
     const left = refs.filter((r) => wanted.has(r));
-    return { refs: left, prior, errors, writer, total: refs.length, catalogFailed };
+    return { refs: left, prior, errors, writer, total: refs.length, long, catalogFailed };
   }
-  return { refs, prior, errors, total: refs.length, catalogFailed };
+  return { refs, prior, errors, total: refs.length, long, catalogFailed };
 }
 
 /** Reports in one order whatever order they finished in: by reference, then platform. */
@@ -104,7 +107,7 @@ export function sortImages<T extends { ref: string; input?: string; platform?: s
 }
 
 export function sortErrors(errors: ImageError[]): ImageError[] {
-  return errors.sort((a, b) => (a.ref < b.ref ? -1 : a.ref > b.ref ? 1 : a.message < b.message ? -1 : 1));
+  return errors.sort((a, b) => (a.ref < b.ref ? -1 : a.ref > b.ref ? 1 : a.message < b.message ? -1 : a.message > b.message ? 1 : 0));
 }
 
 /**

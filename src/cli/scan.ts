@@ -261,25 +261,25 @@ async function scanInputs(io: Io, parsed: Parsed, slowdown: SlowdownFor, mode: V
   const prepared = await prepareImageRefs(io, imageRefs, { ...registry, ...(repos ? { repos } : {}), ...(values.shard !== undefined ? { shard: values.shard } : {}), ...(values.state !== undefined ? { state: values.state } : {}) });
   // A registry or a resumable list: one line per image as it is judged, one order at the end, and
   // a bound on the layers kept for sharing (a registry's would not fit in memory).
-  const long = prepared.total !== imageRefs.length || prepared.writer !== undefined || imageRefs.some((r) => /^registry:\/\/[^/]+\/?$/.test(r));
+  const { long } = prepared;
   let n = prepared.total - prepared.refs.length;
   const scans = await runScans(io, prepared.refs, paths, {
     ...imageScanOptions(parsed),
     ...registry,
     slowdown,
     ...(long ? { cache: new BoundedLayerCache(LAYER_CACHE_ENTRIES) } : {}),
-    ...(prepared.writer || long ? {
+    ...(long ? {
       onRefDone: (ref, images, errors) => {
         prepared.writer?.add({ record: 'done', ref, images, errors });
         if (long) io.stderr.write(`vsys: [${++n}/${prepared.total}] ${ref}: ${errors.length ? `not judged (${errors[0]?.code})` : images.map((i) => `${i.verdicts[mode].outcome} under ${mode}`).join(', ')}\n`);
       },
     } satisfies Partial<ImageScanOptions> : {}),
-  }, { slowdown, ...(values.root !== undefined ? { root: values.root } : {}), ...(workers !== undefined ? { workers } : {}), ...(maxMb !== undefined ? { maxFileBytes: Math.floor(maxMb * 1024 * 1024) } : {}) });
+  }, { slowdown, ...(values.root !== undefined ? { root: values.root } : {}), ...(workers !== undefined ? { workers } : {}), ...(maxMb !== undefined ? { maxFileBytes: mb(maxMb) } : {}) });
   if (prepared.writer && !scans.interrupted && !prepared.catalogFailed) prepared.writer.complete();
   prepared.writer?.close();
   if (prepared.writer?.failed) scans.imageScan.errors.push({ ref: values.state as string, code: 'IO_FAILED', message: `--state ${values.state} could not be written (${prepared.writer.failed}); the images judged after that are in this report only` });
   const { imageScan } = scans;
-  imageScan.images.push(...prepared.prior.images);
+  imageScan.images.push(...prepared.prior);
   imageScan.errors.unshift(...prepared.errors);
   if (long) {
     sortImages(imageScan.images);
@@ -293,9 +293,11 @@ async function scanInputs(io: Io, parsed: Parsed, slowdown: SlowdownFor, mode: V
   return { ...scans, ...(procs ? { procs } : {}), warnings, showPaths: paths.length > 0 || imageRefs.length === 0, images: imageRefs.length > 0 };
 }
 
+/** Megabytes on the command line, as bytes. */
+const mb = (n: number): number => Math.floor(n * 1024 * 1024);
+
 /** The image options of the command line (sizes in MB made bytes). */
 function imageScanOptions(p: Parsed): ImageScanOptions {
-  const mb = (n: number) => Math.floor(n * 1024 * 1024);
   const { values, workers, maxLayerMb, maxImageMb, maxEntries, maxImageEntries, conc } = p;
   return {
     ...(maxLayerMb !== undefined ? { maxLayerBytes: mb(maxLayerMb) } : {}),
