@@ -13,7 +13,7 @@ const MAX_MARKS = 4096;
 /**
  * Where a crash happened: a misaligned call the kernel rejected; a read or write of the page
  * ('data'); a call of an entry (by its name) or of another offset ('other'). With the kprobe the
- * fault's error code tells a call from a read in every mode. Without it: under xonly and emulate,
+ * fault's ip tells a call from a read in every mode. Without it: under xonly and emulate,
  * where calls of entries are emulated, any other fault in the page is a data access; under none,
  * the entry at the fault's address (a call of it, or a read there: the signal does not say).
  */
@@ -68,7 +68,6 @@ function loadKprobe(m: PageMaps): number | undefined {
 
 /** The first of KPROBE_FUNCTIONS this kernel lets a kprobe program attach to (tried and let go). */
 function probeableFunction(progFd: number): string | undefined {
-  if (kprobePmuType() === undefined) return undefined;
   for (const fn of KPROBE_FUNCTIONS) {
     try {
       libcBindings().close(attachKprobe(progFd, fn));

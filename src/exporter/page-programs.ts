@@ -5,8 +5,8 @@
 // runs for every delivered signal (rare beside page faults) and leaves at once unless it is SIGSEGV
 // with the default action. What the page did to the thread comes, where the kernel allows kprobes,
 // from a kprobe on the function the fault path calls for the page alone (emulate_vsyscall, or
-// emulate_vsyscall_pf on kernels with LASS support): the fault's error code says a call (an
-// instruction fetch) from a read or write, at which offset. Without kprobes, from the signal: its
+// emulate_vsyscall_pf on kernels with LASS support): the faulting ip tells a call (an instruction
+// fetch at the address) from a read or write, at which offset. Without kprobes, from the signal: its
 // si_addr in the page (README, "vsys exporter", says what that loses).
 import { HELPER, UPDATE, type BpfMap } from '../native/bpf.js';
 import { Asm, FP } from '../native/bpf-asm.js';
