@@ -3,7 +3,7 @@
 // vsyscall mode, each path's ratio to the vDSO call of the same function, and the figures saved for
 // scan and the doctor.
 import os from 'node:os';
-import { runNodeChild } from '../host/child.js';
+import { describeChildEnd, runNodeChild } from '../host/child.js';
 import { kptiState, readText, readVulnerabilities } from '../host/facts.js';
 import { modeFromMaps } from '../host/vsyscall-mode.js';
 import { currentCpu, pinToCpu, restoreAffinity } from '../native/libc.js';
@@ -68,7 +68,7 @@ export async function runChildPath(p: BenchPath | { id: string }, budgetMs: numb
   const out = await runNodeChild(CHILD, [p.id, String(budgetMs), String(repeats), cpu === null ? '' : String(cpu)], 30_000 + budgetMs * 4);
   if (out.outcome === 'works') return { result: out.result as PathResult, detail: 'ok' };
   if (out.outcome === 'signal') return { signal: out.signal, detail: `killed by ${out.signal}` };
-  return { detail: `${out.outcome}${out.exitCode !== undefined ? ` ${out.exitCode}` : ''}: ${out.stderr.trim().split('\n').pop() ?? ''}` };
+  return { detail: describeChildEnd(out) };
 }
 
 async function measureI386Paths(paths: BenchPath[], tscGhz: number | null, repeats: number): Promise<PathResult[]> {

@@ -4,7 +4,7 @@
 import { SEED000_CEP, SEEDS } from '../model/figures.js';
 import { runFixedInProcess } from './measure-path.js';
 import { BENCH_PATHS, type BenchPath } from './paths.js';
-import { runNodeChild } from '../host/child.js';
+import { describeChildEnd, runNodeChild } from '../host/child.js';
 
 export interface AppNexusRow {
   id: string;
@@ -40,7 +40,7 @@ export async function runAppNexus(calls: number = SEED000_CEP.calls): Promise<Ap
       const r = out.result as { seconds: number; check?: AppNexusRow['check'] };
       rows.push({ id, label: p.label, seconds: r.seconds, ...(r.check ? { check: r.check } : {}) });
     } else {
-      rows.push({ id, label: p.label, reason: out.outcome === 'signal' ? `killed by ${out.signal} (no callable vsyscall page: vsyscall=none?)` : `${out.outcome}: ${out.stderr.trim().split('\n').pop() ?? ''}` });
+      rows.push({ id, label: p.label, reason: out.outcome === 'signal' ? `killed by ${out.signal} (no callable vsyscall page: vsyscall=none?)` : describeChildEnd(out) });
     }
   }
   const vdso = rows[0]?.seconds;

@@ -53,3 +53,22 @@ export function runNodeChild(moduleUrl: URL, args: string[], timeoutMs = 10_000)
     });
   });
 }
+
+/**
+ * The line of a child's stderr that says why it failed. For an uncaught exception Node prints the
+ * source line, a caret, `SomeError: message`, the stack and last `Node.js vNN`: the error line is
+ * what matters, not the version. Otherwise the last line that is not Node's version banner.
+ */
+export function failureLine(stderr: string): string {
+  const lines = stderr.split('\n').map((l) => l.trim()).filter((l) => l && !/^Node\.js v\d/.test(l));
+  const error = lines.find((l) => /^(\w+\.)*\w*(Error|Exception)\b(\s*\[[^\]]*\])?:/.test(l) || /^Uncaught\b/.test(l));
+  return (error ?? lines.at(-1) ?? '').slice(0, 300);
+}
+
+/** How a child that did not work ended: `killed by SIGX`, `exit N: why`, `timeout`, `spawn-failed: why`. */
+export function describeChildEnd(o: ChildOutcome): string {
+  if (o.outcome === 'signal') return `killed by ${o.signal}`;
+  const why = failureLine(o.stderr);
+  const how = o.outcome === 'exit' ? `exit ${o.exitCode}` : o.outcome === 'works' ? 'exit 0' : o.outcome;
+  return why ? `${how}: ${why}` : how;
+}

@@ -4,7 +4,7 @@
 // The sweep runs in a child (getcpu-sweep.ts); judgeGetcpu is pure, so a test can feed it a wrong answer.
 import { readdirSync, readFileSync } from 'node:fs';
 import type { CallGate } from './call-gate.js';
-import { runNodeChild } from './child.js';
+import { describeChildEnd, runNodeChild } from './child.js';
 import type { CpuObservation, GetcpuReading } from './getcpu-sweep.js';
 
 export interface GetcpuCheck {
@@ -134,8 +134,7 @@ export async function runGetcpuCheck(vsyscallGate: CallGate, root = '/sys/device
   if (online.length === 0) return failed([], `not checked: ${root}/online lists no CPU`, vsyscallGate);
   const o = await runNodeChild(new URL('./vsyscall-child.js', import.meta.url), ['getcpu', online.join(','), vsyscallGate.run ? 'vsyscall' : 'no-vsyscall'], 30_000);
   if (o.outcome !== 'works' || !isObservations(o.result)) {
-    const how = o.outcome === 'signal' ? `killed by ${o.signal}` : `${o.outcome}${o.exitCode !== undefined ? ` (exit ${o.exitCode})` : ''}`;
-    return failed(online, `not checked: the sweep's child ${how}${o.stderr.trim() ? `: ${o.stderr.trim().split('\n').pop()}` : ''}`, vsyscallGate);
+    return failed(online, `not checked: the sweep's child ${describeChildEnd(o)}`, vsyscallGate);
   }
   return judgeGetcpu({ online, sysfsNode: readSysfsNodes(online, root), observations: o.result, vsyscallGate });
 }

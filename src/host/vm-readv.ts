@@ -6,7 +6,7 @@ import { constants } from 'node:os';
 import { VSYSCALL_PAGE_ADDR, VSYSCALL_PAGE_SIZE } from '../model/vsyscall-page.js';
 import { processVmRead } from '../native/libc.js';
 import { ExecPage, pointerAt, readMemory } from '../native/memory.js';
-import { runNodeChild } from './child.js';
+import { describeChildEnd, runNodeChild } from './child.js';
 
 export interface VmReadvCheck {
   /** `ran`: the call was made (whatever it returned); `failed`: the child could not make it. */
@@ -85,6 +85,6 @@ export function parseVmReadvLines(stdout: string, ended: string): VmReadvLines {
 
 export async function runVmReadvCheck(): Promise<VmReadvCheck> {
   const o = await runNodeChild(new URL('./vsyscall-child.js', import.meta.url), ['vm-readv']);
-  const ended = o.outcome === 'signal' ? `killed by ${o.signal}` : o.outcome === 'works' ? 'exit 0' : `${o.outcome}${o.exitCode !== undefined ? ` (exit ${o.exitCode})` : ''}: ${o.stderr.trim().split('\n').pop() ?? ''}`;
+  const ended = o.outcome === 'works' ? 'exit 0' : describeChildEnd(o);
   return judgeVmReadv(parseVmReadvLines(o.stdout, ended));
 }

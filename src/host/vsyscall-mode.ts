@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { MODE_BEHAVIOUR, type VsyscallMode } from '../model/modes.js';
 import { modeOfVsyscallPerms } from '../model/maps-mode.js';
 import { callGate } from './call-gate.js';
-import { runNodeChild, type ChildOutcome } from './child.js';
+import { describeChildEnd, runNodeChild, type ChildOutcome } from './child.js';
 import { parseCmdline, type CmdlineFacts } from './cmdline.js';
 import type { KconfigFacts } from './kconfig.js';
 import { findVsyscallLine, parseMaps } from './maps.js';
@@ -89,7 +89,7 @@ function describeChild(o: ChildOutcome): ActiveTest['call'] {
     if (o.signal === 'SIGSEGV') return { outcome: 'sigsegv', signal: 'SIGSEGV', detail: 'SIGSEGV' };
     return { outcome: 'signal', signal: o.signal!, detail: `killed by ${o.signal}${o.signal === 'SIGSYS' ? ' (seccomp)' : ''}` };
   }
-  return { outcome: 'failed', detail: `child ${o.outcome}${o.exitCode !== undefined ? ` (exit ${o.exitCode})` : ''}: ${o.stderr.trim().split('\n').pop() ?? ''}` };
+  return { outcome: 'failed', detail: `child ${describeChildEnd(o)}` };
 }
 
 export function modeFromActive(call: ActiveTest['call'], read: ActiveTest['read']): ActiveTest['implies'] {

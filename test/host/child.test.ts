@@ -1,0 +1,22 @@
+// How a failed child is described: by the reason it printed, never by Node's version banner.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { describeChildEnd, runNodeChild } from '../../src/host/child.js';
+
+const fixture = new URL('../../../test/fixtures/child/throws.mjs', import.meta.url);
+
+test('a child that dies of an uncaught exception is described by its error line, not "Node.js vNN"', async () => {
+  const o = await runNodeChild(fixture, ['throw']);
+  assert.equal(o.outcome, 'exit');
+  assert.match(o.stderr.trim().split('\n').pop()!, /^Node\.js v\d+/, 'Node ends such stderr with its version (the line this replaces)');
+  assert.equal(describeChildEnd(o), 'exit 1: RangeError: trap-flag code does not fit its slots (1, 2, 3 bytes)');
+});
+
+test('a rejected top-level await names the error; a plain exit names its last line; a signal names the signal', async () => {
+  const r = await runNodeChild(fixture, ['reject']);
+  assert.match(describeChildEnd(r), /^exit 1: Error: ENOMEM: cannot map/);
+  const e = await runNodeChild(fixture, ['exit']);
+  assert.equal(describeChildEnd(e), 'exit 3: the reason it gave up');
+  const k = await runNodeChild(fixture, ['kill']);
+  assert.equal(describeChildEnd(k), 'killed by SIGKILL');
+});
