@@ -1,6 +1,6 @@
 // The exporter's metrics in prom-client's registry; their values are taken at scrape time from the
 // series table, the host's mode and its bench figures (README, "vsys exporter").
-import { Counter, Gauge, Registry } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { SERIES_LABELS, emulationCostSeconds, type SeriesTable } from './series.js';
 import type { ProcessScan } from './process-scan.js';
 
@@ -23,6 +23,12 @@ export interface MetricsSources {
 
 export function makeRegistry(s: MetricsSources): Registry {
   const registry = new Registry();
+  // The exporter's own process (prom-client's standard process_* and nodejs_* metrics: resident
+  // memory, heap, CPU, event-loop lag), as every exporter serves them, so its memory limit can be watched.
+  collectDefaultMetrics({ register: registry });
+  // Less three gauges named like counters, which promtool's lint refuses; their per-type
+  // breakdowns (nodejs_active_handles{type}, …) stay.
+  for (const m of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) registry.removeSingleMetric(m);
   const labelNames = [...SERIES_LABELS];
   new Gauge({ name: 'vsys_vsyscall_mode', help: "1 for this host's vsyscall mode", labelNames: ['mode'], registers: [registry], collect() {
     this.reset();

@@ -72,3 +72,24 @@ export function describeChildEnd(o: ChildOutcome): string {
   const how = o.outcome === 'exit' ? `exit ${o.exitCode}` : o.outcome === 'works' ? 'exit 0' : o.outcome;
   return why ? `${how}: ${why}` : how;
 }
+
+/** A child's outcome, and how a first try ended when it had to be made again. */
+export type SteadyOutcome = ChildOutcome & { firstTry?: string };
+
+/**
+ * Runs the child, and once more when it failed for no reason of the kernel's: an exit without a
+ * result (an exception in the child), a timeout or a failed spawn. A signal is an answer (the page
+ * killed it) and is never retried. Where the second try decides, the first is named in `firstTry`,
+ * so a report can say it.
+ */
+export async function runNodeChildSteady(moduleUrl: URL, args: string[], timeoutMs?: number): Promise<SteadyOutcome> {
+  const first = await runNodeChild(moduleUrl, args, timeoutMs);
+  if (first.outcome === 'works' || first.outcome === 'signal') return first;
+  const second = await runNodeChild(moduleUrl, args, timeoutMs);
+  return { ...second, firstTry: describeChildEnd(first) };
+}
+
+/** `; a first try failed (…)` for a detail line, or nothing. */
+export function firstTryNote(o: SteadyOutcome): string {
+  return o.firstTry ? ` (tried twice: the first child ended ${o.firstTry})` : '';
+}

@@ -4,7 +4,7 @@
 // The sweep runs in a child (getcpu-sweep.ts); judgeGetcpu is pure, so a test can feed it a wrong answer.
 import { readdirSync, readFileSync } from 'node:fs';
 import type { CallGate } from './call-gate.js';
-import { describeChildEnd, runNodeChild } from './child.js';
+import { describeChildEnd, firstTryNote, runNodeChildSteady } from './child.js';
 import type { CpuObservation, GetcpuReading } from './getcpu-sweep.js';
 
 export interface GetcpuCheck {
@@ -132,11 +132,12 @@ export async function runGetcpuCheck(vsyscallGate: CallGate, root = '/sys/device
     return failed([], `not checked: cannot read ${root}/online (${(e as Error).message})`, vsyscallGate);
   }
   if (online.length === 0) return failed([], `not checked: ${root}/online lists no CPU`, vsyscallGate);
-  const o = await runNodeChild(new URL('./vsyscall-child.js', import.meta.url), ['getcpu', online.join(','), vsyscallGate.run ? 'vsyscall' : 'no-vsyscall'], 30_000);
+  const o = await runNodeChildSteady(new URL('./vsyscall-child.js', import.meta.url), ['getcpu', online.join(','), vsyscallGate.run ? 'vsyscall' : 'no-vsyscall'], 30_000);
   if (o.outcome !== 'works' || !isObservations(o.result)) {
-    return failed(online, `not checked: the sweep's child ${describeChildEnd(o)}`, vsyscallGate);
+    return failed(online, `not checked: the sweep's child ${describeChildEnd(o)}${firstTryNote(o)}`, vsyscallGate);
   }
-  return judgeGetcpu({ online, sysfsNode: readSysfsNodes(online, root), observations: o.result, vsyscallGate });
+  const j = judgeGetcpu({ online, sysfsNode: readSysfsNodes(online, root), observations: o.result, vsyscallGate });
+  return { ...j, summary: j.summary + firstTryNote(o) };
 }
 
 function failed(online: number[], summary: string, g: CallGate): GetcpuCheck {

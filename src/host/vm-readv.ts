@@ -6,7 +6,7 @@ import { constants } from 'node:os';
 import { VSYSCALL_PAGE_ADDR, VSYSCALL_PAGE_SIZE } from '../model/vsyscall-page.js';
 import { processVmRead } from '../native/libc.js';
 import { ExecPage, pointerAt, readMemory } from '../native/memory.js';
-import { describeChildEnd, runNodeChild } from './child.js';
+import { describeChildEnd, firstTryNote, runNodeChildSteady } from './child.js';
 
 export interface VmReadvCheck {
   /** `ran`: the call was made (whatever it returned); `failed`: the child could not make it. */
@@ -84,7 +84,8 @@ export function parseVmReadvLines(stdout: string, ended: string): VmReadvLines {
 }
 
 export async function runVmReadvCheck(): Promise<VmReadvCheck> {
-  const o = await runNodeChild(new URL('./vsyscall-child.js', import.meta.url), ['vm-readv']);
+  const o = await runNodeChildSteady(new URL('./vsyscall-child.js', import.meta.url), ['vm-readv']);
   const ended = o.outcome === 'works' ? 'exit 0' : describeChildEnd(o);
-  return judgeVmReadv(parseVmReadvLines(o.stdout, ended));
+  const v = judgeVmReadv(parseVmReadvLines(o.stdout, ended));
+  return { ...v, detail: v.detail + firstTryNote(o) };
 }

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { MODE_BEHAVIOUR, type VsyscallMode } from '../model/modes.js';
 import { modeOfVsyscallPerms } from '../model/maps-mode.js';
 import { callGate } from './call-gate.js';
-import { describeChildEnd, runNodeChild, type ChildOutcome } from './child.js';
+import { describeChildEnd, firstTryNote, runNodeChildSteady, type SteadyOutcome } from './child.js';
 import { parseCmdline, type CmdlineFacts } from './cmdline.js';
 import type { KconfigFacts } from './kconfig.js';
 import { findVsyscallLine, parseMaps } from './maps.js';
@@ -80,16 +80,16 @@ export function modeFromKconfig(k: KconfigFacts | null, cmdline: CmdlineFacts): 
   return { source: 'kconfig', says: k.legacyVsyscallDefault, detail: `CONFIG_LEGACY_VSYSCALL_${k.legacyVsyscallDefault.toUpperCase()}=y (${k.source})` };
 }
 
-function describeChild(o: ChildOutcome): ActiveTest['call'] {
+function describeChild(o: SteadyOutcome): ActiveTest['call'] {
   if (o.outcome === 'works') {
     const v = (o.result as { value?: number }).value;
-    return { outcome: 'works', ...(v !== undefined ? { value: v } : {}), detail: 'works' };
+    return { outcome: 'works', ...(v !== undefined ? { value: v } : {}), detail: `works${firstTryNote(o)}` };
   }
   if (o.outcome === 'signal') {
     if (o.signal === 'SIGSEGV') return { outcome: 'sigsegv', signal: 'SIGSEGV', detail: 'SIGSEGV' };
     return { outcome: 'signal', signal: o.signal!, detail: `killed by ${o.signal}${o.signal === 'SIGSYS' ? ' (seccomp)' : ''}` };
   }
-  return { outcome: 'failed', detail: `child ${describeChildEnd(o)}` };
+  return { outcome: 'failed', detail: `child ${describeChildEnd(o)}${firstTryNote(o)}` };
 }
 
 export function modeFromActive(call: ActiveTest['call'], read: ActiveTest['read']): ActiveTest['implies'] {
@@ -102,14 +102,14 @@ export function modeFromActive(call: ActiveTest['call'], read: ActiveTest['read'
 /** Calls the `time` entry and reads the page, each in its own child process. */
 export async function runActiveTest(): Promise<ActiveTest> {
   const child = new URL('./vsyscall-child.js', import.meta.url);
-  const [c, r] = await Promise.all([runNodeChild(child, ['call-time']), runNodeChild(child, ['read'])]);
+  const [c, r] = await Promise.all([runNodeChildSteady(child, ['call-time']), runNodeChildSteady(child, ['read'])]);
   const call = describeChild(c);
   const read = describeChild(r);
   if (call.outcome === 'works' && call.value !== undefined) {
     const now = Math.floor(Date.now() / 1000);
-    call.detail = Math.abs(call.value - now) <= 5 ? `works (returned ${call.value}, the current time)` : `returned ${call.value}, which is not the current time (${now})`;
+    call.detail = Math.abs(call.value - now) <= 5 ? `works (returned ${call.value}, the current time)${firstTryNote(c)}` : `returned ${call.value}, which is not the current time (${now})${firstTryNote(c)}`;
   }
-  if (read.outcome === 'works') read.detail = `works (first byte 0x${(read.value ?? 0).toString(16).padStart(2, '0')})`;
+  if (read.outcome === 'works') read.detail = `works (first byte 0x${(read.value ?? 0).toString(16).padStart(2, '0')})${firstTryNote(r)}`;
   return { call, read, implies: modeFromActive(call, read) };
 }
 

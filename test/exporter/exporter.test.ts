@@ -182,6 +182,15 @@ test('a real Prometheus scrapes exact counts, crashes and this host\'s figures; 
     assert.equal(await query('vsys_syscall_path_seconds{path="vsyscall-time"}'), 502e-9);
     assert.equal(await query(`vsys_vsyscall_mode{mode="${mapsLine?.includes('r-xp') ? 'emulate' : 'xonly'}"}`), 1);
     assert.equal(await query(`vsys_info{kernel="${os.release()}"}`), 1);
+    // Its own process, as every exporter serves it: resident memory as the kernel counts it
+    // (/proc/PID/status, read between two scrapes), its start time, and the heap.
+    const rss = async () => waitFor('process_resident_memory_bytes', () => query('process_resident_memory_bytes{job="vsys"}'));
+    const kb = Number(/VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${exporter.pid}/status`, 'utf8'))?.[1]);
+    assert.ok(Math.abs((await rss()) / 1024 - kb) / kb < 0.25, `RSS ${await rss()} bytes scraped, ${kb} kB in /proc`);
+    const started = Number(fs.readFileSync(`/proc/${exporter.pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[19]) / 100;
+    const bootTime = Number(/^btime (\d+)/m.exec(fs.readFileSync('/proc/stat', 'utf8'))?.[1]);
+    assert.ok(Math.abs((await query('process_start_time_seconds{job="vsys"}'))! - (bootTime + started)) <= 2, 'process_start_time_seconds');
+    assert.ok((await query('nodejs_heap_size_used_bytes{job="vsys"}'))! > 1e6);
 
     exporter.kill('SIGTERM');
     const end = await exporterExit;

@@ -103,6 +103,8 @@ test(`soak: ${SECONDS} s of ${RATE} emulated calls/s and 100 new processes/s und
     soak.stdout?.on('data', (d) => (out += d));
     const soakDone = new Promise<number | null>((resolve) => soak.once('exit', resolve));
     const rss: { t: number; kb: number }[] = [];
+    /** The exporter's own account of its heap at each scrape (prom-client's nodejs_* metrics). */
+    const heap: { used: number; external: number }[] = [];
     let scrapes = 0;
     const t0 = Date.now();
     let finished = false;
@@ -113,7 +115,8 @@ test(`soak: ${SECONDS} s of ${RATE} emulated calls/s and 100 new processes/s und
       rss.push({ t: (Date.now() - t0) / 1000, kb: rssKb(pid) });
       const r = await fetch(`${base}/metrics`);
       assert.equal(r.status, 200);
-      await r.text();
+      const own = samples(await r.text());
+      heap.push({ used: own.get('nodejs_heap_size_used_bytes') ?? NaN, external: own.get('nodejs_external_memory_bytes') ?? NaN });
       scrapes++;
     }
     assert.equal(await soakDone, 0);
@@ -139,7 +142,10 @@ test(`soak: ${SECONDS} s of ${RATE} emulated calls/s and 100 new processes/s und
     const peak = Math.max(...rss.map((x) => x.kb));
     const fig = `RSS ${Math.min(...rss.map((x) => x.kb)) >> 10}–${peak >> 10} MB; median ${q3 >> 10} MB in the third quarter, ${q4 >> 10} MB in the last; ${scrapes} scrapes; ${got.children} processes, ${got.crashes} crashes`;
     console.log(`soak: ${fig}`);
-    console.log(`soak: RSS by minute (MB): ${rss.filter((x, i) => i % 12 === 11).map((x) => x.kb >> 10).join(' ')}`);
+    const perMinute = <T>(xs: T[]) => xs.filter((_, i) => i % 12 === 11);
+    const mb = (b: number) => Math.round(b / 2 ** 20);
+    console.log(`soak: RSS by minute (MB): ${perMinute(rss).map((x) => x.kb >> 10).join(' ')}`);
+    console.log(`soak: JS heap used / external by minute (MB): ${perMinute(heap).map((x) => `${mb(x.used)}/${mb(x.external)}`).join(' ')}`);
     // 8 MB between medians a quarter apart (150 s in the full run): a leak of ~3 MB a minute or more fails.
     assert.ok(q4 - q3 < 8 * 1024, `memory grows: ${fig}`);
     assert.ok(peak * 1024 < DATA_LIMIT, fig);

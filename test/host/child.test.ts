@@ -1,7 +1,10 @@
 // How a failed child is described: by the reason it printed, never by Node's version banner.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { describeChildEnd, runNodeChild } from '../../src/host/child.js';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describeChildEnd, firstTryNote, runNodeChild, runNodeChildSteady } from '../../src/host/child.js';
 
 const fixture = new URL('../../../test/fixtures/child/throws.mjs', import.meta.url);
 
@@ -19,4 +22,22 @@ test('a rejected top-level await names the error; a plain exit names its last li
   assert.equal(describeChildEnd(e), 'exit 3: the reason it gave up');
   const k = await runNodeChild(fixture, ['kill']);
   assert.equal(describeChildEnd(k), 'killed by SIGKILL');
+});
+
+test('a child that failed without a signal is tried once more, and the first try is named; a signal is an answer, never retried', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vsys-child-'));
+  try {
+    const once = await runNodeChildSteady(fixture, ['once', path.join(dir, 'marker')]);
+    assert.equal(once.outcome, 'works');
+    assert.deepEqual(once.result, { ok: true });
+    assert.equal(firstTryNote(once), ' (tried twice: the first child ended exit 1: TypeError: a transient failure)');
+    const always = await runNodeChildSteady(fixture, ['throw']);
+    assert.equal(always.outcome, 'exit');
+    assert.equal(describeChildEnd(always) + firstTryNote(always), 'exit 1: RangeError: trap-flag code does not fit its slots (1, 2, 3 bytes) (tried twice: the first child ended exit 1: RangeError: trap-flag code does not fit its slots (1, 2, 3 bytes))');
+    const killed = await runNodeChildSteady(fixture, ['kill']);
+    assert.equal(killed.outcome, 'signal');
+    assert.equal(killed.firstTry, undefined);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -165,7 +165,7 @@ export function boot(vmlinuz: string, initrd: string, mode: string, timeoutMs = 
   const accel = process.env.VSYS_QEMU_ACCEL === 'kvm' && kvmUsable() ? 'kvm' : 'tcg';
   const args = [
     // TCG by default: nested KVM is often present but broken in CI guests (here it spins at boot).
-    ...(accel === 'kvm' ? ['-machine', 'accel=kvm', '-cpu', 'host,-arch-capabilities'] : ['-machine', 'accel=tcg', '-cpu', 'max']),
+    ...(accel === 'kvm' ? ['-machine', 'accel=kvm', '-cpu', 'host,-arch-capabilities'] : ['-machine', 'accel=tcg', '-cpu', process.env.VSYS_QEMU_CPU ?? 'max']),
     '-smp', '2', '-m', '2048', '-nographic', '-no-reboot', '-nodefaults', '-serial', 'stdio',
     '-kernel', vmlinuz, '-initrd', initrd,
     '-append', `console=ttyS0 quiet panic=-1 rdinit=/init vsyscall=${mode}`,
