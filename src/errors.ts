@@ -51,7 +51,8 @@ export type ErrorCode =
   | 'REGISTRY_FAILED'
   | 'REGISTRY_INSECURE'
   | 'REGISTRY_NO_CATALOG'
-  | 'SCAN_STATE_BAD';
+  | 'SCAN_STATE_BAD'
+  | 'SCAN_STATE_LOCKED';
 
 export interface VsysErrorDetails {
   syscall?: string;

@@ -7,6 +7,7 @@
 import fs from 'node:fs';
 import readline from 'node:readline';
 import { VsysError } from '../errors.js';
+import { errno, rawSyscall } from '../native/libc.js';
 import { Imports, type Symbolic } from '../scan/wire.js';
 import type { ImageReport } from './analyse-image.js';
 import type { ImageError } from './scan-image.js';
@@ -153,6 +154,38 @@ function describeScan(s: StateScan): string {
   return `registry://${s.registry}${s.repos?.length ? ` --repos ${s.repos.join(',')}` : ''}${s.shard ? ` --shard ${s.shard}` : ''}`;
 }
 
+const NR_FLOCK = 73; // arch/x86/entry/syscalls/syscall_64.tbl
+const LOCK_EX = 2;
+const LOCK_NB = 4;
+const EWOULDBLOCK = 11;
+
+/**
+ * flock(2) on the open file, not waiting. Released by the kernel when the file is closed or the
+ * process dies, so a killed scan leaves no stale lock. Where the filesystem cannot lock (some
+ * network filesystems), the file is written unlocked.
+ */
+function lockExclusive(fd: number, file: string): void {
+  if (Number(rawSyscall(NR_FLOCK, fd, LOCK_EX | LOCK_NB)) === 0) return;
+  if (errno() === EWOULDBLOCK) throw new VsysError('SCAN_STATE_LOCKED', `${file} is being written by another vsys scan (it holds the file's lock); wait for it to end, or give another --state file`, { path: file });
+}
+
+/**
+ * What a state file already holds for `scan`: undefined when it is missing, empty or only a cut-off
+ * header; refused when it is another scan's or not a state file.
+ */
+async function readExisting(file: string, scan: StateScan): Promise<StateFile | undefined> {
+  if (fs.statSync(file).size === 0) return undefined;
+  const existing = await readStateFile(file);
+  if (existing.wholeBytes === 0) {
+    // Only a cut-off header (killed as it was written) is started over; any other file is not ours to overwrite.
+    const header = JSON.stringify({ record: 'vsys-scan-state', version: STATE_VERSION, scan } satisfies Header);
+    if (!header.startsWith(fs.readFileSync(file, 'utf8'))) throw new VsysError('USAGE', `${file} is not a vsys state file (and is not empty): give another --state file`);
+    return undefined;
+  }
+  if (!sameScan(existing.scan, scan)) throw new VsysError('USAGE', `${file} holds the state of another scan (${describeScan(existing.scan)}), not of ${describeScan(scan)}: give another --state file, or remove it to start over`);
+  return existing;
+}
+
 /** A state file open for appending: what it already holds, and `add` for each reference finished. */
 export class StateWriter {
   /** Why writing stopped (the disk full, the file gone): the run goes on, and says so. */
@@ -164,32 +197,34 @@ export class StateWriter {
   /**
    * Opens `file` for the scan `scan`: created with its header when missing, empty or holding only a
    * cut-off header; else read (a cut-off last line dropped), and refused when it is the state of
-   * another scan. Lines are appended (O_APPEND), each whole.
+   * another scan. Lines are appended (O_APPEND), each whole. The file is locked (flock) while open:
+   * a second writer is refused (SCAN_STATE_LOCKED, exit 3).
    */
   static async open(file: string, scan: StateScan): Promise<StateWriter> {
-    let existing: StateFile | undefined;
-    if (fs.existsSync(file) && fs.statSync(file).size > 0) {
-      existing = await readStateFile(file);
-      if (existing.wholeBytes === 0) {
-        // Only a cut-off header (killed as it was written) is started over; any other file is not ours to overwrite.
-        const header = JSON.stringify({ record: 'vsys-scan-state', version: STATE_VERSION, scan } satisfies Header);
-        if (!header.startsWith(fs.readFileSync(file, 'utf8'))) throw new VsysError('USAGE', `${file} is not a vsys state file (and is not empty): give another --state file`);
-        existing = undefined;
-      }
-      else if (!sameScan(existing.scan, scan)) throw new VsysError('USAGE', `${file} holds the state of another scan (${describeScan(existing.scan)}), not of ${describeScan(scan)}: give another --state file, or remove it to start over`);
-    }
     let fd: number;
     try {
-      fs.writeFileSync(file, '', { flag: 'a' });
-      fs.truncateSync(file, existing?.wholeBytes ?? 0);
       fd = fs.openSync(file, 'a');
     } catch (e) {
       throw new VsysError('IO_FAILED', `cannot write --state ${file}: ${(e as Error).message}`, { path: file });
     }
-    const w = new StateWriter(fd, file, existing?.done ?? new Map());
-    if (!existing) w.line(JSON.stringify({ record: 'vsys-scan-state', version: STATE_VERSION, scan } satisfies Header));
-    if (w.failed) throw new VsysError('IO_FAILED', `cannot write --state ${file}: ${w.failed}`, { path: file });
-    return w;
+    try {
+      // Locked before it is read: a second writer (a retried pod whose first still runs, the same
+      // command started twice) would otherwise truncate and interleave the first one's lines.
+      lockExclusive(fd, file);
+      const existing = await readExisting(file, scan);
+      try {
+        fs.ftruncateSync(fd, existing?.wholeBytes ?? 0);
+      } catch (e) {
+        throw new VsysError('IO_FAILED', `cannot write --state ${file}: ${(e as Error).message}`, { path: file });
+      }
+      const w = new StateWriter(fd, file, existing?.done ?? new Map());
+      if (!existing) w.line(JSON.stringify({ record: 'vsys-scan-state', version: STATE_VERSION, scan } satisfies Header));
+      if (w.failed) throw new VsysError('IO_FAILED', `cannot write --state ${file}: ${w.failed}`, { path: file });
+      return w;
+    } catch (e) {
+      fs.closeSync(fd);
+      throw e;
+    }
   }
 
   /** One line, whole (short writes continued), synced; the first failure stops all writing. */

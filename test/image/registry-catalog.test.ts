@@ -51,6 +51,32 @@ function stateRefs(file: string): string[] {
   return fs.readFileSync(file, 'utf8').split('\n').slice(1).filter((l) => l.trim() !== '').map((l) => JSON.parse(l) as Rec).filter((r) => r.record === 'done').map((r) => r.ref as string);
 }
 
+/**
+ * The Job's script as a pod runs it: the shell as PID 1 of its own PID namespace (which ignores a
+ * SIGTERM it has no trap for). SIGTERM sent to it midway ends the scan at once, as a failure (143)
+ * that the Job retries, with the images judged so far on disk and no "complete" record.
+ */
+async function jobScriptStopsOnSigterm(local: string, dir: string): Promise<void> {
+  const one = local.replaceAll('/8"', '/1"').replace('--concurrency 2', '--concurrency 1');
+  const unshare = spawn('unshare', ['--pid', '--fork', '--kill-child', '/bin/sh', '-c', one], { stdio: 'ignore', env: { ...process.env, JOB_COMPLETION_INDEX: '0' } });
+  const exit = new Promise<number | null>((resolve) => unshare.once('exit', resolve));
+  const state = path.join(dir, 'shard-0.ndjson');
+  fs.rmSync(state);
+  const t0 = Date.now();
+  while (!(fs.existsSync(state) && stateRefs(state).length >= 1) && Date.now() - t0 < 60_000) await new Promise((r) => setTimeout(r, 10));
+  // The shell: PID 1 in the namespace, unshare's child outside it.
+  const sh = Number(fs.readFileSync(`/proc/${unshare.pid}/task/${unshare.pid}/children`, 'utf8').trim().split(' ')[0]);
+  assert.match(fs.readFileSync(`/proc/${sh}/status`, 'utf8'), /^NSpid:\s+\d+\s+1$/m, 'the shell is PID 1 of its namespace');
+  const sent = Date.now();
+  process.kill(sh, 'SIGTERM');
+  const code = await exit;
+  const judged = stateRefs(state).length;
+  assert.equal(code, 143, 'the scan ended by SIGTERM, and the shell says so (a failure: the Job retries the shard)');
+  assert.ok(Date.now() - sent < 10_000, `ended ${Date.now() - sent} ms after SIGTERM`);
+  assert.ok(judged >= 1 && judged < 90, `${judged} images judged before the stop`);
+  assert.doesNotMatch(fs.readFileSync(state, 'utf8'), /"record":"complete"/);
+}
+
 describe('whole-registry scans', { skip }, () => {
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'vsys-catalog-'));
   let reg: Registry;
@@ -224,6 +250,7 @@ describe('whole-registry scans', { skip }, () => {
     const merged = vsys(['scan', '--merge', '--mode', 'none', '--json', ...states]);
     assert.equal(merged.status, 0, merged.stderr);
     assert.deepEqual(comparable(records(merged.stdout)), comparable(full));
+    if (process.getuid?.() === 0 && hasCommand('unshare')) await jobScriptStopsOnSigterm(local, dir);
   });
 
   test('--repos that matches nothing is not a pass: exit 3, REGISTRY_NO_MATCH', { timeout: 120_000 }, () => {

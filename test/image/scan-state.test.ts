@@ -4,6 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import { readStateFile, StateWriter, type DoneRecord } from '../../src/image/scan-state.js';
@@ -54,6 +55,37 @@ test('state: written, cut off mid-line by a kill, reopened: the cut line is drop
     fs.writeFileSync(file, 'someone else\'s notes, one line');
     await assert.rejects(StateWriter.open(file, {}), /is not a vsys state file/);
     assert.equal(fs.readFileSync(file, 'utf8'), 'someone else\'s notes, one line', 'left as it was');
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('state: one writer at a time, as util-linux flock(1) sees it; the lock goes with the writer, even killed', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vsys-state-'));
+  try {
+    const file = path.join(dir, 's.ndjson');
+    const w = await StateWriter.open(file, { registry: 'r:5000' });
+    w.add(done('registry://r:5000/a:1'));
+    // flock(1) -n: exit 1 when the lock is held elsewhere.
+    assert.equal(spawnSync('flock', ['-n', file, 'true']).status, 1, 'flock(1) finds the file locked');
+    w.close();
+    assert.equal(spawnSync('flock', ['-n', file, 'true']).status, 0, 'closed, the file is free');
+    // Held by another process (flock --close: the lock is flock's own, not its sleep's): this writer
+    // is refused and the file left as it was.
+    const holder = spawn('flock', ['--close', file, 'sleep', '30'], { stdio: 'ignore' });
+    try {
+      for (let i = 0; i < 100 && spawnSync('flock', ['-n', file, 'true']).status === 0; i++) await new Promise((r) => setTimeout(r, 20));
+      const before = fs.readFileSync(file, 'utf8');
+      await assert.rejects(StateWriter.open(file, { registry: 'r:5000' }), (e: Error & { code?: string }) => e.code === 'SCAN_STATE_LOCKED' && /being written by another vsys scan/.test(e.message));
+      assert.equal(fs.readFileSync(file, 'utf8'), before, 'nothing truncated or appended');
+    } finally {
+      holder.kill('SIGKILL');
+      await new Promise((r) => holder.once('exit', r));
+    }
+    // The holder killed, the kernel dropped its lock: the file opens, its record still there.
+    const again = await StateWriter.open(file, { registry: 'r:5000' });
+    assert.deepEqual([...again.done.keys()], ['registry://r:5000/a:1']);
+    again.close();
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
