@@ -41,6 +41,32 @@ export function repoGlobs(values: string[] | undefined): string[] | undefined {
   return globs.length ? globs : undefined;
 }
 
+/** Tags checked at once when a scan resumes. */
+const DIGEST_CHECKS = 8;
+
+/**
+ * Judged references of registries whose tag names another digest than the one judged (pushed
+ * again since), or whose digest could not be had: ref → why. A record written without a digest
+ * (an archive, an older vsys) is kept as it is.
+ */
+async function changedSinceJudged(done: DoneRecord[], a: CatalogArgs): Promise<Map<string, string>> {
+  const { currentTagDigest } = await import('../image/registry.js');
+  const check = done.filter((d) => d.ref.startsWith('registry://') && d.images.length > 0 && d.images.every((i) => i.tagDigest !== undefined));
+  const changed = new Map<string, string>();
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < check.length) {
+      const d = check[next++]!;
+      const now = await currentTagDigest(d.ref, { ...(a.creds ? { creds: a.creds } : {}), ...(a.insecure ? { insecure: true } : {}) });
+      const was = d.images[0]!.tagDigest!;
+      if ('error' in now) changed.set(d.ref, `${d.ref}: ${now.error}`);
+      else if (now.digest !== was) changed.set(d.ref, `${d.ref}: ${was.slice(0, 19)}… then, ${now.digest.slice(0, 19)}… now`);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(DIGEST_CHECKS, check.length) }, worker));
+  return changed;
+}
+
 /**
  * Catalog references (registry://HOST) replaced by the images they list; with --state, the
  * references an earlier run finished without error left out, their reports kept.
@@ -85,14 +111,18 @@ export async function prepareImageRefs(io: Io, imageRefs: string[], a: CatalogAr
     writer = await StateWriter.open(a.state, hosts[0] ? { registry: hosts[0], ...(a.repos ? { repos: a.repos } : {}), ...(a.shard ? { shard: a.shard } : {}) } : {});
     if (!catalogFailed) writer.listing(refs, errors);
     const wanted = new Set(refs);
+    // Finished without error: kept, unless its tag names another digest now. An error is tried
+    // again (it may have been the network).
+    const finished = [...writer.done.values()].filter((d) => wanted.has(d.ref) && d.errors.length === 0);
+    const changed = await changedSinceJudged(finished, a);
     let resumed = 0;
-    for (const d of writer.done.values()) {
-      // Finished without error: kept. An error is tried again (it may have been the network).
-      if (!wanted.has(d.ref) || d.errors.length > 0) continue;
+    for (const d of finished) {
+      if (changed.has(d.ref)) continue;
       prior.push(...d.images);
       wanted.delete(d.ref);
       resumed++;
     }
+    if (changed.size > 0) io.stderr.write(`vsys: ${changed.size} of the images judged in ${a.state} changed since (their tag names another digest, or it could not be checked): judged again (${[...changed.values()].slice(0, 3).join('; ')}${changed.size > 3 ? '; …' : ''})\n`);
     if (resumed > 0) io.stderr.write(`vsys: ${resumed} of ${refs.length} images already judged in ${a.state}; scanning the other ${refs.length - resumed}\n`);
     const left = refs.filter((r) => wanted.has(r));
     return { refs: left, prior, errors, writer, total: refs.length, long, catalogFailed };

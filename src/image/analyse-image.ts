@@ -38,6 +38,8 @@ export interface ImageReport {
   input?: string;
   source: 'docker-archive' | 'oci-archive' | 'oci-dir' | 'registry';
   digest?: string;
+  /** Read from a registry by tag: the digest the tag named then (the index's, for a multi-platform image), as `docker pull` prints it. */
+  tagDigest?: string;
   platform?: string;
   skippedPlatforms?: string[];
   os?: { id?: string; versionId?: string; prettyName?: string };

@@ -167,6 +167,24 @@ export class RegistryClient {
   }
 }
 
+/**
+ * The digest a registry tag names now (HEAD of its manifest, the header the registry sets), or why
+ * it could not be had. What a resumed scan compares with the digest it judged.
+ */
+export async function currentTagDigest(refText: string, o: RegistryOptions): Promise<{ digest: string } | { error: string }> {
+  try {
+    const ref = parseRegistryRef(refText);
+    if (ref.tag === undefined) return { error: 'not a reference by tag' };
+    const r = await new RegistryClient(ref, o).send('HEAD', `/manifests/${ref.tag}`, { accept: [MEDIA.ociIndex, MEDIA.ociManifest, MEDIA.dockerList, MEDIA.dockerManifest].join(', ') });
+    await r.body?.cancel();
+    const digest = r.headers.get('docker-content-digest') ?? '';
+    if (!r.ok) return { error: `HTTP ${r.status}` };
+    return /^sha256:[0-9a-f]{64}$/.test(digest) ? { digest } : { error: 'no Docker-Content-Digest header' };
+  } catch (e) {
+    return { error: (e as Error).message };
+  }
+}
+
 const JSON_MAX = 4 * 1024 * 1024;
 
 /**
@@ -207,5 +225,6 @@ export async function readRegistry(refText: string, o: SourceOptions & RegistryO
   const claims = manifest.layers.map((l, i) => ({ digest: l.digest, ...(typeof l.size === 'number' ? { size: l.size } : {}), ...(ids?.[i] ? { diffId: ids[i] } : {}) }));
   const layers = await collectLayers(manifest.layers.map((l) => l.digest), streamedLayers((d) => client.blobStream(d)), refText, o, o.cache, claims);
   const run = configRun(cfg);
-  return [{ ref: refText.replace(/^registry:\/\//, ''), source: 'registry', ...(digest ? { digest } : {}), platform: platform ?? configPlatform(cfg), skippedPlatforms: skipped, ...(run ? { run } : {}), layers }];
+  const tagDigest = ref.digest === undefined && top.digest !== undefined && /^sha256:[0-9a-f]{64}$/.test(top.digest) ? top.digest : undefined;
+  return [{ ref: refText.replace(/^registry:\/\//, ''), source: 'registry', ...(digest ? { digest } : {}), ...(tagDigest ? { tagDigest } : {}), platform: platform ?? configPlatform(cfg), skippedPlatforms: skipped, ...(run ? { run } : {}), layers }];
 }

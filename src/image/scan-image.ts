@@ -144,7 +144,7 @@ export async function scanImageRefs(refs: string[], o: ImageScanOptions = {}): P
         img.layers.forEach((l, i) => ifs.apply(l.result.ops, i));
         const problems = img.layers.flatMap((l) => l.result.problems);
         const report = analyseImage(ifs, {
-          ref: img.ref, input: ref, source: img.source, ...(img.digest ? { digest: img.digest } : {}), platform: img.platform,
+          ref: img.ref, input: ref, source: img.source, ...(img.digest ? { digest: img.digest } : {}), ...(img.tagDigest ? { tagDigest: img.tagDigest } : {}), platform: img.platform,
           ...(img.skippedPlatforms.length ? { skippedPlatforms: img.skippedPlatforms } : {}),
           layers: img.layers.map((l) => ({ digest: l.key, bytes: l.result.bytes, files: l.result.files, elfFiles: l.result.elfFiles, cached: l.cached })),
           problems,

@@ -25,6 +25,8 @@ export interface ResolvedImage {
   ref: string;
   source: 'docker-archive' | 'oci-archive' | 'oci-dir' | 'registry';
   digest?: string;
+  /** A registry image read by tag: the digest the tag named (the index's, for a multi-platform image). */
+  tagDigest?: string;
   platform: string;
   skippedPlatforms: string[];
   /** What the image runs, from its config. */

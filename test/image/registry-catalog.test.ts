@@ -82,6 +82,8 @@ describe('whole-registry scans', { skip }, () => {
   let reg: Registry;
   let full: Rec[];
   const base: { crash?: string; clean?: string } = {};
+  /** Pushes repo:tag again, on the other base than before (a crash becomes clean and back). */
+  let repush: (repo: string, tag: string, onCrashBase: boolean) => Promise<void>;
 
   before(async () => {
     const blobs = path.join(work, 'blobs');
@@ -99,15 +101,15 @@ describe('whole-registry scans', { skip }, () => {
     base.crash = crashBase.digest;
     base.clean = cleanBase.digest;
     reg = await startRegistry();
-    for (const repo of REPOS) {
-      for (const tag of TAGS) {
-        const own = mk(`${repo}-${tag}`, { 'etc/image': `${repo}:${tag}\n` });
-        const b = crashes(repo) ? crashBase : cleanBase;
-        const config = path.join(work, 'config.json');
-        fs.writeFileSync(config, JSON.stringify(imageConfig([b.diffId, own.diffId], { config: { Cmd: ['/usr/bin/true'] } })));
-        await pushImage(reg, repo, tag, { configPath: config, layerPaths: [b.blobPath, own.blobPath], mediaTypes: { config: MEDIA.ociConfig, layers: [b.mediaType, own.mediaType] } });
-      }
-    }
+    const push = async (repo: string, tag: string, onCrashBase: boolean) => {
+      const own = mk(`${repo}-${tag}`, { 'etc/image': `${repo}:${tag}\n` });
+      const b = onCrashBase ? crashBase : cleanBase;
+      const config = path.join(work, 'config.json');
+      fs.writeFileSync(config, JSON.stringify(imageConfig([b.diffId, own.diffId], { config: { Cmd: ['/usr/bin/true'] } })));
+      await pushImage(reg, repo, tag, { configPath: config, layerPaths: [b.blobPath, own.blobPath], mediaTypes: { config: MEDIA.ociConfig, layers: [b.mediaType, own.mediaType] } });
+    };
+    repush = push;
+    for (const repo of REPOS) for (const tag of TAGS) await push(repo, tag, crashes(repo));
   });
   after(async () => {
     await reg?.stop();
@@ -280,5 +282,35 @@ describe('whole-registry scans', { skip }, () => {
     assert.equal(vsys(['scan', '--shard', '0/2', '/bin/true']).status, 2);
     assert.equal(vsys(['scan', '--state', path.join(work, 'paths.ndjson'), '/bin/true']).status, 2);
     assert.equal(fs.existsSync(path.join(work, 'paths.ndjson')), false, 'nothing written for a refused run');
+  });
+
+  // Last: it changes what the registry holds.
+  test('resumed after a tag was pushed again, the scan judges that image again (its digest changed) and keeps the others', { timeout: 300_000 }, async () => {
+    const state = path.join(work, 'repush.ndjson');
+    const args = ['scan', '--mode', 'none', '--json', '--repos', 'team-b/svc-29', '--state', state, `registry://${reg.host}`];
+    const first = vsys(args);
+    assert.equal(first.status, 0, first.stderr);
+    const judged = records(first.stdout).filter((x) => x.record === 'image');
+    assert.deepEqual(judged.map((x) => x.outcome), ['crash', 'crash', 'crash']);
+    for (const img of judged) assert.match(img.tagDigest, /^sha256:[0-9a-f]{64}$/);
+    // The tag's digest as the registry serves it (skopeo, not vsys): what the report recorded.
+    if (hasCommand('skopeo')) {
+      const inspect = spawnSync('skopeo', ['inspect', '--tls-verify=false', '--raw', `docker://${reg.host}/team-b/svc-29:latest`]);
+      assert.equal(inspect.status, 0, String(inspect.stderr));
+      const { createHash } = await import('node:crypto');
+      assert.equal(judged.find((x) => x.input.endsWith(':latest'))?.tagDigest, `sha256:${createHash('sha256').update(inspect.stdout).digest('hex')}`);
+    }
+    await repush('team-b/svc-29', 'latest', false);
+    const again = vsys(args);
+    assert.equal(again.status, 0, again.stderr);
+    assert.match(again.stderr, /1 of the images judged in .* changed since .*svc-29:latest/);
+    assert.match(again.stderr, /2 of 3 images already judged/);
+    const now = records(again.stdout).filter((x) => x.record === 'image');
+    assert.deepEqual(now.map((x) => [/:([^:]+)$/.exec(x.input)?.[1], x.outcome]), [['1.0', 'crash'], ['1.1', 'crash'], ['latest', 'ok']]);
+    assert.equal(stateRefs(state).length, 4, 'three lines, and one more for the tag judged again');
+    // Nothing changed since: all three kept.
+    const third = vsys(args);
+    assert.match(third.stderr, /3 of 3 images already judged/);
+    assert.doesNotMatch(third.stderr, /changed since/);
   });
 });
