@@ -103,6 +103,71 @@ function byKind(objs: K8sObject[], kind: string): K8sObject {
   return o[0]!;
 }
 
+/** Where kubernetes-models keeps each kind's model: its type (generated from the Kubernetes OpenAPI) and validator. */
+const MODELS: Record<string, string> = {
+  Namespace: 'kubernetes-models/v1/Namespace',
+  Service: 'kubernetes-models/v1/Service',
+  PersistentVolumeClaim: 'kubernetes-models/v1/PersistentVolumeClaim',
+  DaemonSet: 'kubernetes-models/apps/v1/DaemonSet',
+  Job: 'kubernetes-models/batch/v1/Job',
+  ServiceMonitor: '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/ServiceMonitor',
+};
+
+/**
+ * Each object against the Kubernetes API's schema, offline (kubectl's own validation needs a
+ * server's OpenAPI): its kubernetes-models validator (types, enums, required fields), and a
+ * TypeScript file declaring it with the model's type, compiled with tsc, whose excess-property
+ * check refuses a field the API does not have (a misspelt one is silently dropped by a cluster).
+ * Returns tsc's complaints, one per line.
+ */
+async function schemaProblems(objs: K8sObject[]): Promise<string[]> {
+  const problems: string[] = [];
+  for (const o of objs) {
+    const mod = (await import(MODELS[o.kind]!)) as Record<string, new (d: unknown) => { validate(): void }>;
+    try {
+      new mod[o.kind]!(o).validate();
+    } catch (e) {
+      problems.push(`${o.kind} ${o.metadata.name}: ${(e as Error).message}`);
+    }
+  }
+  const dir = path.join(ROOT, '.cache', 'k8s-schema');
+  fs.mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, `check-${process.pid}.ts`);
+  const lines = objs.map((o, i) => `import type { I${o.kind} as T${i} } from '${MODELS[o.kind]}';\nexport const o${i}: T${i} = ${JSON.stringify(o)};`);
+  fs.writeFileSync(file, lines.join('\n') + '\n');
+  try {
+    const tsc = run(process.execPath, [path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '--noEmit', '--strict', '--skipLibCheck', '--module', 'nodenext', '--moduleResolution', 'nodenext', '--target', 'es2022', file]);
+    problems.push(...tsc.stdout.split('\n').filter((l) => /error TS/.test(l)).map((l) => { const i = Number(/^[^(]+\((\d+),/.exec(l)?.[1]) / 2 - 1; return `${objs[Math.floor(i)]?.kind ?? '?'}: ${l.replace(/^.*error /, '')}`; }));
+    if (tsc.status !== 0 && problems.length === 0) problems.push(`tsc: ${tsc.stdout}${tsc.stderr}`);
+  } finally {
+    fs.rmSync(file, { force: true });
+  }
+  return problems;
+}
+
+/** The objects of one manifest file, decoded by kubectl (offline). */
+function fileObjects(file: string): K8sObject[] {
+  const j = run('kubectl', ['annotate', '--local', '-f', file, '-o', 'json', 'vsys.test/decoded=1']);
+  assert.equal(j.status, 0, j.stderr);
+  return JSON.parse(`[${j.stdout.trim().replace(/\n\}\n\{/g, '\n},\n{')}]`) as K8sObject[];
+}
+
+test('kubernetes: every manifest validates against the Kubernetes API schema (kubernetes-models: validators, and types with excess-property checks); a misspelt field and a wrong type are caught', { skip: noKubectl, timeout: 120_000 }, async () => {
+  const objs = [...builtObjects(), ...fileObjects(path.join(KUBE, 'registry-scan-job.yaml'))];
+  assert.deepEqual(objs.map((o) => o.kind).sort(), ['DaemonSet', 'Job', 'Namespace', 'PersistentVolumeClaim', 'Service', 'ServiceMonitor']);
+  assert.deepEqual(await schemaProblems(objs), []);
+  // The check can fail: a field spelt as people spell it, and a port that is not a number.
+  const ds = structuredClone(objs.find((o) => o.kind === 'DaemonSet')!);
+  const c = ds.spec.template.spec.containers[0];
+  c.securityContext.readOnlyRootFileSystem = c.securityContext.readOnlyRootFilesystem;
+  delete c.securityContext.readOnlyRootFilesystem;
+  const job = structuredClone(objs.find((o) => o.kind === 'Job')!);
+  job.spec.backoffLimitPerIndex = 'three';
+  const bad = await schemaProblems([ds, job]);
+  assert.ok(bad.some((p) => /DaemonSet: .*readOnlyRootFileSystem\W* does not exist in type 'ISecurityContext'/.test(p)), bad.join('\n'));
+  assert.ok(bad.some((p) => /Job .*backoffLimitPerIndex must be integer/.test(p)), bad.join('\n'));
+});
+
 test('kubernetes: the kustomization builds the namespace, DaemonSet, Service and ServiceMonitor in vsys', { skip: noKubectl }, () => {
   const objs = builtObjects();
   assert.deepEqual(objs.map((o) => o.kind).sort(), ['DaemonSet', 'Namespace', 'Service', 'ServiceMonitor']);

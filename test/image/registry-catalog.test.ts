@@ -225,6 +225,7 @@ describe('whole-registry scans', { skip }, () => {
     assert.equal(spec.completionMode, 'Indexed');
     assert.equal(spec.template.spec.restartPolicy, 'Never');
     assert.ok(spec.backoffLimitPerIndex > 0, 'a failing shard is retried alone (and resumes from its state file)');
+    assert.deepEqual(spec.podFailurePolicy.rules, [{ action: 'Ignore', onPodConditions: [{ type: 'DisruptionTarget' }] }], 'an eviction does not use up a retry');
     const n = spec.completions as number;
     assert.equal(spec.parallelism, n);
     const c = spec.template.spec.containers[0];
