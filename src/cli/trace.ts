@@ -240,6 +240,13 @@ function lineBuffer(sink: Output): { put: (line: string) => void; flush: () => v
   return { put, flush };
 }
 
+/** How long a terminal's SIGINT may take to reach vsys after it ended the command (signals go through the event loop). */
+const SIGINT_SETTLE_MS = 500;
+
+async function sigintSettles(got: () => boolean): Promise<void> {
+  for (let waited = 0; waited < SIGINT_SETTLE_MS && !got(); waited += 10) await new Promise((r) => setTimeout(r, 10));
+}
+
 export const traceCommand: Command = {
   summary: 'which live processes use the vsyscall page, how often, which crashed, what it costs',
   async run(args, io: Io) {
@@ -307,9 +314,11 @@ export const traceCommand: Command = {
       });
       flush();
       // Ctrl-C to the terminal's group can end the command before vsys's own SIGINT handler has run
-      // (the command's exit can come first in the event loop): a command ended by SIGINT was
-      // interrupted all the same, and the figures say so.
-      if (interrupted || summary.exit?.signal === 'SIGINT') summary.stopped = true;
+      // (the command's exit can come first in the event loop): a command ended by SIGINT is given
+      // a moment for that handler. Only if vsys got the SIGINT too was the run stopped early; a
+      // command that died of a SIGINT of its own (raise, kill -INT PID) ended, and was traced whole.
+      if (!interrupted && summary.exit?.signal === 'SIGINT') await sigintSettles(() => interrupted);
+      if (interrupted) summary.stopped = true;
       sink.write(values.json ? toJson({ summary }, 0) + '\n' : formatSummary(summary));
       if (sink.closed) return EXIT.brokenPipe;
       if (interrupted) return EXIT.interrupted;

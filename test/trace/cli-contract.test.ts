@@ -223,6 +223,13 @@ test('Ctrl-C: the partial summary and exit 130, whether the terminal\'s SIGINT r
   }
 });
 
+test('a command that dies of a SIGINT of its own was traced whole: exit 130 as a shell says it, not "stopped early"', { skip, timeout: 60_000 }, () => {
+  const r = spawnSync(process.execPath, [BIN, 'trace', '--', 'sh', '-c', 'kill -INT $$'], { encoding: 'utf8', timeout: 30_000 });
+  assert.equal(r.status, 130, r.stderr);
+  assert.match(r.stderr, /exit SIGINT/);
+  assert.doesNotMatch(r.stderr, /stopped early/);
+});
+
 test('shellStatus, the exec name rule and the share\'s wording (no kernel needed)', () => {
   assert.equal(shellStatus({ code: 3, signal: null }), 3);
   assert.equal(shellStatus({ code: null, signal: 'SIGSEGV' }), 139);
