@@ -104,7 +104,7 @@ test(`soak: ${SECONDS} s of ${RATE} emulated calls/s and 100 new processes/s und
     const soakDone = new Promise<number | null>((resolve) => soak.once('exit', resolve));
     const rss: { t: number; kb: number }[] = [];
     /** The exporter's own account of its heap at each scrape (prom-client's nodejs_* metrics). */
-    const heap: { used: number; external: number }[] = [];
+    const heap: { used: number; external: number; cpu: number }[] = [];
     let scrapes = 0;
     const t0 = Date.now();
     let finished = false;
@@ -116,7 +116,7 @@ test(`soak: ${SECONDS} s of ${RATE} emulated calls/s and 100 new processes/s und
       const r = await fetch(`${base}/metrics`);
       assert.equal(r.status, 200);
       const own = samples(await r.text());
-      heap.push({ used: own.get('nodejs_heap_size_used_bytes') ?? NaN, external: own.get('nodejs_external_memory_bytes') ?? NaN });
+      heap.push({ used: own.get('nodejs_heap_size_used_bytes') ?? NaN, external: own.get('nodejs_external_memory_bytes') ?? NaN, cpu: own.get('process_cpu_seconds_total') ?? NaN });
       scrapes++;
     }
     assert.equal(await soakDone, 0);
@@ -146,6 +146,7 @@ test(`soak: ${SECONDS} s of ${RATE} emulated calls/s and 100 new processes/s und
     const mb = (b: number) => Math.round(b / 2 ** 20);
     console.log(`soak: RSS by minute (MB): ${perMinute(rss).map((x) => x.kb >> 10).join(' ')}`);
     console.log(`soak: JS heap used / external by minute (MB): ${perMinute(heap).map((x) => `${mb(x.used)}/${mb(x.external)}`).join(' ')}`);
+    console.log(`soak: the exporter's CPU: ${heap.at(-1)?.cpu.toFixed(1)} s in ${SECONDS} s (process_cpu_seconds_total)`);
     // 8 MB between medians a quarter apart (150 s in the full run): a leak of ~3 MB a minute or more fails.
     assert.ok(q4 - q3 < 8 * 1024, `memory grows: ${fig}`);
     assert.ok(peak * 1024 < DATA_LIMIT, fig);
