@@ -5,8 +5,10 @@
 // round does N accesses, forces a GC and reads the malloc heap's resident size ([heap] in
 // /proc/self/smaps, where glibc's main arena lives). Then real eBPF map churn through BpfMap
 // (update, keys, lookup, remove: what the exporter does per process), where root allows.
-// usage: node --expose-gc bench/native-memory.mjs [--rounds N (default 5)] [--n N (default 200000)] [--json]
+// usage: node bench/native-memory.mjs [--rounds N (default 5)] [--n N (default 200000)] [--json]
 import fs from 'node:fs';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
@@ -17,10 +19,8 @@ const opt = (name, d) => (args.includes(name) ? Number(args[args.indexOf(name) +
 const rounds = opt('--rounds', 5);
 const n = opt('--n', 200_000);
 const json = args.includes('--json');
-if (typeof global.gc !== 'function') {
-  console.error('bench/native-memory.mjs: run with node --expose-gc');
-  process.exit(2);
-}
+v8.setFlagsFromString('--expose-gc');
+const gc = vm.runInNewContext('gc');
 const { ExecPage } = await import(path.join(ROOT, 'dist', 'src', 'native', 'memory.js'));
 const koffi = createRequire(import.meta.url)(path.join(ROOT, 'node_modules', 'koffi'));
 
@@ -52,12 +52,12 @@ const ways = {
 const results = Object.fromEntries(Object.keys(ways).map((k) => [k, { bytesPerCall: [], nsPerCall: [] }]));
 for (let r = 0; r < rounds; r++) {
   for (const [name, fn] of Object.entries(ways)) {
-    global.gc();
+    gc();
     const before = mallocHeapKb();
     const t0 = process.hrtime.bigint();
     for (let i = 0; i < n; i++) if (fn()[0] !== 7) throw new Error('read back the wrong bytes');
     const ns = Number(process.hrtime.bigint() - t0) / n;
-    global.gc();
+    gc();
     results[name].bytesPerCall.push(((mallocHeapKb() - before) * 1024) / n);
     results[name].nsPerCall.push(ns);
   }
@@ -84,11 +84,11 @@ try {
     }
   };
   ops();
-  global.gc();
+  gc();
   const before = mallocHeapKb();
   const cycles = Math.max(1, Math.round(n / 4000));
   for (let c = 0; c < cycles; c++) ops();
-  global.gc();
+  gc();
   churn = { cycles, mapOps: cycles * 4000, heapGrowthKb: mallocHeapKb() - before };
   map.close();
 } catch (e) {
