@@ -78,13 +78,13 @@ export type SteadyOutcome = ChildOutcome & { firstTry?: string };
 
 /**
  * Runs the child, and once more when it failed for no reason of the kernel's: an exit without a
- * result (an exception in the child), a timeout or a failed spawn. A signal is an answer (the page
- * killed it) and is never retried. Where the second try decides, the first is named in `firstTry`,
- * so a report can say it.
+ * result (an exception in the child) or a failed spawn. A signal is an answer (the page killed it)
+ * and is never retried, nor is a timeout (a child that hangs would hang again, and double the
+ * wait). Where a second try was made, the first is named in `firstTry`, so a report can say it.
  */
 export async function runNodeChildSteady(moduleUrl: URL, args: string[], timeoutMs?: number): Promise<SteadyOutcome> {
   const first = await runNodeChild(moduleUrl, args, timeoutMs);
-  if (first.outcome === 'works' || first.outcome === 'signal') return first;
+  if (first.outcome !== 'exit' && first.outcome !== 'spawn-failed') return first;
   const second = await runNodeChild(moduleUrl, args, timeoutMs);
   return { ...second, firstTry: describeChildEnd(first) };
 }

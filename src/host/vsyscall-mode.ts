@@ -86,8 +86,8 @@ function describeChild(o: SteadyOutcome): ActiveTest['call'] {
     return { outcome: 'works', ...(v !== undefined ? { value: v } : {}), detail: `works${firstTryNote(o)}` };
   }
   if (o.outcome === 'signal') {
-    if (o.signal === 'SIGSEGV') return { outcome: 'sigsegv', signal: 'SIGSEGV', detail: 'SIGSEGV' };
-    return { outcome: 'signal', signal: o.signal!, detail: `killed by ${o.signal}${o.signal === 'SIGSYS' ? ' (seccomp)' : ''}` };
+    if (o.signal === 'SIGSEGV') return { outcome: 'sigsegv', signal: 'SIGSEGV', detail: `SIGSEGV${firstTryNote(o)}` };
+    return { outcome: 'signal', signal: o.signal!, detail: `killed by ${o.signal}${o.signal === 'SIGSYS' ? ' (seccomp)' : ''}${firstTryNote(o)}` };
   }
   return { outcome: 'failed', detail: `child ${describeChildEnd(o)}${firstTryNote(o)}` };
 }

@@ -34,6 +34,16 @@ test('a child that failed without a signal is tried once more, and the first try
     const always = await runNodeChildSteady(fixture, ['throw']);
     assert.equal(always.outcome, 'exit');
     assert.equal(describeChildEnd(always) + firstTryNote(always), 'exit 1: RangeError: trap-flag code does not fit its slots (1, 2, 3 bytes) (tried twice: the first child ended exit 1: RangeError: trap-flag code does not fit its slots (1, 2, 3 bytes))');
+    // A signal on the second try is the answer, and the first try is still named.
+    const thenKilled = await runNodeChildSteady(fixture, ['once-then-kill', path.join(dir, 'marker2')]);
+    assert.equal(thenKilled.outcome, 'signal');
+    assert.equal(thenKilled.firstTry, 'exit 1: TypeError: a transient failure');
+    // A child that hangs is not run twice: one timeout, not two.
+    const starts = path.join(dir, 'starts');
+    const hung = await runNodeChildSteady(fixture, ['hang', starts], 1500);
+    assert.equal(hung.outcome, 'timeout');
+    assert.equal(hung.firstTry, undefined);
+    assert.equal(fs.readFileSync(starts, 'utf8'), 'started\n', 'the hanging child was started once');
     const killed = await runNodeChildSteady(fixture, ['kill']);
     assert.equal(killed.outcome, 'signal');
     assert.equal(killed.firstTry, undefined);
