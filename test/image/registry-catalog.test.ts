@@ -77,6 +77,32 @@ async function jobScriptStopsOnSigterm(local: string, dir: string): Promise<void
   assert.doesNotMatch(fs.readFileSync(state, 'utf8'), /"record":"complete"/);
 }
 
+/**
+ * The Job's script with a `node` that ends 5 on SIGTERM: the script must
+ * wait for that status, not report the 143 of its own wait cut short by the signal, in dash and
+ * busybox sh alike, run after run (the race the second wait closes).
+ */
+async function jobScriptKeepsTheScansStatus(script: string): Promise<void> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vsys-job-sh-'));
+  try {
+    fs.writeFileSync(path.join(dir, 'node'), `#!/bin/sh\ntrap 'exit 5' TERM\necho started > "${dir}/started"\nwhile :; do :; done\n`, { mode: 0o755 });
+    const local = script.replaceAll('/out/', `${dir}/`);
+    const shells = [['/bin/sh'], ...(fs.existsSync('/bin/busybox') ? [['/bin/busybox', 'sh']] : [])];
+    for (const sh of shells) {
+      for (let i = 0; i < 8; i++) {
+        fs.rmSync(path.join(dir, 'started'), { force: true });
+        const p = spawn(sh[0]!, [...sh.slice(1), '-c', local], { stdio: 'ignore', env: { ...process.env, PATH: `${dir}:${process.env.PATH}`, JOB_COMPLETION_INDEX: '0' } });
+        const code = new Promise<number | null>((resolve) => p.once('exit', resolve));
+        while (!fs.existsSync(path.join(dir, 'started'))) await new Promise((r) => setTimeout(r, 10));
+        p.kill('SIGTERM');
+        assert.equal(await code, 5, `${sh.join(' ')}, run ${i + 1}: the scan's own status, not the interrupted wait's`);
+      }
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 describe('whole-registry scans', { skip }, () => {
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'vsys-catalog-'));
   let reg: Registry;
@@ -254,6 +280,7 @@ describe('whole-registry scans', { skip }, () => {
     assert.equal(merged.status, 0, merged.stderr);
     assert.deepEqual(comparable(records(merged.stdout)), comparable(full));
     if (process.getuid?.() === 0 && hasCommand('unshare')) await jobScriptStopsOnSigterm(local, dir);
+    await jobScriptKeepsTheScansStatus(script);
   });
 
   test('--repos that matches nothing is not a pass: exit 3, REGISTRY_NO_MATCH', { timeout: 120_000 }, () => {
