@@ -41,44 +41,83 @@ export function repoGlobs(values: string[] | undefined): string[] | undefined {
   return globs.length ? globs : undefined;
 }
 
-/** Tags checked at once when a scan resumes. */
+/** Tags checked at once when a scan resumes, and how long one check may take. */
 const DIGEST_CHECKS = 8;
+const DIGEST_CHECK_MS = 30_000;
 
 /**
- * Judged references of registries whose tag names another digest than the one judged (pushed
- * again since), or whose digest could not be had: ref → why. A record written without a digest
- * (an archive, an older vsys) is kept as it is.
+ * Judged registry images whose tag names another digest now (pushed again since: `changed`) or
+ * whose digest could not be had (`unchecked`), ref → why; both are judged again. One client per
+ * repository, so a token is asked for once per repository, not per tag. A record written without
+ * a digest (an archive, an older vsys) is kept as it is.
  */
-async function changedSinceJudged(done: DoneRecord[], a: CatalogArgs): Promise<Map<string, string>> {
-  const { currentTagDigest } = await import('../image/registry.js');
+async function recheckDigests(io: Io, done: DoneRecord[], a: CatalogArgs): Promise<{ changed: Map<string, string>; unchecked: Map<string, string> }> {
+  const { RegistryClient, parseRegistryRef } = await import('../image/registry.js');
   const check = done.filter((d) => d.ref.startsWith('registry://') && d.images.length > 0 && d.images.every((i) => i.tagDigest !== undefined));
   const changed = new Map<string, string>();
+  const unchecked = new Map<string, string>();
+  if (check.length === 0) return { changed, unchecked };
+  io.stderr.write(`vsys: checking the tags of ${check.length} images judged before against the registry…\n`);
+  const clients = new Map<string, InstanceType<typeof RegistryClient>>();
   let next = 0;
   const worker = async (): Promise<void> => {
     while (next < check.length) {
       const d = check[next++]!;
-      const now = await currentTagDigest(d.ref, { ...(a.creds ? { creds: a.creds } : {}), ...(a.insecure ? { insecure: true } : {}) });
       const was = d.images[0]!.tagDigest!;
-      if ('error' in now) changed.set(d.ref, `${d.ref}: ${now.error}`);
-      else if (now.digest !== was) changed.set(d.ref, `${d.ref}: ${was.slice(0, 19)}… then, ${now.digest.slice(0, 19)}… now`);
+      try {
+        const ref = parseRegistryRef(d.ref);
+        if (ref.tag === undefined) throw new Error('not a reference by tag');
+        const key = `${ref.host}/${ref.repo}`;
+        let client = clients.get(key);
+        if (!client) clients.set(key, (client = new RegistryClient(ref, { ...(a.creds ? { creds: a.creds } : {}), ...(a.insecure ? { insecure: true } : {}) })));
+        const now = await client.tagDigest(ref.tag, AbortSignal.timeout(DIGEST_CHECK_MS));
+        if (now !== was) changed.set(d.ref, `${d.ref}: ${was.slice(0, 19)}… then, ${now.slice(0, 19)}… now`);
+      } catch (e) {
+        unchecked.set(d.ref, `${d.ref}: ${(e as Error).message}`);
+      }
     }
   };
   await Promise.all(Array.from({ length: Math.min(DIGEST_CHECKS, check.length) }, worker));
-  return changed;
+  return { changed, unchecked };
 }
+
+const some = (m: Map<string, string>): string => `${[...m.values()].slice(0, 3).join('; ')}${m.size > 3 ? '; …' : ''}`;
 
 /**
  * Catalog references (registry://HOST) replaced by the images they list; with --state, the
  * references an earlier run finished without error left out, their reports kept.
  */
 export async function prepareImageRefs(io: Io, imageRefs: string[], a: CatalogArgs): Promise<PreparedRefs> {
-  const { parseCatalogRef, parseShard, listCatalog } = await import('../image/catalog.js');
+  const { parseCatalogRef, parseShard } = await import('../image/catalog.js');
   const catalogs = imageRefs.map(parseCatalogRef);
   const hosts = catalogs.filter((h): h is string => h !== undefined);
   if ((a.repos || a.shard) && hosts.length === 0) throw new VsysError('USAGE', 'scan: --repos and --shard go with a whole registry (registry://HOST[:PORT], no repository)');
   if (a.state !== undefined && imageRefs.length === 0) throw new VsysError('USAGE', 'scan: --state records images as they are judged: give images or a registry (it does not apply to paths)');
   if (hosts.length > 1) throw new VsysError('USAGE', 'scan: one whole registry per run (registry://HOST[:PORT])');
   const shard = a.shard !== undefined ? parseShard(a.shard) : undefined;
+  const long = hosts.length > 0 || a.state !== undefined;
+  let writer: StateWriter | undefined;
+  if (a.state !== undefined) {
+    const { StateWriter } = await import('../image/scan-state.js');
+    // Opened (and locked) before the catalog is read: a second writer is refused at once.
+    writer = await StateWriter.open(a.state, hosts[0] ? { registry: hosts[0], ...(a.repos ? { repos: a.repos } : {}), ...(a.shard ? { shard: a.shard } : {}) } : {});
+    if (writer.unlocked) io.stderr.write(`vsys: ${a.state} could not be locked (${writer.unlocked}): nothing stops a second scan from writing it at once\n`);
+  }
+  try {
+    const listed = await listRefs(io, imageRefs, catalogs, a, shard);
+    if (!writer) return { ...listed, prior: [], total: listed.refs.length, long };
+    return { ...(await resumeFrom(io, writer, listed, a)), errors: listed.errors, writer, total: listed.refs.length, long, catalogFailed: listed.catalogFailed };
+  } catch (e) {
+    writer?.close();
+    throw e;
+  }
+}
+
+type Listed = Pick<PreparedRefs, 'refs' | 'errors' | 'catalogFailed'>;
+
+/** Each registry://HOST replaced by the images of its catalog (with --repos and --shard), in order. */
+async function listRefs(io: Io, imageRefs: string[], catalogs: (string | undefined)[], a: CatalogArgs, shard: { index: number; count: number } | undefined): Promise<Listed> {
+  const { listCatalog } = await import('../image/catalog.js');
   const refs: string[] = [];
   const errors: ImageError[] = [];
   let catalogFailed = false;
@@ -103,31 +142,32 @@ export async function prepareImageRefs(io: Io, imageRefs: string[], a: CatalogAr
       catalogFailed = true;
     }
   }
+  return { refs, errors, catalogFailed };
+}
+
+/**
+ * The run's listing recorded; the references an earlier run finished without error (and whose tag
+ * names the digest judged) left out, their reports kept.
+ */
+async function resumeFrom(io: Io, writer: StateWriter, listed: Listed, a: CatalogArgs): Promise<Pick<PreparedRefs, 'refs' | 'prior'>> {
+  const { refs, errors, catalogFailed } = listed;
+  if (!catalogFailed) writer.listing(refs, errors);
+  const wanted = new Set(refs);
+  // Finished without error: kept, unless its tag names another digest now. An error is tried
+  // again (it may have been the network).
+  const finished = [...writer.done.values()].filter((d) => wanted.has(d.ref) && d.errors.length === 0);
+  const { changed, unchecked } = await recheckDigests(io, finished, a);
   const prior: ImageReport[] = [];
-  const long = hosts.length > 0 || a.state !== undefined;
-  let writer: StateWriter | undefined;
-  if (a.state !== undefined) {
-    const { StateWriter } = await import('../image/scan-state.js');
-    writer = await StateWriter.open(a.state, hosts[0] ? { registry: hosts[0], ...(a.repos ? { repos: a.repos } : {}), ...(a.shard ? { shard: a.shard } : {}) } : {});
-    if (!catalogFailed) writer.listing(refs, errors);
-    const wanted = new Set(refs);
-    // Finished without error: kept, unless its tag names another digest now. An error is tried
-    // again (it may have been the network).
-    const finished = [...writer.done.values()].filter((d) => wanted.has(d.ref) && d.errors.length === 0);
-    const changed = await changedSinceJudged(finished, a);
-    let resumed = 0;
-    for (const d of finished) {
-      if (changed.has(d.ref)) continue;
-      prior.push(...d.images);
-      wanted.delete(d.ref);
-      resumed++;
-    }
-    if (changed.size > 0) io.stderr.write(`vsys: ${changed.size} of the images judged in ${a.state} changed since (their tag names another digest, or it could not be checked): judged again (${[...changed.values()].slice(0, 3).join('; ')}${changed.size > 3 ? '; …' : ''})\n`);
-    if (resumed > 0) io.stderr.write(`vsys: ${resumed} of ${refs.length} images already judged in ${a.state}; scanning the other ${refs.length - resumed}\n`);
-    const left = refs.filter((r) => wanted.has(r));
-    return { refs: left, prior, errors, writer, total: refs.length, long, catalogFailed };
+  for (const d of finished) {
+    if (changed.has(d.ref) || unchecked.has(d.ref)) continue;
+    prior.push(...d.images);
+    wanted.delete(d.ref);
   }
-  return { refs, prior, errors, total: refs.length, long, catalogFailed };
+  const resumed = refs.length - wanted.size;
+  if (changed.size > 0) io.stderr.write(`vsys: ${changed.size} of the images judged in ${writer.file} were pushed again since (their tag names another digest): judged again (${some(changed)})\n`);
+  if (unchecked.size > 0) io.stderr.write(`vsys: ${unchecked.size} of the images judged in ${writer.file} could not be checked against the registry: judged again (${some(unchecked)})\n`);
+  if (resumed > 0) io.stderr.write(`vsys: ${resumed} of ${refs.length} images already judged in ${writer.file}; scanning the other ${refs.length - resumed}\n`);
+  return { refs: refs.filter((r) => wanted.has(r)), prior };
 }
 
 /** Reports in one order whatever order they finished in: by reference, then platform. */

@@ -263,20 +263,25 @@ async function scanInputs(io: Io, parsed: Parsed, slowdown: SlowdownFor, mode: V
   // a bound on the layers kept for sharing (a registry's would not fit in memory).
   const { long } = prepared;
   let n = prepared.total - prepared.refs.length;
-  const scans = await runScans(io, prepared.refs, paths, {
-    ...imageScanOptions(parsed),
-    ...registry,
-    slowdown,
-    ...(long ? { cache: new BoundedLayerCache(LAYER_CACHE_ENTRIES) } : {}),
-    ...(long ? {
-      onRefDone: (ref, images, errors) => {
-        prepared.writer?.add({ record: 'done', ref, images, errors });
-        if (long) io.stderr.write(`vsys: [${++n}/${prepared.total}] ${ref}: ${errors.length ? `not judged (${errors[0]?.code})` : images.map((i) => `${i.verdicts[mode].outcome} under ${mode}`).join(', ')}\n`);
-      },
-    } satisfies Partial<ImageScanOptions> : {}),
-  }, { slowdown, ...(values.root !== undefined ? { root: values.root } : {}), ...(workers !== undefined ? { workers } : {}), ...(maxMb !== undefined ? { maxFileBytes: mb(maxMb) } : {}) });
-  if (prepared.writer && !scans.interrupted && !prepared.catalogFailed) prepared.writer.complete();
-  prepared.writer?.close();
+  let scans: Awaited<ReturnType<typeof runScans>>;
+  try {
+    scans = await runScans(io, prepared.refs, paths, {
+      ...imageScanOptions(parsed),
+      ...registry,
+      slowdown,
+      ...(long ? { cache: new BoundedLayerCache(LAYER_CACHE_ENTRIES) } : {}),
+      ...(long ? {
+        onRefDone: (ref, images, errors) => {
+          prepared.writer?.add({ record: 'done', ref, images, errors });
+          if (long) io.stderr.write(`vsys: [${++n}/${prepared.total}] ${ref}: ${errors.length ? `not judged (${errors[0]?.code})` : images.map((i) => `${i.verdicts[mode].outcome} under ${mode}`).join(', ')}\n`);
+        },
+      } satisfies Partial<ImageScanOptions> : {}),
+    }, { slowdown, ...(values.root !== undefined ? { root: values.root } : {}), ...(workers !== undefined ? { workers } : {}), ...(maxMb !== undefined ? { maxFileBytes: mb(maxMb) } : {}) });
+    if (prepared.writer && !scans.interrupted && !prepared.catalogFailed) prepared.writer.complete();
+  } finally {
+    // Closed (and unlocked) whatever happened.
+    prepared.writer?.close();
+  }
   if (prepared.writer?.failed) scans.imageScan.errors.push({ ref: values.state as string, code: 'IO_FAILED', message: `--state ${values.state} could not be written (${prepared.writer.failed}); the images judged after that are in this report only` });
   const { imageScan } = scans;
   imageScan.images.push(...prepared.prior);

@@ -109,7 +109,7 @@ export class RegistryClient {
    * `body` is made per attempt). `where` is a path under the repository or a whole URL (an upload's
    * Location). Any status but 401/403 is returned for the caller to judge.
    */
-  async send(method: string, where: string, headers: Record<string, string> = {}, body?: () => { body: unknown; length?: number }): Promise<Response> {
+  async send(method: string, where: string, headers: Record<string, string> = {}, body?: () => { body: unknown; length?: number }, signal?: AbortSignal): Promise<Response> {
     const url = /^https?:/.test(where) ? where : `${this.base}${where}`;
     for (let attempt = 0; attempt < 2; attempt++) {
       const h: Record<string, string> = { ...headers };
@@ -119,7 +119,7 @@ export class RegistryClient {
       if (b?.length !== undefined) h['content-length'] = String(b.length);
       let r: Response;
       try {
-        r = await fetch(url, { method, headers: h, redirect: 'follow', ...(b ? { body: b.body as never, duplex: 'half' } : {}) } as RequestInit);
+        r = await fetch(url, { method, headers: h, redirect: 'follow', ...(b ? { body: b.body as never, duplex: 'half' } : {}), ...(signal ? { signal } : {}) } as RequestInit);
       } catch (e) {
         const cause = (e as { cause?: { code?: string; message?: string } }).cause;
         throw new VsysError('REGISTRY_FAILED', `${this.ref.host}: ${cause?.code ?? ''} ${cause?.message ?? (e as Error).message}`.trim(), { cause: e });
@@ -135,15 +135,34 @@ export class RegistryClient {
     throw new VsysError('REGISTRY_AUTH', `${this.ref.host}: authentication did not succeed`);
   }
 
-  /** A manifest or index; fetched by digest, or with `claim`, checked against it when `verify`. */
-  async manifest(reference: string, verify = false, claim: BlobClaim = {}): Promise<{ doc: unknown; digest: string | undefined }> {
-    const r = await this.get(`/manifests/${reference}`, [MEDIA.ociIndex, MEDIA.ociManifest, MEDIA.dockerList, MEDIA.dockerManifest].join(', '));
+  /**
+   * A manifest or index; fetched by digest, or with `claim`, checked against it when `verify`.
+   * `served`: the sha256 of the bytes as served (a manifest's digest by the distribution spec).
+   */
+  async manifest(reference: string, verify = false, claim: BlobClaim = {}): Promise<{ doc: unknown; digest: string | undefined; served: string }> {
+    const r = await this.get(`/manifests/${reference}`, MANIFEST_TYPES);
     const bytes = await readBody(r, `${this.ref.host}/${this.ref.repo} manifest ${reference}`, verify ? claim.size : undefined);
     // Asked for by digest, that digest; by tag, the one the registry says it served.
     const said = r.headers.get('docker-content-digest') ?? undefined;
     const digest = /^sha256:[0-9a-f]{64}$/.test(reference) ? reference : said !== undefined && /^sha256:[0-9a-f]{64}$/.test(said) ? said : undefined;
     if (verify) checkBlob(`${this.ref.host}/${this.ref.repo} manifest ${reference}`, { ...claim, ...(digest ? { digest } : {}) }, { digest: sha256Of(bytes), bytes: bytes.length });
-    return { doc: parseJson(bytes.toString('utf8'), `manifest ${reference}`), digest: digest ?? said };
+    return { doc: parseJson(bytes.toString('utf8'), `manifest ${reference}`), digest: digest ?? said, served: sha256Of(bytes) };
+  }
+
+  /**
+   * The digest `tag` names now: the registry's Docker-Content-Digest on a HEAD of its manifest, or,
+   * where it sends none (the spec makes it optional), the sha256 of the manifest as a GET serves it.
+   * What a resumed scan compares with the digest it judged (the same rule as `tagDigestOf`).
+   */
+  async tagDigest(tag: string, signal?: AbortSignal): Promise<string> {
+    const head = await this.send('HEAD', `/manifests/${tag}`, { accept: MANIFEST_TYPES }, undefined, signal);
+    await head.body?.cancel();
+    if (!head.ok) throw new VsysError('REGISTRY_FAILED', `${this.ref.host}/${this.ref.repo}:${tag}: HTTP ${head.status}`);
+    const said = head.headers.get('docker-content-digest');
+    if (said !== null && DIGEST.test(said)) return said;
+    const r = await this.send('GET', `/manifests/${tag}`, { accept: MANIFEST_TYPES }, undefined, signal);
+    if (!r.ok) throw new VsysError('REGISTRY_FAILED', `${this.ref.host}/${this.ref.repo}:${tag}: HTTP ${r.status}`);
+    return sha256Of(await readBody(r, `${this.ref.host}/${this.ref.repo} manifest ${tag}`));
   }
 
   /** A JSON blob (a config), checked against its digest and descriptor's size when `verify`. */
@@ -167,22 +186,15 @@ export class RegistryClient {
   }
 }
 
+const MANIFEST_TYPES = [MEDIA.ociIndex, MEDIA.ociManifest, MEDIA.dockerList, MEDIA.dockerManifest].join(', ');
+const DIGEST = /^sha256:[0-9a-f]{64}$/;
+
 /**
- * The digest a registry tag names now (HEAD of its manifest, the header the registry sets), or why
- * it could not be had. What a resumed scan compares with the digest it judged.
+ * The digest a tag named when its image was read: the registry's own (Docker-Content-Digest), or
+ * the sha256 of the manifest's bytes where it sent none.
  */
-export async function currentTagDigest(refText: string, o: RegistryOptions): Promise<{ digest: string } | { error: string }> {
-  try {
-    const ref = parseRegistryRef(refText);
-    if (ref.tag === undefined) return { error: 'not a reference by tag' };
-    const r = await new RegistryClient(ref, o).send('HEAD', `/manifests/${ref.tag}`, { accept: [MEDIA.ociIndex, MEDIA.ociManifest, MEDIA.dockerList, MEDIA.dockerManifest].join(', ') });
-    await r.body?.cancel();
-    const digest = r.headers.get('docker-content-digest') ?? '';
-    if (!r.ok) return { error: `HTTP ${r.status}` };
-    return /^sha256:[0-9a-f]{64}$/.test(digest) ? { digest } : { error: 'no Docker-Content-Digest header' };
-  } catch (e) {
-    return { error: (e as Error).message };
-  }
+export function tagDigestOf(top: { digest: string | undefined; served: string }): string {
+  return top.digest !== undefined && DIGEST.test(top.digest) ? top.digest : top.served;
 }
 
 const JSON_MAX = 4 * 1024 * 1024;
@@ -225,6 +237,6 @@ export async function readRegistry(refText: string, o: SourceOptions & RegistryO
   const claims = manifest.layers.map((l, i) => ({ digest: l.digest, ...(typeof l.size === 'number' ? { size: l.size } : {}), ...(ids?.[i] ? { diffId: ids[i] } : {}) }));
   const layers = await collectLayers(manifest.layers.map((l) => l.digest), streamedLayers((d) => client.blobStream(d)), refText, o, o.cache, claims);
   const run = configRun(cfg);
-  const tagDigest = ref.digest === undefined && top.digest !== undefined && /^sha256:[0-9a-f]{64}$/.test(top.digest) ? top.digest : undefined;
+  const tagDigest = ref.digest === undefined ? tagDigestOf(top) : undefined;
   return [{ ref: refText.replace(/^registry:\/\//, ''), source: 'registry', ...(digest ? { digest } : {}), ...(tagDigest ? { tagDigest } : {}), platform: platform ?? configPlatform(cfg), skippedPlatforms: skipped, ...(run ? { run } : {}), layers }];
 }

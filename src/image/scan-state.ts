@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import readline from 'node:readline';
 import { VsysError } from '../errors.js';
-import { errno, rawSyscall } from '../native/libc.js';
+import { errno, libcBindings, rawSyscall } from '../native/libc.js';
 import { Imports, type Symbolic } from '../scan/wire.js';
 import type { ImageReport } from './analyse-image.js';
 import type { ImageError } from './scan-image.js';
@@ -164,9 +164,11 @@ const EWOULDBLOCK = 11;
  * process dies, so a killed scan leaves no stale lock. Where the filesystem cannot lock (some
  * network filesystems), the file is written unlocked.
  */
-function lockExclusive(fd: number, file: string): void {
-  if (Number(rawSyscall(NR_FLOCK, fd, LOCK_EX | LOCK_NB)) === 0) return;
-  if (errno() === EWOULDBLOCK) throw new VsysError('SCAN_STATE_LOCKED', `${file} is being written by another vsys scan (it holds the file's lock); wait for it to end, or give another --state file`, { path: file });
+function lockExclusive(fd: number, file: string): string | undefined {
+  if (Number(rawSyscall(NR_FLOCK, fd, LOCK_EX | LOCK_NB)) === 0) return undefined;
+  const e = errno();
+  if (e !== EWOULDBLOCK) return `flock: ${libcBindings().strerror(e)}`;
+  throw new VsysError('SCAN_STATE_LOCKED', `${file} is being written by another vsys scan (it holds the file's lock); wait for it to end, or give another --state file`, { path: file });
 }
 
 /**
@@ -190,6 +192,8 @@ async function readExisting(file: string, scan: StateScan): Promise<StateFile | 
 export class StateWriter {
   /** Why writing stopped (the disk full, the file gone): the run goes on, and says so. */
   failed: string | undefined;
+  /** Why the file could not be locked (a filesystem without locks): written all the same. */
+  unlocked: string | undefined;
   private closed = false;
 
   private constructor(private readonly fd: number, readonly file: string, readonly done: ReadonlyMap<string, DoneRecord>) {}
@@ -210,7 +214,7 @@ export class StateWriter {
     try {
       // Locked before it is read: a second writer (a retried pod whose first still runs, the same
       // command started twice) would otherwise truncate and interleave the first one's lines.
-      lockExclusive(fd, file);
+      const unlocked = lockExclusive(fd, file);
       const existing = await readExisting(file, scan);
       try {
         fs.ftruncateSync(fd, existing?.wholeBytes ?? 0);
@@ -218,6 +222,7 @@ export class StateWriter {
         throw new VsysError('IO_FAILED', `cannot write --state ${file}: ${(e as Error).message}`, { path: file });
       }
       const w = new StateWriter(fd, file, existing?.done ?? new Map());
+      w.unlocked = unlocked;
       if (!existing) w.line(JSON.stringify({ record: 'vsys-scan-state', version: STATE_VERSION, scan } satisfies Header));
       if (w.failed) throw new VsysError('IO_FAILED', `cannot write --state ${file}: ${w.failed}`, { path: file });
       return w;

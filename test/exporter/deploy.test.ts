@@ -137,7 +137,7 @@ async function schemaProblems(objs: K8sObject[]): Promise<string[]> {
   fs.writeFileSync(file, lines.join('\n') + '\n');
   try {
     const tsc = run(process.execPath, [path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '--noEmit', '--strict', '--skipLibCheck', '--module', 'nodenext', '--moduleResolution', 'nodenext', '--target', 'es2022', file]);
-    problems.push(...tsc.stdout.split('\n').filter((l) => /error TS/.test(l)).map((l) => { const i = Number(/^[^(]+\((\d+),/.exec(l)?.[1]) / 2 - 1; return `${objs[Math.floor(i)]?.kind ?? '?'}: ${l.replace(/^.*error /, '')}`; }));
+    problems.push(...tsc.stdout.split('\n').filter((l) => /error TS/.test(l)).map((l) => { const i = Math.floor((Number(/^[^(]+\((\d+),/.exec(l)?.[1]) - 1) / 2); return `${objs[i]?.kind ?? '?'}: ${l.replace(/^.*error /, '')}`; }));
     if (tsc.status !== 0 && problems.length === 0) problems.push(`tsc: ${tsc.stdout}${tsc.stderr}`);
   } finally {
     fs.rmSync(file, { force: true });

@@ -8,6 +8,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import { readStateFile, StateWriter, type DoneRecord } from '../../src/image/scan-state.js';
+import { hasCommand, runVsys } from '../helpers.js';
 import { BoundedLayerCache } from '../../src/image/layer-cache.js';
 import { Imports } from '../../src/scan/wire.js';
 import type { LayerResult } from '../../src/image/layer-builder.js';
@@ -60,7 +61,7 @@ test('state: written, cut off mid-line by a kill, reopened: the cut line is drop
   }
 });
 
-test('state: one writer at a time, as util-linux flock(1) sees it; the lock goes with the writer, even killed', async () => {
+test('state: one writer at a time, as util-linux flock(1) sees it; the lock goes with the writer, even killed', { skip: !hasCommand('flock') && 'util-linux flock(1) not installed' }, async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vsys-state-'));
   try {
     const file = path.join(dir, 's.ndjson');
@@ -78,6 +79,12 @@ test('state: one writer at a time, as util-linux flock(1) sees it; the lock goes
       const before = fs.readFileSync(file, 'utf8');
       await assert.rejects(StateWriter.open(file, { registry: 'r:5000' }), (e: Error & { code?: string }) => e.code === 'SCAN_STATE_LOCKED' && /being written by another vsys scan/.test(e.message));
       assert.equal(fs.readFileSync(file, 'utf8'), before, 'nothing truncated or appended');
+      // The CLI is refused before it reads any catalog (exit 3), the file left as it was.
+      const cli = runVsys(['scan', '--mode', 'none', '--state', file, 'registry://127.0.0.1:9']);
+      assert.equal(cli.status, 3, cli.stderr);
+      assert.match(cli.stderr, /being written by another vsys scan/);
+      assert.doesNotMatch(cli.stderr, /reading the catalog/);
+      assert.equal(fs.readFileSync(file, 'utf8'), before);
     } finally {
       holder.kill('SIGKILL');
       await new Promise((r) => holder.once('exit', r));
