@@ -5,6 +5,7 @@
 import { performance } from 'node:perf_hooks';
 import { mappedFiles } from '../scan/processes.js';
 import { scanPaths } from '../scan/scan.js';
+import { releaseScratch } from '../native/file-read.js';
 import { OUTCOME_RANK, type Outcome } from '../scan/verdict.js';
 import { readProcessLabels, type ProcessLabels } from './process-labels.js';
 
@@ -31,7 +32,13 @@ export interface ProcessScan {
 export async function scanRunningProcesses(procRoot = '/proc'): Promise<ProcessScan> {
   const t0 = performance.now();
   const procs = mappedFiles(procRoot);
-  const result = await scanPaths({ paths: procs.files.map((f) => f.hostPath), workers: 0 });
+  let result: Awaited<ReturnType<typeof scanPaths>>;
+  try {
+    result = await scanPaths({ paths: procs.files.map((f) => f.hostPath), workers: 0 });
+  } finally {
+    // The next scan is minutes away: its read buffer (as large as the largest file read) is not kept.
+    releaseScratch();
+  }
   const outcomeOf = new Map(result.files.map((f) => [f.path, f.verdicts.none.outcome]));
   // Each process's worst outcome over the files it maps.
   const worst = new Map<number, { comm: string; outcome: Outcome }>();

@@ -54,6 +54,20 @@ export function scratchBuffer(size: number): Buffer {
   return scratch.subarray(0, size);
 }
 
+/**
+ * Lets the buffer go, whatever its size: a long-running process (the exporter's periodic scan of the
+ * running programs, which meets the 95 MB node binary) would otherwise keep the largest file's
+ * buffer for good, its pages resident once touched.
+ */
+export function releaseScratch(): void {
+  scratch = Buffer.allocUnsafeSlow(0);
+}
+
+/** Bytes the thread's reused buffer holds now (for tests). */
+export function scratchBytes(): number {
+  return scratch.length;
+}
+
 /** After a huge file: do not keep its buffer. */
 export function releaseHugeScratch(): void {
   if (scratch.length > KEEP_LIMIT) scratch = Buffer.allocUnsafeSlow(0);
