@@ -59,6 +59,10 @@ export function registryBase(ref: RegistryRef, insecure = false): string {
 
 export class RegistryClient {
   private token: string | undefined;
+  /** The registry asked for basic auth once: every later request carries it at once. */
+  private basicWanted = false;
+  /** An authentication under way, shared by the requests that met a 401 meanwhile (one token, not one each). */
+  private authing: Promise<void> | undefined;
   private readonly base: string;
 
   constructor(readonly ref: RegistryRef, private readonly o: RegistryOptions = {}) {
@@ -74,11 +78,12 @@ export class RegistryClient {
     return this.o.creds ? `Basic ${Buffer.from(this.o.creds).toString('base64')}` : undefined;
   }
 
-  private async authenticate(challenge: string): Promise<void> {
+  private async authenticate(challenge: string, signal?: AbortSignal): Promise<void> {
     const scheme = /^(\w+)\s/.exec(challenge)?.[1]?.toLowerCase();
     if (scheme === 'basic') {
       if (!this.o.creds) throw new VsysError('REGISTRY_AUTH', `${this.ref.host} wants a user and password (--creds USER:PASSWORD or VSYS_REGISTRY_CREDS)`);
       this.token = undefined;
+      this.basicWanted = true;
       return;
     }
     if (scheme !== 'bearer') throw new VsysError('REGISTRY_AUTH', `${this.ref.host}: unsupported auth challenge '${challenge}'`);
@@ -90,7 +95,7 @@ export class RegistryClient {
     const headers: Record<string, string> = {};
     const b = this.basic();
     if (b) headers.authorization = b;
-    const r = await fetch(url, { headers });
+    const r = await fetch(url, { headers, ...(signal ? { signal } : {}) });
     if (!r.ok) throw new VsysError('REGISTRY_AUTH', `${this.ref.host}: the token server at ${url.origin} answered ${r.status}${r.status === 401 ? ' (wrong or missing --creds)' : ''}`);
     const body = (await r.json()) as { token?: string; access_token?: string };
     this.token = body.token ?? body.access_token;
@@ -114,7 +119,8 @@ export class RegistryClient {
     for (let attempt = 0; attempt < 2; attempt++) {
       const h: Record<string, string> = { ...headers };
       if (this.token) h.authorization = `Bearer ${this.token}`;
-      else if (this.o.creds && attempt > 0) h.authorization = this.basic() as string;
+      else if (this.o.creds && (attempt > 0 || this.basicWanted)) h.authorization = this.basic() as string;
+      const sentWith = this.token;
       const b = body?.();
       if (b?.length !== undefined) h['content-length'] = String(b.length);
       let r: Response;
@@ -126,7 +132,12 @@ export class RegistryClient {
       }
       if (r.status === 401 && attempt === 0) {
         await r.body?.cancel();
-        await this.authenticate(r.headers.get('www-authenticate') ?? '');
+        // A token got meanwhile by another request of this client is tried first; else one
+        // authentication, shared by every request waiting for it.
+        if (this.token === sentWith) {
+          this.authing ??= this.authenticate(r.headers.get('www-authenticate') ?? '', signal).finally(() => { this.authing = undefined; });
+          await this.authing;
+        }
         continue;
       }
       if (r.status === 401 || r.status === 403) throw new VsysError('REGISTRY_AUTH', `${this.ref.host}/${this.ref.repo}: access denied (${r.status})`);
@@ -151,15 +162,16 @@ export class RegistryClient {
 
   /**
    * The digest `tag` names now: the registry's Docker-Content-Digest on a HEAD of its manifest, or,
-   * where it sends none (the spec makes it optional), the sha256 of the manifest as a GET serves it.
+   * where it sends none (the spec makes it optional) or refuses HEAD, the sha256 of the manifest as
+   * a GET serves it.
    * What a resumed scan compares with the digest it judged (the same rule as `tagDigestOf`).
    */
   async tagDigest(tag: string, signal?: AbortSignal): Promise<string> {
     const head = await this.send('HEAD', `/manifests/${tag}`, { accept: MANIFEST_TYPES }, undefined, signal);
     await head.body?.cancel();
-    if (!head.ok) throw new VsysError('REGISTRY_FAILED', `${this.ref.host}/${this.ref.repo}:${tag}: HTTP ${head.status}`);
     const said = head.headers.get('docker-content-digest');
-    if (said !== null && DIGEST.test(said)) return said;
+    if (head.ok && said !== null && DIGEST.test(said)) return said;
+    // No header, or a registry (a proxy) that does not answer HEAD: the manifest itself.
     const r = await this.send('GET', `/manifests/${tag}`, { accept: MANIFEST_TYPES }, undefined, signal);
     if (!r.ok) throw new VsysError('REGISTRY_FAILED', `${this.ref.host}/${this.ref.repo}:${tag}: HTTP ${r.status}`);
     return sha256Of(await readBody(r, `${this.ref.host}/${this.ref.repo} manifest ${tag}`));

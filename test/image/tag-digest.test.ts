@@ -26,6 +26,11 @@ test('tagDigest: the registry\'s header when it sends one, else the sha256 of th
   const s = await serve((req, res) => {
     seen.push(`${req.method} ${req.url}`);
     const withHeader = req.url?.includes('/with/');
+    if (req.method === 'HEAD' && req.url?.includes('/nohead/')) {
+      // A proxy that does not answer HEAD on manifests.
+      res.writeHead(405);
+      return res.end();
+    }
     res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json', ...(withHeader ? { 'docker-content-digest': said } : {}) });
     res.end(req.method === 'HEAD' ? undefined : manifest);
   });
@@ -34,6 +39,8 @@ test('tagDigest: the registry\'s header when it sends one, else the sha256 of th
     assert.deepEqual(seen.splice(0), ['HEAD /v2/with/header/manifests/1']);
     assert.equal(await new RegistryClient(parseRegistryRef(`registry://${s.host}/no/header:1`)).tagDigest('1'), sha(manifest));
     assert.deepEqual(seen.splice(0), ['HEAD /v2/no/header/manifests/1', 'GET /v2/no/header/manifests/1']);
+    assert.equal(await new RegistryClient(parseRegistryRef(`registry://${s.host}/nohead/app:1`)).tagDigest('1'), sha(manifest));
+    assert.deepEqual(seen.splice(0), ['HEAD /v2/nohead/app/manifests/1', 'GET /v2/nohead/app/manifests/1']);
     // The digest recorded when the image was read follows the same rule.
     assert.equal(tagDigestOf({ digest: said, served: sha(manifest) }), said);
     assert.equal(tagDigestOf({ digest: undefined, served: sha(manifest) }), sha(manifest));
@@ -43,10 +50,15 @@ test('tagDigest: the registry\'s header when it sends one, else the sha256 of th
   }
 });
 
-test('tagDigest: behind a bearer challenge, one token for the repository serves every tag; a failing registry is an error', async () => {
+test('tagDigest: behind a bearer challenge, one token for the repository serves every tag, asked one after another or all at once; a failing registry is an error; a token server that never answers is cut off', async () => {
   let tokens = 0;
   const s = await serve((req, res) => {
     const url = new URL(req.url!, 'http://x');
+    if (url.pathname === '/silent-token') return; // never answers
+    if (url.pathname.startsWith('/v2/slow/') && req.headers.authorization === undefined) {
+      res.writeHead(401, { 'www-authenticate': `Bearer realm="http://${req.headers.host}/silent-token",service="test"` });
+      return res.end();
+    }
     if (url.pathname === '/token') {
       tokens++;
       assert.equal(url.searchParams.get('scope'), 'repository:team/app:pull');
@@ -68,6 +80,14 @@ test('tagDigest: behind a bearer challenge, one token for the repository serves 
     const client = new RegistryClient(parseRegistryRef(`registry://${s.host}/team/app:1`));
     for (const tag of ['1', '2', 'latest']) assert.equal(await client.tagDigest(tag), sha(Buffer.from(`/v2/team/app/manifests/${tag}`)));
     assert.equal(tokens, 1, 'one token for three tags of one repository');
+    const together = new RegistryClient(parseRegistryRef(`registry://${s.host}/team/app:1`));
+    const all = await Promise.all(['1', '2', '3', '4'].map((tag) => together.tagDigest(tag)));
+    assert.deepEqual(all, ['1', '2', '3', '4'].map((tag) => sha(Buffer.from(`/v2/team/app/manifests/${tag}`))));
+    assert.equal(tokens, 2, 'four checks at once shared one more token');
+    // The check's time limit covers the token server too.
+    const t0 = Date.now();
+    await assert.rejects(new RegistryClient(parseRegistryRef(`registry://${s.host}/slow/app:1`)).tagDigest('1', AbortSignal.timeout(500)));
+    assert.ok(Date.now() - t0 < 10_000, `cut off after ${Date.now() - t0} ms`);
     await assert.rejects(new RegistryClient(parseRegistryRef(`registry://${s.host}/broken/app:1`)).tagDigest('1'), /HTTP 500/);
   } finally {
     await s.close();
