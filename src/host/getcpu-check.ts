@@ -61,8 +61,8 @@ function compareCpu(o: CpuObservation, sysfsNode: number | null): { disagreement
   const fallback = o.syscall && o.syscall.ret === 0 ? o.syscall.node : null;
   const node = sysfsNode ?? fallback;
   const nodeFrom = sysfsNode !== null ? 'sysfs' : fallback !== null ? 'getcpu(2)' : 'none';
-  if (o.syscall && nodeFrom === 'sysfs') out.push(...compareReading(o.cpu, 'getcpu(2)', o.syscall, node, 'sysfs'));
-  else if (o.syscall) out.push(...compareReading(o.cpu, 'getcpu(2)', o.syscall, null, ''));
+  // The system call's node is compared only with sysfs (where it is the fallback, it is the expectation).
+  if (o.syscall) out.push(...compareReading(o.cpu, 'getcpu(2)', o.syscall, nodeFrom === 'sysfs' ? node : null, 'sysfs'));
   if (o.vdso) out.push(...compareReading(o.cpu, 'vDSO getcpu', o.vdso, node, nodeFrom));
   if (o.vsyscall) out.push(...compareReading(o.cpu, 'vsyscall getcpu', o.vsyscall, node, nodeFrom));
   return { disagreements: out, nodeFrom };

@@ -83,13 +83,13 @@ export function modeFromKconfig(k: KconfigFacts | null, cmdline: CmdlineFacts): 
 function describeChild(o: SteadyOutcome): ActiveTest['call'] {
   if (o.outcome === 'works') {
     const v = (o.result as { value?: number }).value;
-    return { outcome: 'works', ...(v !== undefined ? { value: v } : {}), detail: `works${firstTryNote(o)}` };
+    return { outcome: 'works', ...(v !== undefined ? { value: v } : {}), detail: 'works' };
   }
   if (o.outcome === 'signal') {
-    if (o.signal === 'SIGSEGV') return { outcome: 'sigsegv', signal: 'SIGSEGV', detail: `SIGSEGV${firstTryNote(o)}` };
-    return { outcome: 'signal', signal: o.signal!, detail: `killed by ${o.signal}${o.signal === 'SIGSYS' ? ' (seccomp)' : ''}${firstTryNote(o)}` };
+    if (o.signal === 'SIGSEGV') return { outcome: 'sigsegv', signal: 'SIGSEGV', detail: 'SIGSEGV' };
+    return { outcome: 'signal', signal: o.signal!, detail: `killed by ${o.signal}${o.signal === 'SIGSYS' ? ' (seccomp)' : ''}` };
   }
-  return { outcome: 'failed', detail: `child ${describeChildEnd(o)}${firstTryNote(o)}` };
+  return { outcome: 'failed', detail: `child ${describeChildEnd(o)}` };
 }
 
 export function modeFromActive(call: ActiveTest['call'], read: ActiveTest['read']): ActiveTest['implies'] {
@@ -107,9 +107,11 @@ export async function runActiveTest(): Promise<ActiveTest> {
   const read = describeChild(r);
   if (call.outcome === 'works' && call.value !== undefined) {
     const now = Math.floor(Date.now() / 1000);
-    call.detail = Math.abs(call.value - now) <= 5 ? `works (returned ${call.value}, the current time)${firstTryNote(c)}` : `returned ${call.value}, which is not the current time (${now})${firstTryNote(c)}`;
+    call.detail = Math.abs(call.value - now) <= 5 ? `works (returned ${call.value}, the current time)` : `returned ${call.value}, which is not the current time (${now})`;
   }
-  if (read.outcome === 'works') read.detail = `works (first byte 0x${(read.value ?? 0).toString(16).padStart(2, '0')})${firstTryNote(r)}`;
+  if (read.outcome === 'works') read.detail = `works (first byte 0x${(read.value ?? 0).toString(16).padStart(2, '0')})`;
+  call.detail += firstTryNote(c);
+  read.detail += firstTryNote(r);
   return { call, read, implies: modeFromActive(call, read) };
 }
 
@@ -145,7 +147,7 @@ function refine(e: ModeEvidence, all: ModeEvidence[]): ModeOrUnknown | null {
   return e.says === 'emulate-or-native' ? 'emulate' : null;
 }
 
-export function reconcile(evidence: ModeEvidence[], kernelMajorMinor: [number, number] | null): Omit<VsyscallModeReport, 'behaviour'> {
+export function reconcile(evidence: ModeEvidence[]): Omit<VsyscallModeReport, 'behaviour'> {
   const resolved = evidence.map((e) => ({ e, mode: refine(e, evidence) }));
   const known = resolved.filter((x) => x.mode !== null && x.mode !== 'unknown');
   let winner: (typeof known)[number] | undefined;
@@ -166,6 +168,7 @@ export interface DetectOptions {
   /** With the active test, the kernel selftest's two checks: the trap-flag step and process_vm_readv (default true). */
   selftest?: boolean;
   kconfig: KconfigFacts | null;
+  /** @deprecated Not used: no source's reading depends on the kernel version. Accepted for callers that pass it. */
   kernelRelease: string;
   mapsText?: string;
   cmdlineText?: string;
@@ -209,8 +212,7 @@ export async function detectVsyscallMode(opts: Partial<DetectOptions> = {}): Pro
     evidence.unshift(...found);
     checks = rest;
   }
-  const rel = /^(\d+)\.(\d+)/.exec(opts.kernelRelease ?? '');
-  const r = reconcile(evidence, rel ? [Number(rel[1]), Number(rel[2])] : null);
+  const r = reconcile(evidence);
   return { ...r, behaviour: r.mode === 'unknown' ? null : MODE_BEHAVIOUR[r.mode], ...checks };
 }
 

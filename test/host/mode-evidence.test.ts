@@ -21,7 +21,7 @@ test('each mode as its kernel answers: the six sources agree on it', () => {
     ['native', [ev('active-test', 'emulate-or-native'), modeFromTrapFlag(trap('native')), modeFromVmReadv(readv(true)), ev('maps', 'emulate-or-native'), ev('cmdline', null), ev('kconfig', null)]],
   ];
   for (const [mode, evidence] of cases) {
-    const r = reconcile(evidence, [4, 14]);
+    const r = reconcile(evidence);
     assert.equal(r.mode, mode, JSON.stringify(evidence));
     assert.equal(r.agree, true, `${mode}: ${r.disagreements.join('; ')}`);
     assert.equal(r.decidedBy, 'active-test');
@@ -32,22 +32,22 @@ test('each mode as its kernel answers: the six sources agree on it', () => {
 
 test('the trap flag tells native from emulate where nothing else can; a source at odds with the rest is named', () => {
   // Readable and callable with no other word: emulate, as before the trap flag.
-  assert.equal(reconcile([ev('active-test', 'emulate-or-native'), ev('maps', 'emulate-or-native')], null).mode, 'emulate');
+  assert.equal(reconcile([ev('active-test', 'emulate-or-native'), ev('maps', 'emulate-or-native')]).mode, 'emulate');
   // The page's own instructions stepped: native, even against a command line that says emulate.
-  const n = reconcile([ev('active-test', 'emulate-or-native'), modeFromTrapFlag(trap('native')), ev('cmdline', 'emulate')], [4, 4]);
+  const n = reconcile([ev('active-test', 'emulate-or-native'), modeFromTrapFlag(trap('native')), ev('cmdline', 'emulate')]);
   assert.equal(n.mode, 'native');
   assert.equal(n.agree, false);
   assert.match(n.disagreements[0]!, /^cmdline says emulate .*active-test wins: native$/);
   // A debugger reading a page the active test could not read: named, the active test wins.
-  const r = reconcile([ev('active-test', 'xonly'), modeFromVmReadv(readv(true)), ev('maps', 'xonly')], null);
+  const r = reconcile([ev('active-test', 'xonly'), modeFromVmReadv(readv(true)), ev('maps', 'xonly')]);
   assert.equal(r.mode, 'xonly');
   assert.equal(r.agree, false);
   assert.match(r.disagreements[0]!, /^vm-readv says emulate /);
   // Pairs alone narrow each other: emulated calls and a readable page are emulate.
-  assert.equal(reconcile([modeFromTrapFlag(trap('emulated')), modeFromVmReadv(readv(true))], null).mode, 'emulate');
-  assert.equal(reconcile([modeFromTrapFlag(trap('emulated')), modeFromVmReadv(readv(false))], null).mode, 'xonly');
+  assert.equal(reconcile([modeFromTrapFlag(trap('emulated')), modeFromVmReadv(readv(true))]).mode, 'emulate');
+  assert.equal(reconcile([modeFromTrapFlag(trap('emulated')), modeFromVmReadv(readv(false))]).mode, 'xonly');
   // One pair alone decides nothing.
-  assert.equal(reconcile([modeFromVmReadv(readv(false))], null).mode, 'unknown');
+  assert.equal(reconcile([modeFromVmReadv(readv(false))]).mode, 'unknown');
 });
 
 test('vsys probe --json on this host: the three checks, by the kernel\'s [vsyscall] line', { skip: (process.platform !== 'linux' || process.arch !== 'x64') && 'not Linux x86-64', timeout: 120_000 }, () => {
