@@ -6,7 +6,7 @@ import os from 'node:os';
 import { describeChildEnd, runNodeChild } from '../host/child.js';
 import { kptiState, readText, readVulnerabilities } from '../host/facts.js';
 import { modeFromMaps } from '../host/vsyscall-mode.js';
-import { currentCpu, pinToCpu, restoreAffinity } from '../native/libc.js';
+import { currentCpu, onCpu, pinToCpu, restoreAffinity } from '../native/libc.js';
 import { measurePathInProcess, stats, type PathResult } from './measure-path.js';
 import { BENCH_PATHS, selectPaths, type BenchPath } from './paths.js';
 import { saveHostFigures } from './host-figures.js';
@@ -113,7 +113,7 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchReport> {
   const cpu = opts.cpu ?? currentCpu();
   const progress = { done: 0, total: paths.length, say: (p: BenchPath) => opts.onProgress?.(progress.done++, progress.total, p) };
   // Safe paths in this process, pinned; those that can kill it (the page, int 0x80…) in a child each.
-  const results = pinned(cpu, () => paths.filter((x) => !x.risky).map((p) => {
+  const results = onCpu(cpu, () => paths.filter((x) => !x.risky).map((p) => {
     progress.say(p);
     try {
       return measurePathInProcess(p, { budgetMs, repeats });
@@ -156,16 +156,6 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchReport> {
   };
 }
 
-/** `run()` with this thread pinned to `cpu`, its affinity restored after. */
-function pinned<T>(cpu: number, run: () => T): T {
-  const saved = pinToCpu(cpu);
-  try {
-    return run();
-  } finally {
-    restoreAffinity(saved);
-  }
-}
-
 /**
  * The TSC rate from what ran here: ticks / ns, the median over the measured paths. When only
  * 32-bit paths were asked for (`needed`), a short 64-bit loop is timed to learn it.
@@ -188,7 +178,7 @@ function measureTwins(results: PathResult[], cpu: number, budgetMs: number, repe
   const have = new Set(results.map((r) => r.id));
   const missing = [...new Set(results.filter((r) => r.ns).map((r) => BENCH_PATHS.find((p) => p.id === r.id)?.vdsoTwin).filter((t): t is string => !!t && !have.has(t)))];
   if (missing.length === 0) return [];
-  return pinned(cpu, () => {
+  return onCpu(cpu, () => {
     const extra: PathResult[] = [];
     for (const id of missing) {
       const p = BENCH_PATHS.find((x) => x.id === id);

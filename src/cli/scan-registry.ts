@@ -41,6 +41,11 @@ export function repoGlobs(values: string[] | undefined): string[] | undefined {
   return globs.length ? globs : undefined;
 }
 
+/** What a registry client of this scan is given: its credentials, and whether plain http is allowed. */
+function clientOptions(a: CatalogArgs): { creds?: string; insecure?: boolean } {
+  return { ...(a.creds ? { creds: a.creds } : {}), ...(a.insecure ? { insecure: true } : {}) };
+}
+
 /** Tags checked at once when a scan resumes, and how long one check may take. */
 const DIGEST_CHECKS = 8;
 const DIGEST_CHECK_MS = 30_000;
@@ -69,7 +74,7 @@ async function recheckDigests(io: Io, done: DoneRecord[], a: CatalogArgs): Promi
         if (ref.tag === undefined) throw new Error('not a reference by tag');
         const key = `${ref.host}/${ref.repo}`;
         let client = clients.get(key);
-        if (!client) clients.set(key, (client = new RegistryClient(ref, { ...(a.creds ? { creds: a.creds } : {}), ...(a.insecure ? { insecure: true } : {}) })));
+        if (!client) clients.set(key, (client = new RegistryClient(ref, clientOptions(a))));
         const now = await client.tagDigest(ref.tag, AbortSignal.timeout(DIGEST_CHECK_MS));
         if (now !== was) changed.set(d.ref, `${d.ref}: ${was.slice(0, 19)}… then, ${now.slice(0, 19)}… now`);
       } catch (e) {
@@ -129,7 +134,7 @@ async function listRefs(io: Io, imageRefs: string[], catalogs: (string | undefin
     }
     io.stderr.write(`vsys: reading the catalog of registry://${host}…\n`);
     try {
-      const listing = await listCatalog(host, { ...(a.creds ? { creds: a.creds } : {}), ...(a.insecure ? { insecure: true } : {}), ...(a.repos ? { repos: a.repos } : {}), ...(shard ? { shard } : {}) });
+      const listing = await listCatalog(host, { ...clientOptions(a), ...(a.repos ? { repos: a.repos } : {}), ...(shard ? { shard } : {}) });
       refs.push(...listing.images.map((x) => x.ref));
       errors.push(...listing.errors);
       // A gate must not pass on nothing: a --repos that matches no repository is an input not judged.
@@ -188,7 +193,7 @@ export function sortErrors(errors: ImageError[]): ImageError[] {
  * errors. A reference in two files is kept once (the later file's) and said in the warnings.
  */
 export async function mergeStates(files: string[]): Promise<{ images: ImageReport[]; errors: ImageError[]; warnings: string[] }> {
-  const { readStateFile } = await import('../image/scan-state.js');
+  const { describeScan, readStateFile } = await import('../image/scan-state.js');
   const byRef = new Map<string, { d: DoneRecord; file: string }>();
   const errors: ImageError[] = [];
   const warnings: string[] = [];
@@ -211,7 +216,8 @@ export async function mergeStates(files: string[]): Promise<{ images: ImageRepor
     else if (!s.complete || missing.length) errors.push({ ref: file, code: 'SCAN_INCOMPLETE', message: `${file}: the scan stopped before it finished: ${missing.length} of ${s.listing.refs.length} images not judged${missing.length ? ` (${missing.slice(0, 3).join(', ')}${missing.length > 3 ? ', …' : ''})` : ''}; run it again with --state ${file} to finish` });
     if (s.scan.registry && s.scan.shard) {
       const [k, n] = s.scan.shard.split('/').map(Number) as [number, number];
-      const key = `registry://${s.scan.registry}${s.scan.repos?.length ? ` --repos ${[...s.scan.repos].sort().join(',')}` : ''}`;
+      // The shards of one scan: the same registry and --repos, whatever their order.
+      const key = describeScan({ registry: s.scan.registry, ...(s.scan.repos ? { repos: [...s.scan.repos].sort() } : {}) });
       const g = shards.get(key) ?? { count: n, seen: new Set<number>() };
       if (g.count !== n) errors.push({ ref: file, code: 'SCAN_SHARD_MISSING', message: `${file} is shard ${k}/${n} of ${key}, which other files split into ${g.count}` });
       g.seen.add(k);

@@ -32,13 +32,8 @@ export interface ProcessScan {
 export async function scanRunningProcesses(procRoot = '/proc'): Promise<ProcessScan> {
   const t0 = performance.now();
   const procs = mappedFiles(procRoot);
-  let result: Awaited<ReturnType<typeof scanPaths>>;
-  try {
-    result = await scanPaths({ paths: procs.files.map((f) => f.hostPath), workers: 0 });
-  } finally {
-    // The next scan is minutes away: its read buffer (as large as the largest file read) is not kept.
-    releaseScratch();
-  }
+  // The next scan is minutes away: its read buffer (as large as the largest file read) is not kept.
+  const result = await scanPaths({ paths: procs.files.map((f) => f.hostPath), workers: 0 }).finally(releaseScratch);
   const outcomeOf = new Map(result.files.map((f) => [f.path, f.verdicts.none.outcome]));
   // Each process's worst outcome over the files it maps.
   const worst = new Map<number, { comm: string; outcome: Outcome }>();

@@ -155,9 +155,10 @@ export class RegistryClient {
     const bytes = await readBody(r, `${this.ref.host}/${this.ref.repo} manifest ${reference}`, verify ? claim.size : undefined);
     // Asked for by digest, that digest; by tag, the one the registry says it served.
     const said = r.headers.get('docker-content-digest') ?? undefined;
-    const digest = /^sha256:[0-9a-f]{64}$/.test(reference) ? reference : said !== undefined && /^sha256:[0-9a-f]{64}$/.test(said) ? said : undefined;
-    if (verify) checkBlob(`${this.ref.host}/${this.ref.repo} manifest ${reference}`, { ...claim, ...(digest ? { digest } : {}) }, { digest: sha256Of(bytes), bytes: bytes.length });
-    return { doc: parseJson(bytes.toString('utf8'), `manifest ${reference}`), digest: digest ?? said, served: sha256Of(bytes) };
+    const digest = DIGEST.test(reference) ? reference : said !== undefined && DIGEST.test(said) ? said : undefined;
+    const served = sha256Of(bytes);
+    if (verify) checkBlob(`${this.ref.host}/${this.ref.repo} manifest ${reference}`, { ...claim, ...(digest ? { digest } : {}) }, { digest: served, bytes: bytes.length });
+    return { doc: parseJson(bytes.toString('utf8'), `manifest ${reference}`), digest: digest ?? said, served };
   }
 
   /**

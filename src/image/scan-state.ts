@@ -149,7 +149,13 @@ function sameScan(a: StateScan, b: StateScan): boolean {
   return norm(a) === norm(b);
 }
 
-function describeScan(s: StateScan): string {
+/** The first line of a state file for `scan`. */
+function headerLine(scan: StateScan): string {
+  return JSON.stringify({ record: 'vsys-scan-state', version: STATE_VERSION, scan } satisfies Header);
+}
+
+/** The scan as its command line names it: `registry://HOST --repos … --shard K/N`, or a list of images. */
+export function describeScan(s: StateScan): string {
   if (!s.registry) return 'a list of images';
   return `registry://${s.registry}${s.repos?.length ? ` --repos ${s.repos.join(',')}` : ''}${s.shard ? ` --shard ${s.shard}` : ''}`;
 }
@@ -180,8 +186,7 @@ async function readExisting(file: string, scan: StateScan): Promise<StateFile | 
   const existing = await readStateFile(file);
   if (existing.wholeBytes === 0) {
     // Only a cut-off header (killed as it was written) is started over; any other file is not ours to overwrite.
-    const header = JSON.stringify({ record: 'vsys-scan-state', version: STATE_VERSION, scan } satisfies Header);
-    if (!header.startsWith(fs.readFileSync(file, 'utf8'))) throw new VsysError('USAGE', `${file} is not a vsys state file (and is not empty): give another --state file`);
+    if (!headerLine(scan).startsWith(fs.readFileSync(file, 'utf8'))) throw new VsysError('USAGE', `${file} is not a vsys state file (and is not empty): give another --state file`);
     return undefined;
   }
   if (!sameScan(existing.scan, scan)) throw new VsysError('USAGE', `${file} holds the state of another scan (${describeScan(existing.scan)}), not of ${describeScan(scan)}: give another --state file, or remove it to start over`);
@@ -223,7 +228,7 @@ export class StateWriter {
       }
       const w = new StateWriter(fd, file, existing?.done ?? new Map());
       w.unlocked = unlocked;
-      if (!existing) w.line(JSON.stringify({ record: 'vsys-scan-state', version: STATE_VERSION, scan } satisfies Header));
+      if (!existing) w.line(headerLine(scan));
       if (w.failed) throw new VsysError('IO_FAILED', `cannot write --state ${file}: ${w.failed}`, { path: file });
       return w;
     } catch (e) {

@@ -105,6 +105,16 @@ export function restoreAffinity(mask: Buffer): void {
   check(libcBindings().sched_setaffinity(0, mask.length, mask), 'sched_setaffinity');
 }
 
+/** `run()` with the calling thread pinned to `cpu`, its affinity restored after. */
+export function onCpu<T>(cpu: number, run: () => T): T {
+  const saved = pinToCpu(cpu);
+  try {
+    return run();
+  } finally {
+    restoreAffinity(saved);
+  }
+}
+
 export function currentCpu(): number {
   return check(libcBindings().sched_getcpu(), 'sched_getcpu');
 }

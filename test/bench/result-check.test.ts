@@ -13,7 +13,7 @@ import { BENCH_PATHS, type BenchPath } from '../../src/bench/paths.js';
 import { cpuNode, judgeCall } from '../../src/bench/result-check.js';
 import { runChildPath } from '../../src/bench/run-bench.js';
 import { modeFromMaps } from '../../src/host/vsyscall-mode.js';
-import { allowedCpus, pinToCpu, restoreAffinity } from '../../src/native/libc.js';
+import { allowedCpus, onCpu } from '../../src/native/libc.js';
 import { hasCommand } from '../helpers.js';
 
 const row = (id: string) => BENCH_PATHS.find((p) => p.id === id) as BenchPath;
@@ -32,15 +32,6 @@ function lscpuNodes(): Map<number, number> {
     if (f) m.set(Number(f[1]), f[2] === '' ? 0 : Number(f[2]));
   }
   return m;
-}
-
-function onCpu<T>(cpu: number, run: () => T): T {
-  const saved = pinToCpu(cpu);
-  try {
-    return run();
-  } finally {
-    restoreAffinity(saved);
-  }
 }
 
 test('cpuNode agrees with lscpu on every CPU; in a sysfs tree it reads the nodeM link, undefined where there is none', { skip: !hasCommand('lscpu') && 'no lscpu' }, () => {
